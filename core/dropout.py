@@ -1,0 +1,33 @@
+"""Inverted dropout: scale kept units by 1/(1-p) in training so evaluation needs no rescaling.
+
+The mask comes from the layer's own seeded generator, whose state is saved with a checkpoint
+so a resumed run draws the same masks it would have drawn.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from neuraterm.core.module import Module
+from neuraterm.core.tensor import Tensor
+
+
+def dropout(x: Tensor, mask) -> Tensor:
+    """`x * mask`, where `mask` already holds 0 or 1/(1-p); the gradient uses the same mask."""
+    return Tensor.from_op(x.data * mask, (x,), lambda g: x.accumulate(g * mask))
+
+
+class Dropout(Module):
+    def __init__(self, p: float, seed: int = 0, xp=np):
+        self.p = p
+        self.xp = xp
+        self.rng = xp.random.default_rng(seed)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if not self.training or self.p == 0:
+            return x
+        t = x.dtype.type
+        keep = self.rng.random(x.shape, dtype=x.dtype) >= t(self.p)
+        return dropout(x, keep.astype(x.dtype) * t(1.0 / (1.0 - self.p)))
+
+    def __repr__(self) -> str:
+        return f"Dropout({self.p})"

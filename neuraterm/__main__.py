@@ -1,0 +1,3 @@
+from neuraterm.cli import main
+
+main()

@@ -1,0 +1,187 @@
+"""Engine behaviour beyond gradients: stability, dtypes, state, initializers, backend choice."""
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from neuraterm.core import initializers, metrics
+from neuraterm.core.backend import select
+from neuraterm.core.errors import NeuratermError
+from neuraterm.core.losses import cross_entropy, naive_cross_entropy
+from neuraterm.core.mlp import MLP
+from neuraterm.core.optimizers import build
+from neuraterm.core.tensor import Tensor, no_grad
+
+
+def test_naive_ce_overflows_where_stable_does_not():
+    logits = np.array([[710.0, 0.0, -5.0], [800.0, 790.0, 0.0]])
+    labels = np.array([0, 1])
+    with np.errstate(over="ignore", invalid="ignore"):
+        naive = float(naive_cross_entropy(Tensor(logits), labels).data)
+    stable = float(cross_entropy(Tensor(logits), labels).data)
+    assert not np.isfinite(naive)
+    # Exact values: row 0 -> log(1 + e^-710 + e^-715) ~ 0; row 1 -> 10 + log(1 + e^-10 + ...).
+    expected = (0.0 + (10.0 + np.log1p(np.exp(-10.0)))) / 2
+    assert stable == pytest.approx(expected, rel=1e-12)
+
+
+def test_naive_and_stable_agree_on_ordinary_logits():
+    logits = np.random.default_rng(0).standard_normal((8, 5))
+    labels = np.arange(8) % 5
+    assert float(naive_cross_entropy(Tensor(logits), labels).data) == pytest.approx(
+        float(cross_entropy(Tensor(logits), labels).data), rel=1e-12)
+
+
+def test_training_step_stays_float32():
+    net = MLP([12, 8, 3], activation="gelu", batchnorm=True, dropout=0.2)
+    opt = build("adamw", net.parameters(), lr=1e-3, clip_norm=1.0, l2=1e-4)
+    x = Tensor(np.random.default_rng(0).random((16, 12), dtype=np.float32))
+    loss = cross_entropy(net(x), np.arange(16) % 3)
+    loss.backward()
+    opt.step()
+    assert loss.data.dtype == np.float32
+    for name, array in net.state_dict().items():
+        assert array.dtype == np.float32, name
+    assert opt.m.dtype == opt.v.dtype == np.float32
+
+
+def test_no_grad_records_no_graph():
+    net = MLP([4, 3, 2])
+    with no_grad():
+        out = net(Tensor(np.ones((2, 4), np.float32)))
+    assert not out.requires_grad and out._backward is None
+
+
+def test_state_dict_round_trip_restores_outputs():
+    a = MLP([6, 5, 3], batchnorm=True, seed=1)
+    b = MLP([6, 5, 3], batchnorm=True, seed=2)
+    x = Tensor(np.random.default_rng(0).random((4, 6), dtype=np.float32))
+    a(x)  # moves running statistics away from their initial values
+    a.eval(), b.eval()
+    assert not np.allclose(a(x).data, b(x).data)
+    b.load_state_dict(a.state_dict())
+    np.testing.assert_array_equal(a(x).data, b(x).data)
+    assert set(a.state_dict()) == {"0.weight", "1.weight", "1.bias", "1.running_mean", "1.running_var",
+                                   "3.weight", "3.bias"}
+
+
+def test_load_state_dict_refuses_wrong_shapes_and_names():
+    net = MLP([6, 5, 3])
+    state = net.state_dict()
+    with pytest.raises(NeuratermError, match="0.weight"):
+        net.load_state_dict({**state, "0.weight": np.zeros((5, 7), np.float32)})
+    with pytest.raises(NeuratermError, match="missing"):
+        net.load_state_dict({k: v for k, v in state.items() if k != "1.bias"})
+
+
+def test_load_state_dict_writes_through_the_optimizer_buffer():
+    """After an optimizer has flattened the parameters, loading must still reach what it updates."""
+    net = MLP([6, 5, 3])
+    opt = build("sgd", net.parameters(), lr=0.1)
+    zeros = {k: np.zeros_like(v) for k, v in net.state_dict().items()}
+    net.load_state_dict(zeros)
+    assert not opt.flat.data.any()
+
+
+def test_optimizer_state_round_trip():
+    x = Tensor(np.random.default_rng(0).random((8, 6), dtype=np.float32))
+    y = np.arange(8) % 3
+
+    def run(steps, net, opt):
+        for _ in range(steps):
+            opt.zero_grad()
+            cross_entropy(net(x), y).backward()
+            opt.step()
+
+    net_a = MLP([6, 5, 3]); opt_a = build("adam", net_a.parameters(), lr=1e-2)
+    run(6, net_a, opt_a)
+    net_b = MLP([6, 5, 3]); opt_b = build("adam", net_b.parameters(), lr=1e-2)
+    run(3, net_b, opt_b)
+    net_c = MLP([6, 5, 3], seed=9); opt_c = build("adam", net_c.parameters(), lr=1e-2)
+    net_c.load_state_dict(net_b.state_dict())
+    opt_c.load_state_dict(opt_b.state_dict())
+    run(3, net_c, opt_c)
+    for k, v in net_a.state_dict().items():
+        np.testing.assert_array_equal(v, net_c.state_dict()[k])
+
+
+def test_unknown_names_are_clear_errors():
+    with pytest.raises(NeuratermError, match="unknown optimizer"):
+        build("adagrad", MLP([2, 2]).parameters())
+    with pytest.raises(NeuratermError, match="unknown activation"):
+        MLP([2, 3, 2], activation="swish2")
+    with pytest.raises(NeuratermError, match="unknown initializer"):
+        MLP([2, 3, 2], init="orthogonal")
+    with pytest.raises(NeuratermError, match="unknown device"):
+        select("tpu")
+
+
+@pytest.mark.parametrize("name,expected_std", [
+    ("he_normal", np.sqrt(2 / 400)), ("glorot_normal", np.sqrt(2 / 600)), ("lecun_normal", np.sqrt(1 / 400)),
+    ("he_uniform", np.sqrt(6 / 400) / np.sqrt(3)), ("glorot_uniform", np.sqrt(6 / 600) / np.sqrt(3)),
+    ("lecun_uniform", np.sqrt(3 / 400) / np.sqrt(3)), ("torch_default", 1 / np.sqrt(400) / np.sqrt(3)),
+])
+def test_initializer_scales(name, expected_std):
+    w = initializers.initialize(name, np.random.default_rng(0), (200, 400), 400, 200)
+    assert w.dtype == np.float32
+    assert w.std() == pytest.approx(expected_std, rel=0.02)
+    assert abs(w.mean()) < 0.01 * expected_std * 10
+
+
+def test_initializers_are_seeded():
+    a = MLP([10, 8, 2], seed=5).state_dict()
+    b = MLP([10, 8, 2], seed=5).state_dict()
+    c = MLP([10, 8, 2], seed=6).state_dict()
+    assert all(np.array_equal(a[k], b[k]) for k in a)
+    assert not np.array_equal(a["0.weight"], c["0.weight"])
+
+
+def test_metrics_from_a_known_confusion_matrix():
+    y_true = [0, 0, 0, 1, 1, 2]
+    y_pred = [0, 0, 1, 1, 2, 2]
+    cm = metrics.confusion_matrix(y_true, y_pred, 3)
+    assert cm.tolist() == [[2, 1, 0], [0, 1, 1], [0, 0, 1]]
+    stats = metrics.per_class(cm)
+    np.testing.assert_allclose(stats["precision"], [1.0, 0.5, 0.5])
+    np.testing.assert_allclose(stats["recall"], [2 / 3, 0.5, 1.0])
+    f1 = [0.8, 0.5, 2 / 3]
+    np.testing.assert_allclose(stats["f1"], f1)
+    assert metrics.macro_f1(cm) == pytest.approx(np.mean(f1))
+    assert metrics.accuracy(y_true, y_pred) == pytest.approx(4 / 6)
+    assert metrics.most_confused(cm, 1) == [(0, 1, 1)] or metrics.most_confused(cm, 1) == [(1, 2, 1)]
+    assert metrics.mean_cross_entropy(np.array([[1000.0, 0.0]]), [0]) == pytest.approx(0.0)
+
+
+def test_training_learns_a_separable_problem():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((256, 2)).astype(np.float32)
+    y = (x[:, 0] * x[:, 1] > 0).astype(np.int64)  # XOR-like quadrants: needs the hidden layer
+    net = MLP([2, 32, 2], activation="tanh")
+    opt = build("adam", net.parameters(), lr=0.02)
+    for _ in range(300):
+        opt.zero_grad()
+        cross_entropy(net(Tensor(x)), y).backward()
+        opt.step()
+    with no_grad():
+        acc = (net(Tensor(x)).data.argmax(1) == y).mean()
+    assert acc > 0.95
+
+
+def test_cpu_path_never_imports_cupy_or_ui_packages():
+    code = ("import sys, numpy as np\n"
+            "from neuraterm.core import mlp, optimizers, losses, tensor, backend\n"
+            "backend.select('cpu')\n"
+            "net = mlp.MLP([4, 3, 2]); optimizers.build('adam', net.parameters())\n"
+            "bad = [m for m in ('cupy', 'textual', 'click', 'rich', 'plotext') if m in sys.modules]\n"
+            "print(','.join(bad))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""
+
+
+def test_only_the_backend_module_mentions_cupy():
+    from pathlib import Path
+    import neuraterm.core as core
+    root = Path(core.__file__).parent
+    offenders = [p.name for p in root.rglob("*.py") if "import cupy" in p.read_text() and p.name != "backend.py"]
+    assert offenders == []
