@@ -1,0 +1,326 @@
+"""The training loop: epochs of mini-batches that publish events and checkpoint every epoch.
+
+The loop knows no UI. It checks one `Control` between steps, so Pause, Stop, Ctrl-C and a closing
+window all act within a step; early stopping is a flag too (Keras' `stop_training`). Everything
+that decides what happens next (weights, optimizer moments, data-order and dropout RNG states,
+position inside the epoch, early-stopping and plateau counters) is saved, which makes a resumed
+run continue bit for bit as if it had never stopped (on the CPU).
+"""
+from __future__ import annotations
+
+import math
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from neuraterm import __version__
+from neuraterm.core import backend, checkpoint, events, optimizers, schedules
+from neuraterm.core.config import Config
+from neuraterm.core.data import registry
+from neuraterm.core.data.batches import BatchOrder
+from neuraterm.core.data.prepare import Prepared, prepare
+from neuraterm.core.dropout import Dropout
+from neuraterm.core.errors import NeuratermError
+from neuraterm.core.evaluate import loss_and_accuracy, report
+from neuraterm.core.losses import cross_entropy
+from neuraterm.core.mlp import MLP
+from neuraterm.core.tensor import Tensor
+
+
+class RunFailed(Exception):
+    """The run itself went wrong (it diverged); the CLI exits 1 and the last checkpoint stays."""
+
+
+class Control:
+    """Pause, resume and stop from any thread; the loop polls it between steps."""
+
+    def __init__(self):
+        self._running = threading.Event()
+        self._running.set()
+        self.stop_requested = False
+
+    def pause(self) -> None:
+        self._running.clear()
+
+    def resume(self) -> None:
+        self._running.set()
+
+    def stop(self) -> None:
+        self.stop_requested = True
+        self._running.set()
+
+    @property
+    def paused(self) -> bool:
+        return not self._running.is_set()
+
+    def wait_if_paused(self) -> None:
+        self._running.wait()
+
+
+@dataclass
+class EarlyStopping:
+    """Keras semantics: stop after `patience` epochs without an improvement larger than `min_delta`."""
+    monitor: str
+    patience: int
+    min_delta: float = 0.0
+    best: float | None = None
+    best_epoch: int = 0
+    wait: int = 0
+
+    def improved(self, value: float) -> bool:
+        if self.best is None:
+            return True
+        if self.monitor.endswith("acc"):
+            return value > self.best + self.min_delta
+        return value < self.best - self.min_delta
+
+    def update(self, epoch: int, value: float) -> bool:
+        """Record an epoch's value; True when this is the best so far."""
+        if self.improved(value):
+            self.best, self.best_epoch, self.wait = value, epoch, 0
+            return True
+        self.wait += 1
+        return False
+
+    @property
+    def should_stop(self) -> bool:
+        return self.patience > 0 and self.wait >= self.patience
+
+
+def build_model(config: Config, num_features: int, num_classes: int, xp):
+    m = config.model
+    return MLP([num_features, *m.hidden, num_classes], activation=m.activation, batchnorm=m.batchnorm,
+               dropout=m.dropout, init=m.init, seed=config.train.seed, xp=xp)
+
+
+def build_optimizer(config: Config, model):
+    o = config.optimizer
+    common = {"lr": o.lr, "l2": o.l2, "clip_norm": o.clip_norm or None}
+    specific = {
+        "sgd": {"momentum": o.momentum, "nesterov": o.nesterov},
+        "adam": {"betas": (o.beta1, o.beta2), "eps": o.eps, "weight_decay": o.weight_decay},
+        "adamw": {"betas": (o.beta1, o.beta2), "eps": o.eps, "weight_decay": o.weight_decay},
+        "rmsprop": {"alpha": o.alpha, "eps": o.eps, "momentum": o.momentum},
+    }
+    if o.name not in specific:
+        raise NeuratermError(f"unknown optimizer {o.name!r}; expected one of {', '.join(specific)}")
+    return optimizers.build(o.name, model.parameters(), **common, **specific[o.name])
+
+
+def build_schedule(config: Config):
+    s = config.schedule
+    return schedules.build(s.name, config.optimizer.lr, config.train.epochs, lr_min=s.lr_min, gamma=s.gamma,
+                           step_size=s.step_size, warmup=s.warmup,
+                           decay_epochs=s.decay_epochs or config.train.epochs)
+
+
+def load_data(config: Config, progress=None) -> Prepared:
+    d = config.data
+    dataset = registry.load(d.dataset, d.data_dir or None, progress=progress)
+    return prepare(dataset, d.val_fraction, d.test_fraction, d.limit, d.normalize, config.train.seed, d.pool)
+
+
+@dataclass
+class Trainer:
+    config: Config
+    run_dir: Path
+    listeners: list = field(default_factory=list)
+    resume: bool = False
+    data: Prepared | None = None
+    control: Control = field(default_factory=Control)
+    step_events_per_s: float = 20.0
+
+    def emit(self, event: events.Event) -> None:
+        for listener in self.listeners:
+            listener(event)
+
+    # -- set-up -----------------------------------------------------------------------------
+    def _setup(self) -> None:
+        c = self.config
+        self.xp = backend.select(c.train.device)
+        snap = checkpoint.load(self.run_dir) if self.resume else None
+        if self.data is None:
+            self.data = load_data(c)
+        data = self.data
+        if snap is not None and snap.normalization:
+            data.normalizer.mean, data.normalizer.std = snap.normalization["mean"], snap.normalization["std"]
+        self.model = build_model(c, data.num_features, data.num_classes, self.xp)
+        self.optimizer = build_optimizer(c, self.model)
+        self.schedule = build_schedule(c)
+        self.plateau = (schedules.ReduceLROnPlateau(c.optimizer.lr, c.schedule.factor, c.schedule.patience,
+                                                    c.schedule.lr_min) if c.schedule.name == "plateau" else None)
+        self.early = EarlyStopping(c.train.monitor, c.train.early_stopping, c.train.min_delta)
+        self.order = BatchOrder(len(data.train.y), c.train.batch_size, c.train.seed)
+        self.dropouts = [m for m in self.model.layers() if isinstance(m, Dropout)]
+        self.history: list[dict] = []
+        self.best_weights: dict = {}
+        self.epoch = 0  # epochs completed
+        self.partial: dict | None = None  # position inside an interrupted epoch
+        if snap is not None:
+            self._restore(snap)
+
+    def _restore(self, snap: checkpoint.Snapshot) -> None:
+        try:
+            self.model.load_state_dict(snap.weights)
+            self.optimizer.load_state_dict(snap.optimizer)
+            s = snap.train_state
+            self.epoch = int(s["epoch"])
+            self.order.set_state(s["order_rng"])
+            for layer, state in zip(self.dropouts, s.get("dropout_rng", [])):
+                layer.rng.bit_generator.state = state
+            self.early.best, self.early.best_epoch, self.early.wait = s["early"]["best"], s["early"]["best_epoch"], s["early"]["wait"]
+            if self.plateau is not None and s.get("plateau"):
+                for k, v in s["plateau"].items():
+                    setattr(self.plateau, k, v)
+            self.partial = s.get("partial")
+        except (KeyError, TypeError, ValueError) as exc:
+            raise NeuratermError(f"{self.run_dir / 'state' / 'train.json'}: incomplete training state ({exc})") from None
+        self.history = snap.history
+        self.best_weights = snap.best_weights
+
+    # -- checkpoints ------------------------------------------------------------------------
+    def _snapshot(self, report_dict: dict | None = None) -> checkpoint.Snapshot:
+        data, c = self.data, self.config
+        meta = {
+            "neuraterm_version": __version__,
+            "architecture": {"sizes": [data.num_features, *c.model.hidden, data.num_classes],
+                             "activation": c.model.activation, "batchnorm": c.model.batchnorm,
+                             "dropout": c.model.dropout, "layers": [repr(m) for m in self.model.layers()]},
+            "parameters": self.model.num_parameters(),
+            "dataset": c.data.dataset,
+            "class_names": data.class_names,
+            "normalization": data.normalizer.mode,
+            "device": backend.name_of(self.xp),
+        }
+        state = {
+            "epoch": self.epoch,
+            "order_rng": self.order.get_state(),
+            "dropout_rng": [layer.rng.bit_generator.state for layer in self.dropouts],
+            "early": {"best": self.early.best, "best_epoch": self.early.best_epoch, "wait": self.early.wait},
+            "plateau": self.plateau.state() if self.plateau else None,
+            "partial": self.partial,
+            "lr": self.optimizer.lr,
+        }
+        return checkpoint.Snapshot(c, meta, self.model.state_dict(), self.optimizer.state_dict(), state,
+                                   self.history, data.normalizer.arrays(), self.best_weights, report_dict)
+
+    def _save(self, report_dict: dict | None = None, best: bool = False) -> None:
+        if not all(np.isfinite(a).all() for a in self.model.state_dict().values()):
+            raise RunFailed("weights are not finite; the previous checkpoint is kept")
+        checkpoint.save(self.run_dir, self._snapshot(report_dict))
+        self.emit(events.CheckpointSaved(str(self.run_dir), self.epoch, best))
+
+    # -- the loop ---------------------------------------------------------------------------
+    def _lr_for(self, epoch: int) -> float:
+        return self.plateau.lr if self.plateau is not None else self.schedule(epoch)
+
+    def _train_epoch(self) -> bool:
+        """One epoch (or the rest of an interrupted one); False if stopped partway."""
+        xp, data, opt = self.xp, self.data, self.optimizer
+        x_train = self.x_train_dev
+        y_train = data.train.y
+        batch = self.order.batch_size
+        start_rng = self.order.get_state() if self.partial is None else self.partial["order_rng"]
+        if self.partial is not None:
+            self.order.set_state(self.partial["order_rng"])
+        skip = self.partial["step"] if self.partial else 0
+        loss_sum = self.partial["loss_sum"] if self.partial else 0.0
+        correct = self.partial["correct"] if self.partial else 0
+        seen = self.partial["seen"] if self.partial else 0
+        self.partial = None
+        steps = len(self.order)
+        buf_u8 = xp.empty((batch, x_train.shape[1]), dtype=xp.uint8)
+        buf = xp.empty((batch, x_train.shape[1]), dtype=xp.float32)
+        epoch_start = time.perf_counter()
+        last_emit = 0.0
+        trained = 0
+        for step, idx in enumerate(self.order.epoch(), start=1):
+            if step <= skip:
+                continue
+            self.control.wait_if_paused()
+            if self.control.stop_requested:
+                self.partial = {"step": step - 1, "order_rng": start_rng, "loss_sum": loss_sum,
+                                "correct": correct, "seen": seen}
+                return False
+            n = len(idx)
+            xb_u8, xb = buf_u8[:n], buf[:n]
+            xp.take(x_train, xp.asarray(idx), axis=0, out=xb_u8)
+            data.normalizer(xb_u8, xp, out=xb)
+            yb = y_train[idx]
+            opt.zero_grad()
+            logits = self.model(Tensor(xb))
+            loss = cross_entropy(logits, xp.asarray(yb))
+            value = float(loss.data)
+            if not math.isfinite(value):
+                raise RunFailed(f"loss became {value} at epoch {self.epoch + 1}, step {step}: the run diverged "
+                                f"(try a lower learning rate); the last checkpoint is kept")
+            loss.backward()
+            opt.step()
+            loss_sum += value * n
+            correct += int((backend.to_host(logits.data.argmax(1)) == yb).sum())
+            seen += n
+            trained += n
+            now = time.perf_counter()
+            if now - last_emit >= 1.0 / self.step_events_per_s or step == steps:
+                last_emit = now
+                self.emit(events.StepEnded(self.epoch + 1, step, steps, loss_sum / seen,
+                                           trained / max(now - epoch_start, 1e-9)))
+        self.epoch_stats = (loss_sum / max(seen, 1), correct / max(seen, 1), trained,
+                            time.perf_counter() - epoch_start)
+        return True
+
+    def run(self) -> dict:
+        """Train to `config.train.epochs`; returns the final report (partial if stopped)."""
+        self._setup()
+        c, data = self.config, self.data
+        self.x_train_dev = self.xp.asarray(data.train.x)
+        total_epochs = c.train.epochs
+        self.emit(events.RunStarted(str(self.run_dir), c.name, backend.name_of(self.xp), self.model.num_parameters(),
+                                    len(data.train.y), len(data.val.y), len(data.test.y), len(self.order),
+                                    self.epoch, total_epochs, data.counts()))
+        run_start = time.perf_counter()
+        early_stopped = False
+        try:
+            while self.epoch < total_epochs:
+                self.optimizer.lr = self._lr_for(self.epoch)
+                if not self._train_epoch():
+                    self._save()
+                    self.emit(events.RunFinished(str(self.run_dir), {}, stopped=True))
+                    return {}
+                train_loss, train_acc, trained, seconds = self.epoch_stats
+                val_loss, val_acc = loss_and_accuracy(self.model, data.val.x, data.val.y, data.normalizer, self.xp)
+                self.epoch += 1
+                row = {"epoch": self.epoch, "train_loss": train_loss, "train_acc": train_acc, "val_loss": val_loss,
+                       "val_acc": val_acc, "lr": self.optimizer.lr, "seconds": seconds,
+                       "samples_per_s": trained / max(seconds, 1e-9)}
+                self.history.append(row)
+                self.emit(events.EpochEnded(self.epoch, total_epochs, train_loss, train_acc, val_loss, val_acc,
+                                            self.optimizer.lr, row["samples_per_s"], seconds,
+                                            time.perf_counter() - run_start))
+                monitored = row[c.train.monitor] if not math.isnan(row[c.train.monitor]) else train_loss
+                is_best = self.early.update(self.epoch, monitored)
+                if is_best and c.train.early_stopping and c.train.restore_best:
+                    self.best_weights = self.model.state_dict()
+                if self.plateau is not None:
+                    self.plateau.step(row[c.schedule.monitor])
+                self._save(best=is_best)
+                if self.early.should_stop:
+                    early_stopped = True
+                    self.emit(events.EarlyStopped(self.epoch, self.early.best_epoch, c.train.monitor, self.early.best))
+                    break
+            if early_stopped and c.train.restore_best and self.best_weights:
+                self.model.load_state_dict(self.best_weights)
+            final = report(self.model, data.test.x, data.test.y, data.normalizer, self.xp, data.class_names,
+                           c.train.noise, c.train.seed)
+            final.update(epochs_trained=self.epoch, best_epoch=self.early.best_epoch, early_stopped=early_stopped,
+                         seconds=time.perf_counter() - run_start, device=backend.name_of(self.xp),
+                         parameters=self.model.num_parameters())
+            self._save(report_dict=final)
+        except RunFailed as exc:
+            self.emit(events.RunFailed(str(self.run_dir), str(exc)))
+            raise
+        self.emit(events.RunFinished(str(self.run_dir), final))
+        return final

@@ -1,0 +1,83 @@
+"""The headless consumer of training events: a progress bar and a per-epoch table on a terminal,
+plain lines when output is piped or NO_COLOR is set."""
+from __future__ import annotations
+
+import os
+import sys
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from neuraterm.core import events
+
+
+def percent(x: float) -> str:
+    return f"{100 * x:.2f}%"
+
+
+class HeadlessPrinter:
+    def __init__(self, stream=None):
+        self.stream = stream or sys.stdout
+        self.interactive = self.stream.isatty()
+        self.console = Console(file=self.stream, no_color="NO_COLOR" in os.environ,
+                               force_terminal=self.interactive or None, highlight=False)
+        self.progress: Progress | None = None
+        self.task = None
+
+    def _plain(self, text: str) -> None:
+        print(text, file=self.stream, flush=True)
+
+    def _stop_bar(self) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+            self.progress = None
+
+    def __call__(self, event: events.Event) -> None:
+        if isinstance(event, events.RunStarted):
+            verb = "resuming at epoch" if event.start_epoch else "training"
+            self._plain(f"{event.config_name}: {verb} {event.start_epoch or ''} on {event.device}, "
+                        f"{event.parameters:,} parameters, {event.train_size:,} train / {event.val_size:,} val / "
+                        f"{event.test_size:,} test samples, {event.steps_per_epoch} steps per epoch".replace("  ", " "))
+            self._plain(f"model folder: {event.run_dir}")
+        elif isinstance(event, events.StepEnded) and self.interactive:
+            if self.progress is None:
+                self.progress = Progress(TextColumn("epoch {task.fields[epoch]}"), BarColumn(), MofNCompleteColumn(),
+                                         TextColumn("loss {task.fields[loss]:.4f}"),
+                                         TextColumn("{task.fields[rate]:,.0f} samples/s"), TimeRemainingColumn(),
+                                         console=self.console, transient=True)
+                self.progress.start()
+                self.task = self.progress.add_task("", total=event.steps, epoch=event.epoch, loss=event.loss,
+                                                   rate=event.samples_per_s)
+            self.progress.update(self.task, completed=event.step, total=event.steps, epoch=event.epoch,
+                                 loss=event.loss, rate=event.samples_per_s)
+        elif isinstance(event, events.EpochEnded):
+            self._stop_bar()
+            self._plain(f"epoch {event.epoch:>3}/{event.epochs}  train loss {event.train_loss:.4f} acc "
+                        f"{percent(event.train_acc)}  val loss {event.val_loss:.4f} acc {percent(event.val_acc)}  "
+                        f"lr {event.lr:.3g}  {event.samples_per_s:,.0f} samples/s  {event.seconds:.1f}s")
+        elif isinstance(event, events.EarlyStopped):
+            self._plain(f"early stopping at epoch {event.epoch}: best {event.monitor} {event.best_value:.4f} "
+                        f"at epoch {event.best_epoch}")
+        elif isinstance(event, events.RunFailed):
+            self._stop_bar()
+        elif isinstance(event, events.RunFinished):
+            self._stop_bar()
+            if event.stopped:
+                self._plain(f"stopped; checkpoint saved in {event.run_dir} (resume with: neuraterm resume {event.run_dir})")
+            else:
+                self.print_report(event.report, event.run_dir)
+
+    def print_report(self, report: dict, run_dir: str) -> None:
+        table = Table(title="test report", show_header=False, box=None)
+        table.add_row("test accuracy", percent(report["test_accuracy"]))
+        table.add_row("macro-F1", f"{report['macro_f1']:.4f}")
+        table.add_row("cross-entropy", f"{report['test_loss']:.4f}")
+        table.add_row("test samples", f"{report['test_size']:,}")
+        confused = ", ".join(f"{c['true']}->{c['predicted']} ({c['count']})" for c in report["most_confused"][:3])
+        table.add_row("most confused", confused or "none")
+        noise = "  ".join(f"s={n['sigma']:g}: {percent(n['accuracy'])}" for n in report.get("noise", []))
+        if noise:
+            table.add_row("noise robustness", noise)
+        table.add_row("model folder", str(run_dir))
+        self.console.print(table)

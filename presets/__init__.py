@@ -1,0 +1,27 @@
+"""The named experiments shipped with neuraterm, as TOML files in this folder."""
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+
+from neuraterm.core import config as config_mod
+from neuraterm.core.errors import NeuratermError
+
+
+def names() -> list[str]:
+    return sorted(p.name[:-5] for p in resources.files(__name__).iterdir() if p.name.endswith(".toml"))
+
+
+def path_of(name_or_path: str) -> Path:
+    """A shipped preset by name, or any TOML file by path."""
+    candidate = Path(name_or_path)
+    if candidate.suffix == ".toml" or candidate.exists():
+        return candidate
+    item = resources.files(__name__) / f"{name_or_path}.toml"
+    if not item.is_file():
+        raise NeuratermError(f"unknown preset {name_or_path!r}; run 'neuraterm presets' to list them")
+    return Path(str(item))
+
+
+def load(name_or_path: str) -> config_mod.Config:
+    return config_mod.load_toml(path_of(name_or_path))
