@@ -52,7 +52,7 @@ class Snapshot:
 def _write_arrays(folder: Path, arrays: dict[str, np.ndarray]) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     for name, array in arrays.items():
-        np.save(folder / f"{name}.npy", np.ascontiguousarray(array), allow_pickle=False)
+        np.save(folder / f"{name}.npy", np.asarray(array), allow_pickle=False)
 
 
 def history_csv(history: list[dict]) -> str:

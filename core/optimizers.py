@@ -65,7 +65,10 @@ class Optimizer:
             if value is None or value.shape != target.shape:
                 raise NeuratermError(f"optimizer state {name!r} is missing or does not fit the model")
             target[...] = self.xp.asarray(value, dtype=target.dtype)
-        self.steps = int(state["steps"])
+        steps = state.get("steps")
+        if steps is None or steps.shape != () or steps.dtype.kind not in "iu":
+            raise NeuratermError("optimizer state 'steps' is missing or is not a single integer")
+        self.steps = int(steps)
 
 
 class SGD(Optimizer):

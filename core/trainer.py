@@ -163,9 +163,9 @@ class Trainer:
             self._restore(snap)
 
     def _restore(self, snap: checkpoint.Snapshot) -> None:
+        self.model.load_state_dict(snap.weights)
+        self.optimizer.load_state_dict(snap.optimizer)
         try:
-            self.model.load_state_dict(snap.weights)
-            self.optimizer.load_state_dict(snap.optimizer)
             s = snap.train_state
             self.epoch = int(s["epoch"])
             self.order.set_state(s["order_rng"])
@@ -218,7 +218,14 @@ class Trainer:
         return self.plateau.lr if self.plateau is not None else self.schedule(epoch)
 
     def _train_epoch(self) -> bool:
-        """One epoch (or the rest of an interrupted one); False if stopped partway."""
+        """One epoch (or the rest of an interrupted one); False if stopped partway.
+
+        Floating-point warnings are silenced: a non-finite loss is detected and reported as one line.
+        """
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            return self._train_steps()
+
+    def _train_steps(self) -> bool:
         xp, data, opt = self.xp, self.data, self.optimizer
         x_train = self.x_train_dev
         y_train = data.train.y

@@ -179,7 +179,7 @@ def _load_emnist(info, data_dir, download, progress) -> Dataset:
     upright = lambda x: np.ascontiguousarray(x.reshape(-1, 28, 28).transpose(0, 2, 1)).reshape(len(x), -1)  # noqa: E731
     offset = 1 if split == "letters" else 0  # Letters labels run 1..26
     names = [chr(int(line.split()[1])) for line in io.StringIO(mapping) if line.strip()]
-    names = names[offset:] if names else list(info.class_names)
+    names = names or list(info.class_names)  # mapping lines run in label order (Letters: 1..26)
     return Dataset(info.name, upright(x_tr), y_tr.astype(np.int64) - offset, upright(x_te),
                    y_te.astype(np.int64) - offset, names, info.image_shape, source)
 
