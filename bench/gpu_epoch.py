@@ -170,8 +170,10 @@ def main() -> None:
         x_np = rng.integers(0, 256, (n, sizes[0]), dtype=np.uint8)
         y_np = rng.integers(0, sizes[-1], n)
         sync = cp.cuda.Device().synchronize
+        print(f"  {label}: ours eager...", flush=True)
         ours = timed(ours_epoch_fn(cp, cp.asarray(x_np), cp.asarray(y_np), sizes, opt_name, lr, batch), args.repeats, sync)
         eager, graphed = torch_epoch_fns(torch, x_np, y_np, sizes, opt_name, lr, batch)
+        print(f"  {label}: torch eager and graph...", flush=True)
         t_eager = timed(eager, args.repeats, torch.cuda.synchronize)
         t_graph = timed(graphed, args.repeats, torch.cuda.synchronize)
         flops, fp32, tf32, launch, steps = floors(n, sizes, batch)
