@@ -81,7 +81,7 @@ def torch_epoch_fns(torch, x_np, y_np, sizes, opt_name, lr, batch):
     net, opt = make()
 
     def eager():
-        perm = torch.randperm(n, device=dev)
+        perm = torch.from_numpy(np.random.permutation(n)).to(dev)
         for i in range(0, n - batch + 1, batch):
             idx = perm[i:i + batch]
             xb = x[idx].float().mul_(1 / 255)
@@ -108,7 +108,9 @@ def torch_epoch_fns(torch, x_np, y_np, sizes, opt_name, lr, batch):
         gopt.step()
 
     def graphed():
-        perm = torch.randperm(n, device=dev)
+        # The permutation comes from the host: torch.randperm after a graph capture produced
+        # out-of-range indices here (device-side assert), so both torch paths share this one.
+        perm = torch.from_numpy(np.random.permutation(n)).to(dev)
         for i in range(0, n - batch + 1, batch):
             idx = perm[i:i + batch]
             static_x.copy_(x[idx]).mul_(1 / 255)
