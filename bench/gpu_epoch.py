@@ -10,7 +10,10 @@ and the cost of one node in a replayed CUDA graph. Prints a table; times are med
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
+import subprocess
+import sys
 import time
 
 import numpy as np
@@ -155,39 +158,53 @@ def floors(n, sizes, batch):
     return flops, flops / (FP32_TFLOPS * 1e12), flops / (TF32_TFLOPS * 1e12), steps * kernels * NODE_US * 1e-6, steps
 
 
+def measure(index: int, repeats: int, quick: bool) -> dict:
+    import cupy as cp
+    import torch
+    label, n, sizes, opt_name, lr, batch = CONFIGS[index]
+    n = n // 10 if quick else n
+    rng = np.random.default_rng(0)
+    x_np = rng.integers(0, 256, (n, sizes[0]), dtype=np.uint8)
+    y_np = rng.integers(0, sizes[-1], n)
+    ours = timed(ours_epoch_fn(cp, cp.asarray(x_np), cp.asarray(y_np), sizes, opt_name, lr, batch), repeats,
+                 cp.cuda.Device().synchronize)
+    eager, graphed = torch_epoch_fns(torch, x_np, y_np, sizes, opt_name, lr, batch)
+    t_eager = timed(eager, repeats, torch.cuda.synchronize)
+    t_graph = timed(graphed, repeats, torch.cuda.synchronize)
+    flops, fp32, tf32, launch, steps = floors(n, sizes, batch)
+    return {"label": label, "n": n, "steps": steps, "ours": ours, "torch_eager": t_eager, "torch_graph": t_graph,
+            "floor_fp32": fp32, "floor_tf32": tf32, "floor_launch": launch}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="a tenth of the samples")
+    parser.add_argument("--config", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.config is not None:
+        print(json.dumps(measure(args.config, args.repeats, args.quick)))
+        return
     import cupy as cp
     import torch
     eager_us, node_us = launch_costs(cp)
     print(f"device: {cp.cuda.runtime.getDeviceProperties(0)['name'].decode()}  cupy {cp.__version__}  torch {torch.__version__}")
     print(f"one eager CuPy launch: {eager_us:.1f} us host time; one node of a replayed graph: {node_us:.2f} us")
     rows = []
-    for label, n, sizes, opt_name, lr, batch in CONFIGS:
-        n = n // 10 if args.quick else n
-        rng = np.random.default_rng(0)
-        x_np = rng.integers(0, 256, (n, sizes[0]), dtype=np.uint8)
-        y_np = rng.integers(0, sizes[-1], n)
-        sync = cp.cuda.Device().synchronize
-        print(f"  {label}: ours eager...", flush=True)
-        ours = timed(ours_epoch_fn(cp, cp.asarray(x_np), cp.asarray(y_np), sizes, opt_name, lr, batch), args.repeats, sync)
-        eager, graphed = torch_epoch_fns(torch, x_np, y_np, sizes, opt_name, lr, batch)
-        print(f"  {label}: torch eager and graph...", flush=True)
-        t_eager = timed(eager, args.repeats, torch.cuda.synchronize)
-        t_graph = timed(graphed, args.repeats, torch.cuda.synchronize)
-        flops, fp32, tf32, launch, steps = floors(n, sizes, batch)
-        rows.append((label, n, steps, ours, t_eager, t_graph, fp32, tf32, launch))
+    for index in range(len(CONFIGS)):
+        # One process per config: two CUDA graphs of PyTorch in one process tripped a device assert here.
+        command = [sys.executable, __file__, "--config", str(index), "--repeats", str(args.repeats)]
+        out = subprocess.run(command + (["--quick"] if args.quick else []), capture_output=True, text=True, check=True)
+        rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
     print(f"{'config':38} {'samples':>8} {'steps':>6} {'ours eager':>10} {'torch eager':>11} {'torch graph':>11} "
           f"{'floor fp32':>10} {'floor tf32':>10} {'launch floor':>12}")
-    for label, n, steps, ours, te, tg, fp32, tf32, launch in rows:
-        print(f"{label:38} {n:8,} {steps:6} {ours:9.3f}s {te:10.3f}s {tg:10.3f}s {fp32 * 1e3:8.1f}ms {tf32 * 1e3:8.1f}ms "
-              f"{launch * 1e3:10.1f}ms")
-    for label, n, steps, ours, te, tg, *_ in rows:
-        print(f"{label}: ours eager vs torch eager {te / ours:.2f}x, vs torch graph {tg / ours:.2f}x "
-              f"({n / ours:,.0f} samples/s)")
+    for r in rows:
+        print(f"{r['label']:38} {r['n']:8,} {r['steps']:6} {r['ours']:9.3f}s {r['torch_eager']:10.3f}s "
+              f"{r['torch_graph']:10.3f}s {r['floor_fp32'] * 1e3:8.1f}ms {r['floor_tf32'] * 1e3:8.1f}ms "
+              f"{r['floor_launch'] * 1e3:10.1f}ms")
+    for r in rows:
+        print(f"{r['label']}: ours eager vs torch eager {r['torch_eager'] / r['ours']:.2f}x, "
+              f"vs torch graph {r['torch_graph'] / r['ours']:.2f}x ({r['n'] / r['ours']:,.0f} samples/s)")
 
 
 if __name__ == "__main__":
