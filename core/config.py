@@ -29,6 +29,7 @@ class DataConfig:
     limit: int = 0  # 0 = all training samples; else a stratified subset
     normalize: str = "scale"
     data_dir: str = ""
+    placement: str = "auto"  # GPU: keep the images on the device ("device"), stream them ("host"), or choose
 
 
 @dataclass
@@ -167,6 +168,7 @@ def validate(c: Config, source: str = "config") -> None:
         (c.data.limit >= 0, "data.limit must be >= 0"),
         (all(s >= 0 for s in c.train.noise), "train.noise sigmas must be >= 0"),
         (c.train.device in ("cpu", "gpu", "auto"), "train.device must be cpu, gpu or auto"),
+        (c.data.placement in ("auto", "device", "host"), "data.placement must be auto, device or host"),
     ]
     for ok, message in checks:
         if not ok:

@@ -21,6 +21,7 @@ class RunStarted:
     steps_per_epoch: int
     start_epoch: int
     epochs: int
+    data_placement: str = ""
     class_counts: dict = field(default_factory=dict)
 
 

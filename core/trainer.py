@@ -21,6 +21,7 @@ from neuraterm.core import backend, checkpoint, events, optimizers, schedules
 from neuraterm.core.config import Config
 from neuraterm.core.data import registry
 from neuraterm.core.data.batches import BatchOrder
+from neuraterm.core.data.feeder import Feeder
 from neuraterm.core.data.prepare import Prepared, prepare
 from neuraterm.core.dropout import Dropout
 from neuraterm.core.errors import NeuratermError
@@ -226,10 +227,7 @@ class Trainer:
             return self._train_steps()
 
     def _train_steps(self) -> bool:
-        xp, data, opt = self.xp, self.data, self.optimizer
-        x_train = self.x_train_dev
-        y_train = data.train.y
-        batch = self.order.batch_size
+        xp, opt = self.xp, self.optimizer
         start_rng = self.order.get_state() if self.partial is None else self.partial["order_rng"]
         if self.partial is not None:
             self.order.set_state(self.partial["order_rng"])
@@ -239,27 +237,20 @@ class Trainer:
         seen = self.partial["seen"] if self.partial else 0
         self.partial = None
         steps = len(self.order)
-        buf_u8 = xp.empty((batch, x_train.shape[1]), dtype=xp.uint8)
-        buf = xp.empty((batch, x_train.shape[1]), dtype=xp.float32)
+        remaining = list(self.order.epoch())[skip:]
         epoch_start = time.perf_counter()
         last_emit = 0.0
         trained = 0
-        for step, idx in enumerate(self.order.epoch(), start=1):
-            if step <= skip:
-                continue
+        for step, (idx, xb, yb) in enumerate(self.feeder.stream(remaining), start=skip + 1):
             self.control.wait_if_paused()
             if self.control.stop_requested:
                 self.partial = {"step": step - 1, "order_rng": start_rng, "loss_sum": loss_sum,
                                 "correct": correct, "seen": seen}
                 return False
             n = len(idx)
-            xb_u8, xb = buf_u8[:n], buf[:n]
-            xp.take(x_train, xp.asarray(idx), axis=0, out=xb_u8)
-            data.normalizer(xb_u8, xp, out=xb)
-            yb = y_train[idx]
             opt.zero_grad()
             logits = self.model(Tensor(xb))
-            loss = cross_entropy(logits, xp.asarray(yb))
+            loss = cross_entropy(logits, yb)
             value = float(loss.data)
             if not math.isfinite(value):
                 raise RunFailed(f"loss became {value} at epoch {self.epoch + 1}, step {step}: the run diverged "
@@ -267,7 +258,7 @@ class Trainer:
             loss.backward()
             opt.step()
             loss_sum += value * n
-            correct += int((backend.to_host(logits.data.argmax(1)) == yb).sum())
+            correct += int((logits.data.argmax(1) == yb).sum())
             seen += n
             trained += n
             now = time.perf_counter()
@@ -283,11 +274,12 @@ class Trainer:
         """Train to `config.train.epochs`; returns the final report (partial if stopped)."""
         self._setup()
         c, data = self.config, self.data
-        self.x_train_dev = self.xp.asarray(data.train.x)
+        self.feeder = Feeder(self.xp, data.train.x, data.train.y, data.normalizer, self.order.batch_size,
+                             c.data.placement)
         total_epochs = c.train.epochs
         self.emit(events.RunStarted(str(self.run_dir), c.name, backend.name_of(self.xp), self.model.num_parameters(),
                                     len(data.train.y), len(data.val.y), len(data.test.y), len(self.order),
-                                    self.epoch, total_epochs, data.counts()))
+                                    self.epoch, total_epochs, self.feeder.describe(), data.counts()))
         run_start = time.perf_counter()
         early_stopped = False
         try:

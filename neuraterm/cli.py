@@ -26,10 +26,9 @@ def fail(message: str, code: int = EXIT_BAD_INPUT) -> None:
     sys.exit(code)
 
 
-def build_config(preset: str, overrides: tuple[str, ...], epochs: int | None, seed: int | None,
-                 device: str | None, data_dir: str | None) -> config_mod.Config:
-    from neuraterm import presets
-    config = presets.load(preset)
+def with_overrides(config: config_mod.Config, overrides: tuple[str, ...], epochs: int | None = None,
+                   seed: int | None = None, device: str | None = None, data_dir: str | None = None) -> config_mod.Config:
+    """`--set` assignments first, then the dedicated options, each validated like a preset."""
     for assignment in overrides:
         config = config_mod.apply_override(config, assignment)
     for key, value in (("train.epochs", epochs), ("train.seed", seed), ("train.device", device),
@@ -114,7 +113,8 @@ def main(ctx, preset):
 @click.option("--out", type=click.Path(file_okay=False), help="The model folder (default runs/<preset>-<time>).")
 def train(preset, overrides=(), epochs=None, seed=None, device=None, data_dir=None, out=None):
     """Train a preset headless and write its model folder."""
-    config = build_config(preset, overrides, epochs, seed, device, data_dir)
+    from neuraterm import presets
+    config = with_overrides(presets.load(preset), overrides, epochs, seed, device, data_dir)
     run_dir = Path(out) if out else default_run_dir(config.name)
     if (run_dir / "model.json").exists():
         raise NeuratermError(f"{run_dir} already holds a model; use 'neuraterm resume {run_dir}' or another --out")
@@ -127,13 +127,7 @@ def train(preset, overrides=(), epochs=None, seed=None, device=None, data_dir=No
 def resume(run_dir, overrides=(), epochs=None, seed=None, device=None, data_dir=None):
     """Continue training a model folder (--epochs is the new total)."""
     snap = checkpoint.load(Path(run_dir))
-    config = snap.config
-    for assignment in overrides:
-        config = config_mod.apply_override(config, assignment)
-    for key, value in (("train.epochs", epochs), ("train.seed", seed), ("train.device", device),
-                       ("data.data_dir", data_dir)):
-        if value is not None:
-            config = config_mod.apply_override(config, f"{key}={json.dumps(value)}")
+    config = with_overrides(snap.config, overrides, epochs, seed, device, data_dir)
     done = int(snap.train_state.get("epoch", 0))
     if config.train.epochs <= done and not snap.train_state.get("partial"):
         raise NeuratermError(f"{run_dir} has already trained {done} epochs; pass --epochs N with N > {done}")
@@ -155,9 +149,7 @@ def evaluate_cmd(run_dir, noise, data_dir):
     except ValueError:
         raise NeuratermError(f"--noise {noise!r}: expected numbers separated by commas") from None
     snap = checkpoint.load(Path(run_dir))
-    config = snap.config
-    if data_dir:
-        config = config_mod.apply_override(config, f"data.data_dir={json.dumps(data_dir)}")
+    config = with_overrides(snap.config, (), data_dir=data_dir)
     data = load_data(config)
     if snap.normalization:
         data.normalizer.mean, data.normalizer.std = snap.normalization["mean"], snap.normalization["std"]

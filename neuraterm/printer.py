@@ -40,6 +40,8 @@ class HeadlessPrinter:
                         f"{event.parameters:,} parameters, {event.train_size:,} train / {event.val_size:,} val / "
                         f"{event.test_size:,} test samples, {event.steps_per_epoch} steps per epoch".replace("  ", " "))
             self._plain(f"model folder: {event.run_dir}")
+            if event.data_placement:
+                self._plain(f"training data: {event.data_placement}")
         elif isinstance(event, events.StepEnded) and self.interactive:
             if self.progress is None:
                 self.progress = Progress(TextColumn("epoch {task.fields[epoch]}"), BarColumn(), MofNCompleteColumn(),

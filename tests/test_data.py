@@ -288,3 +288,17 @@ def test_gaussian_noise_is_seeded_and_clipped():
     assert a.dtype == np.float32 and a.min() >= 0 and a.max() <= 1
     assert 0.2 < a.std() < 0.35
     assert gaussian(x, 0.0) is x
+
+
+def test_feeder_on_the_cpu_gathers_and_normalizes():
+    from neuraterm.core.data.feeder import Feeder, choose
+    x = np.arange(60, dtype=np.uint8).reshape(20, 3)
+    y = np.arange(20)
+    feeder = Feeder(np, x, y, Normalizer("scale"), 8)
+    assert feeder.placement == "host" and "CPU" in feeder.describe()
+    order = [np.array([3, 1, 19]), np.array([0, 2])]
+    out = [(idx, xb.copy(), yb) for idx, xb, yb in feeder.stream(order)]
+    np.testing.assert_allclose(out[0][1], x[[3, 1, 19]] / np.float32(255))
+    np.testing.assert_array_equal(out[1][2], [0, 2])
+    with pytest.raises(NeuratermError, match="placement"):
+        choose(np, 10, "vram")

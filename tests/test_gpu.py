@@ -84,3 +84,33 @@ def test_trainer_runs_on_gpu(tmp_path):
     config.optimizer.name, config.optimizer.lr = "adam", 1e-3
     report = Trainer(config, tmp_path / "run").run()
     assert report["test_accuracy"] > 0.85 and report["device"] == "gpu"
+
+
+@pytest.mark.parametrize("placement", ["device", "host"])
+def test_feeder_delivers_the_same_batches_resident_or_streamed(placement):
+    import cupy
+    from neuraterm.core.data.feeder import Feeder
+    from neuraterm.core.data.normalize import Normalizer
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, (1000, 20), dtype=np.uint8)
+    y = rng.integers(0, 5, 1000)
+    feeder = Feeder(cupy, x, y, Normalizer("scale"), 64, placement)
+    assert feeder.placement == placement and placement in ("device", "host")
+    batches = [rng.permutation(1000)[:64] for _ in range(10)] + [np.arange(37)]
+    seen = 0
+    for idx, xb, yb in feeder.stream(batches):
+        np.testing.assert_allclose(xb.get(), x[idx] / np.float32(255), rtol=1e-6)
+        np.testing.assert_array_equal(yb.get(), y[idx])
+        seen += 1
+    assert seen == len(batches)
+
+
+def test_streamed_training_equals_resident_training(tmp_path):
+    from neuraterm.core.config import Config
+    from neuraterm.core.trainer import Trainer
+    reports = []
+    for placement in ("device", "host"):
+        config = Config()
+        config.train.device, config.train.epochs, config.data.placement = "gpu", 2, placement
+        reports.append(Trainer(config, tmp_path / placement).run())
+    assert reports[0]["test_accuracy"] == pytest.approx(reports[1]["test_accuracy"], abs=0.002)
