@@ -133,6 +133,7 @@ class Trainer:
     data: Prepared | None = None
     control: Control = field(default_factory=Control)
     step_events_per_s: float = 20.0
+    download_progress: object = None  # (file name, bytes done, bytes total) -> None, while a dataset downloads
 
     def emit(self, event: events.Event) -> None:
         for listener in self.listeners:
@@ -144,7 +145,7 @@ class Trainer:
         self.xp = backend.select(c.train.device)
         snap = checkpoint.load(self.run_dir) if self.resume else None
         if self.data is None:
-            self.data = load_data(c)
+            self.data = load_data(c, self.download_progress)
         data = self.data
         if snap is not None and snap.normalization:
             data.normalizer.mean, data.normalizer.std = snap.normalization["mean"], snap.normalization["std"]
@@ -301,7 +302,7 @@ class Trainer:
                                             time.perf_counter() - run_start))
                 monitored = row[c.train.monitor] if not math.isnan(row[c.train.monitor]) else train_loss
                 is_best = self.early.update(self.epoch, monitored)
-                if is_best and c.train.early_stopping and c.train.restore_best:
+                if is_best:
                     self.best_weights = self.model.state_dict()
                 if self.plateau is not None:
                     self.plateau.step(row[c.schedule.monitor])

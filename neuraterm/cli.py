@@ -42,7 +42,8 @@ def run_training(config: config_mod.Config, run_dir: Path, resume: bool) -> None
     """Run with the headless printer; Ctrl-C asks the loop to stop, which saves and exits 130."""
     from neuraterm.core.trainer import RunFailed, Trainer
     from neuraterm.printer import HeadlessPrinter
-    trainer = Trainer(config, run_dir, [HeadlessPrinter()], resume=resume)
+    printer = HeadlessPrinter()
+    trainer = Trainer(config, run_dir, [printer], resume=resume, download_progress=printer.download)
 
     def interrupt(signum, frame):
         if trainer.control.stop_requested:

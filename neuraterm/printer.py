@@ -25,6 +25,19 @@ class HeadlessPrinter:
         self.progress: Progress | None = None
         self.task = None
 
+    def download(self, name: str, done: int, total: int) -> None:
+        """Progress of a dataset download: a bar on a terminal, one line at the end otherwise."""
+        if self.interactive:
+            if self.progress is None:
+                self.progress = Progress(TextColumn(f"downloading {name}"), BarColumn(), TextColumn("{task.completed:,.0f} B"),
+                                         TimeRemainingColumn(), console=self.console, transient=True)
+                self.progress.start()
+                self.task = self.progress.add_task("", total=total or None)
+            self.progress.update(self.task, completed=done)
+        if total and done >= total:
+            self._stop_bar()
+            self._plain(f"downloaded {name} ({done:,} bytes)")
+
     def _plain(self, text: str) -> None:
         print(text, file=self.stream, flush=True)
 
