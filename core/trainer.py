@@ -42,6 +42,11 @@ class Control:
         self._running = threading.Event()
         self._running.set()
         self.stop_requested = False
+        self.save_requested = False
+
+    def request_save(self) -> None:
+        """Checkpoint at the next step boundary and carry on ('save now')."""
+        self.save_requested = True
 
     def pause(self) -> None:
         self._running.clear()
@@ -244,10 +249,14 @@ class Trainer:
         trained = 0
         for step, (idx, xb, yb) in enumerate(self.feeder.stream(remaining), start=skip + 1):
             self.control.wait_if_paused()
-            if self.control.stop_requested:
+            if self.control.stop_requested or self.control.save_requested:
                 self.partial = {"step": step - 1, "order_rng": start_rng, "loss_sum": loss_sum,
                                 "correct": correct, "seen": seen}
-                return False
+                if self.control.stop_requested:
+                    return False
+                self.control.save_requested = False
+                self._save()
+                self.partial = None
             n = len(idx)
             opt.zero_grad()
             logits = self.model(Tensor(xb))

@@ -1,0 +1,90 @@
+"""Runs: the model folders on disk with their final metrics; overlay several runs' curves."""
+from __future__ import annotations
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Static
+
+from neuraterm.tui.widgets.curve_chart import CurveChart
+
+
+def pct(value) -> str:
+    return "-" if value is None else f"{100 * value:.2f}%"
+
+
+class RunsScreen(Screen):
+    BINDINGS = [
+        Binding("space", "toggle_overlay", "Overlay"),
+        Binding("enter", "open", "Evaluate"),
+        Binding("R", "resume", "Resume training"),
+        Binding("f5", "refresh_runs", "Refresh"),
+    ]
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="runs"):
+            yield DataTable(id="runs-table", cursor_type="row", zebra_stripes=True)
+            yield Static("", id="runs-hint")
+            yield CurveChart("validation accuracy %", percent=True, id="overlay-chart")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.selected: set[str] = set()
+        table = self.query_one(DataTable)
+        table.add_columns(" ", "run", "dataset", "epochs", "val acc", "test acc")
+        self.action_refresh_runs()
+
+    def on_screen_resume(self) -> None:
+        self.action_refresh_runs()
+
+    def action_refresh_runs(self) -> None:
+        table = self.query_one(DataTable)
+        table.clear()
+        self.runs = {str(r.path): r for r in self.app.service.list_runs()}
+        for key, run in self.runs.items():
+            table.add_row("●" if key in self.selected else " ", run.name, run.dataset, str(run.epochs),
+                          pct(run.val_acc), pct(run.test_acc), key=key)
+        hint = ("no model folders yet in " + str(self.app.service.runs_root) if not self.runs else
+                "space: overlay curves  enter: evaluate  R: resume training")
+        self.query_one("#runs-hint", Static).update(hint)
+        self.update_overlay()
+
+    def current(self) -> str | None:
+        table = self.query_one(DataTable)
+        if not self.runs or table.cursor_row is None:
+            return None
+        return table.coordinate_to_cell_key((table.cursor_row, 0)).row_key.value
+
+    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        self.update_overlay()
+
+    def update_overlay(self) -> None:
+        keys = sorted(self.selected) or ([self.current()] if self.current() else [])
+        series = {}
+        x_max = 2
+        for key in keys:
+            history = self.app.service.history(key)
+            series[self.runs[key].name[:24] if key in self.runs else key] = (
+                [r["epoch"] for r in history], [r["val_acc"] for r in history])
+            x_max = max(x_max, len(history))
+        self.query_one("#overlay-chart", CurveChart).set_series(series, x_max)
+
+    def action_toggle_overlay(self) -> None:
+        key = self.current()
+        if key is None:
+            return
+        self.selected.symmetric_difference_update({key})
+        row = self.query_one(DataTable).cursor_row
+        self.action_refresh_runs()
+        self.query_one(DataTable).move_cursor(row=row)
+
+    def action_open(self) -> None:
+        key = self.current()
+        if key is not None:
+            self.app.open_evaluation(key)
+
+    def action_resume(self) -> None:
+        key = self.current()
+        if key is not None:
+            self.app.resume_run(key)
