@@ -39,7 +39,7 @@ def runs(tmp_path, monkeypatch):
 async def settle(pilot):
     await pilot.app.workers.wait_for_complete()
     await pilot.pause()
-    await pilot.pause(0.4)  # the dashboard redraws on a 0.25 s timer
+    await pilot.pause(0.7)  # the dashboard redraws on a 0.5 s timer
 
 
 def app_for_snapshot(**kwargs):

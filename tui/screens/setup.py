@@ -28,6 +28,8 @@ FIELDS = [
     ("lr", "optimizer.lr", "float", None),
     ("momentum", "optimizer.momentum", "float", None),
     ("nesterov", "optimizer.nesterov", "bool", None),
+    ("beta1", "optimizer.beta1", "float", None),
+    ("beta2", "optimizer.beta2", "float", None),
     ("weight_decay", "optimizer.weight_decay", "float", None),
     ("l2", "optimizer.l2", "float", None),
     ("schedule", "schedule.name", "select", SCHEDULES),
@@ -62,7 +64,10 @@ class SetupScreen(Screen):
                 for wid, path, kind, choices in FIELDS:
                     with Horizontal(classes="field"):
                         yield Label(wid.replace("_", " "), classes="field-label")
-                        if kind == "select":
+                        if wid == "dataset":
+                            yield Select([(self.dataset_label(d), d[0]) for d in self.app.service.datasets()],
+                                         id=wid, allow_blank=False, compact=True)
+                        elif kind == "select":
                             yield Select([(c, c) for c in choices], id=wid, allow_blank=False, compact=True)
                         elif kind == "bool":
                             yield Checkbox("", id=wid, compact=True)
@@ -70,6 +75,12 @@ class SetupScreen(Screen):
                             yield Input(id=wid, compact=True)
         yield Static("", id="errors")
         yield Footer()
+
+    @staticmethod
+    def dataset_label(entry) -> str:
+        name, classes, train, test, where = entry
+        here = "here" if where != "download" else "download"
+        return f"{name}  {classes} cls  {train + test:,} img  {here}"
 
     def on_mount(self) -> None:
         names = self.app.service.preset_names()
