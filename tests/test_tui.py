@@ -46,15 +46,29 @@ def app_for_snapshot(**kwargs):
     return make_app("runs", deterministic=True, **kwargs)
 
 
-@pytest.mark.parametrize("size", SIZES)
-def test_snapshot_setup(snap_compare, size, tmp_path, monkeypatch):
+def drive(steps, size=(100, 32)) -> None:
+    """Run `await steps(app, pilot)` against a fresh app, after its first screen is up."""
+    async def scenario():
+        app = app_for_snapshot()
+        async with app.run_test(size=size) as pilot:
+            await pilot.pause()
+            await steps(app, pilot)
+    asyncio.run(scenario())
+
+
+@pytest.fixture
+def workdir(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_snapshot_setup(snap_compare, size, workdir):
     assert snap_compare(app_for_snapshot(), terminal_size=SIZES[size])
 
 
 @pytest.mark.parametrize("size", SIZES)
-def test_snapshot_setup_flags_invalid_values(snap_compare, size, tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
+def test_snapshot_setup_flags_invalid_values(snap_compare, size, workdir):
 
     async def type_bad_lr(pilot):
         await pilot.pause()
@@ -65,8 +79,7 @@ def test_snapshot_setup_flags_invalid_values(snap_compare, size, tmp_path, monke
 
 
 @pytest.mark.parametrize("size", SIZES)
-def test_snapshot_dashboard_after_a_short_run(snap_compare, size, tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
+def test_snapshot_dashboard_after_a_short_run(snap_compare, size, workdir, monkeypatch):
     from neuraterm.tui.service import TrainingService
     original = TrainingService.load_preset
     monkeypatch.setattr(TrainingService, "load_preset", lambda self, name: tiny_config() if name == "tiny" else original(self, name))
@@ -94,94 +107,73 @@ def test_snapshot_evaluate(snap_compare, size, runs):
 
 
 @pytest.mark.parametrize("size", SIZES)
-def test_snapshot_help(snap_compare, size, tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
+def test_snapshot_help(snap_compare, size, workdir):
     assert snap_compare(app_for_snapshot(), terminal_size=SIZES[size], press=["question_mark"])
 
 
-def test_too_small_terminal_says_so(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-
-    async def scenario():
-        app = app_for_snapshot()
-        async with app.run_test(size=(60, 20)) as pilot:
-            await pilot.pause()
-            assert app.has_class("-too-small")
-            assert app.query_one("#too-small").display
-    asyncio.run(scenario())
+def test_too_small_terminal_says_so(workdir):
+    async def steps(app, pilot):
+        assert app.has_class("-too-small")
+        assert app.query_one("#too-small").display
+    drive(steps, size=(60, 20))
 
 
-def test_pilot_trains_from_setup_then_resumes_from_runs(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-
-    async def scenario():
-        app = app_for_snapshot()
-        async with app.run_test(size=(100, 32)) as pilot:
-            await pilot.pause()
-            screen = app.screen
-            screen.query_one("#limit").value = "1000"
-            screen.query_one("#hidden").value = "16"
-            screen.query_one("#epochs").value = "2"
-            await pilot.pause()
-            await pilot.press("t")
-            await settle(pilot)
-            assert app.run_state.status == "finished" and len(app.run_state.history) == 2
-            run_dir = Path(app.run_state.run_dir)
-            assert json.loads((run_dir / "report.json").read_text())["test_accuracy"] > 0.3  # well above the 10% of chance after 2 tiny epochs
-            await pilot.press("r")
-            await pilot.pause()
-            await pilot.press("R")  # resume the highlighted (only) run
-            await settle(pilot)
-            assert app.run_state.status == "finished"
-            snap = checkpoint.load(run_dir)
-            assert snap.train_state["epoch"] == 7 and len(snap.history) == 7  # 2 + max(5, 2 // 2)
-    asyncio.run(scenario())
+def test_pilot_trains_from_setup_then_resumes_from_runs(workdir):
+    async def steps(app, pilot):
+        screen = app.screen
+        screen.query_one("#limit").value = "1000"
+        screen.query_one("#hidden").value = "16"
+        screen.query_one("#epochs").value = "2"
+        await pilot.pause()
+        await pilot.press("t")
+        await settle(pilot)
+        assert app.run_state.status == "finished" and len(app.run_state.history) == 2
+        run_dir = Path(app.run_state.run_dir)
+        assert json.loads((run_dir / "report.json").read_text())["test_accuracy"] > 0.3  # well above the 10% of chance after 2 tiny epochs
+        await pilot.press("r")
+        await pilot.pause()
+        await pilot.press("R")  # resume the highlighted (only) run
+        await settle(pilot)
+        assert app.run_state.status == "finished"
+        snap = checkpoint.load(run_dir)
+        assert snap.train_state["epoch"] == 7 and len(snap.history) == 7  # 2 + max(5, 2 // 2)
+    drive(steps)
 
 
-def test_pause_stop_and_late_messages_of_a_stopped_run(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-
-    async def scenario():
-        app = app_for_snapshot()
-        async with app.run_test(size=(100, 32)) as pilot:
-            await pilot.pause()
-            config = tiny_config(epochs=500)
-            config.train.batch_size = 8
-            app.start_run(config)
-            while not app.run_state.history:
-                await pilot.pause(0.05)
-            await pilot.press("p")
-            assert app.trainer.control.paused and app.run_state.status == "paused"
-            await pilot.press("p")
-            assert not app.trainer.control.paused
-            await pilot.press("x")
-            await settle(pilot)
-            assert app.run_state.status == "stopped"
-            stopped_dir = Path(app.run_state.run_dir)
-            assert checkpoint.load(stopped_dir).train_state["epoch"] < 500
-            old_id = app.run_id
-            app.run_id += 1  # a newer run: messages of the old one must be ignored
-            from neuraterm.core import events
-            from neuraterm.tui.messages import TrainerEvent
-            version = app.run_state.version
-            app.post_message(TrainerEvent(old_id, events.RunFailed("x", "late")))
-            await pilot.pause()
-            assert app.run_state.version == version
-    asyncio.run(scenario())
+def test_pause_stop_and_late_messages_of_a_stopped_run(workdir):
+    async def steps(app, pilot):
+        config = tiny_config(epochs=500)
+        config.train.batch_size = 8
+        app.start_run(config)
+        while not app.run_state.history:
+            await pilot.pause(0.05)
+        await pilot.press("p")
+        assert app.trainer.control.paused and app.run_state.status == "paused"
+        await pilot.press("p")
+        assert not app.trainer.control.paused
+        await pilot.press("x")
+        await settle(pilot)
+        assert app.run_state.status == "stopped"
+        stopped_dir = Path(app.run_state.run_dir)
+        assert checkpoint.load(stopped_dir).train_state["epoch"] < 500
+        old_id = app.run_id
+        app.run_id += 1  # a newer run: messages of the old one must be ignored
+        from neuraterm.core import events
+        from neuraterm.tui.messages import TrainerEvent
+        version = app.run_state.version
+        app.post_message(TrainerEvent(old_id, events.RunFailed("x", "late")))
+        await pilot.pause()
+        assert app.run_state.version == version
+    drive(steps)
 
 
-def test_command_palette_lists_every_action(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-
-    async def scenario():
-        app = app_for_snapshot()
-        async with app.run_test(size=(100, 32)) as pilot:
-            await pilot.pause()
-            titles = [c.title for c in app.get_system_commands(app.screen)]
-            for expected in ("Pause or resume training", "Stop training (saves a checkpoint)", "Save a checkpoint now",
-                             "Evaluate the current run", "Show the key bindings", "Go to runs", "Start training"):
-                assert expected in titles
-    asyncio.run(scenario())
+def test_command_palette_lists_every_action(workdir):
+    async def steps(app, pilot):
+        titles = [c.title for c in app.get_system_commands(app.screen)]
+        for expected in ("Pause or resume training", "Stop training (saves a checkpoint)", "Save a checkpoint now",
+                         "Evaluate the current run", "Show the key bindings", "Go to runs", "Start training"):
+            assert expected in titles
+    drive(steps)
 
 
 @pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed (.ci/run installs it)")
