@@ -29,5 +29,15 @@ class Dropout(Module):
         keep = self.rng.random(x.shape, dtype=x.dtype) >= t(self.p)
         return dropout(x, keep.astype(x.dtype) * t(1.0 / (1.0 - self.p)))
 
+    def get_rng_state(self) -> dict | None:
+        """The mask generator's state for a checkpoint; NumPy's is a plain dict. CuPy's generator
+        exposes no state, so a GPU resume draws fresh masks (exact resume is a CPU guarantee)."""
+        state = getattr(getattr(self.rng, "bit_generator", None), "state", None)
+        return state if isinstance(state, dict) else None
+
+    def set_rng_state(self, state: dict | None) -> None:
+        if isinstance(state, dict) and isinstance(self.get_rng_state(), dict):
+            self.rng.bit_generator.state = state
+
     def __repr__(self) -> str:
         return f"Dropout({self.p})"

@@ -177,7 +177,7 @@ class Trainer:
             self.epoch = int(s["epoch"])
             self.order.set_state(s["order_rng"])
             for layer, state in zip(self.dropouts, s.get("dropout_rng", [])):
-                layer.rng.bit_generator.state = state
+                layer.set_rng_state(state)
             self.early.best, self.early.best_epoch, self.early.wait = s["early"]["best"], s["early"]["best_epoch"], s["early"]["wait"]
             if self.plateau is not None and s.get("plateau"):
                 for k, v in s["plateau"].items():
@@ -205,7 +205,7 @@ class Trainer:
         state = {
             "epoch": self.epoch,
             "order_rng": self.order.get_state(),
-            "dropout_rng": [layer.rng.bit_generator.state for layer in self.dropouts],
+            "dropout_rng": [layer.get_rng_state() for layer in self.dropouts],
             "early": {"best": self.early.best, "best_epoch": self.early.best_epoch, "wait": self.early.wait},
             "plateau": self.plateau.state() if self.plateau else None,
             "partial": self.partial,

@@ -114,3 +114,16 @@ def test_streamed_training_equals_resident_training(tmp_path):
         config.train.device, config.train.epochs, config.data.placement = "gpu", 2, placement
         reports.append(Trainer(config, tmp_path / placement).run())
     assert reports[0]["test_accuracy"] == pytest.approx(reports[1]["test_accuracy"], abs=0.002)
+
+
+def test_gpu_run_with_dropout_checkpoints_and_resumes(tmp_path):
+    from neuraterm.core import checkpoint
+    from neuraterm.core.config import Config
+    from neuraterm.core.trainer import Trainer
+    config = Config()
+    config.train.device, config.train.epochs, config.model.dropout = "gpu", 2, 0.2
+    config.data.limit = 1000
+    Trainer(config, tmp_path / "run").run()
+    config.train.epochs = 3
+    report = Trainer(config, tmp_path / "run", resume=True).run()
+    assert checkpoint.load(tmp_path / "run").train_state["epoch"] == 3 and report["test_accuracy"] > 0.3
