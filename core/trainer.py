@@ -233,7 +233,7 @@ class Trainer:
             return self._train_steps()
 
     def _train_steps(self) -> bool:
-        xp, opt = self.xp, self.optimizer
+        opt = self.optimizer
         start_rng = self.order.get_state() if self.partial is None else self.partial["order_rng"]
         if self.partial is not None:
             self.order.set_state(self.partial["order_rng"])
