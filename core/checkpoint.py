@@ -108,7 +108,7 @@ def recover(run_dir: Path) -> Path:
     return run_dir
 
 
-def _read_json(path: Path) -> dict:
+def read_json(path: Path) -> dict:
     try:
         value = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -155,7 +155,7 @@ def read_history(path: Path) -> list[dict]:
 def load(run_dir: Path) -> Snapshot:
     """Read and validate a model folder; every problem is one NeuratermError naming the file."""
     run_dir = recover(Path(run_dir))
-    meta = _read_json(run_dir / "model.json")
+    meta = read_json(run_dir / "model.json")
     if meta.get("format") != FORMAT or not isinstance(meta.get("arrays"), dict):
         raise NeuratermError(f"{run_dir / 'model.json'}: not a neuraterm model description (format {meta.get('format')!r})")
     config = config_mod.load_toml(run_dir / "config.toml")
@@ -170,9 +170,9 @@ def load(run_dir: Path) -> Snapshot:
     if extra:
         raise NeuratermError(f"{run_dir / 'weights'}: unexpected files {extra}")
     state_path = run_dir / "state" / "train.json"
-    train_state = _read_json(state_path) if state_path.exists() else {}
+    train_state = read_json(state_path) if state_path.exists() else {}
     report_path = run_dir / "report.json"
     return Snapshot(config, meta, weights, _read_folder(run_dir / "state" / "optimizer"), train_state,
                     read_history(run_dir / "history.csv"), _read_folder(run_dir / "normalization"),
                     _read_folder(run_dir / "state" / "best"),
-                    _read_json(report_path) if report_path.exists() else None)
+                    read_json(report_path) if report_path.exists() else None)

@@ -111,9 +111,7 @@ def build_optimizer(config: Config, model):
         "adamw": {"betas": (o.beta1, o.beta2), "eps": o.eps, "weight_decay": o.weight_decay},
         "rmsprop": {"alpha": o.alpha, "eps": o.eps, "momentum": o.momentum},
     }
-    if o.name not in specific:
-        raise NeuratermError(f"unknown optimizer {o.name!r}; expected one of {', '.join(specific)}")
-    return optimizers.build(o.name, model.parameters(), **common, **specific[o.name])
+    return optimizers.build(o.name, model.parameters(), **common, **specific.get(o.name, {}))
 
 
 def build_schedule(config: Config):
@@ -152,8 +150,8 @@ class Trainer:
         if self.data is None:
             self.data = load_data(c, self.download_progress)
         data = self.data
-        if snap is not None and snap.normalization:
-            data.normalizer.mean, data.normalizer.std = snap.normalization["mean"], snap.normalization["std"]
+        if snap is not None:
+            data.normalizer.restore(snap.normalization)
         self.model = build_model(c, data.num_features, data.num_classes, self.xp)
         self.optimizer = build_optimizer(c, self.model)
         self.schedule = build_schedule(c)
@@ -189,7 +187,7 @@ class Trainer:
         self.best_weights = snap.best_weights
 
     # -- checkpoints ------------------------------------------------------------------------
-    def _snapshot(self, report_dict: dict | None = None) -> checkpoint.Snapshot:
+    def _snapshot(self, weights: dict, report_dict: dict | None = None) -> checkpoint.Snapshot:
         data, c = self.data, self.config
         meta = {
             "neuraterm_version": __version__,
@@ -211,13 +209,14 @@ class Trainer:
             "partial": self.partial,
             "lr": self.optimizer.lr,
         }
-        return checkpoint.Snapshot(c, meta, self.model.state_dict(), self.optimizer.state_dict(), state,
+        return checkpoint.Snapshot(c, meta, weights, self.optimizer.state_dict(), state,
                                    self.history, data.normalizer.arrays(), self.best_weights, report_dict)
 
     def _save(self, report_dict: dict | None = None, best: bool = False) -> None:
-        if not all(np.isfinite(a).all() for a in self.model.state_dict().values()):
+        weights = self.model.state_dict()
+        if not all(np.isfinite(a).all() for a in weights.values()):
             raise RunFailed("weights are not finite; the previous checkpoint is kept")
-        checkpoint.save(self.run_dir, self._snapshot(report_dict))
+        checkpoint.save(self.run_dir, self._snapshot(weights, report_dict))
         self.emit(events.CheckpointSaved(str(self.run_dir), self.epoch, best))
 
     # -- the loop ---------------------------------------------------------------------------

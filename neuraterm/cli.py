@@ -152,8 +152,7 @@ def evaluate_cmd(run_dir, noise, data_dir):
     snap = checkpoint.load(Path(run_dir))
     config = with_overrides(snap.config, (), data_dir=data_dir)
     data = load_data(config)
-    if snap.normalization:
-        data.normalizer.mean, data.normalizer.std = snap.normalization["mean"], snap.normalization["std"]
+    data.normalizer.restore(snap.normalization)
     xp = backend.select("cpu")
     model = build_model(config, data.num_features, data.num_classes, xp)
     model.load_state_dict(snap.weights)

@@ -73,12 +73,9 @@ class TrainingService:
 
     def report(self, folder: Path) -> dict | None:
         path = Path(folder) / "report.json"
-        if not path.exists():
-            return None
-        import json
         try:
-            return json.loads(path.read_text())
-        except ValueError:
+            return checkpoint.read_json(path) if path.exists() else None
+        except NeuratermError:
             return None
 
     def run_config(self, folder: Path) -> config_mod.Config:

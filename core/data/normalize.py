@@ -44,3 +44,8 @@ class Normalizer:
 
     def arrays(self) -> dict[str, np.ndarray]:
         return {} if self.mode == "scale" else {"mean": self.mean, "std": self.std}
+
+    def restore(self, arrays: dict[str, np.ndarray]) -> None:
+        """Take back the statistics saved with a model (the inverse of `arrays`)."""
+        if arrays:
+            self.mean, self.std = arrays["mean"], arrays["std"]

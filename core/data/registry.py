@@ -149,13 +149,19 @@ def _emnist_member(split: str, part: str) -> str:
     return f"emnist-{split}-{part.split('-')[0]}-{kind}-ubyte"
 
 
+def _emnist_unpacked(name: str, data_dir: Path | None) -> list[Path | None]:
+    """torchvision's (or a user's) unpacked EMNIST files for train/test images/labels, where present."""
+    split = name.split("-", 1)[1]
+    dirs = ([data_dir / "EMNIST" / "raw", data_dir] if data_dir else []) + [cache_dir() / name]
+    return [next((d / _emnist_member(split, p) for d in dirs if (d / _emnist_member(split, p)).is_file()), None)
+            for p in ("train-images", "train-labels", "test-images", "test-labels")]
+
+
 def _load_emnist(info, data_dir, download, progress) -> Dataset:
     """EMNIST from the NIST archive (or torchvision's unpacked files); images are stored transposed."""
     split = info.name.split("-", 1)[1]
     parts = ("train-images", "train-labels", "test-images", "test-labels")
-    raw_dirs = ([data_dir / "EMNIST" / "raw", data_dir] if data_dir else []) + [cache_dir() / info.name]
-    unpacked = [next((d / _emnist_member(split, p) for d in raw_dirs if (d / _emnist_member(split, p)).is_file()), None)
-                for p in parts]
+    unpacked = _emnist_unpacked(info.name, data_dir)
     mapping = ""
     if all(unpacked):
         arrays = [idx.read_idx(p) for p in unpacked]
@@ -276,10 +282,9 @@ def locate(name: str, data_dir: Path | None = None) -> str | None:
     if spec.loader is _load_embedded:
         return "embedded"
     if spec.loader is _load_emnist:
-        split = name.split("-", 1)[1]
-        for d in ([data_dir / "EMNIST" / "raw"] if data_dir else []) + [cache_dir() / name]:
-            if (d / _emnist_member(split, "train-images")).is_file():
-                return str(d)
+        unpacked = _emnist_unpacked(name, data_dir)
+        if all(unpacked):
+            return str(unpacked[0].parent)
     found = [_find(spec, f, data_dir) for f in spec.files]
     if all(found):
         return str(found[0].parent)
