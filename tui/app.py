@@ -98,9 +98,9 @@ class NeuratermApp(App):
         except NeuratermError as exc:
             self.notify(str(exc), severity="error")
             return
-        state = self.service.history(run_dir)
-        if len(state) >= config.train.epochs and self.service.report(run_dir):
-            config.train.epochs = len(state) + max(5, config.train.epochs // 2)
+        done = len(self.service.history(run_dir))
+        if done >= config.train.epochs and self.service.report(run_dir):
+            config.train.epochs = done + max(5, config.train.epochs // 2)
             self.notify(f"continuing to {config.train.epochs} epochs")
         self.start_run(config, Path(run_dir), resume=True)
 
