@@ -75,6 +75,8 @@ class TrainConfig:
     batch_size: int = 64
     seed: int = 0
     device: str = "cpu"
+    tf32: bool = False  # TF32 tensor-core GEMMs in the fused GPU step (about 3 significant digits)
+    graphs: bool = True  # replay the fused GPU step as a CUDA graph
     early_stopping: int = 0  # patience in epochs; 0 = off
     monitor: str = "val_loss"
     min_delta: float = 0.0

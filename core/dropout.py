@@ -19,6 +19,7 @@ def dropout(x: Tensor, mask) -> Tensor:
 class Dropout(Module):
     def __init__(self, p: float, seed: int = 0, xp=np):
         self.p = p
+        self.seed = seed  # also keys the GPU fused step's counter-based masks
         self.xp = xp
         self.rng = xp.random.default_rng(seed)
 

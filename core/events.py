@@ -23,6 +23,7 @@ class RunStarted:
     epochs: int
     data_placement: str = ""
     class_counts: dict = field(default_factory=dict)
+    step_engine: str = ""  # which training step runs (fused kernels and graphs, or autograd, and why)
 
 
 @dataclass

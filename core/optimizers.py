@@ -36,9 +36,10 @@ class Optimizer:
     def zero_grad(self) -> None:
         self.flat.zero_grad()
 
-    def step(self) -> None:
+    def step(self, grad=None) -> None:
+        """One update; `grad` is the flat gradient when the caller wrote it there itself (FusedStep)."""
         xp, t = self.xp, self.t
-        p, g = self.flat.data, self.flat.gathered_grad()
+        p, g = self.flat.data, (self.flat.gathered_grad() if grad is None else grad)
         if self.clip_norm is not None:
             # On the device and without a branch: no host synchronization per step.
             norm = xp.sqrt(xp.dot(g, g))

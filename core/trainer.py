@@ -26,9 +26,8 @@ from neuraterm.core.data.prepare import Prepared, prepare
 from neuraterm.core.dropout import Dropout
 from neuraterm.core.errors import NeuratermError
 from neuraterm.core.evaluate import loss_and_accuracy, report
-from neuraterm.core.losses import cross_entropy
 from neuraterm.core.mlp import MLP
-from neuraterm.core.tensor import Tensor
+from neuraterm.core.steps import make_step
 
 
 class RunFailed(Exception):
@@ -232,7 +231,6 @@ class Trainer:
             return self._train_steps()
 
     def _train_steps(self) -> bool:
-        opt = self.optimizer
         start_rng = self.order.get_state() if self.partial is None else self.partial["order_rng"]
         if self.partial is not None:
             self.order.set_state(self.partial["order_rng"])
@@ -243,12 +241,14 @@ class Trainer:
         self.partial = None
         steps = len(self.order)
         remaining = list(self.order.epoch())[skip:]
+        self.step.begin_epoch(remaining, loss_sum, correct)
         epoch_start = time.perf_counter()
         last_emit = 0.0
         trained = 0
-        for step, (idx, xb, yb) in enumerate(self.feeder.stream(remaining), start=skip + 1):
+        for step, idx in enumerate(remaining, start=skip + 1):
             self.control.wait_if_paused()
             if self.control.stop_requested or self.control.save_requested:
+                loss_sum, correct = self._totals(step - 1)
                 self.partial = {"step": step - 1, "order_rng": start_rng, "loss_sum": loss_sum,
                                 "correct": correct, "seen": seen}
                 if self.control.stop_requested:
@@ -257,27 +257,27 @@ class Trainer:
                 self._save()
                 self.partial = None
             n = len(idx)
-            opt.zero_grad()
-            logits = self.model(Tensor(xb))
-            loss = cross_entropy(logits, yb)
-            value = float(loss.data)
-            if not math.isfinite(value):
-                raise RunFailed(f"loss became {value} at epoch {self.epoch + 1}, step {step}: the run diverged "
-                                f"(try a lower learning rate); the last checkpoint is kept")
-            loss.backward()
-            opt.step()
-            loss_sum += value * n
-            correct += int((logits.data.argmax(1) == yb).sum())
+            self.step.run(n)
             seen += n
             trained += n
             now = time.perf_counter()
             if now - last_emit >= 1.0 / self.step_events_per_s or step == steps:
                 last_emit = now
+                loss_sum, correct = self._totals(step)  # the only waits for the device inside an epoch
                 self.emit(events.StepEnded(self.epoch + 1, step, steps, loss_sum / seen,
                                            trained / max(now - epoch_start, 1e-9)))
+        loss_sum, correct = self._totals(steps)
         self.epoch_stats = (loss_sum / max(seen, 1), correct / max(seen, 1), trained,
                             time.perf_counter() - epoch_start)
         return True
+
+    def _totals(self, step: int) -> tuple[float, int]:
+        """The epoch's loss sum and correct count so far, read off the device; a diverged run stops here."""
+        loss_sum, correct = self.step.totals_on_host()
+        if not math.isfinite(loss_sum):
+            raise RunFailed(f"loss became {loss_sum} by epoch {self.epoch + 1}, step {step}: the run diverged "
+                            f"(try a lower learning rate); the last checkpoint is kept")
+        return loss_sum, correct
 
     def run(self) -> dict:
         """Train to `config.train.epochs`; returns the final report (partial if stopped)."""
@@ -285,10 +285,13 @@ class Trainer:
         c, data = self.config, self.data
         self.feeder = Feeder(self.xp, data.train.x, data.train.y, data.normalizer, self.order.batch_size,
                              c.data.placement)
+        self.step = make_step(self.model, self.optimizer, self.feeder, self.order.batch_size, c.train.tf32,
+                              c.train.graphs)
         total_epochs = c.train.epochs
         self.emit(events.RunStarted(str(self.run_dir), c.name, backend.name_of(self.xp), self.model.num_parameters(),
                                     len(data.train.y), len(data.val.y), len(data.test.y), len(self.order),
-                                    self.epoch, total_epochs, self.feeder.describe(), data.counts()))
+                                    self.epoch, total_epochs, self.feeder.describe(), data.counts(),
+                                    self.step.describe()))
         run_start = time.perf_counter()
         early_stopped = False
         try:

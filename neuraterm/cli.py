@@ -27,12 +27,13 @@ def fail(message: str, code: int = EXIT_BAD_INPUT) -> None:
 
 
 def with_overrides(config: config_mod.Config, overrides: tuple[str, ...], epochs: int | None = None,
-                   seed: int | None = None, device: str | None = None, data_dir: str | None = None) -> config_mod.Config:
+                   seed: int | None = None, device: str | None = None, data_dir: str | None = None,
+                   tf32: bool | None = None, graphs: bool | None = None) -> config_mod.Config:
     """`--set` assignments first, then the dedicated options, each validated like a preset."""
     for assignment in overrides:
         config = config_mod.apply_override(config, assignment)
     for key, value in (("train.epochs", epochs), ("train.seed", seed), ("train.device", device),
-                       ("data.data_dir", data_dir)):
+                       ("data.data_dir", data_dir), ("train.tf32", tf32), ("train.graphs", graphs)):
         if value is not None:
             config = config_mod.apply_override(config, f"{key}={json.dumps(value)}")
     return config
@@ -82,6 +83,8 @@ train_options = [
     click.option("--seed", type=int, help="Seed for initialization, splits, shuffling and dropout."),
     click.option("--device", type=click.Choice(["cpu", "gpu", "auto"]), help="Where to compute."),
     click.option("--data-dir", type=click.Path(file_okay=False), help="A folder holding the dataset's original files."),
+    click.option("--tf32/--no-tf32", default=None, help="TF32 tensor-core matmuls on the GPU (faster, ~3 digits)."),
+    click.option("--graphs/--no-graphs", default=None, help="Replay each GPU training step as a CUDA graph (default on)."),
 ]
 
 
@@ -112,10 +115,10 @@ def main(ctx, preset):
 @click.option("--preset", default="quick", show_default=True, help="Preset name or path to a TOML file.")
 @with_train_options
 @click.option("--out", type=click.Path(file_okay=False), help="The model folder (default runs/<preset>-<time>).")
-def train(preset, overrides=(), epochs=None, seed=None, device=None, data_dir=None, out=None):
+def train(preset, overrides=(), epochs=None, seed=None, device=None, data_dir=None, tf32=None, graphs=None, out=None):
     """Train a preset headless and write its model folder."""
     from neuraterm import presets
-    config = with_overrides(presets.load(preset), overrides, epochs, seed, device, data_dir)
+    config = with_overrides(presets.load(preset), overrides, epochs, seed, device, data_dir, tf32, graphs)
     run_dir = Path(out) if out else default_run_dir(config.name)
     if (run_dir / "model.json").exists():
         raise NeuratermError(f"{run_dir} already holds a model; use 'neuraterm resume {run_dir}' or another --out")
@@ -125,10 +128,10 @@ def train(preset, overrides=(), epochs=None, seed=None, device=None, data_dir=No
 @main.command()
 @click.argument("run_dir", type=click.Path(file_okay=False))
 @with_train_options
-def resume(run_dir, overrides=(), epochs=None, seed=None, device=None, data_dir=None):
+def resume(run_dir, overrides=(), epochs=None, seed=None, device=None, data_dir=None, tf32=None, graphs=None):
     """Continue training a model folder (--epochs is the new total)."""
     snap = checkpoint.load(Path(run_dir))
-    config = with_overrides(snap.config, overrides, epochs, seed, device, data_dir)
+    config = with_overrides(snap.config, overrides, epochs, seed, device, data_dir, tf32, graphs)
     done = int(snap.train_state.get("epoch", 0))
     if config.train.epochs <= done and not snap.train_state.get("partial"):
         raise NeuratermError(f"{run_dir} has already trained {done} epochs; pass --epochs N with N > {done}")

@@ -55,6 +55,8 @@ class HeadlessPrinter:
             self._plain(f"model folder: {event.run_dir}")
             if event.data_placement:
                 self._plain(f"training data: {event.data_placement}")
+            if event.step_engine:
+                self._plain(f"training step: {event.step_engine}")
         elif isinstance(event, events.StepEnded) and self.interactive:
             if self.progress is None:
                 self.progress = Progress(TextColumn("epoch {task.fields[epoch]}"), BarColumn(), MofNCompleteColumn(),

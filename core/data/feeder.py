@@ -35,10 +35,11 @@ class Feeder:
                  placement: str = "auto"):
         self.xp, self.y_host, self.normalizer = xp, y, normalizer
         self.placement = choose(xp, x_uint8.nbytes, placement)
+        self.resident = xp is np or self.placement == "device"  # the images are where the compute is
         features = x_uint8.shape[1]
         self.out = xp.empty((batch_size, features), dtype=xp.float32)
         self.staged = [xp.empty((batch_size, features), dtype=xp.uint8) for _ in range(2)]
-        if self.placement == "device" or xp is np:
+        if self.resident:
             self.x = xp.asarray(x_uint8)
             self.y = xp.asarray(y)
         else:
@@ -69,7 +70,7 @@ class Feeder:
 
         The yielded `x_batch` is a reused buffer: it is valid until the next batch is requested.
         """
-        if self.xp is np or self.placement == "device":
+        if self.resident:
             for idx in batches:
                 n = len(idx)
                 dev_idx = self.xp.asarray(idx)
