@@ -3,9 +3,11 @@
     python bench/gpu_epoch.py [--quick]
 
 Data are random uint8 images resident on the device (EMNIST-ByMerge-shaped: 566,667 x 784, 47
-classes; MNIST-shaped: 60,000 x 784, 10 classes). Ways: ours eager (CuPy), PyTorch eager, PyTorch
-with the whole step captured in a CUDA graph. Also measured: the host cost of one CuPy kernel launch
-and the cost of one node in a replayed CUDA graph. Prints a table; times are medians of `--repeats`.
+classes; MNIST-shaped: 60,000 x 784, 10 classes), full batches only. Ways, each in the same process
+per config: our autograd step, our fused step eager, our fused step replayed as one CUDA graph per
+step (FP32, and TF32), PyTorch eager with the data on the GPU, PyTorch with the whole step captured
+in a CUDA graph. Also measured: the host cost of one CuPy kernel launch and the cost of one node in
+a replayed CUDA graph. Prints a table per config; times are medians of `--repeats`.
 """
 from __future__ import annotations
 
@@ -37,29 +39,35 @@ def timed(fn, repeats, sync):
     return statistics.median(times)
 
 
-def ours_epoch_fn(cp, x, y, sizes, opt_name, lr, batch):
+def ours_epoch_fns(cp, x_np, y_np, sizes, opt_name, lr, batch):
+    """Our epochs: the fused step eager, replayed as a CUDA graph (FP32 and TF32), and the autograd step."""
+    from neuraterm.core.data.feeder import Feeder
     from neuraterm.core.data.normalize import Normalizer
-    from neuraterm.core.losses import cross_entropy
+    from neuraterm.core.fused import ops_for
+    from neuraterm.core.fused.step import FusedStep
     from neuraterm.core.mlp import MLP
     from neuraterm.core.optimizers import build
-    from neuraterm.core.tensor import Tensor
-    net = MLP(sizes, seed=0, xp=cp)
-    opt = build(opt_name, net.parameters(), lr=lr)
-    norm = Normalizer("scale")
-    n = len(y)
-    xb = cp.empty((batch, x.shape[1]), cp.float32)
-    xu = cp.empty((batch, x.shape[1]), cp.uint8)
+    from neuraterm.core.steps import AutogradStep
+    n = len(y_np)
 
-    def epoch():
-        perm = cp.random.permutation(n)
-        for i in range(0, n - batch + 1, batch):
-            idx = perm[i:i + batch]
-            cp.take(x, idx, axis=0, out=xu)
-            norm(xu, cp, out=xb)
-            opt.zero_grad()
-            cross_entropy(net(Tensor(xb)), y[idx]).backward()
-            opt.step()
-    return epoch
+    def make(kind):
+        net = MLP(sizes, seed=0, xp=cp)
+        opt = build(opt_name, net.parameters(), lr=lr)
+        feeder = Feeder(cp, x_np, y_np, Normalizer("scale"), batch, "device")
+        if kind == "autograd":
+            step = AutogradStep(net, opt, feeder, "benchmark")
+        else:
+            step = FusedStep(ops_for(cp, tf32=kind == "graph_tf32"), net, opt, feeder, batch, graphs=kind != "eager")
+
+        def epoch():
+            order = np.random.permutation(n)
+            batches = [order[i:i + batch] for i in range(0, n - batch + 1, batch)]  # full batches, as torch
+            step.begin_epoch(batches)
+            for idx in batches:
+                step.run(len(idx))
+            step.totals_on_host()
+        return epoch, step
+    return {kind: make(kind) for kind in ("eager", "graph", "graph_tf32", "autograd")}
 
 
 def torch_epoch_fns(torch, x_np, y_np, sizes, opt_name, lr, batch):
@@ -154,7 +162,8 @@ def launch_costs(cp):
 def floors(n, sizes, batch):
     steps = n // batch
     flops = 6 * steps * batch * sum(a * b for a, b in zip(sizes[:-1], sizes[1:]))
-    kernels = 3 * (len(sizes) - 1) + 4  # fused fwd, bwd dW/dx, loss, update, gather
+    layers = len(sizes) - 1
+    kernels = 6 * layers + 2  # our graph's nodes: GEMM + bias/act per layer, 3 GEMMs + act' back, loss, gather, update, advance
     return flops, flops / (FP32_TFLOPS * 1e12), flops / (TF32_TFLOPS * 1e12), steps * kernels * NODE_US * 1e-6, steps
 
 
@@ -166,14 +175,16 @@ def measure(index: int, repeats: int, quick: bool) -> dict:
     rng = np.random.default_rng(0)
     x_np = rng.integers(0, 256, (n, sizes[0]), dtype=np.uint8)
     y_np = rng.integers(0, sizes[-1], n)
-    ours = timed(ours_epoch_fn(cp, cp.asarray(x_np), cp.asarray(y_np), sizes, opt_name, lr, batch), repeats,
-                 cp.cuda.Device().synchronize)
+    row = {"label": label, "n": n}
+    for kind, (epoch, step) in ours_epoch_fns(cp, x_np, y_np, sizes, opt_name, lr, batch).items():
+        row[f"ours_{kind}"] = timed(epoch, repeats, cp.cuda.Device().synchronize)
+        row[f"ours_{kind}_engine"] = step.describe()
     eager, graphed = torch_epoch_fns(torch, x_np, y_np, sizes, opt_name, lr, batch)
-    t_eager = timed(eager, repeats, torch.cuda.synchronize)
-    t_graph = timed(graphed, repeats, torch.cuda.synchronize)
+    row["torch_eager"] = timed(eager, repeats, torch.cuda.synchronize)
+    row["torch_graph"] = timed(graphed, repeats, torch.cuda.synchronize)
     flops, fp32, tf32, launch, steps = floors(n, sizes, batch)
-    return {"label": label, "n": n, "steps": steps, "ours": ours, "torch_eager": t_eager, "torch_graph": t_graph,
-            "floor_fp32": fp32, "floor_tf32": tf32, "floor_launch": launch}
+    row.update(steps=steps, floor_fp32=fp32, floor_tf32=tf32, floor_launch=launch)
+    return row
 
 
 def main() -> None:
@@ -196,15 +207,16 @@ def main() -> None:
         command = [sys.executable, __file__, "--config", str(index), "--repeats", str(args.repeats)]
         out = subprocess.run(command + (["--quick"] if args.quick else []), capture_output=True, text=True, check=True)
         rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
-    print(f"{'config':38} {'samples':>8} {'steps':>6} {'ours eager':>10} {'torch eager':>11} {'torch graph':>11} "
-          f"{'floor fp32':>10} {'floor tf32':>10} {'launch floor':>12}")
+    ways = [("ours_autograd", "ours autograd"), ("ours_eager", "ours fused eager"), ("ours_graph", "ours graph"),
+            ("ours_graph_tf32", "ours graph TF32"), ("torch_eager", "torch eager"), ("torch_graph", "torch graph")]
     for r in rows:
-        print(f"{r['label']:38} {r['n']:8,} {r['steps']:6} {r['ours']:9.3f}s {r['torch_eager']:10.3f}s "
-              f"{r['torch_graph']:10.3f}s {r['floor_fp32'] * 1e3:8.1f}ms {r['floor_tf32'] * 1e3:8.1f}ms "
-              f"{r['floor_launch'] * 1e3:10.1f}ms")
-    for r in rows:
-        print(f"{r['label']}: ours eager vs torch eager {r['torch_eager'] / r['ours']:.2f}x, "
-              f"vs torch graph {r['torch_graph'] / r['ours']:.2f}x ({r['n'] / r['ours']:,.0f} samples/s)")
+        print(f"\n{r['label']}: {r['n']:,} samples, {r['steps']} steps; floors: FP32 compute {r['floor_fp32'] * 1e3:.1f} ms, "
+              f"TF32 {r['floor_tf32'] * 1e3:.1f} ms, launches in a graph {r['floor_launch'] * 1e3:.1f} ms")
+        print(f"  {'way':18} {'s/epoch':>9} {'samples/s':>12} {'vs torch eager':>15} {'vs torch graph':>15}")
+        for key, name in ways:
+            t = r[key]
+            print(f"  {name:18} {t:9.4f} {r['n'] / t:12,.0f} {r['torch_eager'] / t:14.2f}x {r['torch_graph'] / t:14.2f}x")
+        print(f"  engine: {r['ours_graph_engine']}")
 
 
 if __name__ == "__main__":

@@ -127,3 +127,111 @@ def test_gpu_run_with_dropout_checkpoints_and_resumes(tmp_path):
     config.train.epochs = 3
     report = Trainer(config, tmp_path / "run", resume=True).run()
     assert checkpoint.load(tmp_path / "run").train_state["epoch"] == 3 and report["test_accuracy"] > 0.3
+
+
+# -- the fused step: kernels, direct cuBLAS, CUDA graphs ------------------------------------------
+
+def _fused_epochs(xp, ops, activation="relu", dropout=0.0, opt_name="adam", options=None, graphs=True,
+                  epochs=2, batch=64, n=1000, features=30, classes=7, normalize="standardize"):
+    from neuraterm.core.data.feeder import Feeder
+    from neuraterm.core.data.normalize import Normalizer
+    from neuraterm.core.fused.step import FusedStep
+    from neuraterm.core.mlp import MLP
+    from neuraterm.core.optimizers import build
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, (n, features), dtype=np.uint8)
+    y = (x[:, :4].sum(axis=1) % classes).astype(np.int64)
+    net = MLP([features, 48, 24, classes], activation=activation, dropout=dropout, seed=2, xp=xp)
+    opt = build(opt_name, net.parameters(), **(options or {"lr": 1e-3}))
+    feeder = Feeder(xp, x, y, Normalizer.fit(normalize, x), batch, "device" if xp is not np else "auto")
+    step = FusedStep(ops, net, opt, feeder, batch, graphs=graphs)
+    totals = []
+    for epoch in range(epochs):
+        order = np.random.default_rng(epoch).permutation(n)
+        batches = [order[i:i + batch] for i in range(0, n, batch)]  # the last one partial: eager
+        step.begin_epoch(batches)
+        for idx in batches:
+            step.run(len(idx))
+        totals.append(step.totals_on_host())
+    return net.state_dict(), opt.state_dict(), totals, step
+
+
+@pytest.mark.parametrize("activation", ["relu", "gelu", "tanh", "sigmoid", "silu", "leaky_relu"])
+@pytest.mark.parametrize("opt_name,options", [
+    ("sgd", {"lr": 0.05, "momentum": 0.9, "nesterov": True, "l2": 1e-3}),
+    ("adamw", {"lr": 2e-3, "weight_decay": 0.05, "clip_norm": 0.5}),
+    ("rmsprop", {"lr": 1e-3, "momentum": 0.5}),
+])
+def test_fused_cuda_step_equals_numpy_step(activation, opt_name, options):
+    import cupy
+    from neuraterm.core.fused.cuda_ops import CudaOps
+    from neuraterm.core.fused.numpy_ops import NumpyOps
+    got = _fused_epochs(cupy, CudaOps(cupy), activation, 0.0, opt_name, options)
+    want = _fused_epochs(np, NumpyOps(), activation, 0.0, opt_name, options)
+    assert "graph" in got[3].describe() and got[3].graph_error is None and got[3].replay is not None
+    for name in want[0]:
+        np.testing.assert_allclose(got[0][name], want[0][name], rtol=2e-4, atol=2e-5, err_msg=name)
+    assert int(got[1]["steps"]) == int(want[1]["steps"]) == 2 * 16
+    for (loss, correct), (ref_loss, ref_correct) in zip(got[2], want[2]):
+        assert loss == pytest.approx(ref_loss, rel=1e-3) and abs(correct - ref_correct) <= 3
+
+
+def test_graph_replay_equals_the_eager_fused_step():
+    import cupy
+    from neuraterm.core.fused.cuda_ops import CudaOps
+    graphed = _fused_epochs(cupy, CudaOps(cupy), "gelu", 0.3, "adam", graphs=True, epochs=3)
+    eager = _fused_epochs(cupy, CudaOps(cupy), "gelu", 0.3, "adam", graphs=False, epochs=3)
+    assert graphed[3].replay is not None and eager[3].replay is None
+    for name in eager[0]:  # same kernels, same order: equal up to nothing but the atomics of the totals
+        np.testing.assert_array_equal(graphed[0][name], eager[0][name], err_msg=name)
+    for name in eager[1]:
+        np.testing.assert_array_equal(graphed[1][name], eager[1][name], err_msg=name)
+    assert graphed[2][-1][1] == eager[2][-1][1]
+
+
+def test_tf32_steps_train_to_nearly_the_same_weights():
+    import cupy
+    from neuraterm.core.fused.cuda_ops import CudaOps
+    fp32 = _fused_epochs(cupy, CudaOps(cupy), epochs=2)
+    tf32 = _fused_epochs(cupy, CudaOps(cupy, tf32=True), epochs=2)
+    assert "TF32" in tf32[3].describe()
+    w, w_tf32 = fp32[0]["0.weight"], tf32[0]["0.weight"]
+    assert 0 < np.linalg.norm(w - w_tf32) / np.linalg.norm(w) < 1e-2
+
+
+@pytest.mark.parametrize("trans_a", [False, True])
+@pytest.mark.parametrize("trans_b", [False, True])
+def test_direct_cublas_gemm_equals_matmul(trans_a, trans_b):
+    import cupy
+    from neuraterm.core.fused.cublas import Cublas
+    rng = np.random.default_rng(0)
+    m, k, n = 65, 33, 17
+    a = rng.standard_normal((k, m) if trans_a else (m, k)).astype(np.float32)
+    b = rng.standard_normal((n, k) if trans_b else (k, n)).astype(np.float32)
+    stream = cupy.cuda.Stream(non_blocking=True)
+    blas = Cublas(cupy, stream)
+    out = cupy.full((m, n), np.nan, cupy.float32)
+    with stream:
+        blas.gemm(cupy.asarray(a), cupy.asarray(b), out, trans_a, trans_b)
+        got = out.get()
+    want = (a.T if trans_a else a).astype(np.float64) @ (b.T if trans_b else b).astype(np.float64)
+    assert np.linalg.norm(got - want) / np.linalg.norm(want) < 1e-6
+    blas.close()
+
+
+def test_fused_trainer_on_gpu_resumes_exactly_with_dropout(tmp_path):
+    """Counter-based dropout masks and device-side step counts: a GPU resume continues the same run."""
+    from neuraterm.core.config import Config
+    from neuraterm.core.trainer import Trainer
+    config = Config()
+    config.train.device, config.train.epochs, config.model.dropout = "gpu", 4, 0.2
+    config.data.limit = 2000
+    straight = Trainer(config, tmp_path / "straight").run()
+    config.train.epochs = 2
+    Trainer(config, tmp_path / "split").run()
+    config.train.epochs = 4
+    resumed = Trainer(config, tmp_path / "split", resume=True).run()
+    a = np.load(tmp_path / "straight" / "weights" / "0.weight.npy")
+    b = np.load(tmp_path / "split" / "weights" / "0.weight.npy")
+    np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+    assert straight["test_accuracy"] == pytest.approx(resumed["test_accuracy"], abs=0.002)

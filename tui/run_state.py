@@ -36,6 +36,8 @@ class RunState:
             self.steps, self.status = event.steps_per_epoch, "running"
             self.log.append(f"{event.config_name}: {event.parameters:,} parameters on {event.device}, "
                             f"{event.train_size:,} train / {event.val_size:,} val / {event.test_size:,} test")
+            if event.step_engine:
+                self.log.append(f"training step: {event.step_engine}")
         elif isinstance(event, events.StepEnded):
             if event.epoch != self.epoch:
                 self.epoch, self.step_losses = event.epoch, []

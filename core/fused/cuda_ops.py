@@ -114,6 +114,10 @@ class CudaOps:
             graph.upload(stream)
         return partial(graph.launch, stream)
 
+    def scope(self):
+        """Our stream as the current one: RawKernel launches go to the current stream."""
+        return self.stream
+
     def synchronize(self):
         self.stream.synchronize()
 

@@ -6,6 +6,8 @@ step always uses what an op returns (the CUDA ops return the buffer they were gi
 """
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 
 
@@ -61,6 +63,9 @@ class NumpyOps:
     def capture(self, step):
         """Nothing to capture on the CPU: 'replaying' is calling the step."""
         return step
+
+    def scope(self):
+        return contextlib.nullcontext()
 
     def synchronize(self):
         pass

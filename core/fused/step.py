@@ -100,6 +100,10 @@ class FusedStep:
     # -- the epoch ---------------------------------------------------------------------------
     def begin_epoch(self, batches: list, loss_sum: float = 0.0, correct: int = 0) -> None:
         """Set the order of this epoch's (remaining) batches, the LR, the step count and the totals."""
+        with self.ops.scope():
+            self._begin_epoch(batches, loss_sum, correct)
+
+    def _begin_epoch(self, batches, loss_sum, correct) -> None:
         xp, opt = self.xp, self.optimizer
         if self.resident:
             order = np.concatenate(batches).astype(np.int32) if batches else np.zeros(0, np.int32)
@@ -113,6 +117,10 @@ class FusedStep:
 
     def run(self, rows: int) -> None:
         """Train on the next batch of `rows` rows."""
+        with self.ops.scope():
+            self._run(rows)
+
+    def _run(self, rows: int) -> None:
         if not self.resident:
             _, xb, yb = next(self.stream)
             self.x[:rows] = xb
@@ -137,7 +145,8 @@ class FusedStep:
 
     def totals_on_host(self) -> tuple[float, int]:
         """(summed loss, correct predictions) so far this epoch; the one read that waits for the device."""
-        loss_sum, correct = to_host(self.totals)
+        with self.ops.scope():
+            loss_sum, correct = to_host(self.totals)
         return float(loss_sum), int(correct)
 
     # -- one step ----------------------------------------------------------------------------
