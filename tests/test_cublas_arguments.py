@@ -1,22 +1,11 @@
 """The row-major -> column-major translation of our cuBLAS calls, checked by a column-major GEMM
-written in NumPy that reads the buffers only through pointers (flat arrays) and leading dimensions,
-as cuBLAS does. The real cuBLAS runs in test_gpu.py."""
+written in NumPy (fake_cupy.column_major_gemm) that reads the buffers only through flat arrays and
+leading dimensions, as cuBLAS does. The real cuBLAS runs in test_gpu.py."""
 import numpy as np
 import pytest
 
-from neuraterm.core.fused.cublas import OP_T, column_major_arguments
-
-
-def column_major_gemm(op1, op2, m, n, k, first, ld1, second, ld2, c, ldc):
-    """C (m x n, column-major, leading dimension ldc) = op(A) @ op(B), as cublasSgemm defines it."""
-    def matrix(flat, rows, cols, ld):  # a column-major rows x cols matrix inside a flat buffer
-        return np.lib.stride_tricks.as_strided(flat, (rows, cols), (flat.itemsize, ld * flat.itemsize))
-    flat_c = c.reshape(-1)
-    A = matrix(first.reshape(-1), *((k, m) if op1 == OP_T else (m, k)), ld1)
-    B = matrix(second.reshape(-1), *((n, k) if op2 == OP_T else (k, n)), ld2)
-    A = A.T if op1 == OP_T else A
-    B = B.T if op2 == OP_T else B
-    matrix(flat_c, m, n, ldc)[...] = A.astype(np.float64) @ B.astype(np.float64)
+from neuraterm.core.fused.cublas import column_major_arguments
+from fake_cupy import column_major_gemm
 
 
 @pytest.mark.parametrize("trans_a", [False, True])

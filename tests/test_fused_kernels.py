@@ -8,62 +8,43 @@ import ctypes
 import re
 import shutil
 import subprocess
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from neuraterm.core import activations as act
 from neuraterm.core.data.normalize import Normalizer
-from neuraterm.core.dropout import Dropout
 from neuraterm.core.fused.codes import ACT_CODES
 from neuraterm.core.fused.cuda_ops import KERNELS
 from neuraterm.core.fused.numpy_ops import NumpyOps
 from neuraterm.core.mlp import MLP
 from neuraterm.core.optimizers import build
+from fake_cupy import CTYPES, SOURCE, compile_kernels, kernel_signatures
 
-SOURCE = Path(__file__).parents[1] / "core" / "fused" / "kernels.cu"
-SHIM = Path(__file__).with_name("cuda_on_cpu.h")
-P, I, Q, U, F, D = "p", ctypes.c_int32, ctypes.c_int64, ctypes.c_uint64, ctypes.c_float, ctypes.c_double
-SIGNATURES = {
-    "gather_normalize": [P, P, P, P, I, I, F, I, P, P, P, P],
-    "bias_activation": [P, P, P, Q, I, I],
-    "activation_backward": [P, P, P, P, I, Q, I],
-    "dropout_forward": [P, P, P, Q, F, F, U, P],
-    "softmax_cross_entropy": [P, P, P, I, I, F, P],
-    "sum_squares": [P, Q, P],
-    "sgd_update": [P, P, P, Q, Q, P, F, I, F, F, P],
-    "adam_update": [P, P, P, P, Q, Q, P, P, D, D, D, D, F, F, P],
-    "rmsprop_update": [P, P, P, P, Q, Q, P, D, F, F, F, F, P],
-    "advance": [P, Q, P],
-}
 ops = NumpyOps()
 rng = np.random.default_rng(7)
 
 
 @pytest.fixture(scope="module")
 def cuda(tmp_path_factory):
-    compiler = shutil.which("g++")
-    if compiler is None:
+    """Each kernel as a Python function; scalars are converted by ctypes from the parsed C signature."""
+    if shutil.which("g++") is None:
         pytest.skip("g++ is not installed")
-    library = tmp_path_factory.mktemp("kernels") / "kernels.so"
-    subprocess.run([compiler, "-O2", "-ffp-contract=off", "-fPIC", "-shared", "-x", "c++", "-include", str(SHIM),
-                    str(SOURCE), "-o", str(library)], check=True)
-    lib = ctypes.CDLL(str(library))
+    lib = compile_kernels(tmp_path_factory.mktemp("kernels"))
 
-    def kernel(name):
+    def kernel(name, signature):
         fn = getattr(lib, name)
-        fn.argtypes = [ctypes.c_void_p if t == P else t for t in SIGNATURES[name]]
+        fn.argtypes = [ctypes.c_void_p if pointer else CTYPES[dtype] for pointer, dtype in signature]
         fn.restype = None
 
         def call(*args):
-            assert len(args) == len(SIGNATURES[name])
-            for arg, kind in zip(args, SIGNATURES[name]):
-                if kind == P:
-                    assert isinstance(arg, np.ndarray) and arg.flags.c_contiguous
+            assert len(args) == len(signature)
+            for arg, (pointer, dtype) in zip(args, signature):
+                if pointer:
+                    assert isinstance(arg, np.ndarray) and arg.dtype == dtype and arg.flags.c_contiguous
             fn(*[a.ctypes.data if isinstance(a, np.ndarray) else a for a in args])
         return call
-    return {name: kernel(name) for name in SIGNATURES}
+    return {name: kernel(name, signature) for name, signature in kernel_signatures().items()}
 
 
 def test_codes_and_kernel_names_agree_with_the_source():
@@ -72,7 +53,10 @@ def test_codes_and_kernel_names_agree_with_the_source():
     assert {"IDENTITY": 0, "RELU": 1, "LEAKY": 2, "TANH": 3, "SIGMOID": 4, "GELU": 5, "SILU": 6} == defines
     assert sorted(ACT_CODES.values()) == sorted(defines.values())
     assert set(ACT_CODES) == set(act.ACTIVATIONS)
-    assert set(KERNELS) == set(SIGNATURES) == set(re.findall(r'extern "C" __global__ void (\w+)\(', source))
+    signatures = kernel_signatures(source)
+    assert set(KERNELS) == set(signatures) == set(re.findall(r'extern "C" __global__ void (\w+)\(', source))
+    assert signatures["advance"] == [(True, np.int64), (False, np.int64), (True, np.float32)]
+    assert signatures["gather_normalize"][0] == (True, np.uint8) and len(signatures["adam_update"]) == 15
 
 
 @pytest.mark.parametrize("mode", ["scale", "standardize"])
