@@ -44,11 +44,19 @@ def test_quick_preset_beats_90_percent(tmp_path):
         assert np.load(path, allow_pickle=False).dtype == np.float32
 
 
-@pytest.mark.parametrize("extra", [[], ["--set", "model.dropout=0.2", "--set", "model.batchnorm=true",
-                                        "--set", "optimizer.name=\"adamw\"", "--set", "schedule.name=\"exponential\""]])
-def test_resume_is_exact(tmp_path, extra):
+ADAMW_DROPOUT = ["--set", "model.dropout=0.2", "--set", "optimizer.name=\"adamw\"",
+                 "--set", "schedule.name=\"exponential\""]
+
+
+@pytest.mark.parametrize("extra,step", [
+    ([], "fused step (NumPy)"),
+    (ADAMW_DROPOUT, "fused step (NumPy)"),
+    (ADAMW_DROPOUT + ["--set", "model.batchnorm=true"], "autograd (a BatchNorm1d layer)"),
+], ids=["plain", "dropout-adamw", "batchnorm"])
+def test_resume_is_exact(tmp_path, extra, step):
     straight, split = tmp_path / "straight", tmp_path / "split"
-    assert cli("train", "--out", straight, "--epochs", 6, *SMALL, *extra).returncode == 0
+    result = cli("train", "--out", straight, "--epochs", 6, *SMALL, *extra)
+    assert result.returncode == 0 and f"training step: {step}" in result.stdout
     assert cli("train", "--out", split, "--epochs", 3, *SMALL, *extra).returncode == 0
     assert cli("resume", split, "--epochs", 6).returncode == 0
     a, b = weights(straight), weights(split)

@@ -99,3 +99,19 @@ def test_unsupported_names_what_it_cannot_fuse():
     assert "without bias" in unsupported(no_bias, build("sgd", no_bias.parameters(), lr=0.1))
     squashed = Sequential(Linear(4, 3, "relu"), Linear(3, 2, "sigmoid"))
     assert "output layer" in unsupported(squashed, build("sgd", squashed.parameters(), lr=0.1))
+
+
+def test_a_single_linear_layer_equals_autograd():
+    x, y = _data()
+    results = []
+    for kind in ("fused", "autograd"):
+        net = MLP([x.shape[1], 5], seed=1)
+        opt = build("sgd", net.parameters(), lr=0.1, momentum=0.9)
+        feeder = Feeder(np, x, y, Normalizer("scale"), 50)
+        step = FusedStep(NumpyOps(), net, opt, feeder, 50) if kind == "fused" else AutogradStep(net, opt, feeder, "")
+        batches = _batches(len(y), 50, 0)
+        step.begin_epoch(batches)
+        for idx in batches:
+            step.run(len(idx))
+        results.append(net.state_dict())
+    assert all(np.array_equal(results[0][k], results[1][k]) for k in results[1])

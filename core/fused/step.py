@@ -95,7 +95,9 @@ class FusedStep:
     def describe(self) -> str:
         if self.graph_error:
             return f"{self.ops.name}, eager (graph capture failed: {self.graph_error})"
-        return self.ops.name + (", one CUDA graph per step" if self.graphs and self.ops.xp is not np else "")
+        if self.ops.xp is np:
+            return self.ops.name
+        return self.ops.name + (", one CUDA graph per step" if self.graphs else ", eager")
 
     # -- the epoch ---------------------------------------------------------------------------
     def begin_epoch(self, batches: list, loss_sum: float = 0.0, correct: int = 0) -> None:

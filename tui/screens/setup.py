@@ -37,6 +37,7 @@ FIELDS = [
     ("epochs", "train.epochs", "int", None),
     ("early_stopping", "train.early_stopping", "int", None),
     ("device", "train.device", "select", ("cpu", "gpu", "auto")),
+    ("tf32", "train.tf32", "bool", None),
 ]
 
 
