@@ -22,6 +22,7 @@ i32, i64, f32, f64 = np.int32, np.int64, np.float32, np.float64
 
 class CudaOps:
     name = "fused CUDA kernels + cuBLAS"
+    replays_graphs = True
 
     def __init__(self, xp, tf32: bool = False):
         self.xp = xp

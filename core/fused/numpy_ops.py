@@ -14,6 +14,7 @@ import numpy as np
 class NumpyOps:
     xp = np
     name = "fused step (NumPy)"
+    replays_graphs = False  # `capture` returns the step itself
 
     def gemm(self, a, b, out, trans_a: bool = False, trans_b: bool = False):
         """`out = op(a) @ op(b)`; a 1-D `a` is a row vector (the bias gradient `ones @ dz`)."""

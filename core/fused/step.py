@@ -63,13 +63,13 @@ class FusedStep:
         xp = self.xp = ops.xp
         self.ops, self.model, self.optimizer, self.feeder = ops, model, optimizer, feeder
         self.batch = batch_size
-        self.blocks: list[_Block] = []
+        pairs: list[list] = []  # [linear, dropout or None]
         for layer in model.layers():
             if isinstance(layer, Linear):
-                self.blocks.append(_Block(xp, layer, None, batch_size))
+                pairs.append([layer, None])
             else:
-                block = self.blocks[-1]
-                self.blocks[-1] = _Block(xp, block.linear, layer, batch_size)
+                pairs[-1][1] = layer
+        self.blocks = [_Block(xp, linear, dropout, batch_size) for linear, dropout in pairs]
         features = self.blocks[0].linear.in_features
         self.weight_grads = [b.linear.weight._grad_buffer for b in self.blocks]
         self.bias_grads = [b.linear.bias._grad_buffer for b in self.blocks]
@@ -95,7 +95,7 @@ class FusedStep:
     def describe(self) -> str:
         if self.graph_error:
             return f"{self.ops.name}, eager (graph capture failed: {self.graph_error})"
-        if self.ops.xp is np:
+        if not self.ops.replays_graphs:
             return self.ops.name
         return self.ops.name + (", one CUDA graph per step" if self.graphs else ", eager")
 
