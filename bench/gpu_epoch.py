@@ -163,7 +163,8 @@ def floors(n, sizes, batch):
     steps = n // batch
     flops = 6 * steps * batch * sum(a * b for a, b in zip(sizes[:-1], sizes[1:]))
     layers = len(sizes) - 1
-    kernels = 6 * layers + 2  # our graph's nodes: GEMM + bias/act per layer, 3 GEMMs + act' back, loss, gather, update, advance
+    below = sum(1 if width <= 64 else 2 for width in sizes[2:])  # gradient into each lower layer (CudaOps.NARROW)
+    kernels = 1 + (2 * layers - 1) + 1 + 2 * layers + below + 1  # gather, forward, loss, dW/db, below, update
     return flops, flops / (FP32_TFLOPS * 1e12), flops / (TF32_TFLOPS * 1e12), steps * kernels * NODE_US * 1e-6, steps
 
 

@@ -45,11 +45,11 @@ def fake(kernels, monkeypatch):
 
 
 def _epochs(xp, ops, activation, opt_name, options, dropout=0.0, graphs=True, epochs=3, batch=32, n=230,
-            normalize="standardize"):
+            normalize="standardize", hidden=(20, 12)):
     rng = np.random.default_rng(0)
     x = rng.integers(0, 256, (n, 18), dtype=np.uint8)
     y = (x[:, :3].sum(axis=1) % 6).astype(np.int64)
-    net = MLP([18, 20, 12, 6], activation=activation, dropout=dropout, seed=4, xp=xp)
+    net = MLP([18, *hidden, 6], activation=activation, dropout=dropout, seed=4, xp=xp)
     opt = build(opt_name, net.parameters(), **options)
     feeder = Feeder(xp, x, y, Normalizer.fit(normalize, x), batch, "device")
     step = FusedStep(ops, net, opt, feeder, batch, graphs=graphs)
@@ -79,6 +79,17 @@ def test_graph_replayed_cuda_ops_equal_the_numpy_step(fake, activation, opt_name
     assert int(got[1]["steps"]) == 3 * 8
     for (loss, correct), (ref_loss, ref_correct) in zip(got[2], want[2]):
         assert loss == pytest.approx(ref_loss, rel=1e-5) and correct == ref_correct
+
+
+def test_wide_layers_take_the_gemm_path_into_the_layer_below(fake):
+    """Above NARROW outputs the gradient into the layer below is a cuBLAS GEMM and a kernel."""
+    hidden = (cuda_ops.NARROW + 16, cuda_ops.NARROW + 6)
+    got = _epochs(fake, cuda_ops.CudaOps(fake), "gelu", "adam", {"lr": 1e-3}, dropout=0.0, hidden=hidden)
+    want = _epochs(np, NumpyOps(), "gelu", "adam", {"lr": 1e-3}, dropout=0.0, hidden=hidden)
+    launches = got[3].ops.kernels["activation_backward"].log
+    assert launches.count("activation_backward") > 0 and launches.count("backprop_activation") > 0
+    for name in want[0]:
+        np.testing.assert_allclose(got[0][name], want[0][name], rtol=1e-4, atol=1e-6, err_msg=name)
 
 
 @pytest.mark.parametrize("dropout", [0.0, 0.25])

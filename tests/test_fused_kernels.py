@@ -55,7 +55,7 @@ def test_codes_and_kernel_names_agree_with_the_source():
     assert set(ACT_CODES) == set(act.ACTIVATIONS)
     signatures = kernel_signatures(source)
     assert set(KERNELS) == set(signatures) == set(re.findall(r'extern "C" __global__ void (\w+)\(', source))
-    assert signatures["advance"] == [(True, np.int64), (False, np.int64), (True, np.float32)]
+    assert signatures["sum_squares"] == [(True, np.float32), (False, np.int64), (True, np.float32)]
     assert signatures["gather_normalize"][0] == (True, np.uint8) and len(signatures["adam_update"]) == 15
 
 
@@ -138,17 +138,38 @@ def test_dropout_masks_are_fresh_each_step_and_repeatable(cuda):
     assert rows.std() < 0.05 and cols.std() < 0.05  # no striping by row or column
 
 
-def test_softmax_cross_entropy_equals_numpy(cuda):
-    logits = (rng.standard_normal((33, 47)) * 4).astype(np.float32)
-    logits[0, 3], logits[1, :] = 500.0, -500.0  # stable for any logit size
+def test_softmax_cross_entropy_equals_numpy_and_closes_the_step(cuda):
+    logits0 = (rng.standard_normal((33, 47)) * 4).astype(np.float32)
+    logits0[0, 3], logits0[1, :] = 500.0, -500.0  # stable for any logit size
+    bias = rng.standard_normal(47).astype(np.float32)
     labels = rng.integers(0, 47, 33).astype(np.int32)
-    grad, totals = np.full_like(logits, np.nan), np.array([1.5, 2.0])
-    cuda["softmax_cross_entropy"](logits, labels, grad, 33, 47, np.float32(1 / 33), totals)
-    want_totals = np.array([1.5, 2.0])
-    want = ops.softmax_cross_entropy(logits, labels, None, want_totals)
+    logits, grad, totals = logits0.copy(), np.full_like(logits0, np.nan), np.array([1.5, 2.0])
+    counters, scratch = np.array([64, 7], np.int64), np.array([3.0], np.float32)
+    cuda["softmax_cross_entropy"](logits, bias, labels, grad, 33, 47, np.float32(1 / 33), totals, counters, scratch)
+    want_logits, want_totals, want_counters = logits0.copy(), np.array([1.5, 2.0]), np.array([64, 7], np.int64)
+    want = ops.softmax_cross_entropy(want_logits, bias, labels, None, want_totals, want_counters, None)
+    assert np.array_equal(logits, want_logits)  # the output bias, added in place
     np.testing.assert_allclose(grad, want, rtol=1e-5, atol=1e-8)
     assert totals[0] == pytest.approx(want_totals[0], rel=1e-6) and np.isfinite(totals[0])
     assert totals[1] == want_totals[1]
+    assert list(counters) == list(want_counters) == [64 + 33, 8] and scratch[0] == 0.0
+
+
+@pytest.mark.parametrize("name", ["relu", "gelu", "tanh", "identity"])
+@pytest.mark.parametrize("with_mask", [False, True])
+def test_fused_backprop_into_the_layer_below_equals_gemm_then_activation(cuda, name, with_mask):
+    activation = act.ACTIVATIONS[name]
+    rows, width, outputs = 9, 14, 5
+    grad_out = rng.standard_normal((rows, outputs)).astype(np.float32)
+    weight = rng.standard_normal((outputs, width)).astype(np.float32)
+    z = (rng.standard_normal((rows, width)) * 2).astype(np.float32)
+    a = activation.forward(np, z.copy(), False)
+    mask = ((rng.random(z.shape) > 0.3) * 2.0).astype(np.float32) if with_mask else None
+    out = np.full_like(z, np.nan)
+    cuda["backprop_activation"](grad_out, weight, z, a, mask if with_mask else out, int(with_mask), rows, width,
+                                outputs, ACT_CODES[name], out)
+    want = ops.backprop_activation(grad_out, weight, np.empty_like(z), z, a, mask, activation)
+    assert_close(out, want)
 
 
 def _optimizer(name, **options):
@@ -172,10 +193,15 @@ def test_optimizer_kernels_equal_the_numpy_rules(cuda, name, options):
     p = opt.flat.data.copy()
     states = {k: getattr(opt, k).copy() for k in opt.state_names}
     hyper, counters, scratch = np.array([opt.lr]), np.array([0, 0], np.int64), np.zeros(1, np.float32)
+    labels, grad_buffer = np.zeros(32, np.int32), np.empty((32, 2), np.float32)
     clip = np.float32(opt.clip_norm or 0.0)
     for _ in range(4):
         g = rng.standard_normal(n).astype(np.float32)
         reference.step(grad=g.copy())
+        # The loss kernel counts the step and clears the norm accumulator before the update runs.
+        cuda["softmax_cross_entropy"](np.zeros((32, 2), np.float32), np.zeros(2, np.float32), labels, grad_buffer,
+                                      32, 2, np.float32(1 / 32), np.zeros(2), counters, scratch)
+        assert scratch[0] == 0.0
         if opt.clip_norm:
             cuda["sum_squares"](g, n, scratch)
             assert scratch[0] == pytest.approx(float(g @ g), rel=1e-5)
@@ -190,8 +216,6 @@ def test_optimizer_kernels_equal_the_numpy_rules(cuda, name, options):
             velocity = states.get("velocity", g)
             cuda["rmsprop_update"](p, g, states["square_avg"], velocity, n, nd, hyper, opt.alpha,
                                    np.float32(opt.eps), np.float32(opt.momentum), np.float32(opt.l2), clip, scratch)
-        cuda["advance"](counters, 32, scratch)
-        assert scratch[0] == 0.0
     assert list(counters) == [4 * 32, 4] and reference.steps == 4
     np.testing.assert_allclose(p, reference.flat.data, rtol=1e-5, atol=1e-7)
     for k, value in states.items():

@@ -14,8 +14,9 @@ import numpy as np
 from neuraterm.core.fused.codes import ACT_CODES
 from neuraterm.core.fused.cublas import Cublas
 
-KERNELS = ("gather_normalize", "bias_activation", "activation_backward", "dropout_forward",
-           "softmax_cross_entropy", "sum_squares", "sgd_update", "adam_update", "rmsprop_update", "advance")
+KERNELS = ("gather_normalize", "bias_activation", "activation_backward", "backprop_activation", "dropout_forward",
+           "softmax_cross_entropy", "sum_squares", "sgd_update", "adam_update", "rmsprop_update")
+NARROW = 64  # up to this many outputs, the gradient into the layer below is one fused kernel, not GEMM + kernel
 THREADS = 256
 i32, i64, f32, f64 = np.int32, np.int64, np.float32, np.float64
 
@@ -65,15 +66,25 @@ class CudaOps:
                      i32(ACT_CODES[activation.name]))
         return g
 
+    def backprop_activation(self, grad_out, weight, out, z, a, mask, activation):
+        rows, outputs = grad_out.shape
+        if outputs > NARROW:
+            return self.activation_backward(self.gemm(grad_out, weight, out), z, a, mask, activation)
+        width = weight.shape[1]
+        self._launch("backprop_activation", rows * width, grad_out, weight, z if z is not None else a, a,
+                     mask if mask is not None else out, i32(mask is not None), i64(rows), i32(width), i32(outputs),
+                     i32(ACT_CODES[activation.name]), out)
+        return out
+
     def dropout(self, a, out, mask, layer, counters):
         self._launch("dropout_forward", a.size, a, out, mask, i64(a.size), f32(layer.p), f32(1.0 / (1.0 - layer.p)),
                      np.uint64(layer.seed), counters)
         return out, mask
 
-    def softmax_cross_entropy(self, logits, labels, grad, totals):
+    def softmax_cross_entropy(self, logits, bias, labels, grad, totals, counters, scratch):
         rows, classes = logits.shape
-        self._launch("softmax_cross_entropy", rows, logits, labels, grad, i32(rows), i32(classes), f32(1.0 / rows),
-                     totals)
+        self._launch("softmax_cross_entropy", rows, logits, bias, labels, grad, i32(rows), i32(classes),
+                     f32(1.0 / rows), totals, counters, scratch)
         return grad
 
     def optimizer_step(self, opt, hyper, counters, scratch):
@@ -95,9 +106,6 @@ class CudaOps:
                          f32(opt.momentum), f32(opt.l2), clip, scratch)
         else:  # guarded by fused.unsupported()
             raise ValueError(f"no fused kernel for optimizer {opt.name!r}")
-
-    def advance(self, counters, rows, scratch):
-        self.kernels["advance"]((1,), (32,), (counters, i64(rows), scratch))
 
     def capture(self, step):
         """Record `step` on our stream into a CUDA graph (nothing runs); returns its replay."""

@@ -14,7 +14,8 @@
     for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < (long long)(n); \
          i += (long long)blockDim.x * gridDim.x)
 
-// counters[0]: position of the next batch in the epoch's order; counters[1]: optimizer steps done.
+// counters[0]: position of the batch in the epoch's order; counters[1]: steps counted so far
+// (the loss kernel counts the running step, so the optimizer sees this step's number).
 #define CURSOR 0
 #define STEPS 1
 
@@ -139,15 +140,20 @@ extern "C" __global__ void dropout_forward(const float* __restrict__ a, float* _
     }
 }
 
-// Softmax cross-entropy forward and backward, one row per thread: grad = (softmax - onehot) * scale,
-// and the batch's summed loss and number of correct predictions added to totals[0] and totals[1].
-extern "C" __global__ void softmax_cross_entropy(const float* __restrict__ logits, const int* __restrict__ labels,
-                                                 float* __restrict__ grad, int rows, int classes, float scale,
-                                                 double* totals) {
+// The output layer's bias, softmax cross-entropy forward and backward, one row per thread:
+// logits += bias, grad = (softmax - onehot) * scale, and the batch's summed loss and number of correct
+// predictions added to totals[0] and totals[1]. Nothing after this kernel reads the batch position, so
+// it also closes the step's bookkeeping: the cursor moves past the batch, the step is counted (the
+// optimizer then reads the count of this step) and the gradient-norm accumulator is cleared.
+extern "C" __global__ void softmax_cross_entropy(float* __restrict__ logits, const float* __restrict__ bias,
+                                                 const int* __restrict__ labels, float* __restrict__ grad,
+                                                 int rows, int classes, float scale, double* totals,
+                                                 long long* counters, float* sumsq) {
     double loss = 0.0, right = 0.0;
     GRID_STRIDE(r, rows) {
-        const float* z = logits + r * classes;
+        float* z = logits + r * classes;
         float* d = grad + r * classes;
+        for (int c = 0; c < classes; ++c) z[c] = z[c] + bias[c];
         float top = z[0];
         int best = 0;
         for (int c = 1; c < classes; ++c) if (z[c] > top) { top = z[c]; best = c; }
@@ -166,9 +172,32 @@ extern "C" __global__ void softmax_cross_entropy(const float* __restrict__ logit
         atomicAdd(&totals[0], loss);
         atomicAdd(&totals[1], right);
     }
+    if (blockIdx.x == 0 && threadIdx.x == 0) {
+        counters[CURSOR] += rows;
+        counters[STEPS] += 1;
+        sumsq[0] = 0.0f;
+    }
 }
 
-// out[0] += sum(x * x), for clipping by the global gradient norm (out is zeroed by `advance`).
+// The gradient through a narrow layer into the one below, in one pass: for each element of the lower
+// layer's output, g = sum_k grad_out[r, k] * weight[k, c] (the GEMM dz W, with `outputs` small, e.g. the
+// classes), then the dropout mask and the lower activation's derivative. Saves a GEMM launch per step.
+extern "C" __global__ void backprop_activation(const float* __restrict__ grad_out, const float* __restrict__ weight,
+                                               const float* __restrict__ z, const float* __restrict__ a,
+                                               const float* __restrict__ mask, int has_mask, long long rows,
+                                               int width, int outputs, int act, float* __restrict__ grad_in) {
+    GRID_STRIDE(i, rows * width) {
+        long long r = i / width;
+        int c = (int)(i - r * width);
+        const float* g = grad_out + r * outputs;
+        float s = 0.0f;
+        for (int k = 0; k < outputs; ++k) s += g[k] * weight[k * width + c];
+        if (has_mask) s = s * mask[i];
+        grad_in[i] = act_backward(act, z[i], a[i], s);
+    }
+}
+
+// out[0] += sum(x * x), for clipping by the global gradient norm (out is zeroed by the loss kernel).
 extern "C" __global__ void sum_squares(const float* __restrict__ x, long long n, float* out) {
     float s = 0.0f;
     GRID_STRIDE(i, n) { float v = x[i]; s += v * v; }
@@ -207,14 +236,14 @@ extern "C" __global__ void sgd_update(float* p, const float* __restrict__ g, flo
     }
 }
 
-// Adam with bias correction (AdamW when weight_decay > 0); the step count t is counters[1] + 1.
+// Adam with bias correction (AdamW when weight_decay > 0); t = counters[1], this step's number.
 extern "C" __global__ void adam_update(float* p, const float* __restrict__ g, float* m, float* v, long long n,
                                        long long n_decay, const double* __restrict__ hyper,
                                        const long long* __restrict__ counters, double beta1, double beta2,
                                        double eps, double weight_decay, float l2, float clip_norm,
                                        const float* __restrict__ sumsq) {
     double lr = hyper[0];
-    double t = (double)(counters[STEPS] + 1);
+    double t = (double)counters[STEPS];
     double root_bc2 = sqrt(1.0 - pow(beta2, t));
     float eps_term = (float)(eps * root_bc2);
     float step_scale = (float)(-lr * root_bc2 / (1.0 - pow(beta1, t)));
@@ -253,14 +282,5 @@ extern "C" __global__ void rmsprop_update(float* p, const float* __restrict__ g,
             velocity[i] = u;
         }
         p[i] = pi + u * neg_lr;
-    }
-}
-
-// The end of a step: move the cursor past the batch, count the step, clear the norm accumulator.
-extern "C" __global__ void advance(long long* counters, long long rows, float* sumsq) {
-    if (blockIdx.x == 0 && threadIdx.x == 0) {
-        counters[CURSOR] += rows;
-        counters[STEPS] += 1;
-        sumsq[0] = 0.0f;
     }
 }

@@ -41,7 +41,13 @@ class NumpyOps:
         mask = keep.astype(a.dtype) * t(1.0 / (1.0 - layer.p))
         return a * mask, mask
 
-    def softmax_cross_entropy(self, logits, labels, grad, totals):
+    def backprop_activation(self, grad_out, weight, out, z, a, mask, activation):
+        """The lower layer's dL/dz from the upper layer's: `act'(grad_out @ weight * mask)`."""
+        return self.activation_backward(self.gemm(grad_out, weight, out), z, a, mask, activation)
+
+    def softmax_cross_entropy(self, logits, bias, labels, grad, totals, counters, scratch):
+        """The output bias, then the loss's gradient; also moves the batch cursor and counts the step."""
+        logits += bias
         n = logits.shape[0]
         rows = np.arange(n)
         shifted = logits - logits.max(axis=1, keepdims=True)
@@ -52,14 +58,12 @@ class NumpyOps:
         grad = exp / total
         grad[rows, labels] -= logits.dtype.type(1)
         grad *= logits.dtype.type(1.0 / n)
+        counters[0] += n
+        counters[1] += 1
         return grad
 
     def optimizer_step(self, optimizer, hyper, counters, scratch):
         optimizer.step(grad=optimizer.flat.grad)
-
-    def advance(self, counters, rows, scratch):
-        counters[0] += rows
-        counters[1] += 1
 
     def capture(self, step):
         """Nothing to capture on the CPU: 'replaying' is calling the step."""

@@ -9,6 +9,11 @@ replayed: Python then runs one launch per step. Everything that changes between 
 batch's position, the step count, the learning rate) lives in device arrays, and the loss and
 the number of correct predictions accumulate on the device until someone asks for them.
 
+On a GPU a step is the gather, per layer one GEMM forward (then bias + activation for hidden layers)
+and two GEMMs backward (dW, db), the gradient into each lower layer (one fused kernel below a narrow
+layer such as the output, else a GEMM and a kernel), the loss and the optimizer update: 11 graph
+nodes for 784-128-10, 23 for 784-400-240-120-47.
+
 The first full batch runs eagerly (it compiles and warms every kernel), the second is captured
 and every full batch after it is a replay; a last partial batch runs eagerly. On the CPU the same
 sequence runs with `NumpyOps`, in the autograd layers' op order, so it equals them bit for bit.
@@ -160,10 +165,14 @@ class FusedStep:
         else:
             h, y = self.x[:n], self.y[:n]
         inputs, outputs = [], []
-        for block in self.blocks:
+        last = len(self.blocks) - 1
+        for i, block in enumerate(self.blocks):
             inputs.append(h)
             lin = block.linear
             z = ops.gemm(h, lin.weight.data, block.z[:n], trans_b=True)
+            if i == last:  # the loss op adds the output bias itself
+                h = z
+                break
             a = ops.bias_activation(z, block.a[:n], lin.bias.data, block.activation)
             mask = None
             if block.dropout is not None:
@@ -171,15 +180,13 @@ class FusedStep:
             else:
                 h = a
             outputs.append((z, a, mask))
-        grad = ops.softmax_cross_entropy(h, y, self.blocks[-1].grad[:n], self.totals)
-        for i in range(len(self.blocks) - 1, -1, -1):
-            block, (z, a, mask) = self.blocks[i], outputs[i]
-            if i < len(self.blocks) - 1:
-                grad = ops.activation_backward(grad, z if block.activation.needs_input else None, a, mask,
-                                               block.activation)
+        grad = ops.softmax_cross_entropy(h, self.blocks[last].linear.bias.data, y, self.blocks[last].grad[:n],
+                                         self.totals, self.counters, self.scratch)
+        for i in range(last, -1, -1):
             ops.gemm(grad, inputs[i], self.weight_grads[i], trans_a=True)
             ops.gemm(self.ones[:n], grad, self.bias_grads[i])
             if i > 0:
-                grad = ops.gemm(grad, block.linear.weight.data, self.blocks[i - 1].grad[:n])
+                below, (z, a, mask) = self.blocks[i - 1], outputs[i - 1]
+                grad = ops.backprop_activation(grad, self.blocks[i].linear.weight.data, below.grad[:n],
+                                               z if below.activation.needs_input else None, a, mask, below.activation)
         ops.optimizer_step(self.optimizer, self.hyper, self.counters, self.scratch)
-        ops.advance(self.counters, n, self.scratch)
