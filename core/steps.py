@@ -47,7 +47,15 @@ class AutogradStep:
 
 
 def make_step(model, optimizer, feeder, batch_size: int, tf32: bool = False, graphs: bool = True):
+    """The fused step where it covers the model and its kernels load; the autograd step otherwise,
+    with the reason in its description (printed as the run's `training step:` line)."""
     reason = unsupported(model, optimizer)
-    if reason is not None:
-        return AutogradStep(model, optimizer, feeder, reason)
-    return FusedStep(ops_for(feeder.xp, tf32), model, optimizer, feeder, batch_size, graphs)
+    if reason is None:
+        try:
+            ops = ops_for(feeder.xp, tf32)
+        except Exception as exc:  # e.g. no runtime compiler or cuBLAS for our kernels: still train
+            lines = str(exc).strip().splitlines()
+            reason = f"fused kernels unavailable: {lines[0] if lines else type(exc).__name__}"
+        else:
+            return FusedStep(ops, model, optimizer, feeder, batch_size, graphs)
+    return AutogradStep(model, optimizer, feeder, reason)

@@ -115,3 +115,21 @@ def test_a_single_linear_layer_equals_autograd():
             step.run(len(idx))
         results.append(net.state_dict())
     assert all(np.array_equal(results[0][k], results[1][k]) for k in results[1])
+
+
+def test_kernels_that_fail_to_load_fall_back_to_autograd_and_say_why(monkeypatch):
+    from neuraterm.core import steps
+
+    def broken(xp, tf32=False):
+        raise RuntimeError("NVRTC_ERROR_COMPILATION (6)\nkernels.cu(12): error")
+    monkeypatch.setattr(steps, "ops_for", broken)
+    x, y = _data()
+    net = MLP([20, 8, 5])
+    step = make_step(net, build("adam", net.parameters(), lr=1e-2), Feeder(np, x, y, Normalizer("scale"), 32), 32)
+    assert isinstance(step, AutogradStep)
+    assert step.describe() == "autograd (fused kernels unavailable: NVRTC_ERROR_COMPILATION (6))"
+    batches = _batches(len(y), 32, 0)
+    step.begin_epoch(batches)
+    for idx in batches:
+        step.run(len(idx))
+    assert step.totals_on_host()[1] > 0
