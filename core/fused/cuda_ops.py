@@ -61,8 +61,10 @@ class CudaOps:
         return a
 
     def activation_backward(self, g, z, a, mask, activation):
+        # Absent inputs get `a` as a placeholder the kernel never reads (never a written buffer:
+        # the kernels' pointers are __restrict__).
         self._launch("activation_backward", g.size, g, z if z is not None else a, a,
-                     mask if mask is not None else g, i32(mask is not None), i64(g.size),
+                     mask if mask is not None else a, i32(mask is not None), i64(g.size),
                      i32(ACT_CODES[activation.name]))
         return g
 
@@ -72,7 +74,7 @@ class CudaOps:
             return self.activation_backward(self.gemm(grad_out, weight, out), z, a, mask, activation)
         width = weight.shape[1]
         self._launch("backprop_activation", rows * width, grad_out, weight, z if z is not None else a, a,
-                     mask if mask is not None else out, i32(mask is not None), i64(rows), i32(width), i32(outputs),
+                     mask if mask is not None else a, i32(mask is not None), i64(rows), i32(width), i32(outputs),
                      i32(ACT_CODES[activation.name]), out)
         return out
 
@@ -94,14 +96,14 @@ class CudaOps:
             self._launch("sum_squares", n, g, i64(n), scratch, max_blocks=self.max_blocks // 8)
         common = (i64(n), i64(opt.flat.n_decay), hyper)
         if opt.name == "sgd":
-            velocity = opt.velocity if opt.momentum else g
+            velocity = opt.velocity if opt.momentum else opt.tmp  # a placeholder without momentum
             self._launch("sgd_update", n, p, g, velocity, *common, f32(opt.momentum), i32(opt.nesterov),
                          f32(opt.l2), clip, scratch)
         elif opt.name in ("adam", "adamw"):
             self._launch("adam_update", n, p, g, opt.m, opt.v, *common, counters, f64(opt.beta1), f64(opt.beta2),
                          f64(opt.eps), f64(opt.weight_decay), f32(opt.l2), clip, scratch)
         elif opt.name == "rmsprop":
-            velocity = opt.velocity if opt.momentum else g
+            velocity = opt.velocity if opt.momentum else opt.tmp
             self._launch("rmsprop_update", n, p, g, opt.square_avg, velocity, *common, f64(opt.alpha), f32(opt.eps),
                          f32(opt.momentum), f32(opt.l2), clip, scratch)
         else:  # guarded by fused.unsupported()
