@@ -66,7 +66,7 @@ class _Block:
 class FusedStep:
     def __init__(self, ops, model, optimizer, feeder, batch_size: int, graphs: bool = True):
         xp = self.xp = ops.xp
-        self.ops, self.model, self.optimizer, self.feeder = ops, model, optimizer, feeder
+        self.ops, self.optimizer, self.feeder = ops, optimizer, feeder
         self.batch = batch_size
         pairs: list[list] = []  # [linear, dropout or None]
         for layer in model.layers():
@@ -75,13 +75,13 @@ class FusedStep:
             else:
                 pairs[-1][1] = layer
         self.blocks = [_Block(xp, linear, dropout, batch_size) for linear, dropout in pairs]
-        features = self.blocks[0].linear.in_features
         self.weight_grads = [b.linear.weight._grad_buffer for b in self.blocks]
         self.bias_grads = [b.linear.bias._grad_buffer for b in self.blocks]
         self.ones = xp.ones(batch_size, xp.float32)
-        self.x = xp.empty((batch_size, features), xp.float32)
+        # The batch lives in the feeder's buffers, which stay put (a graph input must): the step gathers
+        # into them itself, or, when batches are streamed, the feeder normalizes into `x` already.
+        self.x, self.staged = feeder.out, feeder.staged[0]
         self.y = xp.empty(batch_size, xp.int32)
-        self.staged = xp.empty((batch_size, features), xp.uint8)
         self.resident = feeder.resident
         if self.resident:
             self.images = feeder.x
@@ -129,8 +129,7 @@ class FusedStep:
 
     def _run(self, rows: int) -> None:
         if not self.resident:
-            _, xb, yb = next(self.stream)
-            self.x[:rows] = xb
+            _, _, yb = next(self.stream)  # the images are in `self.x` (the feeder's buffer) already
             self.y[:rows] = yb
         if rows == self.batch and self.graphs and self.graph_error is None:
             if self.replay is None and self.warm:
@@ -147,6 +146,7 @@ class FusedStep:
         self._counted()
 
     def _counted(self) -> None:
+        """Assigned, not incremented: NumPy's optimizer counts its own steps, a replayed graph does not."""
         self.steps += 1
         self.optimizer.steps = self.steps
 
