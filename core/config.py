@@ -12,6 +12,8 @@ import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from neuraterm.core.backend import DEVICES
+from neuraterm.core.data.feeder import PLACEMENTS
 from neuraterm.core.errors import NeuratermError
 
 if sys.version_info >= (3, 11):
@@ -152,6 +154,10 @@ def from_dict(values: dict, source: str = "config") -> Config:
     return config
 
 
+def _one_of(choices: tuple[str, ...]) -> str:
+    return f"{', '.join(choices[:-1])} or {choices[-1]}"
+
+
 def validate(c: Config, source: str = "config") -> None:
     """Range checks that types alone cannot express; the message names the key."""
     checks = [
@@ -169,8 +175,8 @@ def validate(c: Config, source: str = "config") -> None:
         (0 <= c.model.dropout < 1, "model.dropout must be in [0, 1)"),
         (c.data.limit >= 0, "data.limit must be >= 0"),
         (all(s >= 0 for s in c.train.noise), "train.noise sigmas must be >= 0"),
-        (c.train.device in ("cpu", "gpu", "auto"), "train.device must be cpu, gpu or auto"),
-        (c.data.placement in ("auto", "device", "host"), "data.placement must be auto, device or host"),
+        (c.train.device in DEVICES, f"train.device must be {_one_of(DEVICES)}"),
+        (c.data.placement in PLACEMENTS, f"data.placement must be {_one_of(PLACEMENTS)}"),
     ]
     for ok, message in checks:
         if not ok:

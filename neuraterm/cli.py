@@ -15,6 +15,7 @@ import click
 
 from neuraterm import __version__
 from neuraterm.core import checkpoint, config as config_mod
+from neuraterm.core.backend import DEVICES
 from neuraterm.core.data import registry
 from neuraterm.core.errors import NeuratermError
 
@@ -81,7 +82,7 @@ train_options = [
     click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a config value, e.g. optimizer.lr=0.01."),
     click.option("--epochs", type=int, help="Total number of epochs."),
     click.option("--seed", type=int, help="Seed for initialization, splits, shuffling and dropout."),
-    click.option("--device", type=click.Choice(["cpu", "gpu", "auto"]), help="Where to compute."),
+    click.option("--device", type=click.Choice(DEVICES), help="Where to compute."),
     click.option("--data-dir", type=click.Path(file_okay=False), help="A folder holding the dataset's original files."),
     click.option("--tf32/--no-tf32", default=None, help="TF32 tensor-core matmuls on the GPU (faster, ~3 digits)."),
     click.option("--graphs/--no-graphs", default=None, help="Replay each GPU training step as a CUDA graph (default on)."),

@@ -9,6 +9,7 @@ from textual.widgets import Checkbox, Footer, Input, Label, OptionList, Select, 
 
 from neuraterm.core import config as config_mod
 from neuraterm.core.activations import ACTIVATIONS
+from neuraterm.core.backend import DEVICES
 from neuraterm.core.data.registry import DATASETS
 from neuraterm.core.errors import NeuratermError
 from neuraterm.core.initializers import INITIALIZERS
@@ -36,7 +37,7 @@ FIELDS = [
     ("batch_size", "train.batch_size", "int", None),
     ("epochs", "train.epochs", "int", None),
     ("early_stopping", "train.early_stopping", "int", None),
-    ("device", "train.device", "select", ("cpu", "gpu", "auto")),
+    ("device", "train.device", "select", DEVICES),
     ("tf32", "train.tf32", "bool", None),
 ]
 
