@@ -266,7 +266,7 @@ class Trainer:
                 loss_sum, correct = self._totals(step)  # the only waits for the device inside an epoch
                 self.emit(events.StepEnded(self.epoch + 1, step, steps, loss_sum / seen,
                                            trained / max(now - epoch_start, 1e-9)))
-        loss_sum, correct = self._totals(steps)
+        # The last step always reported, so loss_sum and correct are the epoch's totals already.
         self.epoch_stats = (loss_sum / max(seen, 1), correct / max(seen, 1), trained,
                             time.perf_counter() - epoch_start)
         return True

@@ -33,7 +33,7 @@ def choose(xp, nbytes: int, placement: str = "auto") -> str:
 class Feeder:
     def __init__(self, xp, x_uint8: np.ndarray, y: np.ndarray, normalizer: Normalizer, batch_size: int,
                  placement: str = "auto"):
-        self.xp, self.y_host, self.normalizer = xp, y, normalizer
+        self.xp, self.normalizer = xp, normalizer
         self.placement = choose(xp, x_uint8.nbytes, placement)
         self.resident = xp is np or self.placement == "device"  # the images are where the compute is
         features = x_uint8.shape[1]
