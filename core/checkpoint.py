@@ -24,6 +24,7 @@ import io
 import json
 import os
 import shutil
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -95,6 +96,16 @@ def save(run_dir: Path, snap: Snapshot) -> Path:
     else:
         os.rename(tmp, run_dir)
     return run_dir
+
+
+def new_run_dir(root: Path, name: str) -> Path:
+    """A fresh model folder path, `<root>/<name>-<date>-<time>`, with `-2`, `-3`... if that one exists."""
+    base = Path(root) / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    path, k = base, 1
+    while path.exists():
+        k += 1
+        path = base.with_name(f"{base.name}-{k}")
+    return path
 
 
 def recover(run_dir: Path) -> Path:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import signal
 import sys
-import time
 from pathlib import Path
 
 import click
@@ -60,10 +59,6 @@ def run_training(config: config_mod.Config, run_dir: Path, resume: bool) -> None
         signal.signal(signal.SIGINT, previous)
     if trainer.control.stop_requested:
         sys.exit(EXIT_INTERRUPTED)
-
-
-def default_run_dir(name: str) -> Path:
-    return Path("runs") / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
 class Main(click.Group):
@@ -120,7 +115,7 @@ def train(preset, overrides=(), epochs=None, seed=None, device=None, data_dir=No
     """Train a preset headless and write its model folder."""
     from neuraterm import presets
     config = with_overrides(presets.load(preset), overrides, epochs, seed, device, data_dir, tf32, graphs)
-    run_dir = Path(out) if out else default_run_dir(config.name)
+    run_dir = Path(out) if out else checkpoint.new_run_dir(Path("runs"), config.name)
     if (run_dir / "model.json").exists():
         raise NeuratermError(f"{run_dir} already holds a model; use 'neuraterm resume {run_dir}' or another --out")
     run_training(config, run_dir, resume=False)

@@ -6,7 +6,6 @@ service that points at a temporary runs folder.
 """
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,12 +44,7 @@ class TrainingService:
 
     # -- runs -------------------------------------------------------------------------------
     def new_run_dir(self, name: str) -> Path:
-        base = self.runs_root / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
-        path, k = base, 1
-        while path.exists():
-            k += 1
-            path = base.with_name(f"{base.name}-{k}")
-        return path
+        return checkpoint.new_run_dir(self.runs_root, name)
 
     def list_runs(self) -> list[RunSummary]:
         runs = []
