@@ -32,7 +32,8 @@ class Dropout(Module):
 
     def get_rng_state(self) -> dict | None:
         """The mask generator's state for a checkpoint; NumPy's is a plain dict. CuPy's generator
-        exposes no state, so a GPU resume draws fresh masks (exact resume is a CPU guarantee)."""
+        exposes no state, so the autograd step on a GPU draws fresh masks after a resume (the fused
+        step's masks are a hash of seed and step count, and resume exactly there too)."""
         state = getattr(getattr(self.rng, "bit_generator", None), "state", None)
         return state if isinstance(state, dict) else None
 
