@@ -200,10 +200,7 @@ def tui(preset, start, resume_dir):
     """Open the terminal app."""
     if not sys.stdout.isatty():
         raise NeuratermError("the app needs a terminal; use 'ssh -t' or train headless with --preset NAME")
-    try:
-        from neuraterm.tui.app import run_app
-    except ImportError:
-        raise NeuratermError("the terminal app is not part of this build yet; train headless with --preset NAME") from None
+    from neuraterm.tui.app import run_app
     run_app(preset=preset, start=start, resume_dir=resume_dir)
 
 
