@@ -1,28 +1,46 @@
-"""Model folders: plain `.npy`, JSON, TOML and CSV that users own, written atomically.
+"""Model folders: plain `.npy`, JSON, TOML and CSV that users own, saved so that no crash can lose them.
 
-Layout of a run folder:
+Layout of a run folder (format 2):
 
-    config.toml            the resolved configuration
+    .neuraterm               marks the folder as a neuraterm model folder (format, creation time)
+    .lock                    held by the one process that trains it (see `lock.py`)
+    checkpoints/000007/      one complete checkpoint per save (the files below plus MANIFEST.json)
+    current -> checkpoints/000007      the checkpoint that counts; switched by one atomic rename
+    best -> checkpoints/000005         the checkpoint of the best epoch so far
+    config.toml model.json history.csv report.json weights/ normalization/ state/
+                             links into `current/`, so `numpy.load("run/weights/0.weight.npy")` reads
+                             the current checkpoint
+
+Inside a checkpoint:
+
+    config.toml            the resolved configuration (every key written)
     model.json             architecture, dataset, class names, normalization, version, array shapes
     weights/<name>.npy     one file per parameter or buffer (`0.weight.npy`, PyTorch-style names)
     normalization/*.npy    per-feature mean/std when the inputs are standardized
     state/train.json       epoch, step, RNG states, early-stopping and plateau counters
     state/optimizer/*.npy  optimizer moments and step count
-    state/best/*.npy       best weights so far (early stopping's restore_best)
     history.csv            one row per epoch
     report.json            the final evaluation (once the run has finished)
+    MANIFEST.json          size and SHA-256 of every file above
 
-A save writes a complete sibling folder, then swaps it in with two renames. If the process dies
-between them, only `<name>.old` exists and `load` takes it back, so some complete checkpoint is
-always there. Loading never unpickles (`allow_pickle=False`) and checks every array's shape and dtype
-against `model.json`.
+A save (LevelDB's CURRENT file, as a symlink) writes a new checkpoint under a temporary name, fsyncs
+every file and folder, renames it into place, then replaces the `current` link atomically; the
+checkpoints that are neither current nor best go only after that switch. A crash at any instant
+therefore leaves the previous complete checkpoint current, and the next writer sweeps the leftovers.
+The folder itself is created once and never renamed, replaced or deleted, and files the program did
+not write are never touched. Loading never unpickles, verifies every file against the manifest, and
+checks every field, so a damaged folder is one `NeuratermError` naming the file, never a traceback.
 """
 from __future__ import annotations
 
 import csv
+import errno
+import hashlib
 import io
 import json
+import math
 import os
+import re
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -30,11 +48,19 @@ from pathlib import Path
 
 import numpy as np
 
+from neuraterm import __version__
 from neuraterm.core import config as config_mod
-from neuraterm.core.errors import NeuratermError
+from neuraterm.core.errors import NeuratermError, RunFailed
+from neuraterm.core.lock import LOCK_FILE, WriterLock
 
-FORMAT = 1
+FORMAT = 2
+MARKER, CHECKPOINTS, CURRENT, BEST, MANIFEST = ".neuraterm", "checkpoints", "current", "best", "MANIFEST.json"
+LINKED = ("config.toml", "model.json", "history.csv", "report.json", "weights", "normalization", "state")
 HISTORY_COLUMNS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds", "samples_per_s")
+ARRAY_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.]*$")
+NUMBERED = re.compile(r"^\d{6,}$")
+# Test-only: seconds to sleep between writing a checkpoint and switching to it (widens kill windows).
+SAVE_DELAY_ENV = "NEURATERM_TEST_SAVE_DELAY"
 
 
 @dataclass
@@ -48,142 +74,522 @@ class Snapshot:
     normalization: dict[str, np.ndarray] = field(default_factory=dict)
     best_weights: dict[str, np.ndarray] = field(default_factory=dict)
     report: dict | None = None
+    path: Path | None = None  # the checkpoint folder it was read from
+
+    @property
+    def epoch(self) -> int:
+        return int(self.train_state.get("epoch", 0))
 
 
-def _write_arrays(folder: Path, arrays: dict[str, np.ndarray]) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
-    for name, array in arrays.items():
-        np.save(folder / f"{name}.npy", np.asarray(array), allow_pickle=False)
-
-
+# -- writing --------------------------------------------------------------------------------------
 def history_csv(history: list[dict]) -> str:
     out = io.StringIO()
     writer = csv.DictWriter(out, fieldnames=HISTORY_COLUMNS, extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
     for row in history:
-        writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
+        writer.writerow({k: (repr(float(v)) if isinstance(v, float) else v) for k, v in row.items()})
     return out.getvalue()
 
 
-def save(run_dir: Path, snap: Snapshot) -> Path:
-    """Write `snap` as `run_dir`, replacing the previous checkpoint only once the new one is complete."""
-    run_dir = Path(run_dir)
-    parent = run_dir.parent
-    parent.mkdir(parents=True, exist_ok=True)
-    tmp = parent / f".{run_dir.name}.tmp-{os.getpid()}"
-    old = parent / f"{run_dir.name}.old"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    (tmp / "config.toml").write_text(config_mod.to_toml(snap.config), encoding="utf-8")
+def _npy_bytes(array) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, np.asarray(array), allow_pickle=False)
+    return buffer.getvalue()
+
+
+def _checkpoint_files(snap: Snapshot) -> dict[str, bytes]:
+    """Every file of a checkpoint, by relative path, as the bytes to write."""
     meta = dict(snap.meta, format=FORMAT,
                 arrays={n: {"shape": list(a.shape), "dtype": str(a.dtype)} for n, a in snap.weights.items()})
-    (tmp / "model.json").write_text(json.dumps(meta, indent=2), encoding="utf-8")
-    _write_arrays(tmp / "weights", snap.weights)
-    if snap.normalization:
-        _write_arrays(tmp / "normalization", snap.normalization)
-    _write_arrays(tmp / "state" / "optimizer", snap.optimizer)
-    if snap.best_weights:
-        _write_arrays(tmp / "state" / "best", snap.best_weights)
-    (tmp / "state" / "train.json").write_text(json.dumps(snap.train_state, indent=1), encoding="utf-8")
-    (tmp / "history.csv").write_text(history_csv(snap.history), encoding="utf-8")
+    files = {"config.toml": config_mod.to_toml(snap.config).encode(), "model.json": json.dumps(meta, indent=2).encode(),
+             "history.csv": history_csv(snap.history).encode(),
+             "state/train.json": json.dumps(snap.train_state, indent=1).encode()}
+    for folder, arrays in (("weights", snap.weights), ("normalization", snap.normalization),
+                           ("state/optimizer", snap.optimizer)):
+        for name, array in arrays.items():
+            files[f"{folder}/{name}.npy"] = _npy_bytes(array)
     if snap.report is not None:
-        (tmp / "report.json").write_text(json.dumps(snap.report, indent=2), encoding="utf-8")
-    if run_dir.exists():
-        shutil.rmtree(old, ignore_errors=True)
-        os.rename(run_dir, old)
-        os.rename(tmp, run_dir)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.rename(tmp, run_dir)
-    return run_dir
+        files["report.json"] = json.dumps(snap.report, indent=2).encode()
+    return files
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_tree(root: Path, files: dict[str, bytes]) -> None:
+    """Every file written and fsynced, then every folder fsynced, deepest first."""
+    folders = {root}
+    for rel, data in files.items():
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        folders.update(p for p in path.parents if p.is_relative_to(root))
+        with open(path, "xb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+    for folder in sorted(folders, key=lambda p: len(p.parts), reverse=True):
+        _fsync_dir(folder)
+
+
+def _point(run_dir: Path, name: str, target: str) -> None:
+    """Make `run_dir/name` a link to `target`, atomically (a new link renamed over the old one)."""
+    tmp = run_dir / f".{name}.tmp-{os.getpid()}"
+    if tmp.is_symlink():
+        tmp.unlink()
+    os.symlink(target, tmp)
+    os.replace(tmp, run_dir / name)
+
+
+def _checkpoint_number(run_dir: Path, name: str) -> int | None:
+    link = run_dir / name
+    if not link.is_symlink():
+        return None
+    target = Path(os.readlink(link))
+    return int(target.name) if target.parent == Path(CHECKPOINTS) and NUMBERED.match(target.name) else None
+
+
+def sanitize_name(name: str) -> str:
+    """One safe path component for a folder named after a preset ('a/../b' -> 'a-b')."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip(".-")[:80] or "run"
 
 
 def new_run_dir(root: Path, name: str) -> Path:
     """A fresh model folder path, `<root>/<name>-<date>-<time>`, with `-2`, `-3`... if that one exists."""
-    base = Path(root) / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    base = Path(root) / f"{sanitize_name(name)}-{time.strftime('%Y%m%d-%H%M%S')}"
     path, k = base, 1
-    while path.exists():
+    while path.exists() or path.is_symlink():
         k += 1
         path = base.with_name(f"{base.name}-{k}")
     return path
 
 
-def recover(run_dir: Path) -> Path:
-    """The folder to read: `run_dir`, or its `.old` twin left by a save that was killed mid-swap."""
-    run_dir = Path(run_dir)
-    old = run_dir.parent / f"{run_dir.name}.old"
-    if not run_dir.exists() and old.is_dir():
-        os.rename(old, run_dir)
-    if not run_dir.is_dir():
-        raise NeuratermError(f"{run_dir}: no such model folder")
-    return run_dir
+def is_run_folder(path: Path) -> bool:
+    return (Path(path) / MARKER).is_file() or _legacy(Path(path))
+
+
+def _legacy(path: Path) -> bool:
+    """A format-1 folder (neuraterm 0.1 before checkpoints/): plain files at the top level."""
+    model = path / "model.json"
+    return model.is_file() and not model.is_symlink() and not (path / MARKER).exists()
+
+
+class RunWriter:
+    """The one process allowed to write a model folder: it holds the lock, writes checkpoints and
+    switches `current` (and `best`) to them. `new=True` claims a folder for a new run: one that does
+    not exist yet, an empty one, or a model folder that never got its first checkpoint."""
+
+    def __init__(self, run_dir: Path, new: bool):
+        run_dir = Path(run_dir).expanduser().resolve()
+        if new:
+            self._claim(run_dir)
+        elif not run_dir.is_dir():
+            raise NeuratermError(f"{run_dir}: no such model folder")
+        elif _legacy(run_dir):
+            raise NeuratermError(f"{run_dir}: written by an older neuraterm (format 1); evaluate or export it, "
+                                 f"or train a new run")
+        elif not (run_dir / MARKER).is_file():
+            raise NeuratermError(f"{run_dir}: not a neuraterm model folder")
+        self.run_dir = run_dir
+        self.lock = WriterLock(run_dir).acquire()
+        try:
+            if not (run_dir / MARKER).exists():
+                _write_tree_file(run_dir / MARKER, json.dumps({"format": FORMAT, "created": time.time(),
+                                                               "neuraterm_version": __version__}).encode())
+            if not new and _checkpoint_number(run_dir, CURRENT) is None:
+                raise NeuratermError(f"{run_dir}: has no checkpoint to resume from")
+            if new and _checkpoint_number(run_dir, CURRENT) is not None:
+                raise NeuratermError(f"{run_dir} already holds a model; use 'neuraterm resume {run_dir}' or another --out")
+            self.sweep()
+        except BaseException:
+            self.lock.release()
+            raise
+
+    @staticmethod
+    def check_new(run_dir: Path) -> None:
+        """Whether a new run may claim `run_dir`, asked before anything is created (so bad input leaves
+        no folder behind); the claim itself checks again under the lock."""
+        run_dir = Path(run_dir).expanduser().resolve()
+        if run_dir.exists() and not run_dir.is_dir():
+            raise NeuratermError(f"{run_dir}: exists and is not a folder")
+        if run_dir.is_dir():
+            if _legacy(run_dir) or (run_dir / MARKER).is_file():
+                if _legacy(run_dir) or _checkpoint_number(run_dir, CURRENT) is not None:
+                    raise NeuratermError(f"{run_dir} already holds a model; use 'neuraterm resume {run_dir}' "
+                                         f"or another --out")
+            elif any(p.name != LOCK_FILE for p in run_dir.iterdir()):  # a claim killed after its lock
+                raise NeuratermError(f"{run_dir} is not empty and is not a neuraterm model folder; "
+                                     f"pass a new or empty folder to --out")
+
+    @classmethod
+    def _claim(cls, run_dir: Path) -> None:
+        cls.check_new(run_dir)
+        try:
+            run_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise NeuratermError(f"{run_dir}: cannot create the model folder ({exc.strerror})") from None
+
+    def sweep(self) -> None:
+        """Remove what a killed save left (temporary checkpoints and links) and checkpoints that are
+        neither current nor best; only names this program writes, only files its manifests list."""
+        keep = {_checkpoint_number(self.run_dir, CURRENT), _checkpoint_number(self.run_dir, BEST)}
+        for entry in self.run_dir.iterdir():
+            if entry.name.startswith(".") and ".tmp-" in entry.name and entry.is_symlink():
+                entry.unlink()
+        folder = self.run_dir / CHECKPOINTS
+        if not folder.is_dir():
+            return
+        for entry in folder.iterdir():
+            if entry.name.startswith(".tmp-") and entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry, ignore_errors=True)
+            elif NUMBERED.match(entry.name) and int(entry.name) not in keep and entry.is_dir():
+                _remove_checkpoint(entry)
+
+    def save(self, snap: Snapshot, best: bool = False) -> Path:
+        """Write `snap` as a new checkpoint and make it current (and best); returns its folder."""
+        folder = self.run_dir / CHECKPOINTS
+        folder.mkdir(exist_ok=True)
+        numbers = [int(p.name) for p in folder.iterdir() if NUMBERED.match(p.name)]
+        number = max(numbers + [_checkpoint_number(self.run_dir, CURRENT) or 0]) + 1
+        name = f"{number:06d}"
+        tmp = folder / f".tmp-{name}-{os.getpid()}"
+        files = _checkpoint_files(snap)
+        manifest = {"format": FORMAT, "files": {rel: {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+                                               for rel, data in files.items()}}
+        files[MANIFEST] = json.dumps(manifest, indent=1).encode()
+        try:
+            _write_tree(tmp, files)
+            if os.environ.get(SAVE_DELAY_ENV):
+                time.sleep(float(os.environ[SAVE_DELAY_ENV]))
+            os.rename(tmp, folder / name)
+            _fsync_dir(folder)
+            _point(self.run_dir, CURRENT, f"{CHECKPOINTS}/{name}")
+            if best:
+                _point(self.run_dir, BEST, f"{CHECKPOINTS}/{name}")
+            _fsync_dir(self.run_dir)
+        except OSError as exc:
+            shutil.rmtree(tmp, ignore_errors=True)
+            if (folder / name).is_dir() and _checkpoint_number(self.run_dir, CURRENT) != number:
+                shutil.rmtree(folder / name, ignore_errors=True)
+            previous = "the previous checkpoint is intact" if _checkpoint_number(self.run_dir, CURRENT) else \
+                "no checkpoint was saved yet"
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise RunFailed(f"no space left on device while saving {self.run_dir}; {previous}") from None
+            raise RunFailed(f"could not save {self.run_dir} ({exc.strerror or exc}); {previous}") from None
+        self._link_top_level(folder / name)
+        self.sweep()
+        return folder / name
+
+    def _link_top_level(self, checkpoint: Path) -> None:
+        """Static links (`weights -> current/weights`...) for what the checkpoint holds; a name the user
+        already uses for something else is left alone."""
+        for name in LINKED:
+            top = self.run_dir / name
+            if (checkpoint / name).exists() and not top.exists() and not top.is_symlink():
+                try:
+                    os.symlink(f"{CURRENT}/{name}", top)
+                except OSError:
+                    pass  # a filesystem without links: readers go through `current/`
+
+    def close(self) -> None:
+        self.lock.release()
+
+
+def _write_tree_file(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def _remove_checkpoint(folder: Path) -> None:
+    """Delete the files a checkpoint's manifest lists, then its folders if they are empty: a file a
+    user put there stays (with its folders)."""
+    try:
+        listed = json.loads((folder / MANIFEST).read_text(encoding="utf-8")).get("files", {})
+    except (OSError, ValueError, AttributeError):
+        return  # not a checkpoint we can account for: leave it
+    for rel in [*listed, MANIFEST]:
+        try:
+            (folder / rel).unlink()
+        except OSError:
+            pass
+    for sub in sorted((p for p in folder.rglob("*") if p.is_dir() and not p.is_symlink()),
+                      key=lambda p: len(p.parts), reverse=True) + [folder]:
+        try:
+            sub.rmdir()
+        except OSError:
+            pass
+
+
+# -- reading --------------------------------------------------------------------------------------
+class _Vanished(Exception):
+    """A checkpoint file disappeared while it was read: a writer switched and swept meanwhile."""
+
+
+class _Reader:
+    """Reads one checkpoint's files, each checked against its manifest entry (when there is one)."""
+
+    def __init__(self, folder: Path, shown: Path, manifest: dict | None):
+        self.folder, self.shown, self.manifest = folder, shown, manifest
+
+    def exists(self, rel: str) -> bool:
+        return rel in self.manifest if self.manifest is not None else (self.folder / rel).is_file()
+
+    def names(self, sub: str) -> list[str]:
+        if self.manifest is not None:
+            return sorted(rel[len(sub) + 1:-4] for rel in self.manifest
+                          if rel.startswith(sub + "/") and rel.endswith(".npy") and "/" not in rel[len(sub) + 1:])
+        return sorted(p.name[:-4] for p in (self.folder / sub).glob("*.npy")) if (self.folder / sub).is_dir() else []
+
+    def bytes(self, rel: str) -> bytes:
+        shown = self.shown / rel
+        try:
+            data = (self.folder / rel).read_bytes()
+        except FileNotFoundError:
+            if self.manifest is not None:
+                raise _Vanished(rel) from None
+            raise NeuratermError(f"{shown}: missing") from None
+        except OSError as exc:
+            raise NeuratermError(f"{shown}: cannot be read ({exc.strerror})") from None
+        if self.manifest is not None:
+            entry = self.manifest.get(rel)
+            if entry is None:
+                raise NeuratermError(f"{shown}: not part of the checkpoint")
+            if len(data) != entry["bytes"] or hashlib.sha256(data).hexdigest() != entry["sha256"]:
+                raise NeuratermError(f"{shown}: changed since it was saved (size or SHA-256 differs from "
+                                     f"{self.shown / MANIFEST})")
+        return data
+
+    def json(self, rel: str) -> dict:
+        return parse_json(self.bytes(rel), self.shown / rel)
+
+    def array(self, rel: str) -> np.ndarray:
+        return parse_array(self.bytes(rel), self.shown / rel)
+
+    def arrays(self, sub: str) -> dict[str, np.ndarray]:
+        return {name: self.array(f"{sub}/{name}.npy") for name in self.names(sub)}
+
+
+def parse_json(data: bytes, shown: Path) -> dict:
+    try:
+        value = json.loads(data.decode("utf-8"))
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+        raise NeuratermError(f"{shown}: not valid JSON ({exc.__class__.__name__})") from None
+    if not isinstance(value, dict):
+        raise NeuratermError(f"{shown}: expected a JSON object")
+    return value
 
 
 def read_json(path: Path) -> dict:
     try:
-        value = json.loads(path.read_text(encoding="utf-8"))
+        data = Path(path).read_bytes()
     except FileNotFoundError:
         raise NeuratermError(f"{path}: missing") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise NeuratermError(f"{path}: not valid JSON ({exc.__class__.__name__})") from None
-    if not isinstance(value, dict):
-        raise NeuratermError(f"{path}: expected a JSON object")
-    return value
+    except OSError as exc:
+        raise NeuratermError(f"{path}: cannot be read ({exc.strerror})") from None
+    return parse_json(data, Path(path))
 
 
-def read_array(path: Path) -> np.ndarray:
-    """One `.npy` file, refusing pickled objects and anything that is not a plain numeric array."""
+def parse_array(data: bytes, shown: Path) -> np.ndarray:
+    """One `.npy` file's bytes: a plain numeric array, or one line saying what the file really is."""
+    if not data.startswith(b"\x93NUMPY"):
+        raise NeuratermError(f"{shown}: not a .npy file" + (" (it is empty)" if not data else ""))
     try:
-        array = np.load(path, allow_pickle=False)
-    except FileNotFoundError:
-        raise NeuratermError(f"{path}: missing") from None
-    except (ValueError, OSError, EOFError) as exc:
-        reason = "holds pickled objects" if "pickle" in str(exc) else f"not a valid .npy file ({exc})"
-        raise NeuratermError(f"{path}: {reason}") from None
-    if not isinstance(array, np.ndarray) or array.dtype.kind not in "fiub":
-        raise NeuratermError(f"{path}: not a numeric array")
+        array = np.lib.format.read_array(io.BytesIO(data), allow_pickle=False)
+    except ValueError as exc:
+        if "allow_pickle" in str(exc) or "Object arrays" in str(exc):
+            raise NeuratermError(f"{shown}: holds Python objects (pickled), which are never loaded") from None
+        raise NeuratermError(f"{shown}: a damaged .npy file ({exc})") from None
+    except (OSError, EOFError, SyntaxError) as exc:
+        raise NeuratermError(f"{shown}: a damaged .npy file ({exc.__class__.__name__})") from None
+    if array.dtype.kind not in "fiub":
+        raise NeuratermError(f"{shown}: not a numeric array (dtype {array.dtype})")
     return array
 
 
-def _read_folder(folder: Path) -> dict[str, np.ndarray]:
-    if not folder.is_dir():
-        return {}
-    return {p.name[:-4]: read_array(p) for p in sorted(folder.glob("*.npy"))}
+def read_array(path: Path) -> np.ndarray:
+    try:
+        data = Path(path).read_bytes()
+    except FileNotFoundError:
+        raise NeuratermError(f"{path}: missing") from None
+    return parse_array(data, Path(path))
 
 
-def read_history(path: Path) -> list[dict]:
-    if not path.is_file():
-        return []
+def parse_history(text: str, shown: Path) -> list[dict]:
+    """history.csv: exactly the known columns, numbers in every cell, epochs 1, 2, 3..."""
     rows = []
     try:
-        for row in csv.DictReader(io.StringIO(path.read_text(encoding="utf-8"))):
-            rows.append({k: (int(v) if k == "epoch" else float(v)) for k, v in row.items() if v not in (None, "")})
+        reader = csv.reader(io.StringIO(text))
+        header = next(reader, None)
+        if header is None:
+            return []
+        if tuple(header) != HISTORY_COLUMNS:
+            raise NeuratermError(f"{shown}: unexpected columns {header}; expected {list(HISTORY_COLUMNS)}")
+        for line, cells in enumerate(reader, start=2):
+            if len(cells) != len(HISTORY_COLUMNS):
+                raise NeuratermError(f"{shown}: line {line} has {len(cells)} fields, expected {len(HISTORY_COLUMNS)}")
+            row = {k: (int(v) if k == "epoch" else float(v)) for k, v in zip(HISTORY_COLUMNS, cells)}
+            if row["epoch"] != len(rows) + 1:
+                raise NeuratermError(f"{shown}: line {line} is epoch {row['epoch']}, expected {len(rows) + 1}")
+            rows.append(row)
     except (ValueError, csv.Error) as exc:
-        raise NeuratermError(f"{path}: malformed history ({exc})") from None
+        raise NeuratermError(f"{shown}: malformed history ({exc})") from None
     return rows
 
 
-def load(run_dir: Path) -> Snapshot:
-    """Read and validate a model folder; every problem is one NeuratermError naming the file."""
-    run_dir = recover(Path(run_dir))
-    meta = read_json(run_dir / "model.json")
-    if meta.get("format") != FORMAT or not isinstance(meta.get("arrays"), dict):
-        raise NeuratermError(f"{run_dir / 'model.json'}: not a neuraterm model description (format {meta.get('format')!r})")
-    config = config_mod.load_toml(run_dir / "config.toml")
+def read_history(path: Path) -> list[dict]:
+    path = Path(path)
+    if not path.is_file():
+        return []
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise NeuratermError(f"{path}: cannot be read ({exc.__class__.__name__})") from None
+    return parse_history(text, path)
+
+
+def checkpoint_dir(run_dir: Path, which: str = CURRENT) -> Path | None:
+    """The folder of the current (or best) checkpoint; a format-1 folder is its own checkpoint."""
+    run_dir = Path(run_dir)
+    number = _checkpoint_number(run_dir, which)
+    if number is not None:
+        return run_dir / CHECKPOINTS / f"{number:06d}"
+    return run_dir if which == CURRENT and _legacy(run_dir) else None
+
+
+def _check_meta(meta: dict, shown: Path) -> None:
+    arrays = meta.get("arrays")
+    if not isinstance(arrays, dict) or not arrays:
+        raise NeuratermError(f"{shown}: 'arrays' must be a table of the model's arrays")
+    for name, spec in arrays.items():
+        if not ARRAY_NAME.match(name) or ".." in name:
+            raise NeuratermError(f"{shown}: array name {name!r} is not a plain file name")
+        if (not isinstance(spec, dict) or not isinstance(spec.get("shape"), list) or not isinstance(spec.get("dtype"), str)
+                or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in spec["shape"])):
+            raise NeuratermError(f"{shown}: arrays.{name} needs a shape (list of sizes) and a dtype")
+    names = meta.get("class_names")
+    if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
+        raise NeuratermError(f"{shown}: 'class_names' must be a list of names")
+    if meta.get("normalization") not in ("scale", "standardize"):
+        raise NeuratermError(f"{shown}: 'normalization' must be 'scale' or 'standardize'")
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_number(v) -> bool:
+    return (isinstance(v, (int, float)) and not isinstance(v, bool)) and math.isfinite(v)
+
+
+def check_train_state(state: dict, shown: Path) -> None:
+    """Every field the trainer reads, with its type and range (a hand-edited file is one line, not a traceback)."""
+    def need(ok: bool, what: str) -> None:
+        if not ok:
+            raise NeuratermError(f"{shown}: {what}")
+    need(_is_int(state.get("epoch")) and state["epoch"] >= 0, "'epoch' must be an integer >= 0")
+    need(isinstance(state.get("order_rng"), dict), "'order_rng' must be a generator state")
+    need(isinstance(state.get("dropout_rng", []), list), "'dropout_rng' must be a list")
+    early = state.get("early")
+    need(isinstance(early, dict) and (early.get("best") is None or _is_number(early.get("best")))
+         and _is_int(early.get("best_epoch")) and early["best_epoch"] >= 0 and _is_int(early.get("wait"))
+         and early["wait"] >= 0, "'early' must hold best (a number or null), best_epoch and wait (integers >= 0)")
+    need(state.get("plateau") is None or isinstance(state["plateau"], dict), "'plateau' must be a table or null")
+    partial = state.get("partial")
+    need(partial is None or (isinstance(partial, dict) and _is_int(partial.get("step")) and partial["step"] >= 0
+                             and _is_number(partial.get("loss_sum")) and _is_int(partial.get("correct"))
+                             and _is_int(partial.get("seen")) and isinstance(partial.get("order_rng"), dict)),
+         "'partial' must be null or hold step, loss_sum, correct, seen and order_rng")
+    need(state.get("reference_loss") is None or _is_number(state["reference_loss"]), "'reference_loss' must be a number")
+
+
+def load(run_dir: Path, which: str = CURRENT) -> Snapshot:
+    """Read and validate a model folder's current (or best) checkpoint; never writes anything.
+
+    A writer may switch and sweep while this reads: a file that vanishes under a checkpoint that is no
+    longer current sends the read to the new current one."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise NeuratermError(f"{run_dir}: no such model folder")
+    for _ in range(20):
+        folder = checkpoint_dir(run_dir, which)
+        if folder is None:
+            if (run_dir / MARKER).is_file():
+                raise NeuratermError(f"{run_dir}: no checkpoint saved yet")
+            raise NeuratermError(f"{run_dir}: not a neuraterm model folder (no {CURRENT} checkpoint, no model.json)")
+        try:
+            legacy = folder == run_dir
+            snap = _load_checkpoint(folder, run_dir if legacy else run_dir / which, legacy)
+            if which == CURRENT:
+                best = checkpoint_dir(run_dir, BEST)
+                if best is not None and best != folder:
+                    snap.best_weights = _load_checkpoint(best, run_dir / BEST, False).weights
+                elif best == folder:
+                    snap.best_weights = dict(snap.weights)
+            return snap
+        except _Vanished:
+            if checkpoint_dir(run_dir, which) == folder:
+                raise NeuratermError(f"{folder}: incomplete checkpoint (a file listed in its manifest is missing)") from None
+    raise NeuratermError(f"{run_dir}: the checkpoint kept changing while it was read")
+
+
+def _load_checkpoint(folder: Path, shown: Path, legacy: bool) -> Snapshot:
+    manifest = None
+    if not legacy:
+        try:
+            manifest = parse_json((folder / MANIFEST).read_bytes(), shown / MANIFEST)
+        except FileNotFoundError:
+            raise _Vanished(MANIFEST) from None
+        files = manifest.get("files")
+        if not isinstance(files, dict) or not all(isinstance(v, dict) and _is_int(v.get("bytes"))
+                                                  and isinstance(v.get("sha256"), str) for v in files.values()):
+            raise NeuratermError(f"{shown / MANIFEST}: not a checkpoint manifest")
+        manifest = files
+    read = _Reader(folder, shown, manifest)
+    meta = read.json("model.json")
+    if meta.get("format") not in (1, FORMAT):
+        raise NeuratermError(f"{shown / 'model.json'}: not a neuraterm model description (format {meta.get('format')!r})")
+    _check_meta(meta, shown / "model.json")
+    config = config_mod.parse_toml(read.bytes("config.toml"), str(shown / "config.toml"), complete=True)
     weights = {}
     for name, spec in meta["arrays"].items():
-        array = read_array(run_dir / "weights" / f"{name}.npy")
-        if list(array.shape) != spec.get("shape") or str(array.dtype) != spec.get("dtype"):
-            raise NeuratermError(f"{run_dir / 'weights' / (name + '.npy')}: shape {list(array.shape)} {array.dtype} "
-                                 f"does not match model.json ({spec.get('shape')} {spec.get('dtype')})")
+        rel = f"weights/{name}.npy"
+        array = read.array(rel)
+        if list(array.shape) != spec["shape"] or str(array.dtype) != spec["dtype"]:
+            raise NeuratermError(f"{shown / rel}: shape {list(array.shape)} {array.dtype} does not match model.json "
+                                 f"({spec['shape']} {spec['dtype']})")
+        if not np.isfinite(array).all():
+            raise NeuratermError(f"{shown / rel}: holds NaN or infinite values")
         weights[name] = array
-    extra = sorted(p.name for p in (run_dir / "weights").glob("*.npy") if p.name[:-4] not in weights)
+    on_disk = set(read.names("weights")) | {p.name[:-4] for p in (folder / "weights").glob("*.npy")}
+    extra = sorted(on_disk - set(weights))
     if extra:
-        raise NeuratermError(f"{run_dir / 'weights'}: unexpected files {extra}")
-    state_path = run_dir / "state" / "train.json"
-    train_state = read_json(state_path) if state_path.exists() else {}
-    report_path = run_dir / "report.json"
-    return Snapshot(config, meta, weights, _read_folder(run_dir / "state" / "optimizer"), train_state,
-                    read_history(run_dir / "history.csv"), _read_folder(run_dir / "normalization"),
-                    _read_folder(run_dir / "state" / "best"),
-                    read_json(report_path) if report_path.exists() else None)
+        raise NeuratermError(f"{shown / 'weights'}: unexpected files {extra}")
+    normalization = read.arrays("normalization")
+    if meta["normalization"] == "standardize":
+        features = meta.get("architecture", {}).get("sizes", [None])[0]
+        for key in ("mean", "std"):
+            array = normalization.get(key)
+            if array is None or array.shape != (features,) or not np.isfinite(array).all():
+                raise NeuratermError(f"{shown / 'normalization' / (key + '.npy')}: missing, or not {features} finite values")
+        if (normalization["std"] <= 0).any():
+            raise NeuratermError(f"{shown / 'normalization' / 'std.npy'}: deviations must be > 0")
+    train_state = read.json("state/train.json") if read.exists("state/train.json") else {}
+    history = parse_history(read.bytes("history.csv").decode("utf-8", "replace"), shown / "history.csv") \
+        if read.exists("history.csv") else []
+    if train_state:
+        check_train_state(train_state, shown / "state" / "train.json")
+        if len(history) != train_state["epoch"]:
+            raise NeuratermError(f"{shown / 'history.csv'}: {len(history)} epochs, but state/train.json says "
+                                 f"{train_state['epoch']}")
+    report = read.json("report.json") if read.exists("report.json") else None
+    best = read.arrays("state/best")  # format 1 kept the best weights here
+    return Snapshot(config, meta, weights, read.arrays("state/optimizer"), train_state, history, normalization,
+                    best, report, folder)

@@ -1,20 +1,28 @@
 """A run's configuration: typed sections, read from TOML presets and checked key by key.
 
-Unknown keys and wrong types are errors that name the key and the file, because a typo in a
-preset (`learning_rate` for `lr`) must not silently train with a default. The resolved config is
-written back to every model folder as TOML.
+Unknown keys, wrong types and values out of range are errors that name the key and the file (with a
+"did you mean"), because a typo in a preset (`learning_rate` for `lr`) must not silently train with a
+default. The resolved config is written back to every model folder as TOML, every key included, and
+reads back identically; a model folder's config must be complete, since a default filled in there
+would silently change the run it describes.
 """
 from __future__ import annotations
 
 import dataclasses
+import math
 import sys
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from neuraterm.core.activations import ACTIVATIONS
 from neuraterm.core.backend import DEVICES
 from neuraterm.core.data.feeder import PLACEMENTS
-from neuraterm.core.errors import NeuratermError
+from neuraterm.core.data.normalize import MODES as NORMALIZATIONS
+from neuraterm.core.errors import NeuratermError, did_you_mean
+from neuraterm.core.initializers import INITIALIZERS
+from neuraterm.core.optimizers import OPTIMIZERS
+from neuraterm.core.schedules import SCHEDULES
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -79,6 +87,7 @@ class TrainConfig:
     device: str = "cpu"
     tf32: bool = False  # TF32 tensor-core GEMMs in the fused GPU step (about 3 significant digits)
     graphs: bool = True  # replay the fused GPU step as a CUDA graph
+    threads: int = 0  # BLAS threads on the CPU; 0 = chosen from the model's size (see core/threads.py)
     early_stopping: int = 0  # patience in epochs; 0 = off
     monitor: str = "val_loss"
     min_delta: float = 0.0
@@ -130,26 +139,32 @@ def _coerce(value, kind, where: str):
     return value
 
 
-def _section(cls, values: dict, where: str):
+def _check_keys(values: dict, known: list[str], where: str, complete: bool) -> None:
+    for key in values:
+        if key not in known:
+            hint = did_you_mean(key, known) or f" (known: {', '.join(sorted(known))})"
+            raise NeuratermError(f"{where}: unknown key {key!r}{hint}")
+    missing = [k for k in known if k not in values]
+    if complete and missing:
+        raise NeuratermError(f"{where}: missing {', '.join(missing)} (a model folder's config lists every key)")
+
+
+def _section(cls, values: dict, where: str, complete: bool = False):
     if not isinstance(values, dict):
         raise NeuratermError(f"{where}: expected a table")
     hints = typing.get_type_hints(cls)
-    known = {f.name for f in dataclasses.fields(cls)}
-    for key in values:
-        if key not in known:
-            raise NeuratermError(f"{where}: unknown key {key!r} (known: {', '.join(sorted(known))})")
+    _check_keys(values, [f.name for f in dataclasses.fields(cls)], where, complete)
     return cls(**{k: _coerce(v, hints[k], f"{where}.{k}") for k, v in values.items()})
 
 
-def from_dict(values: dict, source: str = "config") -> Config:
+def from_dict(values: dict, source: str = "config", complete: bool = False) -> Config:
+    """A checked Config; `complete` demands every key (a model folder's config, never a preset)."""
     values = dict(values)
-    known = {"name", "description", *SECTIONS}
-    for key in values:
-        if key not in known:
-            raise NeuratermError(f"{source}: unknown key {key!r} (known: {', '.join(sorted(known))})")
+    _check_keys(values, ["name", "description", *SECTIONS], source, complete)
     config = Config(name=_coerce(values.get("name", "custom"), str, f"{source}: name"),
                     description=_coerce(values.get("description", ""), str, f"{source}: description"),
-                    **{k: _section(cls, values.get(k, {}), f"{source}: [{k}]") for k, cls in SECTIONS.items()})
+                    **{k: _section(cls, values.get(k, {}), f"{source}: [{k}]", complete)
+                       for k, cls in SECTIONS.items()})
     validate(config, source)
     return config
 
@@ -158,39 +173,99 @@ def _one_of(choices: tuple[str, ...]) -> str:
     return f"{', '.join(choices[:-1])} or {choices[-1]}"
 
 
+def _choice(value: str, choices, key: str) -> tuple[bool, str]:
+    return value in choices, f"{key} {value!r} is not one of {_one_of(tuple(choices))}{did_you_mean(value, choices)}"
+
+
+MAX_EPOCHS, MAX_SEED = 1_000_000, 2**32 - 1
+
+
 def validate(c: Config, source: str = "config") -> None:
     """Range checks that types alone cannot express; the message names the key."""
+    o, s, t, m, d = c.optimizer, c.schedule, c.train, c.model, c.data
+    for section, values in c.to_dict().items():
+        for key, value in (values.items() if isinstance(values, dict) else ()):
+            if any(isinstance(v, float) and not math.isfinite(v) for v in (value if isinstance(value, list) else [value])):
+                raise NeuratermError(f"{source}: {section}.{key} must be a finite number")
     checks = [
-        (c.optimizer.lr > 0, "optimizer.lr must be > 0"),
-        (c.optimizer.momentum >= 0 and c.optimizer.weight_decay >= 0 and c.optimizer.l2 >= 0,
-         "optimizer.momentum, weight_decay and l2 must be >= 0"),
-        (0 <= c.optimizer.beta1 < 1 and 0 <= c.optimizer.beta2 < 1, "optimizer.beta1/beta2 must be in [0, 1)"),
-        (c.optimizer.clip_norm >= 0, "optimizer.clip_norm must be >= 0"),
-        (c.train.epochs >= 1, "train.epochs must be >= 1"),
-        (c.train.batch_size >= 1, "train.batch_size must be >= 1"),
-        (c.train.early_stopping >= 0, "train.early_stopping must be >= 0"),
-        (c.train.monitor in MONITORS, f"train.monitor must be one of {', '.join(MONITORS)}"),
-        (c.schedule.monitor in MONITORS, f"schedule.monitor must be one of {', '.join(MONITORS)}"),
-        (all(h >= 1 for h in c.model.hidden), "model.hidden sizes must be >= 1"),
-        (0 <= c.model.dropout < 1, "model.dropout must be in [0, 1)"),
-        (c.data.limit >= 0, "data.limit must be >= 0"),
-        (all(s >= 0 for s in c.train.noise), "train.noise sigmas must be >= 0"),
-        (c.train.device in DEVICES, f"train.device must be {_one_of(DEVICES)}"),
-        (c.data.placement in PLACEMENTS, f"data.placement must be {_one_of(PLACEMENTS)}"),
+        _choice(o.name, OPTIMIZERS, "optimizer.name"),
+        (o.lr > 0, "optimizer.lr must be > 0"),
+        (0 <= o.momentum < 1, "optimizer.momentum must be in [0, 1)"),
+        (o.weight_decay >= 0 and o.l2 >= 0, "optimizer.weight_decay and l2 must be >= 0"),
+        (0 <= o.beta1 < 1 and 0 <= o.beta2 < 1, "optimizer.beta1/beta2 must be in [0, 1)"),
+        (o.eps > 0, "optimizer.eps must be > 0"),
+        (0 <= o.alpha < 1, "optimizer.alpha must be in [0, 1)"),
+        (o.clip_norm >= 0, "optimizer.clip_norm must be >= 0 (0 = off)"),
+        (not o.nesterov or o.momentum > 0, "optimizer.nesterov needs optimizer.momentum > 0"),
+        _choice(s.name, SCHEDULES, "schedule.name"),
+        (s.lr_min >= 0, "schedule.lr_min must be >= 0"),
+        (0 < s.gamma <= 1, "schedule.gamma must be in (0, 1]"),
+        (s.step_size >= 1, "schedule.step_size must be >= 1"),
+        (s.warmup >= 0 and s.decay_epochs >= 0 and s.patience >= 0,
+         "schedule.warmup, decay_epochs and patience must be >= 0"),
+        (0 < s.factor < 1, "schedule.factor must be in (0, 1)"),
+        (s.monitor in MONITORS, f"schedule.monitor must be one of {', '.join(MONITORS)}"),
+        (1 <= t.epochs <= MAX_EPOCHS, f"train.epochs must be between 1 and {MAX_EPOCHS:,}"),
+        (1 <= t.batch_size <= 2**31 - 1, "train.batch_size must be >= 1"),
+        (0 <= t.seed <= MAX_SEED, f"train.seed must be between 0 and {MAX_SEED}"),
+        (t.early_stopping >= 0, "train.early_stopping must be >= 0"),
+        (t.monitor in MONITORS, f"train.monitor must be one of {', '.join(MONITORS)}"),
+        (t.min_delta >= 0, "train.min_delta must be >= 0"),
+        (all(v >= 0 for v in t.noise), "train.noise sigmas must be >= 0"),
+        (0 <= t.threads <= 1024, "train.threads must be >= 0 (0 = automatic)"),
+        _choice(t.device, DEVICES, "train.device"),
+        (all(1 <= h <= 2**31 - 1 for h in m.hidden), "model.hidden sizes must be >= 1"),
+        _choice(m.activation, [a for a in ACTIVATIONS if a != "identity"], "model.activation"),
+        _choice(m.init, ["auto", *INITIALIZERS], "model.init"),
+        (0 <= m.dropout < 1, "model.dropout must be in [0, 1)"),
+        (d.limit >= 0, "data.limit must be >= 0"),
+        (0 <= d.val_fraction < 1 and 0 <= d.test_fraction < 1
+         and d.val_fraction + d.test_fraction < 1, "data.val_fraction + data.test_fraction must leave data to train on"),
+        _choice(d.normalize, NORMALIZATIONS, "data.normalize"),
+        _choice(d.placement, PLACEMENTS, "data.placement"),
     ]
     for ok, message in checks:
         if not ok:
             raise NeuratermError(f"{source}: {message}")
 
 
-def load_toml(path: Path) -> Config:
+# Keys that define the data split, the model's shape or its initialization: a resume that changed one
+# would silently train another experiment (a new seed re-draws the split and leaks test images).
+FROZEN_ON_RESUME = ("data.dataset", "data.val_fraction", "data.test_fraction", "data.pool", "data.limit",
+                    "data.normalize", "model.hidden", "model.activation", "model.batchnorm", "model.dropout",
+                    "model.init", "train.seed", "optimizer.name")
+
+
+def frozen_changes(saved: Config, new: Config) -> list[str]:
+    """The frozen keys whose value differs between a model folder's config and the one asked for."""
+    a, b = saved.to_dict(), new.to_dict()
+    return [key for key in FROZEN_ON_RESUME if _get(a, key) != _get(b, key)]
+
+
+def _get(values: dict, key: str):
+    section, name = key.split(".")
+    return values[section][name]
+
+
+def parse_toml(data: bytes, source: str, complete: bool = False) -> Config:
+    """A Config from TOML bytes; every problem is one line naming `source`."""
     try:
-        values = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+        values = tomllib.loads(data.decode("utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise NeuratermError(f"{source}: not valid TOML ({exc})") from None
+    except RecursionError:
+        raise NeuratermError(f"{source}: not valid TOML (nested too deeply)") from None
+    return from_dict(values, source, complete)
+
+
+def load_toml(path: Path, complete: bool = False) -> Config:
+    try:
+        data = Path(path).read_bytes()
     except FileNotFoundError:
         raise NeuratermError(f"{path}: no such file") from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise NeuratermError(f"{path}: not valid TOML ({exc})") from None
-    return from_dict(values, str(path))
+    except OSError as exc:
+        raise NeuratermError(f"{path}: cannot be read ({exc.strerror})") from None
+    return parse_toml(data, str(path), complete)
 
 
 def apply_override(config: Config, assignment: str) -> Config:
@@ -201,16 +276,25 @@ def apply_override(config: Config, assignment: str) -> Config:
     parts = key.strip().split(".")
     try:
         value = tomllib.loads(f"v = {raw.strip()}")["v"]
-    except tomllib.TOMLDecodeError:
+    except (tomllib.TOMLDecodeError, RecursionError):
         value = raw.strip()  # a bare word: a string
     values = config.to_dict()
     target = values
     for part in parts[:-1]:
         if not isinstance(target.get(part), dict):
-            raise NeuratermError(f"--set {key}: unknown section {part!r}")
+            raise NeuratermError(f"--set {key}: unknown section {part!r}{did_you_mean(part, SECTIONS)}")
         target = target[part]
     target[parts[-1]] = value
     return from_dict(values, f"--set {key}")
+
+
+_ESCAPES = {"\\": "\\\\", '"': '\\"', "\b": "\\b", "\t": "\\t", "\n": "\\n", "\f": "\\f", "\r": "\\r"}
+
+
+def _toml_string(text: str) -> str:
+    """A TOML basic string: quotes, backslashes and every control character escaped."""
+    return '"' + "".join(_ESCAPES.get(ch) or (f"\\u{ord(ch):04x}" if ord(ch) < 0x20 or ord(ch) == 0x7F else ch)
+                         for ch in text) + '"'
 
 
 def _toml_value(value) -> str:
@@ -220,7 +304,7 @@ def _toml_value(value) -> str:
         return repr(value)
     if isinstance(value, list):
         return "[" + ", ".join(_toml_value(v) for v in value) + "]"
-    return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return _toml_string(str(value))
 
 
 def to_toml(config: Config) -> str:

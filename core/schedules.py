@@ -42,6 +42,9 @@ def cosine(lr0: float, epochs: int, lr_min: float = 0.0, warmup: int = 0) -> Sch
     return lr
 
 
+SCHEDULES = ("constant", "linear", "exponential", "step", "cosine", "plateau")
+
+
 def build(name: str, lr0: float, epochs: int, **options) -> Schedule:
     """A schedule by name; 'plateau' is driven by `ReduceLROnPlateau` and is constant here."""
     makers = {

@@ -5,10 +5,17 @@ window all act within a step; early stopping is a flag too (Keras' `stop_trainin
 that decides what happens next (weights, optimizer moments, data-order and dropout RNG states,
 position inside the epoch, early-stopping and plateau counters) is saved, which makes a resumed
 run continue bit for bit as if it had never stopped (on the CPU).
+
+The run holds its folder's writer lock from start to end (`checkpoint.RunWriter`). It stops as
+diverged (exit 1, the last good checkpoint stays current) when the mean training loss over the steps
+since the last progress read is not finite, or is more than `DIVERGED` times the reference loss: the
+larger of chance level, ln(classes), and the first loss the run read. The reference is saved, so a
+resume with a wild learning rate is judged against the run's own start.
 """
 from __future__ import annotations
 
 import math
+import os
 import threading
 import time
 from dataclasses import dataclass, field
@@ -17,21 +24,20 @@ from pathlib import Path
 import numpy as np
 
 from neuraterm import __version__
-from neuraterm.core import backend, checkpoint, events, optimizers, schedules
+from neuraterm.core import backend, checkpoint, events, optimizers, schedules, threads
 from neuraterm.core.config import Config
 from neuraterm.core.data import registry
 from neuraterm.core.data.batches import BatchOrder
 from neuraterm.core.data.feeder import Feeder
 from neuraterm.core.data.prepare import Prepared, prepare
 from neuraterm.core.dropout import Dropout
-from neuraterm.core.errors import NeuratermError
+from neuraterm.core.errors import NeuratermError, RunFailed
 from neuraterm.core.evaluate import loss_and_accuracy, report
 from neuraterm.core.mlp import MLP
 from neuraterm.core.steps import make_step
 
 
-class RunFailed(Exception):
-    """The run itself went wrong (it diverged); the CLI exits 1 and the last checkpoint stays."""
+DIVERGED = 10.0  # times the reference loss (see the module docstring)
 
 
 class Control:
@@ -42,6 +48,7 @@ class Control:
         self._running.set()
         self.stop_requested = False
         self.save_requested = False
+        self.saving = False  # a checkpoint is being written (a second Ctrl-C waits for it)
 
     def request_save(self) -> None:
         """Checkpoint at the next step boundary and carry on ('save now')."""
@@ -123,7 +130,48 @@ def build_schedule(config: Config):
 def load_data(config: Config, progress=None) -> Prepared:
     d = config.data
     dataset = registry.load(d.dataset, d.data_dir or None, progress=progress)
-    return prepare(dataset, d.val_fraction, d.test_fraction, d.limit, d.normalize, config.train.seed, d.pool)
+    data = prepare(dataset, d.val_fraction, d.test_fraction, d.limit, d.normalize, config.train.seed, d.pool)
+    check_data(data, d.dataset)
+    return data
+
+
+def check_data(data: Prepared, name: str) -> None:
+    """What would otherwise fail after hours, or silently: checked before the first step."""
+    if len(data.train.y) == 0 or len(data.test.y) == 0:
+        empty = "training" if len(data.train.y) == 0 else "test"
+        raise NeuratermError(f"{name}: the {empty} split is empty; lower data.val_fraction/test_fraction or limit less")
+    for split_name, split in (("train", data.train), ("validation", data.val), ("test", data.test)):
+        if split.x.ndim != 2 or split.x.shape[1] != data.num_features:
+            raise NeuratermError(f"{name}: {split_name} images have {split.x.shape[1:]} values each, "
+                                 f"train images {data.num_features}")
+        if len(split.y) and (split.y.min() < 0 or split.y.max() >= data.num_classes):
+            raise NeuratermError(f"{name}: {split_name} labels outside 0..{data.num_classes - 1}")
+
+
+def check_fits_in_memory(sizes: list[int], batch_size: int, optimizer: str) -> None:
+    """Refuse a model that cannot fit before allocating it (hidden = [1000000000] would ask for TiB)."""
+    params = sum(a * b + b for a, b in zip(sizes, sizes[1:]))
+    states = {"sgd": 1, "rmsprop": 2, "adam": 2, "adamw": 2}.get(optimizer, 2)
+    # weights, gradient, optimizer states, an update buffer and the best weights; activations and their gradients
+    need = 4 * params * (4 + states) + 4 * 3 * batch_size * sum(sizes)
+    have = _available_memory()
+    if have and need > have:
+        raise NeuratermError(f"the model needs about {need / 2**30:,.1f} GiB ({params:,} parameters) but this "
+                             f"machine has {have / 2**30:,.1f} GiB available; make model.hidden smaller")
+
+
+def _available_memory() -> int | None:
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError):
+        pass
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):  # pragma: no cover
+        return None
 
 
 @dataclass
@@ -149,8 +197,14 @@ class Trainer:
         if self.data is None:
             self.data = load_data(c, self.download_progress)
         data = self.data
+        sizes = [data.num_features, *c.model.hidden, data.num_classes]
         if snap is not None:
+            saved = snap.meta.get("architecture", {}).get("sizes")
+            if saved != sizes:
+                raise NeuratermError(f"{self.run_dir}: the model is {saved}, but {c.data.dataset} now gives {sizes}")
             data.normalizer.restore(snap.normalization)
+        check_fits_in_memory(sizes, c.train.batch_size, c.optimizer.name)
+        self.threads = threads.choose(c.train.threads, sizes, c.train.batch_size)
         self.model = build_model(c, data.num_features, data.num_classes, self.xp)
         self.optimizer = build_optimizer(c, self.model)
         self.schedule = build_schedule(c)
@@ -163,6 +217,7 @@ class Trainer:
         self.best_weights: dict = {}
         self.epoch = 0  # epochs completed
         self.partial: dict | None = None  # position inside an interrupted epoch
+        self.reference_loss: float | None = None  # the divergence guard's yardstick
         if snap is not None:
             self._restore(snap)
 
@@ -180,10 +235,13 @@ class Trainer:
                 for k, v in s["plateau"].items():
                     setattr(self.plateau, k, v)
             self.partial = s.get("partial")
+            self.reference_loss = s.get("reference_loss")
         except (KeyError, TypeError, ValueError) as exc:
             raise NeuratermError(f"{self.run_dir / 'state' / 'train.json'}: incomplete training state ({exc})") from None
         self.history = snap.history
         self.best_weights = snap.best_weights
+        if snap.report is not None and self.epoch < self.config.train.epochs:
+            self.early.wait = 0  # a finished run asked for more epochs: early stopping starts counting again
 
     # -- checkpoints ------------------------------------------------------------------------
     def _snapshot(self, weights: dict, report_dict: dict | None = None) -> checkpoint.Snapshot:
@@ -207,15 +265,21 @@ class Trainer:
             "plateau": self.plateau.state() if self.plateau else None,
             "partial": self.partial,
             "lr": self.optimizer.lr,
+            "reference_loss": self.reference_loss,
         }
         return checkpoint.Snapshot(c, meta, weights, self.optimizer.state_dict(), state,
-                                   self.history, data.normalizer.arrays(), self.best_weights, report_dict)
+                                   self.history, data.normalizer.arrays(), report=report_dict)
 
     def _save(self, report_dict: dict | None = None, best: bool = False) -> None:
+        """A new checkpoint made current (and best); the best epoch's checkpoint is kept beside it."""
         weights = self.model.state_dict()
         if not all(np.isfinite(a).all() for a in weights.values()):
             raise RunFailed("weights are not finite; the previous checkpoint is kept")
-        checkpoint.save(self.run_dir, self._snapshot(weights, report_dict))
+        self.control.saving = True
+        try:
+            self.writer.save(self._snapshot(weights, report_dict), best=best)
+        finally:
+            self.control.saving = False
         self.emit(events.CheckpointSaved(str(self.run_dir), self.epoch, best))
 
     # -- the loop ---------------------------------------------------------------------------
@@ -238,6 +302,7 @@ class Trainer:
         loss_sum = self.partial["loss_sum"] if self.partial else 0.0
         correct = self.partial["correct"] if self.partial else 0
         seen = self.partial["seen"] if self.partial else 0
+        self._window = (loss_sum, seen)  # totals at the last read: the divergence guard's window starts here
         self.partial = None
         steps = len(self.order)
         remaining = list(self.order.epoch())[skip:]
@@ -248,7 +313,7 @@ class Trainer:
         for step, idx in enumerate(remaining, start=skip + 1):
             self.control.wait_if_paused()
             if self.control.stop_requested or self.control.save_requested:
-                loss_sum, correct = self._totals(step - 1)
+                loss_sum, correct = self._totals(step - 1, seen)
                 self.partial = {"step": step - 1, "order_rng": start_rng, "loss_sum": loss_sum,
                                 "correct": correct, "seen": seen}
                 if self.control.stop_requested:
@@ -263,7 +328,7 @@ class Trainer:
             now = time.perf_counter()
             if now - last_emit >= 1.0 / self.step_events_per_s or step == steps:
                 last_emit = now
-                loss_sum, correct = self._totals(step)  # the only waits for the device inside an epoch
+                loss_sum, correct = self._totals(step, seen)  # the only waits for the device inside an epoch
                 self.emit(events.StepEnded(self.epoch + 1, step, steps, loss_sum / seen,
                                            trained / max(now - epoch_start, 1e-9)))
         # The last step always reported, so loss_sum and correct are the epoch's totals already.
@@ -271,18 +336,46 @@ class Trainer:
                             time.perf_counter() - epoch_start)
         return True
 
-    def _totals(self, step: int) -> tuple[float, int]:
+    def _totals(self, step: int, seen: int) -> tuple[float, int]:
         """The epoch's loss sum and correct count so far, read off the device; a diverged run stops here."""
         loss_sum, correct = self.step.totals_on_host()
-        if not math.isfinite(loss_sum):
-            raise RunFailed(f"loss became {loss_sum} by epoch {self.epoch + 1}, step {step}: the run diverged "
-                            f"(try a lower learning rate); the last checkpoint is kept")
+        last_sum, last_seen = self._window
+        if seen > last_seen:
+            window = (loss_sum - last_sum) / (seen - last_seen)
+            if self.reference_loss is None and math.isfinite(window):
+                self.reference_loss = max(window, math.log(self.data.num_classes))
+            limit = DIVERGED * (self.reference_loss or math.log(self.data.num_classes))
+            if not math.isfinite(window) or window > limit:
+                shown = f"{window:.4g}" if math.isfinite(window) else str(window)
+                raise RunFailed(f"loss became {shown} by epoch {self.epoch + 1}, step {step} (over {DIVERGED:g}x its "
+                                f"reference {limit / DIVERGED:.3g}): the run diverged (try a lower learning rate); "
+                                f"the last checkpoint is kept")
+            self._window = (loss_sum, seen)
         return loss_sum, correct
 
     def run(self) -> dict:
-        """Train to `config.train.epochs`; returns the final report (partial if stopped)."""
-        self._setup()
+        """Train to `config.train.epochs`; returns the final report (partial if stopped).
+
+        Holds the folder's writer lock throughout: a resume takes it before it reads the checkpoint, a new
+        run once its data and model are ready, so bad input never leaves a folder behind."""
+        self.writer = None
+        try:
+            if self.resume:
+                self.writer = checkpoint.RunWriter(self.run_dir, new=False)
+            else:
+                checkpoint.RunWriter.check_new(self.run_dir)
+            self._setup()
+            if self.writer is None:
+                self.writer = checkpoint.RunWriter(self.run_dir, new=True)
+            with threads.limited(self.threads):
+                return self._run()
+        finally:
+            if self.writer is not None:
+                self.writer.close()
+
+    def _run(self) -> dict:
         c, data = self.config, self.data
+        self.stopped = False  # True when the run ended early at the user's request (the CLI exits 130)
         self.feeder = Feeder(self.xp, data.train.x, data.train.y, data.normalizer, self.order.batch_size,
                              c.data.placement)
         self.step = make_step(self.model, self.optimizer, self.feeder, self.order.batch_size, c.train.tf32,
@@ -293,12 +386,13 @@ class Trainer:
                                     self.epoch, total_epochs, self.feeder.describe(), data.counts(),
                                     self.step.describe()))
         run_start = time.perf_counter()
-        early_stopped = False
+        early_stopped = self.early.should_stop  # a run killed between its early stop and its report
         try:
-            while self.epoch < total_epochs:
+            while self.epoch < total_epochs and not early_stopped and not self.control.stop_requested:
                 self.optimizer.lr = self._lr_for(self.epoch)
                 if not self._train_epoch():
                     self._save()
+                    self.stopped = True
                     self.emit(events.RunFinished(str(self.run_dir), {}, stopped=True))
                     return {}
                 train_loss, train_acc, trained, seconds = self.epoch_stats
@@ -322,6 +416,10 @@ class Trainer:
                     early_stopped = True
                     self.emit(events.EarlyStopped(self.epoch, self.early.best_epoch, c.train.monitor, self.early.best))
                     break
+            if self.epoch < total_epochs and not early_stopped:  # stopped between epochs or before the first step
+                self.stopped = True
+                self.emit(events.RunFinished(str(self.run_dir), {}, stopped=True))
+                return {}
             if early_stopped and c.train.restore_best and self.best_weights:
                 self.model.load_state_dict(self.best_weights)
             final = report(self.model, data.test.x, data.test.y, data.normalizer, self.xp, data.class_names,

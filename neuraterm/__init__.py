@@ -1,3 +1,15 @@
 """neuraterm: a terminal trainer for neural networks with a from-scratch engine."""
 
 __version__ = "0.1.0"
+
+
+def main() -> None:
+    """The console entry point. It imports nothing heavy before it can turn Ctrl-C into exit 130, so
+    an interrupt at any instant of start-up ends quietly instead of with a traceback."""
+    import sys
+    try:
+        from neuraterm.cli import main as cli_main
+        code = cli_main()
+    except KeyboardInterrupt:
+        code = 130
+    sys.exit(code)

@@ -1,3 +1,3 @@
-from neuraterm.cli import main
+from neuraterm import main
 
 main()

@@ -1,13 +1,17 @@
 """The `neuraterm` command: headless training, resume, evaluation, listings, and the TUI.
 
-Exit codes: 0 done, 1 the run failed (diverged), 2 bad input, 130 interrupted (checkpoint saved).
-Every user error is one line on stderr, never a traceback.
+Exit codes: 0 done, 1 the run failed (diverged, disk full; the last checkpoint is kept), 2 bad input,
+130/143/129 stopped by SIGINT/SIGTERM/SIGHUP (a checkpoint is saved first). Every user error is one
+line on stderr, never a traceback.
 """
 from __future__ import annotations
 
 import json
+import math
+import os
 import signal
 import sys
+import time
 from pathlib import Path
 
 import click
@@ -16,127 +20,157 @@ from neuraterm import __version__
 from neuraterm.core import checkpoint, config as config_mod
 from neuraterm.core.backend import DEVICES
 from neuraterm.core.data import registry
-from neuraterm.core.errors import NeuratermError
+from neuraterm.core.errors import NeuratermError, RunFailed
 
 EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 1, 2, 130
+# A dropped SSH session (SIGHUP) and `kill` (SIGTERM) save and stop like Ctrl-C; the exit code says which.
+STOP_SIGNALS = {signal.SIGINT: 130, signal.SIGTERM: 143, signal.SIGHUP: 129}
 
 
-def fail(message: str, code: int = EXIT_BAD_INPUT) -> None:
-    click.echo(f"neuraterm: error: {message}", err=True)
-    sys.exit(code)
+class Stopped(Exception):
+    """The run stopped at a signal's request after saving; carries the exit code."""
+
+    def __init__(self, code: int):
+        super().__init__(code)
+        self.code = code
 
 
-def with_overrides(config: config_mod.Config, overrides: tuple[str, ...], epochs: int | None = None,
-                   seed: int | None = None, device: str | None = None, data_dir: str | None = None,
-                   tf32: bool | None = None, graphs: bool | None = None) -> config_mod.Config:
-    """`--set` assignments first, then the dedicated options, each validated like a preset."""
+def with_overrides(config: config_mod.Config, overrides: tuple[str, ...] = (), **options) -> config_mod.Config:
+    """`--set` assignments first, then the dedicated options (`epochs=`, `seed=`...), each validated like a preset."""
     for assignment in overrides:
         config = config_mod.apply_override(config, assignment)
-    for key, value in (("train.epochs", epochs), ("train.seed", seed), ("train.device", device),
-                       ("data.data_dir", data_dir), ("train.tf32", tf32), ("train.graphs", graphs)):
+    keys = {"epochs": "train.epochs", "seed": "train.seed", "device": "train.device", "data_dir": "data.data_dir",
+            "tf32": "train.tf32", "graphs": "train.graphs", "threads": "train.threads"}
+    for name, value in options.items():
         if value is not None:
-            config = config_mod.apply_override(config, f"{key}={json.dumps(value)}")
+            config = config_mod.apply_override(config, f"{keys[name]}={json.dumps(value)}")
     return config
 
 
 def run_training(config: config_mod.Config, run_dir: Path, resume: bool) -> None:
-    """Run with the headless printer; Ctrl-C asks the loop to stop, which saves and exits 130."""
-    from neuraterm.core.trainer import RunFailed, Trainer
+    """Run with the headless printer. The first SIGINT/SIGTERM/SIGHUP asks the loop to stop, which saves
+    at the next step boundary; a second one aborts at once, except while a checkpoint is being written."""
+    from neuraterm.core.trainer import Trainer
     from neuraterm.printer import HeadlessPrinter
     printer = HeadlessPrinter()
     trainer = Trainer(config, run_dir, [printer], resume=resume, download_progress=printer.download)
+    received: list[int] = []
 
-    def interrupt(signum, frame):
-        if trainer.control.stop_requested:
+    def on_signal(signum, frame):
+        if received and not trainer.control.saving:
             raise KeyboardInterrupt
+        received.append(signum)
         trainer.control.stop()
-    previous = signal.signal(signal.SIGINT, interrupt)
+    previous = {s: signal.signal(s, on_signal) for s in STOP_SIGNALS}
     try:
         trainer.run()
-    except RunFailed as exc:
-        fail(str(exc), EXIT_FAILED)
     finally:
-        signal.signal(signal.SIGINT, previous)
-    if trainer.control.stop_requested:
-        sys.exit(EXIT_INTERRUPTED)
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+    if received and getattr(trainer, "stopped", False):
+        raise Stopped(STOP_SIGNALS[received[0]])
+
+
+# -- options ---------------------------------------------------------------------------------------
+TRAIN_OPTIONS = {
+    "preset": click.option("--preset", help="Preset name or path to a TOML file (default: quick)."),
+    "overrides": click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+                              help="Override a config value, e.g. optimizer.lr=0.01."),
+    "epochs": click.option("--epochs", type=int, help="Total number of epochs."),
+    "seed": click.option("--seed", type=int, help="Seed for initialization, splits, shuffling and dropout."),
+    "device": click.option("--device", type=click.Choice(DEVICES), help="Where to compute."),
+    "threads": click.option("--threads", type=int,
+                            help="BLAS threads on the CPU (default: 1 for small models, every core for big ones)."),
+    "data_dir": click.option("--data-dir", type=click.Path(file_okay=False),
+                             help="A folder holding the dataset's original files."),
+    "tf32": click.option("--tf32/--no-tf32", default=None, help="TF32 tensor-core matmuls on the GPU (faster, ~3 digits)."),
+    "graphs": click.option("--graphs/--no-graphs", default=None,
+                           help="Replay each GPU training step as a CUDA graph (default on)."),
+    "out": click.option("--out", type=click.Path(), help="The model folder (default runs/<preset>-<time>)."),
+}
+RESUMABLE = ("overrides", "epochs", "seed", "device", "threads", "data_dir", "tf32", "graphs")
+
+
+def options(names=tuple(TRAIN_OPTIONS)):
+    """The training options named, in one order, for every command that takes them."""
+    def decorate(fn):
+        for name in reversed([n for n in TRAIN_OPTIONS if n in names]):
+            fn = TRAIN_OPTIONS[name](fn)
+        return fn
+    return decorate
 
 
 class Main(click.Group):
-    """Turns NeuratermError into one line and exit 2 for every subcommand."""
+    """`neuraterm [OPTIONS]` trains like `neuraterm train [OPTIONS]`; with no arguments it opens the app."""
 
-    def invoke(self, ctx):
-        try:
-            return super().invoke(ctx)
-        except NeuratermError as exc:
-            fail(str(exc))
-        except OSError as exc:
-            fail(f"{getattr(exc, 'filename', '') or ''} {exc.strerror or exc}".strip())
-
-
-train_options = [
-    click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a config value, e.g. optimizer.lr=0.01."),
-    click.option("--epochs", type=int, help="Total number of epochs."),
-    click.option("--seed", type=int, help="Seed for initialization, splits, shuffling and dropout."),
-    click.option("--device", type=click.Choice(DEVICES), help="Where to compute."),
-    click.option("--data-dir", type=click.Path(file_okay=False), help="A folder holding the dataset's original files."),
-    click.option("--tf32/--no-tf32", default=None, help="TF32 tensor-core matmuls on the GPU (faster, ~3 digits)."),
-    click.option("--graphs/--no-graphs", default=None, help="Replay each GPU training step as a CUDA graph (default on)."),
-]
-
-
-def with_train_options(fn):
-    for option in reversed(train_options):
-        fn = option(fn)
-    return fn
+    def parse_args(self, ctx, args):
+        if not args and not ctx.resilient_parsing:
+            args = ["tui"]
+        return super().parse_args(ctx, args)
 
 
 @click.group(cls=Main, invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--preset", help="Train this preset headless (same as 'neuraterm train --preset').")
+@options()
 @click.version_option(__version__, prog_name="neuraterm")
 @click.pass_context
-def main(ctx, preset):
+def cli(ctx, **kwargs):
     """neuraterm: train neural networks in the terminal.
 
-    With no arguments it opens the terminal app; with --preset it trains headless.
+    With no arguments it opens the terminal app; with training options (--preset, --epochs, ...) it
+    trains headless, exactly like 'neuraterm train'.
     """
-    if ctx.invoked_subcommand is not None:
-        return
-    if preset:
-        ctx.invoke(train, preset=preset)
-    else:
-        ctx.invoke(tui)
+    given = {k: v for k, v in kwargs.items() if v not in (None, ())}
+    if ctx.invoked_subcommand is None:
+        ctx.invoke(train, **kwargs)
+    elif given:
+        raise click.UsageError(f"training options go after 'train' or with no command, not before "
+                               f"'{ctx.invoked_subcommand}'")
 
 
-@main.command()
-@click.option("--preset", default="quick", show_default=True, help="Preset name or path to a TOML file.")
-@with_train_options
-@click.option("--out", type=click.Path(file_okay=False), help="The model folder (default runs/<preset>-<time>).")
-def train(preset, overrides=(), epochs=None, seed=None, device=None, data_dir=None, tf32=None, graphs=None, out=None):
+@cli.command()
+@options()
+def train(preset=None, out=None, overrides=(), **opts):
     """Train a preset headless and write its model folder."""
     from neuraterm import presets
-    config = with_overrides(presets.load(preset), overrides, epochs, seed, device, data_dir, tf32, graphs)
+    config = with_overrides(presets.load(preset or "quick"), overrides, **opts)
     run_dir = Path(out) if out else checkpoint.new_run_dir(Path("runs"), config.name)
-    if (run_dir / "model.json").exists():
-        raise NeuratermError(f"{run_dir} already holds a model; use 'neuraterm resume {run_dir}' or another --out")
     run_training(config, run_dir, resume=False)
 
 
-@main.command()
+@cli.command()
 @click.argument("run_dir", type=click.Path(file_okay=False))
-@with_train_options
-def resume(run_dir, overrides=(), epochs=None, seed=None, device=None, data_dir=None, tf32=None, graphs=None):
-    """Continue training a model folder (--epochs is the new total)."""
+@options(RESUMABLE)
+def resume(run_dir, overrides=(), **opts):
+    """Continue training a model folder (--epochs is the new total).
+
+    Keys that define the data split, the model or its initialization cannot change; epochs, learning
+    rate, schedule, early stopping, device and threads can."""
     snap = checkpoint.load(Path(run_dir))
-    config = with_overrides(snap.config, overrides, epochs, seed, device, data_dir, tf32, graphs)
-    done = int(snap.train_state.get("epoch", 0))
-    if config.train.epochs <= done and not snap.train_state.get("partial"):
+    config = with_overrides(snap.config, overrides, **opts)
+    changed = config_mod.frozen_changes(snap.config, config)
+    if changed:
+        raise NeuratermError(f"{', '.join(changed)} cannot change on resume (they define the data split, the model "
+                             f"or its initialization); train a new run instead")
+    done = snap.epoch
+    if config.train.epochs <= done and not snap.train_state.get("partial") and snap.report is not None:
         raise NeuratermError(f"{run_dir} has already trained {done} epochs; pass --epochs N with N > {done}")
     run_training(config, Path(run_dir), resume=True)
 
 
-@main.command("eval")
+def parse_sigmas(text: str) -> list[float]:
+    try:
+        sigmas = [float(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        raise NeuratermError(f"--noise {text!r}: expected numbers separated by commas") from None
+    if not all(math.isfinite(s) and s >= 0 for s in sigmas):
+        raise NeuratermError(f"--noise {text!r}: sigmas must be finite and >= 0 (pixel units, 0..1 scale)")
+    return sigmas
+
+
+@cli.command("eval")
 @click.argument("run_dir", type=click.Path(file_okay=False))
-@click.option("--noise", default="0,0.1,0.2,0.3", show_default=True, help="Comma-separated noise sigmas.")
+@click.option("--noise", default="0,0.1,0.2,0.3", show_default=True,
+              help="Comma-separated sigmas of Gaussian pixel noise (pixels on a 0..1 scale).")
 @click.option("--data-dir", type=click.Path(file_okay=False))
 def evaluate_cmd(run_dir, noise, data_dir):
     """Evaluate a model folder on its test split (with Gaussian-noise robustness)."""
@@ -144,12 +178,9 @@ def evaluate_cmd(run_dir, noise, data_dir):
     from neuraterm.core.evaluate import report
     from neuraterm.core.trainer import build_model, load_data
     from neuraterm.printer import HeadlessPrinter
-    try:
-        sigmas = [float(s) for s in noise.split(",") if s.strip()]
-    except ValueError:
-        raise NeuratermError(f"--noise {noise!r}: expected numbers separated by commas") from None
+    sigmas = parse_sigmas(noise)
     snap = checkpoint.load(Path(run_dir))
-    config = with_overrides(snap.config, (), data_dir=data_dir)
+    config = with_overrides(snap.config, data_dir=data_dir)
     data = load_data(config)
     data.normalizer.restore(snap.normalization)
     xp = backend.select("cpu")
@@ -159,7 +190,7 @@ def evaluate_cmd(run_dir, noise, data_dir):
     HeadlessPrinter().print_report(result, run_dir)
 
 
-@main.command("presets")
+@cli.command("presets")
 def presets_cmd():
     """List the shipped presets."""
     from neuraterm import presets
@@ -168,7 +199,7 @@ def presets_cmd():
         click.echo(f"{name:16} {config.description}")
 
 
-@main.command("datasets")
+@cli.command("datasets")
 @click.option("--data-dir", type=click.Path(file_okay=False))
 def datasets_cmd(data_dir):
     """List every dataset, its size and whether it is available on this machine."""
@@ -179,20 +210,46 @@ def datasets_cmd(data_dir):
                    f"{where or 'not here (downloads to ' + str(registry.cache_dir() / name) + ')'}")
 
 
-@main.command("export")
+@cli.command("runs")
+@click.argument("root", default="runs", type=click.Path(file_okay=False))
+@click.option("--sort", "sort_key", default="updated", show_default=True,
+              help="name, status, dataset, epoch, val_acc, best_val_acc, test_acc, parameters or updated.")
+def runs_cmd(root, sort_key):
+    """List model folders with their status and metrics (a folder, or the folders inside it)."""
+    from neuraterm.core import runs
+    from neuraterm.printer import runs_table
+    found = runs.sort(runs.find(Path(root)), sort_key)
+    if not found:
+        click.echo(f"no model folders in {root}")
+        return
+    runs_table(found)
+
+
+@cli.command("export")
 @click.argument("run_dir", type=click.Path(file_okay=False))
 @click.argument("out", type=click.Path(dir_okay=False))
-def export_cmd(run_dir, out):
-    """Write the weights as a PyTorch nn.Sequential state_dict-compatible .npz."""
+@click.option("--force", is_flag=True, help="Replace OUT if it exists.")
+def export_cmd(run_dir, out, force):
+    """Write the weights as a PyTorch nn.Sequential state_dict-compatible .npz (OUT gets '.npz' if it lacks it)."""
+    import numpy as np
     from neuraterm.core.export import torch_state_dict
     snap = checkpoint.load(Path(run_dir))
     state = torch_state_dict(snap)
-    import numpy as np
-    np.savez(out, **state)
-    click.echo(f"wrote {out}: {', '.join(state)}")
+    target = Path(out if out.endswith(".npz") else out + ".npz")
+    if target.exists() and not force:
+        raise NeuratermError(f"{target} exists; pass --force to replace it")
+    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
+    try:
+        with open(tmp, "wb") as f:
+            np.savez(f, **state)
+        os.replace(tmp, target)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    click.echo(f"wrote {target} (epoch {snap.epoch}): {', '.join(state)}")
 
 
-@main.command()
+@cli.command()
 @click.option("--preset", help="Open on the dashboard with this preset.")
 @click.option("--start", is_flag=True, help="Start training the preset at once.")
 @click.option("--resume", "resume_dir", type=click.Path(file_okay=False), help="Open a model folder.")
@@ -200,9 +257,46 @@ def tui(preset, start, resume_dir):
     """Open the terminal app."""
     if not sys.stdout.isatty():
         raise NeuratermError("the app needs a terminal; use 'ssh -t' or train headless with --preset NAME")
+    if preset:
+        from neuraterm import presets
+        presets.load(preset)
+    if resume_dir:
+        checkpoint.load(Path(resume_dir))
     from neuraterm.tui.app import run_app
     run_app(preset=preset, start=start, resume_dir=resume_dir)
 
 
-if __name__ == "__main__":
-    main()
+# -- the entry point -------------------------------------------------------------------------------
+def say(message: str) -> None:
+    try:
+        print(f"neuraterm: {message}", file=sys.stderr, flush=True)
+    except OSError:
+        pass
+
+
+def main(args: list[str] | None = None) -> int:
+    """Run the command line; every way it can end is an exit code and at most one line on stderr."""
+    try:
+        result = cli.main(args, prog_name="neuraterm", standalone_mode=False)
+        return result if isinstance(result, int) else 0
+    except click.exceptions.UsageError as exc:
+        command = exc.ctx.command_path if exc.ctx else "neuraterm"
+        say(f"error: {exc.format_message()} (see '{command} --help')")
+        return EXIT_BAD_INPUT
+    except click.exceptions.ClickException as exc:
+        say(f"error: {exc.format_message()}")
+        return EXIT_BAD_INPUT
+    except NeuratermError as exc:
+        say(f"error: {exc}")
+        return EXIT_BAD_INPUT
+    except RunFailed as exc:
+        say(f"error: {exc}")
+        return EXIT_FAILED
+    except Stopped as exc:
+        return exc.code
+    except (KeyboardInterrupt, click.exceptions.Abort):
+        say("interrupted; the last saved checkpoint is kept")
+        return EXIT_INTERRUPTED
+    except OSError as exc:
+        say(f"error: {getattr(exc, 'filename', '') or ''} {exc.strerror or exc}".replace("None ", "").strip())
+        return EXIT_BAD_INPUT

@@ -1,5 +1,6 @@
 """The headless consumer of training events: a progress bar and a per-epoch table on a terminal,
-plain lines when output is piped or NO_COLOR is set."""
+plain lines when output is piped or NO_COLOR is set. Output that goes away (`| head -1`, a dropped SSH
+terminal) never stops or loses the run: printing simply stops."""
 from __future__ import annotations
 
 import os
@@ -16,9 +17,52 @@ def percent(x: float) -> str:
     return f"{100 * x:.2f}%"
 
 
+class SafeStream:
+    """A stream whose reader may vanish: after the first failed write (EPIPE, EIO), its descriptor is
+    pointed at /dev/null, so every later write, Rich's refresh thread and Python's final flush included,
+    succeeds silently while training goes on."""
+
+    def __init__(self, stream):
+        self.stream = stream
+        self.broken = False
+
+    def write(self, text: str) -> int:
+        if not self.broken:
+            try:
+                return self.stream.write(text)
+            except OSError:
+                self._silence()
+        return len(text)
+
+    def flush(self) -> None:
+        if not self.broken:
+            try:
+                self.stream.flush()
+            except OSError:
+                self._silence()
+
+    def isatty(self) -> bool:
+        try:
+            return not self.broken and self.stream.isatty()
+        except (OSError, ValueError):
+            return False
+
+    def fileno(self) -> int:
+        return self.stream.fileno()
+
+    def _silence(self) -> None:
+        self.broken = True
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, self.stream.fileno())
+            os.close(devnull)
+        except (OSError, ValueError, AttributeError):
+            pass
+
+
 class HeadlessPrinter:
     def __init__(self, stream=None):
-        self.stream = stream or sys.stdout
+        self.stream = SafeStream(stream or sys.stdout)
         self.interactive = self.stream.isatty()
         self.console = Console(file=self.stream, no_color="NO_COLOR" in os.environ,
                                force_terminal=self.interactive or None, highlight=False)
@@ -98,3 +142,27 @@ class HeadlessPrinter:
             table.add_row("noise robustness", noise)
         table.add_row("model folder", str(run_dir))
         self.console.print(table)
+
+
+def _pct(value) -> str:
+    return "-" if value is None or value != value else percent(value)
+
+
+def runs_table(found, stream=None) -> None:
+    """`neuraterm runs`: one row per model folder, what the app's Runs screen shows."""
+    import time
+    out = SafeStream(stream or sys.stdout)
+    console = Console(file=out, no_color="NO_COLOR" in os.environ, highlight=False,
+                      width=None if out.isatty() else 200)
+    table = Table(box=None, header_style="bold", pad_edge=False)
+    for column, justify in (("run", "left"), ("status", "left"), ("dataset", "left"), ("epochs", "right"),
+                            ("val acc", "right"), ("best val acc", "right"), ("test acc", "right"),
+                            ("parameters", "right"), ("updated", "left")):
+        table.add_column(column, justify=justify, no_wrap=True)
+    for r in found:
+        best = f"{_pct(r.best_val_acc)} (e{r.best_epoch})" if r.best_epoch else "-"
+        updated = time.strftime("%Y-%m-%d %H:%M", time.localtime(r.updated)) if r.updated else "-"
+        status = r.status + (f" (pid {r.holder.get('pid')})" if r.holder else "") + (f": {r.problem}" if r.problem else "")
+        table.add_row(r.name, status, r.dataset or "-", f"{r.epoch}/{r.epochs}" if r.epochs else "-", _pct(r.val_acc),
+                      best, _pct(r.test_acc), f"{r.parameters:,}" if r.parameters else "-", updated)
+    console.print(table)
