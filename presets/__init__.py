@@ -5,7 +5,7 @@ from importlib import resources
 from pathlib import Path
 
 from neuraterm.core import config as config_mod
-from neuraterm.core.errors import NeuratermError
+from neuraterm.core.errors import NeuratermError, did_you_mean
 
 
 def names() -> list[str]:
@@ -19,7 +19,8 @@ def path_of(name_or_path: str) -> Path:
         return candidate
     item = resources.files(__name__) / f"{name_or_path}.toml"
     if not item.is_file():
-        raise NeuratermError(f"unknown preset {name_or_path!r}; run 'neuraterm presets' to list them")
+        raise NeuratermError(f"unknown preset {name_or_path!r}{did_you_mean(name_or_path, names())}; "
+                             f"run 'neuraterm presets' to list them")
     return Path(str(item))
 
 

@@ -238,3 +238,106 @@ def test_every_shipped_preset_is_valid():
     for name in presets.names():
         config = presets.load(name)
         assert config.name == name and config.description
+
+
+# -- the command line a new user meets (issue 10) ------------------------------------------------
+def test_top_level_options_are_the_train_command(tmp_path):
+    run = tmp_path / "top"
+    result = cli("--preset", "quick", "--epochs", 1, "--seed", 3, "--set", "data.limit=600", "--threads", 1, "--out", run)
+    assert result.returncode == 0, result.stderr
+    snap = checkpoint.load(run)
+    assert snap.epoch == 1 and snap.config.train.seed == 3 and snap.config.train.threads == 1
+    assert snap.config.data.limit == 600
+    assert cli("--epochs", 1, "train").returncode == 2  # options before a command are refused, not ignored
+
+
+def test_a_closed_stdout_never_stops_or_loses_the_run(tmp_path):
+    run = tmp_path / "piped"
+    proc = subprocess.Popen([sys.executable, "-m", "neuraterm", "train", "--out", str(run), "--epochs", "4", *SMALL],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, "NO_COLOR": "1"})
+    first = proc.stdout.readline()
+    proc.stdout.close()  # what `| head -1` does
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=300) == 0, err
+    assert first.startswith(b"quick: training") and "Broken pipe" not in err and "Traceback" not in err
+    report = json.loads((run / "report.json").read_text())
+    assert report["epochs_trained"] == 4
+
+
+def test_resume_refuses_keys_that_define_the_split_model_or_init(tmp_path):
+    run = _good_run(tmp_path)
+    before = weights(run)
+    for args, key in ((["--seed", 5], "train.seed"), (["--set", "data.limit=900"], "data.limit"),
+                      (["--set", "model.hidden=[64]"], "model.hidden"), (["--set", "data.normalize=standardize"],
+                                                                         "data.normalize")):
+        result = cli("resume", run, "--epochs", 2, *args)
+        assert result.returncode == 2 and key in result.stderr, (args, result.stderr)
+    assert all(np.array_equal(before[k], v) for k, v in weights(run).items())
+    result = cli("resume", run, "--epochs", 2, "--set", "optimizer.lr=0.05", "--set", "schedule.name=cosine")
+    assert result.returncode == 0, result.stderr
+    assert checkpoint.load(run).config.optimizer.lr == 0.05
+
+
+def test_export_names_the_file_it_wrote_and_never_overwrites_silently(tmp_path):
+    run = _good_run(tmp_path)
+    result = cli("export", run, tmp_path / "w")
+    assert result.returncode == 0 and f"wrote {tmp_path / 'w.npz'}" in result.stdout
+    assert sorted(np.load(tmp_path / "w.npz").files) == ["0.bias", "0.weight", "2.bias", "2.weight"]
+    (tmp_path / "w.npz").write_bytes(b"mine")
+    result = cli("export", run, tmp_path / "w.npz")
+    assert result.returncode == 2 and "--force" in result.stderr
+    assert (tmp_path / "w.npz").read_bytes() == b"mine"
+    assert cli("export", run, tmp_path / "w.npz", "--force").returncode == 0
+    assert np.load(tmp_path / "w.npz")["0.weight"].shape == (32, 784)
+
+
+@pytest.mark.parametrize("args,hint", [
+    (["train", "--preset", "quik"], "did you mean 'quick'"),
+    (["train", "--set", "optimizer.lrr=0.1"], "did you mean 'lr'"),
+    (["train", "--set", "optimiser.lr=0.1"], "did you mean 'optimizer'"),
+    (["train", "--set", "data.dataset=mnist-6k"], "did you mean 'mnist-5k'"),
+    (["train", "--set", "model.activation=rellu"], "did you mean 'relu'"),
+    (["trian"], "Did you mean 'train'"),
+    (["train", "--epoch", "3"], "Did you mean '--epochs'"),
+])
+def test_typos_get_one_line_and_a_suggestion(tmp_path, args, hint):
+    result = cli(*args, *(["--out", tmp_path / "o"] if args[0] == "train" else []))
+    assert result.returncode == 2 and hint in result.stderr, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_runs_lists_model_folders_with_status_and_sorts_them(tmp_path):
+    root = tmp_path / "runs"
+    assert cli("train", "--out", root / "small", "--epochs", 1, *SMALL).returncode == 0
+    assert cli("train", "--out", root / "wide", "--epochs", 2, "--set", "data.limit=1500").returncode == 0
+    stopped = root / "stopped"
+    proc = subprocess.Popen([sys.executable, "-m", "neuraterm", "train", "--out", str(stopped), "--epochs", "500",
+                             *SMALL, "--set", "train.batch_size=8"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while not (stopped / "current").exists() and time.time() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=60) == 143
+    (root / "notes.txt").write_text("not a run")
+    result = cli("runs", root, "--sort", "test_acc")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].split()[:3] == ["run", "status", "dataset"]
+    rows = [line.split()[:2] for line in lines[1:]]
+    assert rows == [["wide", "finished"], ["small", "finished"], ["stopped", "interrupted"]]
+    assert "notes" not in result.stdout
+    assert cli("runs", root, "--sort", "nope").returncode == 2
+
+
+def test_threads_limit_the_blas_pool_during_training(tmp_path):
+    from threadpoolctl import threadpool_info
+    from neuraterm.core import events
+    from neuraterm.core.config import Config
+    from neuraterm.core.trainer import Trainer
+    seen = []
+    config = Config()
+    config.data.limit, config.model.hidden, config.train.epochs, config.train.threads = 600, [16], 1, 1
+    Trainer(config, tmp_path / "t1", [lambda e: seen.append(threadpool_info()[0]["num_threads"])
+                                      if isinstance(e, events.StepEnded) else None]).run()
+    assert seen and set(seen) == {1}
+    assert cli("train", "--out", tmp_path / "bad", "--threads", -1).returncode == 2

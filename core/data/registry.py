@@ -20,7 +20,7 @@ import numpy as np
 
 from neuraterm.core.data import cifar, idx
 from neuraterm.core.data.download import Progress, fetch, verify
-from neuraterm.core.errors import NeuratermError
+from neuraterm.core.errors import NeuratermError, did_you_mean
 
 EMBEDDED = Path(__file__).with_name("mnist_5k.npz")
 IDX_FILES = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
@@ -272,7 +272,7 @@ DATASETS: dict[str, DatasetInfo] = {info.name: info for info in _infos}
 
 def info(name: str) -> DatasetInfo:
     if name not in DATASETS:
-        raise NeuratermError(f"unknown dataset {name!r}; run 'neuraterm datasets' to list them")
+        raise NeuratermError(f"unknown dataset {name!r}{did_you_mean(name, DATASETS)}; run 'neuraterm datasets' to list them")
     return DATASETS[name]
 
 
