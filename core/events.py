@@ -1,10 +1,14 @@
 """What a training run tells the world: plain dataclasses of plain numbers.
 
-The trainer publishes these to every listener (headless printer, TUI, metrics files); no device
-arrays ever cross here, so a consumer never touches the engine's backend.
+The trainer publishes these to every listener (headless printer, the run's event log); no device
+arrays ever cross here, so a consumer never touches the engine's backend. Each event is also a JSON
+record (`to_record`/`from_record`), one line of `events.jsonl`, which is how viewers in other
+processes (the app, `neuraterm watch`, a browser tab) follow a run.
 """
 from __future__ import annotations
 
+import dataclasses
+import time
 from dataclasses import dataclass, field
 from typing import Callable, Union
 
@@ -77,5 +81,55 @@ class RunFailed:
     message: str
 
 
-Event = Union[RunStarted, StepEnded, EpochEnded, CheckpointSaved, EarlyStopped, RunFinished, RunFailed]
+@dataclass
+class Paused:
+    """The loop is waiting between steps (a viewer's pause took effect)."""
+    epoch: int
+    step: int
+
+
+@dataclass
+class Resumed:
+    epoch: int
+    step: int
+
+
+@dataclass
+class CommandAnswered:
+    """A viewer's command (pause, resume, stop, save) was read by the run; `result` says what it does."""
+    id: str
+    action: str
+    result: str
+
+
+@dataclass
+class Heartbeat:
+    """Written while nothing else is (a paused run), so viewers can tell a live run from a stale log."""
+    paused: bool
+
+
+Event = Union[RunStarted, StepEnded, EpochEnded, CheckpointSaved, EarlyStopped, RunFinished, RunFailed, Paused,
+              Resumed, CommandAnswered, Heartbeat]
 Listener = Callable[[Event], None]
+KINDS = {cls.__name__: cls for cls in (RunStarted, StepEnded, EpochEnded, CheckpointSaved, EarlyStopped, RunFinished,
+                                       RunFailed, Paused, Resumed, CommandAnswered, Heartbeat)}
+
+
+def to_record(event: Event) -> dict:
+    """The event as a JSON-ready dict: its type, the wall-clock time, and its fields."""
+    return {"type": type(event).__name__, "time": time.time(), **dataclasses.asdict(event)}
+
+
+def from_record(record: dict) -> Event | None:
+    """The event a record describes, or None for a type this version does not know; fields this
+    version does not know are ignored and missing ones take their defaults where they have one."""
+    cls = KINDS.get(record.get("type")) if isinstance(record, dict) else None
+    if cls is None:
+        return None
+    floats = {f.name for f in dataclasses.fields(cls) if f.type == "float"}
+    names = {f.name for f in dataclasses.fields(cls)}
+    try:  # JSON has no NaN or infinity: a float field may arrive as the string 'nan' or 'inf'
+        return cls(**{k: (float(v) if k in floats and isinstance(v, str) else v)
+                      for k, v in record.items() if k in names})
+    except (TypeError, ValueError):
+        return None

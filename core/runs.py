@@ -7,10 +7,13 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from neuraterm.core import checkpoint, config as config_mod, lock
+from neuraterm.core import checkpoint, config as config_mod, events, lock
 from neuraterm.core.errors import NeuratermError
+from neuraterm.core.event_log import last_events
 
-STATUSES = ("running", "finished", "interrupted", "starting", "damaged")
+# running/paused: a process holds the lock; finished: the current checkpoint has a report; failed: the
+# log ends in a failure; interrupted: stopped or killed with a checkpoint to resume; empty: no checkpoint.
+STATUSES = ("running", "paused", "finished", "failed", "interrupted", "empty", "damaged")
 SORT_KEYS = ("name", "status", "dataset", "epoch", "val_acc", "best_val_acc", "test_acc", "parameters", "updated")
 
 
@@ -19,6 +22,7 @@ class RunInfo:
     path: Path
     name: str
     status: str  # one of STATUSES
+    failure: str = ""  # the failed run's message
     dataset: str = ""
     epoch: int = 0  # epochs completed in the current checkpoint
     epochs: int = 0  # epochs asked for
@@ -33,12 +37,24 @@ class RunInfo:
     history: list[dict] = field(default_factory=list)
 
 
+def _state_from_log(path: Path, live: bool) -> tuple[str | None, str]:
+    """'paused' or 'running' for a live run, 'failed' for a dead one whose last session failed."""
+    last = [e for e in last_events(path) if isinstance(e, (events.RunStarted, events.Paused, events.Resumed,
+                                                              events.RunFailed, events.RunFinished))]
+    if live:
+        return ("paused" if last and isinstance(last[-1], events.Paused) else "running"), ""
+    if last and isinstance(last[-1], events.RunFailed):
+        return "failed", last[-1].message
+    return None, ""
+
+
 def describe(path: Path) -> RunInfo:
     path = Path(path)
-    info = RunInfo(path, path.name, "starting", holder=lock.holder(path))
+    info = RunInfo(path, path.name, "empty", holder=lock.holder(path))
+    logged, info.failure = _state_from_log(path, info.holder is not None)
     folder = checkpoint.checkpoint_dir(path)
     if folder is None:
-        info.status = "running" if info.holder else "starting"
+        info.status = logged or "empty"
         return info
     try:
         config = config_mod.load_toml(folder / "config.toml")
@@ -60,7 +76,7 @@ def describe(path: Path) -> RunInfo:
             else os.stat(folder / "model.json").st_mtime
     except OSError:
         pass
-    info.status = "running" if info.holder else ("finished" if report else "interrupted")
+    info.status = logged or ("finished" if report else "interrupted")
     return info
 
 

@@ -25,6 +25,8 @@ import numpy as np
 
 from neuraterm import __version__
 from neuraterm.core import backend, checkpoint, events, optimizers, schedules, threads
+from neuraterm.core.commands import CommandWatcher
+from neuraterm.core.event_log import EventLog
 from neuraterm.core.config import Config
 from neuraterm.core.data import registry
 from neuraterm.core.data.batches import BatchOrder
@@ -68,8 +70,8 @@ class Control:
     def paused(self) -> bool:
         return not self._running.is_set()
 
-    def wait_if_paused(self) -> None:
-        self._running.wait()
+    def wait_if_paused(self, timeout: float | None = None) -> None:
+        self._running.wait(timeout)
 
 
 @dataclass
@@ -274,7 +276,8 @@ class Trainer:
         """A new checkpoint made current (and best); the best epoch's checkpoint is kept beside it."""
         weights = self.model.state_dict()
         if not all(np.isfinite(a).all() for a in weights.values()):
-            raise RunFailed("weights are not finite; the previous checkpoint is kept")
+            kept = "the previous checkpoint is kept" if checkpoint.checkpoint_dir(self.run_dir) else "nothing was saved"
+            raise RunFailed(f"weights are not finite: the run diverged (try a lower learning rate); {kept}")
         self.control.saving = True
         try:
             self.writer.save(self._snapshot(weights, report_dict), best=best)
@@ -311,16 +314,26 @@ class Trainer:
         last_emit = 0.0
         trained = 0
         for step, idx in enumerate(remaining, start=skip + 1):
-            self.control.wait_if_paused()
-            if self.control.stop_requested or self.control.save_requested:
-                loss_sum, correct = self._totals(step - 1, seen)
-                self.partial = {"step": step - 1, "order_rng": start_rng, "loss_sum": loss_sum,
-                                "correct": correct, "seen": seen}
-                if self.control.stop_requested:
-                    return False
-                self.control.save_requested = False
-                self._save()
-                self.partial = None
+            paused = False
+            while True:  # between two steps: act on stop and save requests, wait while paused
+                if self.control.stop_requested or self.control.save_requested:
+                    loss_sum, correct = self._totals(step - 1, seen)
+                    self.partial = {"step": step - 1, "order_rng": start_rng, "loss_sum": loss_sum,
+                                    "correct": correct, "seen": seen}
+                    if self.control.stop_requested:
+                        return False
+                    self.control.save_requested = False
+                    self._save()
+                    self.partial = None
+                if not self.control.paused:
+                    break
+                if not paused:
+                    paused, paused_at = True, time.perf_counter()
+                    self.emit(events.Paused(self.epoch + 1, step - 1))
+                self.control.wait_if_paused(timeout=0.25)
+            if paused:
+                epoch_start += time.perf_counter() - paused_at  # time spent paused is not training time
+                self.emit(events.Resumed(self.epoch + 1, step - 1))
             n = len(idx)
             self.step.run(n)
             seen += n
@@ -347,9 +360,9 @@ class Trainer:
             limit = DIVERGED * (self.reference_loss or math.log(self.data.num_classes))
             if not math.isfinite(window) or window > limit:
                 shown = f"{window:.4g}" if math.isfinite(window) else str(window)
+                kept = "the last checkpoint is kept" if checkpoint.checkpoint_dir(self.run_dir) else "nothing was saved"
                 raise RunFailed(f"loss became {shown} by epoch {self.epoch + 1}, step {step} (over {DIVERGED:g}x its "
-                                f"reference {limit / DIVERGED:.3g}): the run diverged (try a lower learning rate); "
-                                f"the last checkpoint is kept")
+                                f"reference {limit / DIVERGED:.3g}): the run diverged (try a lower learning rate); {kept}")
             self._window = (loss_sum, seen)
         return loss_sum, correct
 
@@ -367,8 +380,17 @@ class Trainer:
             self._setup()
             if self.writer is None:
                 self.writer = checkpoint.RunWriter(self.run_dir, new=True)
-            with threads.limited(self.threads):
-                return self._run()
+            log = EventLog(self.writer.run_dir)
+            watcher = CommandWatcher(self.writer.run_dir, self.control, log.write, lambda: log.last_write)
+            self.listeners = [*self.listeners, log]
+            watcher.start()
+            try:
+                with threads.limited(self.threads):
+                    return self._run()
+            finally:
+                watcher.stop()
+                self.listeners.remove(log)
+                log.close()
         finally:
             if self.writer is not None:
                 self.writer.close()

@@ -162,7 +162,9 @@ def runs_table(found, stream=None) -> None:
     for r in found:
         best = f"{_pct(r.best_val_acc)} (e{r.best_epoch})" if r.best_epoch else "-"
         updated = time.strftime("%Y-%m-%d %H:%M", time.localtime(r.updated)) if r.updated else "-"
-        status = r.status + (f" (pid {r.holder.get('pid')})" if r.holder else "") + (f": {r.problem}" if r.problem else "")
+        why = r.problem or r.failure
+        status = r.status + (f" (pid {r.holder.get('pid')})" if r.holder else "") + (
+            f": {why[:48]}{'...' if len(why) > 48 else ''}" if why else "")
         table.add_row(r.name, status, r.dataset or "-", f"{r.epoch}/{r.epochs}" if r.epochs else "-", _pct(r.val_acc),
                       best, _pct(r.test_acc), f"{r.parameters:,}" if r.parameters else "-", updated)
     console.print(table)
