@@ -249,13 +249,42 @@ def export_cmd(run_dir, out, force):
     click.echo(f"wrote {target} (epoch {snap.epoch}): {', '.join(state)}")
 
 
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+@cli.command()
+@click.argument("run_dir", required=False, type=click.Path(file_okay=False))
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535))
+@click.option("--public", is_flag=True, help="Allow a non-loopback --host (anyone who reaches it controls your runs).")
+def serve(run_dir, host, port, public):
+    """Serve the app to a browser (each tab is a viewer; with RUN_DIR, of that run's dashboard).
+
+    textual-serve has no authentication: it listens on 127.0.0.1 unless --public is given, so reach it
+    through 'ssh -L 8000:localhost:8000 HOST' and open http://localhost:8000."""
+    import shlex
+    try:
+        from textual_serve.server import Server
+    except ImportError:
+        raise NeuratermError("neuraterm serve needs the web extra: pip install 'neuraterm[web]'") from None
+    if host not in LOOPBACK and not public:
+        raise NeuratermError(f"--host {host} would let anyone who can reach it control your runs (no "
+                             f"authentication); use ssh -L with the default 127.0.0.1, or pass --public")
+    if run_dir and not checkpoint.is_run_folder(Path(run_dir)):
+        raise NeuratermError(f"{run_dir}: not a neuraterm model folder")
+    if host not in LOOPBACK:
+        say(f"warning: serving on {host}:{port} without authentication; anyone who reaches it controls your runs")
+    command = [sys.executable, "-m", "neuraterm"] + (["watch", str(Path(run_dir).resolve())] if run_dir else ["tui"])
+    Server(shlex.join(command), host=host, port=port, title="neuraterm").serve()
+
+
 @cli.command()
 @click.option("--preset", help="Open on the dashboard with this preset.")
 @click.option("--start", is_flag=True, help="Start training the preset at once.")
 @click.option("--resume", "resume_dir", type=click.Path(file_okay=False), help="Open a model folder.")
 def tui(preset, start, resume_dir):
     """Open the terminal app."""
-    if not sys.stdout.isatty():
+    if not sys.stdout.isatty() and "TEXTUAL_DRIVER" not in os.environ:  # textual-serve drives it through pipes
         raise NeuratermError("the app needs a terminal; use 'ssh -t' or train headless with --preset NAME")
     if preset:
         from neuraterm import presets
