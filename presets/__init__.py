@@ -1,6 +1,7 @@
 """The named experiments shipped with neuraterm, as TOML files in this folder."""
 from __future__ import annotations
 
+import sys
 from importlib import resources
 from pathlib import Path
 
@@ -25,4 +26,8 @@ def path_of(name_or_path: str) -> Path:
 
 
 def load(name_or_path: str) -> config_mod.Config:
+    """A preset by name, a TOML file by path, or '-' for TOML on standard input (how the app hands an
+    edited configuration to the training process it starts)."""
+    if name_or_path == "-":
+        return config_mod.parse_toml(sys.stdin.buffer.read(), "<stdin>")
     return config_mod.load_toml(path_of(name_or_path))
