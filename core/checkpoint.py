@@ -142,7 +142,11 @@ def _point(run_dir: Path, name: str, target: str) -> None:
     if tmp.is_symlink():
         tmp.unlink()
     os.symlink(target, tmp)
-    os.replace(tmp, run_dir / name)
+    try:
+        os.replace(tmp, run_dir / name)
+    except OSError:
+        tmp.unlink()
+        raise
 
 
 def _checkpoint_number(run_dir: Path, name: str) -> int | None:
@@ -195,11 +199,17 @@ class RunWriter:
         elif not (run_dir / MARKER).is_file():
             raise NeuratermError(f"{run_dir}: not a neuraterm model folder")
         self.run_dir = run_dir
-        self.lock = WriterLock(run_dir).acquire()
+        try:
+            self.lock = WriterLock(run_dir).acquire()
+        except OSError as exc:  # the lock could not be written down: a full disk
+            raise _save_failed(exc, run_dir, _previous(run_dir)) from None
         try:
             if not (run_dir / MARKER).exists():
-                _write_tree_file(run_dir / MARKER, json.dumps({"format": FORMAT, "created": time.time(),
-                                                               "neuraterm_version": __version__}).encode())
+                try:
+                    _write_tree_file(run_dir / MARKER, json.dumps({"format": FORMAT, "created": time.time(),
+                                                                   "neuraterm_version": __version__}).encode())
+                except OSError as exc:
+                    raise _save_failed(exc, run_dir, "no checkpoint was saved yet") from None
             if not new and _checkpoint_number(run_dir, CURRENT) is None:
                 raise NeuratermError(f"{run_dir}: has no checkpoint to resume from")
             if new and _checkpoint_number(run_dir, CURRENT) is not None:
@@ -221,7 +231,7 @@ class RunWriter:
                 if _legacy(run_dir) or _checkpoint_number(run_dir, CURRENT) is not None:
                     raise NeuratermError(f"{run_dir} already holds a model; use 'neuraterm resume {run_dir}' "
                                          f"or another --out")
-            elif any(p.name != LOCK_FILE for p in run_dir.iterdir()):  # a claim killed after its lock
+            elif any(not _claim_leftover(p.name) for p in run_dir.iterdir()):  # a claim killed after its lock
                 raise NeuratermError(f"{run_dir} is not empty and is not a neuraterm model folder; "
                                      f"pass a new or empty folder to --out")
 
@@ -231,6 +241,8 @@ class RunWriter:
         try:
             run_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise _save_failed(exc, run_dir, "no checkpoint was saved yet") from None
             raise NeuratermError(f"{run_dir}: cannot create the model folder ({exc.strerror})") from None
 
     def sweep(self) -> None:
@@ -239,6 +251,8 @@ class RunWriter:
         keep = {_checkpoint_number(self.run_dir, CURRENT), _checkpoint_number(self.run_dir, BEST)}
         for entry in self.run_dir.iterdir():
             if entry.name.startswith(".") and ".tmp-" in entry.name and entry.is_symlink():
+                entry.unlink()
+            elif entry.name.startswith(MARKER + ".tmp-") and entry.is_file() and not entry.is_symlink():
                 entry.unlink()
         folder = self.run_dir / CHECKPOINTS
         if not folder.is_dir():
@@ -252,7 +266,10 @@ class RunWriter:
     def save(self, snap: Snapshot, best: bool = False) -> Path:
         """Write `snap` as a new checkpoint and make it current (and best); returns its folder."""
         folder = self.run_dir / CHECKPOINTS
-        folder.mkdir(exist_ok=True)
+        try:
+            folder.mkdir(exist_ok=True)
+        except OSError as exc:
+            raise _save_failed(exc, self.run_dir, _previous(self.run_dir)) from None
         numbers = [int(p.name) for p in folder.iterdir() if NUMBERED.match(p.name)]
         number = max(numbers + [_checkpoint_number(self.run_dir, CURRENT) or 0]) + 1
         name = f"{number:06d}"
@@ -275,11 +292,7 @@ class RunWriter:
             shutil.rmtree(tmp, ignore_errors=True)
             if (folder / name).is_dir() and _checkpoint_number(self.run_dir, CURRENT) != number:
                 shutil.rmtree(folder / name, ignore_errors=True)
-            previous = "the previous checkpoint is intact" if _checkpoint_number(self.run_dir, CURRENT) else \
-                "no checkpoint was saved yet"
-            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-                raise RunFailed(f"no space left on device while saving {self.run_dir}; {previous}") from None
-            raise RunFailed(f"could not save {self.run_dir} ({exc.strerror or exc}); {previous}") from None
+            raise _save_failed(exc, self.run_dir, _previous(self.run_dir)) from None
         self._link_top_level(folder / name)
         self.sweep()
         return folder / name
@@ -299,23 +312,43 @@ class RunWriter:
         self.lock.release()
 
 
+def _claim_leftover(name: str) -> bool:
+    """What a claim killed before its first checkpoint leaves in a folder: the lock, a half-written marker."""
+    return name == LOCK_FILE or name.startswith(MARKER + ".tmp-")
+
+
+def _previous(run_dir: Path) -> str:
+    return "the previous checkpoint is intact" if _checkpoint_number(run_dir, CURRENT) else "no checkpoint was saved yet"
+
+
+def _save_failed(exc: OSError, run_dir: Path, previous: str) -> RunFailed:
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return RunFailed(f"no space left on device while saving {run_dir}; {previous}")
+    return RunFailed(f"could not save {run_dir} ({exc.strerror or exc}); {previous}")
+
+
 def _write_tree_file(path: Path, data: bytes) -> None:
     tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def _remove_checkpoint(folder: Path) -> None:
     """Delete the files a checkpoint's manifest lists, then its folders if they are empty: a file a
-    user put there stays (with its folders)."""
+    user put there stays (with its folders). Without a manifest (a removal killed after deleting it)
+    only empty folders go."""
     try:
         listed = json.loads((folder / MANIFEST).read_text(encoding="utf-8")).get("files", {})
     except (OSError, ValueError, AttributeError):
-        return  # not a checkpoint we can account for: leave it
-    for rel in [*listed, MANIFEST]:
+        listed = None  # not a checkpoint we can account for: no file of it is deleted
+    for rel in [*listed, MANIFEST] if isinstance(listed, dict) else []:
         try:
             (folder / rel).unlink()
         except OSError:
