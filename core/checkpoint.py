@@ -51,7 +51,7 @@ import numpy as np
 from neuraterm import __version__
 from neuraterm.core import config as config_mod
 from neuraterm.core.errors import NeuratermError, RunFailed
-from neuraterm.core.lock import LOCK_FILE, WriterLock
+from neuraterm.core.lock import LOCK_FILE, WriterLock, busy, holder
 
 FORMAT = 2
 MARKER, CHECKPOINTS, CURRENT, BEST, MANIFEST = ".neuraterm", "checkpoints", "current", "best", "MANIFEST.json"
@@ -228,6 +228,9 @@ class RunWriter:
             raise NeuratermError(f"{run_dir}: exists and is not a folder")
         if run_dir.is_dir():
             if _legacy(run_dir) or (run_dir / MARKER).is_file():
+                who = holder(run_dir)
+                if who is not None:
+                    raise busy(run_dir, who)
                 if _legacy(run_dir) or _checkpoint_number(run_dir, CURRENT) is not None:
                     raise NeuratermError(f"{run_dir} already holds a model; use 'neuraterm resume {run_dir}' "
                                          f"or another --out")

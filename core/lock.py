@@ -27,6 +27,11 @@ def _describe(info: dict) -> str:
     return f"pid {info.get('pid', '?')} on {info.get('host', '?')} since {when}"
 
 
+def busy(run_dir: Path, info: dict) -> NeuratermError:
+    """The error for a second writer: who holds the folder."""
+    return NeuratermError(f"{run_dir} is being trained by {_describe(info)}; only one process may write a model folder")
+
+
 def _read_info(fd: int) -> dict:
     try:
         os.lseek(fd, 0, os.SEEK_SET)
@@ -61,8 +66,7 @@ class WriterLock:
                 if time.monotonic() >= deadline:
                     info = _read_info(fd)
                     os.close(fd)
-                    raise NeuratermError(f"{self.path.parent} is being trained by {_describe(info)}; "
-                                         f"only one process may write a model folder") from None
+                    raise busy(self.path.parent, info) from None
                 time.sleep(0.02)
         info = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.time(),
                 "command": " ".join(sys.argv)[:500]}
