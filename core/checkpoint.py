@@ -34,6 +34,7 @@ checks every field, so a damaged folder is one `NeuratermError` naming the file,
 from __future__ import annotations
 
 import csv
+import dataclasses
 import errno
 import hashlib
 import io
@@ -515,6 +516,28 @@ def _check_meta(meta: dict, shown: Path) -> None:
         raise NeuratermError(f"{shown}: 'class_names' must be a list of names")
     if meta.get("normalization") not in ("scale", "standardize"):
         raise NeuratermError(f"{shown}: 'normalization' must be 'scale' or 'standardize'")
+    arch = meta.get("architecture")
+    if not (isinstance(arch, dict) and isinstance(arch.get("sizes"), list) and len(arch["sizes"]) >= 2
+            and all(_is_int(n) and n >= 1 for n in arch["sizes"]) and isinstance(arch.get("layers"), list)
+            and all(isinstance(layer, str) for layer in arch["layers"])):
+        raise NeuratermError(f"{shown}: 'architecture' must hold the layer sizes (integers >= 1) and the layers")
+
+
+def _check_architecture(meta: dict, config: config_mod.Config, shown: Path) -> None:
+    """config.toml, model.json's sizes and the arrays describe one model, so nothing is built (or
+    allocated) from a hand-edited size that the saved weights do not have."""
+    sizes, layers = meta["architecture"]["sizes"], meta["architecture"]["layers"]
+    if sizes[1:-1] != config.model.hidden:
+        raise NeuratermError(f"{shown / 'config.toml'}: model.hidden {config.model.hidden} does not match the saved "
+                             f"model's sizes {sizes} ({shown / 'model.json'})")
+    index = {name: name.split(".", 1)[0] for name in meta["arrays"]}
+    if not all(i.isdigit() and int(i) < len(layers) for i in index.values()):
+        raise NeuratermError(f"{shown / 'model.json'}: the arrays {sorted(meta['arrays'])} do not fit its "
+                             f"{len(layers)} layers")
+    linear = [tuple(spec["shape"]) for name, spec in sorted(meta["arrays"].items(), key=lambda kv: int(index[kv[0]]))
+              if name.endswith(".weight") and len(spec["shape"]) == 2]
+    if linear != [(b, a) for a, b in zip(sizes, sizes[1:])]:
+        raise NeuratermError(f"{shown / 'model.json'}: the weight shapes {linear} do not match the sizes {sizes}")
 
 
 def _is_int(v) -> bool:
@@ -525,24 +548,50 @@ def _is_number(v) -> bool:
     return (isinstance(v, (int, float)) and not isinstance(v, bool)) and math.isfinite(v)
 
 
+def _is_generator_state(state) -> bool:
+    """A NumPy PCG64 state (what `default_rng` uses for the batch order and dropout masks)."""
+    try:
+        np.random.PCG64().state = state
+    except (TypeError, ValueError, KeyError, OverflowError):
+        return False
+    return True
+
+
+def _is_plateau_state(plateau) -> bool:
+    """ReduceLROnPlateau's fields, each of its type (they are set back on the schedule one by one)."""
+    from neuraterm.core.schedules import ReduceLROnPlateau
+    if not isinstance(plateau, dict) or not set(plateau) <= {f.name for f in dataclasses.fields(ReduceLROnPlateau)}:
+        return False
+    rules = {"lr": lambda v: _is_number(v) and v > 0, "factor": _is_number, "min_lr": _is_number,
+             "threshold": _is_number, "patience": lambda v: _is_int(v) and v >= 0,
+             "bad_epochs": lambda v: _is_int(v) and v >= 0, "mode": lambda v: v in ("min", "max"),
+             "best": lambda v: v is None or _is_number(v)}
+    return all(rules[k](v) for k, v in plateau.items())
+
+
 def check_train_state(state: dict, shown: Path) -> None:
     """Every field the trainer reads, with its type and range (a hand-edited file is one line, not a traceback)."""
     def need(ok: bool, what: str) -> None:
         if not ok:
             raise NeuratermError(f"{shown}: {what}")
     need(_is_int(state.get("epoch")) and state["epoch"] >= 0, "'epoch' must be an integer >= 0")
-    need(isinstance(state.get("order_rng"), dict), "'order_rng' must be a generator state")
-    need(isinstance(state.get("dropout_rng", []), list), "'dropout_rng' must be a list")
+    need(_is_generator_state(state.get("order_rng")), "'order_rng' must be a NumPy PCG64 generator state")
+    dropout = state.get("dropout_rng", [])
+    need(isinstance(dropout, list) and all(s is None or _is_generator_state(s) for s in dropout),
+         "'dropout_rng' must be a list of NumPy PCG64 generator states")
     early = state.get("early")
     need(isinstance(early, dict) and (early.get("best") is None or _is_number(early.get("best")))
          and _is_int(early.get("best_epoch")) and early["best_epoch"] >= 0 and _is_int(early.get("wait"))
          and early["wait"] >= 0, "'early' must hold best (a number or null), best_epoch and wait (integers >= 0)")
-    need(state.get("plateau") is None or isinstance(state["plateau"], dict), "'plateau' must be a table or null")
+    need(state.get("plateau") is None or _is_plateau_state(state["plateau"]),
+         "'plateau' must be null or the plateau schedule's fields (lr, best, bad_epochs...) with their types")
     partial = state.get("partial")
     need(partial is None or (isinstance(partial, dict) and _is_int(partial.get("step")) and partial["step"] >= 0
                              and _is_number(partial.get("loss_sum")) and _is_int(partial.get("correct"))
-                             and _is_int(partial.get("seen")) and isinstance(partial.get("order_rng"), dict)),
-         "'partial' must be null or hold step, loss_sum, correct, seen and order_rng")
+                             and _is_int(partial.get("seen")) and 0 <= partial["correct"] <= partial["seen"]),
+         "'partial' must be null or hold step, loss_sum, correct and seen (integers >= 0) and order_rng")
+    need(partial is None or _is_generator_state(partial.get("order_rng")),
+         "'partial.order_rng' must be a NumPy PCG64 generator state")
     need(state.get("reference_loss") is None or _is_number(state["reference_loss"]), "'reference_loss' must be a number")
 
 
@@ -594,6 +643,7 @@ def _load_checkpoint(folder: Path, shown: Path, legacy: bool) -> Snapshot:
         raise NeuratermError(f"{shown / 'model.json'}: not a neuraterm model description (format {meta.get('format')!r})")
     _check_meta(meta, shown / "model.json")
     config = config_mod.parse_toml(read.bytes("config.toml"), str(shown / "config.toml"), complete=True)
+    _check_architecture(meta, config, shown)
     weights = {}
     for name, spec in meta["arrays"].items():
         rel = f"weights/{name}.npy"
