@@ -34,6 +34,7 @@ checks every field, so a damaged folder is one `NeuratermError` naming the file,
 from __future__ import annotations
 
 import csv
+import dataclasses
 import errno
 import hashlib
 import io
@@ -51,7 +52,7 @@ import numpy as np
 from neuraterm import __version__
 from neuraterm.core import config as config_mod
 from neuraterm.core.errors import NeuratermError, RunFailed
-from neuraterm.core.lock import LOCK_FILE, WriterLock
+from neuraterm.core.lock import LOCK_FILE, WriterLock, busy, holder
 
 FORMAT = 2
 MARKER, CHECKPOINTS, CURRENT, BEST, MANIFEST = ".neuraterm", "checkpoints", "current", "best", "MANIFEST.json"
@@ -142,7 +143,11 @@ def _point(run_dir: Path, name: str, target: str) -> None:
     if tmp.is_symlink():
         tmp.unlink()
     os.symlink(target, tmp)
-    os.replace(tmp, run_dir / name)
+    try:
+        os.replace(tmp, run_dir / name)
+    except OSError:
+        tmp.unlink()
+        raise
 
 
 def _checkpoint_number(run_dir: Path, name: str) -> int | None:
@@ -195,11 +200,17 @@ class RunWriter:
         elif not (run_dir / MARKER).is_file():
             raise NeuratermError(f"{run_dir}: not a neuraterm model folder")
         self.run_dir = run_dir
-        self.lock = WriterLock(run_dir).acquire()
+        try:
+            self.lock = WriterLock(run_dir).acquire()
+        except OSError as exc:  # the lock could not be written down: a full disk
+            raise _save_failed(exc, run_dir, _previous(run_dir)) from None
         try:
             if not (run_dir / MARKER).exists():
-                _write_tree_file(run_dir / MARKER, json.dumps({"format": FORMAT, "created": time.time(),
-                                                               "neuraterm_version": __version__}).encode())
+                try:
+                    _write_tree_file(run_dir / MARKER, json.dumps({"format": FORMAT, "created": time.time(),
+                                                                   "neuraterm_version": __version__}).encode())
+                except OSError as exc:
+                    raise _save_failed(exc, run_dir, "no checkpoint was saved yet") from None
             if not new and _checkpoint_number(run_dir, CURRENT) is None:
                 raise NeuratermError(f"{run_dir}: has no checkpoint to resume from")
             if new and _checkpoint_number(run_dir, CURRENT) is not None:
@@ -218,10 +229,13 @@ class RunWriter:
             raise NeuratermError(f"{run_dir}: exists and is not a folder")
         if run_dir.is_dir():
             if _legacy(run_dir) or (run_dir / MARKER).is_file():
+                who = holder(run_dir)
+                if who is not None:
+                    raise busy(run_dir, who)
                 if _legacy(run_dir) or _checkpoint_number(run_dir, CURRENT) is not None:
                     raise NeuratermError(f"{run_dir} already holds a model; use 'neuraterm resume {run_dir}' "
                                          f"or another --out")
-            elif any(p.name != LOCK_FILE for p in run_dir.iterdir()):  # a claim killed after its lock
+            elif any(not _claim_leftover(p.name) for p in run_dir.iterdir()):  # a claim killed after its lock
                 raise NeuratermError(f"{run_dir} is not empty and is not a neuraterm model folder; "
                                      f"pass a new or empty folder to --out")
 
@@ -231,6 +245,8 @@ class RunWriter:
         try:
             run_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise _save_failed(exc, run_dir, "no checkpoint was saved yet") from None
             raise NeuratermError(f"{run_dir}: cannot create the model folder ({exc.strerror})") from None
 
     def sweep(self) -> None:
@@ -239,6 +255,8 @@ class RunWriter:
         keep = {_checkpoint_number(self.run_dir, CURRENT), _checkpoint_number(self.run_dir, BEST)}
         for entry in self.run_dir.iterdir():
             if entry.name.startswith(".") and ".tmp-" in entry.name and entry.is_symlink():
+                entry.unlink()
+            elif entry.name.startswith(MARKER + ".tmp-") and entry.is_file() and not entry.is_symlink():
                 entry.unlink()
         folder = self.run_dir / CHECKPOINTS
         if not folder.is_dir():
@@ -252,7 +270,10 @@ class RunWriter:
     def save(self, snap: Snapshot, best: bool = False) -> Path:
         """Write `snap` as a new checkpoint and make it current (and best); returns its folder."""
         folder = self.run_dir / CHECKPOINTS
-        folder.mkdir(exist_ok=True)
+        try:
+            folder.mkdir(exist_ok=True)
+        except OSError as exc:
+            raise _save_failed(exc, self.run_dir, _previous(self.run_dir)) from None
         numbers = [int(p.name) for p in folder.iterdir() if NUMBERED.match(p.name)]
         number = max(numbers + [_checkpoint_number(self.run_dir, CURRENT) or 0]) + 1
         name = f"{number:06d}"
@@ -275,11 +296,7 @@ class RunWriter:
             shutil.rmtree(tmp, ignore_errors=True)
             if (folder / name).is_dir() and _checkpoint_number(self.run_dir, CURRENT) != number:
                 shutil.rmtree(folder / name, ignore_errors=True)
-            previous = "the previous checkpoint is intact" if _checkpoint_number(self.run_dir, CURRENT) else \
-                "no checkpoint was saved yet"
-            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-                raise RunFailed(f"no space left on device while saving {self.run_dir}; {previous}") from None
-            raise RunFailed(f"could not save {self.run_dir} ({exc.strerror or exc}); {previous}") from None
+            raise _save_failed(exc, self.run_dir, _previous(self.run_dir)) from None
         self._link_top_level(folder / name)
         self.sweep()
         return folder / name
@@ -299,23 +316,43 @@ class RunWriter:
         self.lock.release()
 
 
+def _claim_leftover(name: str) -> bool:
+    """What a claim killed before its first checkpoint leaves in a folder: the lock, a half-written marker."""
+    return name == LOCK_FILE or name.startswith(MARKER + ".tmp-")
+
+
+def _previous(run_dir: Path) -> str:
+    return "the previous checkpoint is intact" if _checkpoint_number(run_dir, CURRENT) else "no checkpoint was saved yet"
+
+
+def _save_failed(exc: OSError, run_dir: Path, previous: str) -> RunFailed:
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return RunFailed(f"no space left on device while saving {run_dir}; {previous}")
+    return RunFailed(f"could not save {run_dir} ({exc.strerror or exc}); {previous}")
+
+
 def _write_tree_file(path: Path, data: bytes) -> None:
     tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def _remove_checkpoint(folder: Path) -> None:
     """Delete the files a checkpoint's manifest lists, then its folders if they are empty: a file a
-    user put there stays (with its folders)."""
+    user put there stays (with its folders). Without a manifest (a removal killed after deleting it)
+    only empty folders go."""
     try:
         listed = json.loads((folder / MANIFEST).read_text(encoding="utf-8")).get("files", {})
     except (OSError, ValueError, AttributeError):
-        return  # not a checkpoint we can account for: leave it
-    for rel in [*listed, MANIFEST]:
+        listed = None  # not a checkpoint we can account for: no file of it is deleted
+    for rel in [*listed, MANIFEST] if isinstance(listed, dict) else []:
         try:
             (folder / rel).unlink()
         except OSError:
@@ -479,6 +516,28 @@ def _check_meta(meta: dict, shown: Path) -> None:
         raise NeuratermError(f"{shown}: 'class_names' must be a list of names")
     if meta.get("normalization") not in ("scale", "standardize"):
         raise NeuratermError(f"{shown}: 'normalization' must be 'scale' or 'standardize'")
+    arch = meta.get("architecture")
+    if not (isinstance(arch, dict) and isinstance(arch.get("sizes"), list) and len(arch["sizes"]) >= 2
+            and all(_is_int(n) and n >= 1 for n in arch["sizes"]) and isinstance(arch.get("layers"), list)
+            and all(isinstance(layer, str) for layer in arch["layers"])):
+        raise NeuratermError(f"{shown}: 'architecture' must hold the layer sizes (integers >= 1) and the layers")
+
+
+def _check_architecture(meta: dict, config: config_mod.Config, shown: Path) -> None:
+    """config.toml, model.json's sizes and the arrays describe one model, so nothing is built (or
+    allocated) from a hand-edited size that the saved weights do not have."""
+    sizes, layers = meta["architecture"]["sizes"], meta["architecture"]["layers"]
+    if sizes[1:-1] != config.model.hidden:
+        raise NeuratermError(f"{shown / 'config.toml'}: model.hidden {config.model.hidden} does not match the saved "
+                             f"model's sizes {sizes} ({shown / 'model.json'})")
+    index = {name: name.split(".", 1)[0] for name in meta["arrays"]}
+    if not all(i.isdigit() and int(i) < len(layers) for i in index.values()):
+        raise NeuratermError(f"{shown / 'model.json'}: the arrays {sorted(meta['arrays'])} do not fit its "
+                             f"{len(layers)} layers")
+    linear = [tuple(spec["shape"]) for name, spec in sorted(meta["arrays"].items(), key=lambda kv: int(index[kv[0]]))
+              if name.endswith(".weight") and len(spec["shape"]) == 2]
+    if linear != [(b, a) for a, b in zip(sizes, sizes[1:])]:
+        raise NeuratermError(f"{shown / 'model.json'}: the weight shapes {linear} do not match the sizes {sizes}")
 
 
 def _is_int(v) -> bool:
@@ -489,24 +548,50 @@ def _is_number(v) -> bool:
     return (isinstance(v, (int, float)) and not isinstance(v, bool)) and math.isfinite(v)
 
 
+def _is_generator_state(state) -> bool:
+    """A NumPy PCG64 state (what `default_rng` uses for the batch order and dropout masks)."""
+    try:
+        np.random.PCG64().state = state
+    except (TypeError, ValueError, KeyError, OverflowError):
+        return False
+    return True
+
+
+def _is_plateau_state(plateau) -> bool:
+    """ReduceLROnPlateau's fields, each of its type (they are set back on the schedule one by one)."""
+    from neuraterm.core.schedules import ReduceLROnPlateau
+    if not isinstance(plateau, dict) or not set(plateau) <= {f.name for f in dataclasses.fields(ReduceLROnPlateau)}:
+        return False
+    rules = {"lr": lambda v: _is_number(v) and v > 0, "factor": _is_number, "min_lr": _is_number,
+             "threshold": _is_number, "patience": lambda v: _is_int(v) and v >= 0,
+             "bad_epochs": lambda v: _is_int(v) and v >= 0, "mode": lambda v: v in ("min", "max"),
+             "best": lambda v: v is None or _is_number(v)}
+    return all(rules[k](v) for k, v in plateau.items())
+
+
 def check_train_state(state: dict, shown: Path) -> None:
     """Every field the trainer reads, with its type and range (a hand-edited file is one line, not a traceback)."""
     def need(ok: bool, what: str) -> None:
         if not ok:
             raise NeuratermError(f"{shown}: {what}")
     need(_is_int(state.get("epoch")) and state["epoch"] >= 0, "'epoch' must be an integer >= 0")
-    need(isinstance(state.get("order_rng"), dict), "'order_rng' must be a generator state")
-    need(isinstance(state.get("dropout_rng", []), list), "'dropout_rng' must be a list")
+    need(_is_generator_state(state.get("order_rng")), "'order_rng' must be a NumPy PCG64 generator state")
+    dropout = state.get("dropout_rng", [])
+    need(isinstance(dropout, list) and all(s is None or _is_generator_state(s) for s in dropout),
+         "'dropout_rng' must be a list of NumPy PCG64 generator states")
     early = state.get("early")
     need(isinstance(early, dict) and (early.get("best") is None or _is_number(early.get("best")))
          and _is_int(early.get("best_epoch")) and early["best_epoch"] >= 0 and _is_int(early.get("wait"))
          and early["wait"] >= 0, "'early' must hold best (a number or null), best_epoch and wait (integers >= 0)")
-    need(state.get("plateau") is None or isinstance(state["plateau"], dict), "'plateau' must be a table or null")
+    need(state.get("plateau") is None or _is_plateau_state(state["plateau"]),
+         "'plateau' must be null or the plateau schedule's fields (lr, best, bad_epochs...) with their types")
     partial = state.get("partial")
     need(partial is None or (isinstance(partial, dict) and _is_int(partial.get("step")) and partial["step"] >= 0
                              and _is_number(partial.get("loss_sum")) and _is_int(partial.get("correct"))
-                             and _is_int(partial.get("seen")) and isinstance(partial.get("order_rng"), dict)),
-         "'partial' must be null or hold step, loss_sum, correct, seen and order_rng")
+                             and _is_int(partial.get("seen")) and 0 <= partial["correct"] <= partial["seen"]),
+         "'partial' must be null or hold step, loss_sum, correct and seen (integers >= 0) and order_rng")
+    need(partial is None or _is_generator_state(partial.get("order_rng")),
+         "'partial.order_rng' must be a NumPy PCG64 generator state")
     need(state.get("reference_loss") is None or _is_number(state["reference_loss"]), "'reference_loss' must be a number")
 
 
@@ -558,6 +643,7 @@ def _load_checkpoint(folder: Path, shown: Path, legacy: bool) -> Snapshot:
         raise NeuratermError(f"{shown / 'model.json'}: not a neuraterm model description (format {meta.get('format')!r})")
     _check_meta(meta, shown / "model.json")
     config = config_mod.parse_toml(read.bytes("config.toml"), str(shown / "config.toml"), complete=True)
+    _check_architecture(meta, config, shown)
     weights = {}
     for name, spec in meta["arrays"].items():
         rel = f"weights/{name}.npy"

@@ -136,6 +136,10 @@ def _coerce(value, kind, where: str):
         return float(value)
     if not isinstance(value, str):
         raise NeuratermError(f"{where}: expected a string, got {value!r}")
+    try:
+        value.encode("utf-8")  # an argv byte that is not UTF-8 arrives as a lone surrogate
+    except UnicodeEncodeError:
+        raise NeuratermError(f"{where}: {value!r} is not valid UTF-8 text") from None
     return value
 
 

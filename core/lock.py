@@ -7,6 +7,7 @@ someone holds it with a shared, non-blocking probe that a writer retries past.
 """
 from __future__ import annotations
 
+import errno
 import fcntl
 import json
 import os
@@ -26,6 +27,11 @@ def _describe(info: dict) -> str:
     return f"pid {info.get('pid', '?')} on {info.get('host', '?')} since {when}"
 
 
+def busy(run_dir: Path, info: dict) -> NeuratermError:
+    """The error for a second writer: who holds the folder."""
+    return NeuratermError(f"{run_dir} is being trained by {_describe(info)}; only one process may write a model folder")
+
+
 def _read_info(fd: int) -> dict:
     try:
         os.lseek(fd, 0, os.SEEK_SET)
@@ -43,7 +49,14 @@ class WriterLock:
         self.fd: int | None = None
 
     def acquire(self) -> "WriterLock":
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        """Take the lock or say who holds it. A full disk is an `OSError` (the caller says what it was
+        saving); any other failure to open the lock file is a `NeuratermError` naming the folder."""
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise
+            raise NeuratermError(f"{self.path.parent}: cannot take its writer lock ({exc.strerror})") from None
         deadline = time.monotonic() + RETRY_SECONDS
         while True:
             try:
@@ -53,14 +66,17 @@ class WriterLock:
                 if time.monotonic() >= deadline:
                     info = _read_info(fd)
                     os.close(fd)
-                    raise NeuratermError(f"{self.path.parent} is being trained by {_describe(info)}; "
-                                         f"only one process may write a model folder") from None
+                    raise busy(self.path.parent, info) from None
                 time.sleep(0.02)
         info = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.time(),
                 "command": " ".join(sys.argv)[:500]}
-        os.ftruncate(fd, 0)
-        os.lseek(fd, 0, os.SEEK_SET)
-        os.write(fd, json.dumps(info).encode("utf-8"))
+        try:
+            os.ftruncate(fd, 0)
+            os.lseek(fd, 0, os.SEEK_SET)
+            os.write(fd, json.dumps(info).encode("utf-8"))
+        except OSError:
+            os.close(fd)  # releases the lock
+            raise
         self.fd = fd
         return self
 

@@ -56,13 +56,21 @@ def describe(path: Path) -> RunInfo:
     if folder is None:
         info.status = logged or "empty"
         return info
-    try:
-        config = config_mod.load_toml(folder / "config.toml")
-        info.history = checkpoint.read_history(folder / "history.csv")
-        report = checkpoint.read_json(folder / "report.json") if (folder / "report.json").exists() else None
-        meta = checkpoint.read_json(folder / "model.json")
-    except (NeuratermError, OSError) as exc:
-        info.status, info.problem = "damaged", str(exc)
+    for _ in range(20):  # a writer may switch to a new checkpoint and sweep this one while it is read
+        try:
+            config = config_mod.load_toml(folder / "config.toml")
+            info.history = checkpoint.read_history(folder / "history.csv")
+            report = checkpoint.read_json(folder / "report.json") if (folder / "report.json").exists() else None
+            meta = checkpoint.read_json(folder / "model.json")
+            problem = None
+        except (NeuratermError, OSError) as exc:
+            problem = str(exc)
+        now = checkpoint.checkpoint_dir(path)
+        if now == folder or now is None:
+            break
+        folder = now
+    if problem is not None:
+        info.status, info.problem = "damaged", problem
         return info
     info.dataset, info.epochs, info.epoch = config.data.dataset, config.train.epochs, len(info.history)
     if info.history:

@@ -238,6 +238,8 @@ class Trainer:
                     setattr(self.plateau, k, v)
             self.partial = s.get("partial")
             self.reference_loss = s.get("reference_loss")
+            if self.partial is not None and self.partial["step"] > len(self.order):
+                raise ValueError(f"partial.step {self.partial['step']} is past the epoch's {len(self.order)} steps")
         except (KeyError, TypeError, ValueError) as exc:
             raise NeuratermError(f"{self.run_dir / 'state' / 'train.json'}: incomplete training state ({exc})") from None
         self.history = snap.history

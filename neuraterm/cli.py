@@ -297,6 +297,8 @@ def tui(preset, start, resume_dir):
 
 # -- the entry point -------------------------------------------------------------------------------
 def say(message: str) -> None:
+    """One line on stderr: control characters (a newline or an escape sequence in a path) are shown escaped."""
+    message = "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in message)
     try:
         print(f"neuraterm: {message}", file=sys.stderr, flush=True)
     except OSError:
