@@ -40,7 +40,7 @@ class EventLog:
     def __init__(self, run_dir: Path, step_interval: float = 0.25):
         self.path = Path(run_dir) / LOG_FILE
         self.step_interval = step_interval
-        self._file = open(self.path, "a", encoding="utf-8")
+        self._file = open(self.path, "ab", buffering=0)  # one write per line: nothing is held back to fail later
         self._lock = threading.Lock()
         self._last_step = 0.0
         self.last_write = time.monotonic()
@@ -54,13 +54,12 @@ class EventLog:
         self.write(event)
 
     def write(self, event: events.Event) -> None:
-        line = json.dumps(_plain(events.to_record(event)), allow_nan=False) + "\n"
+        line = (json.dumps(_plain(events.to_record(event)), allow_nan=False) + "\n").encode("utf-8")
         with self._lock:
             if self._file.closed:
                 return
             try:
                 self._file.write(line)
-                self._file.flush()
                 if isinstance(event, DURABLE):
                     os.fsync(self._file.fileno())
             except OSError:
