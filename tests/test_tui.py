@@ -10,10 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from neuraterm.core import checkpoint
+from neuraterm.core import checkpoint, events
 from neuraterm.core.config import Config
+from neuraterm.core.evaluate import evaluate_folder
 from neuraterm.core.trainer import Trainer
 from neuraterm.tui.app import make_app
+from neuraterm.tui.screens.evaluate import EvaluateScreen
 
 SIZES = {"80x24": (80, 24), "120x40": (120, 40)}
 
@@ -101,9 +103,62 @@ def test_snapshot_evaluate(snap_compare, size, runs):
     async def open_alpha(pilot):
         await pilot.press("r")
         await pilot.pause()
-        await pilot.press("enter")
-        await pilot.pause()
+        await pilot.press("enter")  # the highlighted row, alpha
+        await settle(pilot)
+        screen = pilot.app.screen
+        assert isinstance(screen, EvaluateScreen) and screen.run_dir == "runs/alpha"
+        summary = str(screen.query_one("#eval-summary").render())
+        report = json.loads(Path("runs/alpha/report.json").read_text())
+        assert "finished after 3 epochs" in summary
+        assert f"test accuracy {100 * report['test_accuracy']:.2f}%" in summary
+        assert screen.query_one("#per-class").row_count == 10
     assert snap_compare(app_for_snapshot(), terminal_size=SIZES[size], run_before=open_alpha)
+
+
+def stopped_run(folder: Path, after: int = 2, epochs: int = 5) -> Path:
+    """A run stopped by the user (as Stop or Ctrl-C would) right after epoch `after` of `epochs`."""
+    trainer = Trainer(tiny_config("stopped", epochs=epochs), folder)
+    trainer.listeners.append(lambda e: trainer.control.stop() if isinstance(e, events.EpochEnded)
+                             and e.epoch == after else None)
+    trainer.run()
+    return folder
+
+
+def test_evaluate_an_interrupted_run_says_which_epoch(workdir):
+    run = stopped_run(Path("runs/stopped"))
+    expected = evaluate_folder(run, tiny_config().train.noise)
+    assert (expected["epoch"], expected["epochs"], expected["finished"]) == (2, 5, False)
+
+    async def steps(app, pilot):
+        await pilot.press("r")
+        await pilot.pause()
+        await pilot.press("enter")
+        await settle(pilot)
+        assert isinstance(app.screen, EvaluateScreen)
+        summary = str(app.screen.query_one("#eval-summary").render())
+        assert "not finished: checkpoint after epoch 2 of 5" in summary
+        assert f"test accuracy {100 * expected['test_accuracy']:.2f}%" in summary
+    drive(steps)
+
+
+def test_evaluate_a_running_run_from_the_dashboard(workdir):
+    async def steps(app, pilot):
+        config = tiny_config(epochs=500)
+        config.train.batch_size = 8
+        app.start_run(config)
+        while len(app.run_state.history) < 2:
+            await pilot.pause(0.05)
+        await pilot.press("e")
+        screen = app.screen
+        assert isinstance(screen, EvaluateScreen)
+        while screen.result is None:
+            await pilot.pause(0.05)
+        summary = str(screen.query_one("#eval-summary").render())
+        assert app.run_state.status == "running" and "still training: checkpoint after epoch" in summary
+        assert screen.result["epoch"] >= 2 and not screen.result["finished"]
+        await pilot.press("escape", "x")
+        await settle(pilot)
+    drive(steps)
 
 
 @pytest.mark.parametrize("size", SIZES)

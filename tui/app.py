@@ -149,7 +149,8 @@ class NeuratermApp(App):
             self.open_evaluation(self.run_state.run_dir)
 
     def open_evaluation(self, run_dir: str) -> None:
-        self.push_screen(EvaluateScreen(run_dir, self.service.report(run_dir)))
+        live = str(run_dir) == self.run_state.run_dir and self.run_state.status in ("running", "paused", "stopping")
+        self.push_screen(EvaluateScreen(run_dir, live=live))
 
     def action_help(self) -> None:
         sections = [("everywhere", list(self.BINDINGS))]

@@ -79,6 +79,10 @@ class RunsScreen(Screen):
         self.action_refresh_runs()
         self.query_one(DataTable).move_cursor(row=row)
 
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        """The table takes `enter` for itself (it selects the row): selecting a row evaluates it."""
+        self.action_open()
+
     def action_open(self) -> None:
         key = self.current()
         if key is not None:
