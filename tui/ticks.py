@@ -42,11 +42,16 @@ def _fit(vmin: float, vmax: float, cells: int, steps, max_ticks: int, min_count:
     cells on a chart of five or more, with at most `max_ticks` of them; returns
     (that step's tuple, lo, hi, tick count)."""
     min_gap = 2 if cells >= 5 else 1
+    span = vmax - vmin
     for candidate in steps:
         step = candidate[0]
+        if step > 10 * (abs(vmin) + abs(vmax) + span):
+            break  # coarser steps put every value between the same two ticks
         lo = math.floor(vmin / step + EPS) * step
         need = vmax - lo
         k = math.floor((cells - 1) * step / need + EPS) if need > 0 else cells - 1
+        if k >= 1 and lo + (cells - 1) * step / k < vmax - EPS * span:
+            k -= 1  # EPS forgives rounding, never a value off the top
         count = (cells - 1) // max(k, 1) + 1
         if k >= min_gap and min_count <= count <= max_ticks:
             return candidate, lo, lo + (cells - 1) * step / k, count
