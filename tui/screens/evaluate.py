@@ -10,12 +10,12 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Static
+from textual.widgets import DataTable, Static
 from textual.worker import Worker, WorkerState
 
 from neuraterm.core.errors import NeuratermError
-
 from neuraterm.tui.widgets.curve_chart import CurveChart
+from neuraterm.tui.widgets.keys_footer import KeysFooter
 
 SHADES = ("grey23", "grey37", "dark_cyan", "cyan3", "cyan1")
 
@@ -63,7 +63,7 @@ class EvaluateScreen(Screen):
                     yield Static("", id="confusion")
                     yield Static("", id="confused-pairs")
             yield CurveChart("accuracy % vs noise sigma", percent=True, x_label="sigma", id="noise-chart")
-        yield Footer(compact=True)
+        yield KeysFooter()
 
     def on_mount(self) -> None:
         self.query_one("#eval-summary", Static).update(f"[b]{self.run_dir}[/]\nevaluating…")
