@@ -153,6 +153,9 @@ def test_evaluate_an_interrupted_run_says_which_epoch(workdir):
         summary = str(app.screen.query_one("#eval-summary").render())
         assert "not finished: checkpoint after epoch 2 of 5" in summary
         assert f"test accuracy {100 * expected['test_accuracy']:.2f}%" in summary
+        assert "r Runs" in screen_text(app)[-1]
+        await pilot.press("r")  # back to the Runs screen under it
+        assert isinstance(app.screen, RunsScreen)
     drive(steps)
 
 

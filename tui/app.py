@@ -11,6 +11,7 @@ from pathlib import Path
 from textual import work
 from textual.app import App, SystemCommand
 from textual.binding import Binding
+from textual.screen import ModalScreen
 from textual.widgets import Static
 
 from neuraterm.core.errors import NeuratermError
@@ -32,9 +33,9 @@ class NeuratermApp(App):
     TITLE = "neuraterm"
     MODES = {"setup": SetupScreen, "dashboard": DashboardScreen, "runs": RunsScreen}
     BINDINGS = [
-        Binding("n", "switch_mode('setup')", "Setup", tooltip="Go to the Setup screen"),
-        Binding("d", "switch_mode('dashboard')", "Dashboard", tooltip="Go to the Dashboard"),
-        Binding("r", "switch_mode('runs')", "Runs", tooltip="Go to the Runs screen"),
+        Binding("n", "show_mode('setup')", "Setup", tooltip="Go to the Setup screen"),
+        Binding("d", "show_mode('dashboard')", "Dashboard", tooltip="Go to the Dashboard"),
+        Binding("r", "show_mode('runs')", "Runs", tooltip="Go to the Runs screen"),
         Binding("question_mark", "help", "Help", tooltip="Show every key"),
         Binding("q", "quit", "Quit", tooltip="Quit (a running run is checkpointed first)"),
     ]
@@ -150,7 +151,15 @@ class NeuratermApp(App):
 
     def check_action(self, action: str, parameters: tuple) -> bool:
         """The key of the screen already shown is left out of the footer (and does nothing)."""
-        return not (action == "switch_mode" and parameters and parameters[0] == self.current_mode)
+        return not (action == "show_mode" and parameters and parameters[0] == self.current_mode
+                    and all(isinstance(screen, ModalScreen) for screen in self.screen_stack[1:]))
+
+    async def action_show_mode(self, mode: str) -> None:
+        """Switch to a screen, or back to it from a screen opened over it (Evaluate over Runs)."""
+        if self.current_mode != mode:
+            await self.switch_mode(mode)
+        while len(self.screen_stack) > 1:
+            await self.pop_screen()
 
     def key_sections(self) -> list[tuple[str, str | None, list[tuple[str, Binding]]]]:
         """(section, mode, [(keys as shown, binding)]) for the app and every screen, one entry per
@@ -190,10 +199,7 @@ class NeuratermApp(App):
 
     async def run_on_screen(self, mode: str, action: str) -> None:
         """Show the screen the action belongs to (closing any screen over it), then run it there."""
-        if self.current_mode != mode:
-            await self.switch_mode(mode)
-        while len(self.screen_stack) > 1 and not isinstance(self.screen, self.MODES[mode]):
-            await self.pop_screen()
+        await self.action_show_mode(mode)
         await self.run_action(action, self.screen)
 
     async def action_quit(self) -> None:
