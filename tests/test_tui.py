@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from textual.binding import Binding
+from textual.command import CommandList
 
 from neuraterm.core import checkpoint, events
 from neuraterm.core.config import Config
@@ -153,7 +154,7 @@ def test_evaluate_an_interrupted_run_says_which_epoch(workdir):
         summary = str(app.screen.query_one("#eval-summary").render())
         assert "not finished: checkpoint after epoch 2 of 5" in summary
         assert f"test accuracy {100 * expected['test_accuracy']:.2f}%" in summary
-        assert "r Runs" in screen_text(app)[-1]
+        assert "r Runs" in await footer_shows(app, pilot, ["r Runs"])
         await pilot.press("r")  # back to the Runs screen under it
         assert isinstance(app.screen, RunsScreen)
     drive(steps)
@@ -253,11 +254,17 @@ def test_command_palette_has_every_action_and_runs_it_on_its_screen(runs):
             assert expected in titles
         assert app.current_mode == "setup"
         await pilot.press("ctrl+p")
-        await pilot.pause(0.3)
+        await pilot.pause(0.2)
         await pilot.press(*"overlay")
-        await pilot.pause(0.5)
+        for _ in range(40):  # the palette searches in a worker
+            if app.screen.query_one(CommandList).option_count:
+                break
+            await pilot.pause(0.05)
         await pilot.press("enter")
-        await pilot.pause(0.3)
+        for _ in range(40):
+            if app.current_mode == "runs" and getattr(app.screen, "selected", None):
+                break
+            await pilot.pause(0.05)
         assert app.current_mode == "runs" and app.screen.selected == {"runs/alpha"}
     drive(steps)
 
@@ -337,6 +344,17 @@ def screen_text(app) -> list[str]:
     return [strip.text for strip in app.screen._compositor.render_strips()]
 
 
+async def footer_shows(app, pilot, keys) -> str:
+    """The footer, once it shows `keys` or after two seconds: it is recomposed after a refresh,
+    which a loaded machine takes a while to get to."""
+    for _ in range(40):
+        footer = screen_text(app)[-1]
+        if all(key in footer for key in keys):
+            break
+        await pilot.pause(0.05)
+    return footer
+
+
 def small_form(screen) -> None:
     screen.query_one("#limit").value = "500"
     screen.query_one("#epochs").value = "1"
@@ -347,8 +365,8 @@ def test_letters_in_a_number_field_are_keys_never_text_and_escape_leaves_it(work
         small_form(app.screen)
         hidden = app.screen.query_one("#hidden")
         hidden.focus()
-        await pilot.pause()
-        assert "t Train" in screen_text(app)[-1]  # the footer offers t while the field has focus...
+        footer = await footer_shows(app, pilot, ["t Train", "esc Leave field"])
+        assert "t Train" in footer and "esc Leave field" in footer  # the footer offers t in the field...
         await pilot.press("r")
         assert app.current_mode == "runs" and hidden.value == "128"
         await pilot.press("n")
@@ -458,26 +476,28 @@ def test_at_80x24_every_screen_keeps_its_keys_and_the_log_keeps_whole_lines(work
         app = app_for_snapshot(preset="tiny", start=True)
         async with app.run_test(size=(80, 24)) as pilot:
             await settle(pilot)
-            footer = screen_text(app)[-1]
-            for key in ("p Pause", "x Stop", "e Evaluate", "n Setup", "r Runs", "? Help", "q Quit"):
-                assert key in footer, footer
+            keys = ("p Pause", "x Stop", "e Evaluate", "n Setup", "r Runs", "? Help", "q Quit")
+            footer = await footer_shows(app, pilot, keys)
+            assert all(key in footer for key in keys), footer
             log = app.screen.query_one("#log")
+            for _ in range(40):  # the log is written on the dashboard's redraw timer
+                if len(log.lines) >= len(app.run_state.log):
+                    break
+                await pilot.pause(0.05)
             assert log.virtual_size.width <= log.scrollable_content_region.width  # wrapped, not cut
             shown = " ".join(" ".join(line.text.split()) for line in log.lines)
             for line in app.run_state.log:
                 assert " ".join(line.split()) in shown
             await pilot.press("r")
-            await pilot.pause()
-            footer = screen_text(app)[-1]
-            for key in ("space Overlay", "enter Evaluate", "R Resume", "n Setup", "d Dashboard", "? Help", "q Quit"):
-                assert key in footer, footer
+            keys = ("space Overlay", "enter Evaluate", "R Resume", "n Setup", "d Dashboard", "? Help", "q Quit")
+            footer = await footer_shows(app, pilot, keys)
+            assert all(key in footer for key in keys), footer
             await pilot.press("n")
-            await pilot.pause()
-            footer = screen_text(app)[-1]
-            for key in ("t Train", "d Dashboard", "r Runs", "? Help", "q Quit"):
-                assert key in footer, footer
+            keys = ("t Train", "d Dashboard", "r Runs", "? Help", "q Quit")
+            footer = await footer_shows(app, pilot, keys)
+            assert all(key in footer for key in keys), footer
             await pilot.press("question_mark")
-            await pilot.pause()
+            await pilot.pause(0.2)
             text = "\n".join(screen_text(app))
             assert "question_mark" not in text and "? / " not in text and " ?  " in text
     asyncio.run(scenario())
