@@ -1,9 +1,11 @@
 """Evaluation: loss, accuracy and the full report (macro-F1, per-class, confusion, noise robustness)."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
-from neuraterm.core import metrics
+from neuraterm.core import backend, checkpoint, metrics
 from neuraterm.core.backend import to_host
 from neuraterm.core.data import noise
 from neuraterm.core.data.normalize import Normalizer
@@ -64,3 +66,30 @@ def report(model, x_uint8, y, normalizer, xp, class_names: list[str], sigmas=(0.
                           for i, j, c in metrics.most_confused(cm)],
         "noise": robustness,
     }
+
+
+def evaluate_folder(run_dir: Path | str, sigmas=(0.0,), data_dir: str | None = None) -> dict:
+    """Evaluate a model folder's last checkpoint on its test split, finished or not.
+
+    The result is `report(...)` plus where the weights come from: `epoch` (epochs completed),
+    `mid_epoch` (a stop inside the next epoch saved weights partway through it), `epochs` (the
+    configured total) and `finished` (the run wrote its final report). Loading the data again
+    costs seconds on big datasets: callers with a UI run this in a worker.
+    """
+    from neuraterm.core.trainer import build_model, load_data  # the trainer imports this module
+
+    snap = checkpoint.load(Path(run_dir))
+    config = snap.config
+    if data_dir:
+        config.data.data_dir = str(data_dir)
+    data = load_data(config)
+    data.normalizer.restore(snap.normalization)
+    xp = backend.select("cpu")
+    model = build_model(config, data.num_features, data.num_classes, xp)
+    model.load_state_dict(snap.weights)
+    result = report(model, data.test.x, data.test.y, data.normalizer, xp, data.class_names, sigmas,
+                    config.train.seed)
+    result.update(epoch=int(snap.train_state.get("epoch", len(snap.history))),
+                  mid_epoch=bool((snap.train_state.get("partial") or {}).get("step")), epochs=config.train.epochs,
+                  finished=snap.report is not None)
+    return result

@@ -173,20 +173,14 @@ def parse_sigmas(text: str) -> list[float]:
               help="Comma-separated sigmas of Gaussian pixel noise (pixels on a 0..1 scale).")
 @click.option("--data-dir", type=click.Path(file_okay=False))
 def evaluate_cmd(run_dir, noise, data_dir):
-    """Evaluate a model folder on its test split (with Gaussian-noise robustness)."""
-    from neuraterm.core import backend
-    from neuraterm.core.evaluate import report
-    from neuraterm.core.trainer import build_model, load_data
+    """Evaluate a model folder's last checkpoint on its test split (with Gaussian-noise robustness)."""
+    from neuraterm.core.evaluate import evaluate_folder
     from neuraterm.printer import HeadlessPrinter
     sigmas = parse_sigmas(noise)
-    snap = checkpoint.load(Path(run_dir))
-    config = with_overrides(snap.config, data_dir=data_dir)
-    data = load_data(config)
-    data.normalizer.restore(snap.normalization)
-    xp = backend.select("cpu")
-    model = build_model(config, data.num_features, data.num_classes, xp)
-    model.load_state_dict(snap.weights)
-    result = report(model, data.test.x, data.test.y, data.normalizer, xp, data.class_names, sigmas, config.train.seed)
+    result = evaluate_folder(Path(run_dir), sigmas, data_dir)
+    if not result["finished"]:
+        click.echo(f"{run_dir}: the run has not finished; evaluating its checkpoint after epoch "
+                   f"{result['epoch']} of {result['epochs']}{' (and part of the next)' if result['mid_epoch'] else ''}")
     HeadlessPrinter().print_report(result, run_dir)
 
 

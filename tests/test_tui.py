@@ -9,11 +9,21 @@ import time
 from pathlib import Path
 
 import pytest
+from textual.binding import Binding
+from textual.command import CommandList
 
-from neuraterm.core import checkpoint
+from neuraterm.core import checkpoint, events
 from neuraterm.core.config import Config
+from neuraterm.core.evaluate import evaluate_folder
 from neuraterm.core.trainer import Trainer
-from neuraterm.tui.app import make_app
+from neuraterm.tui.app import NeuratermApp, make_app
+from neuraterm.tui.run_state import RunState
+from neuraterm.tui.smoothing import smooth
+from neuraterm.tui.screens.dashboard import DashboardScreen
+from neuraterm.tui.screens.dialogs import ConfirmDialog, DatasetPathDialog
+from neuraterm.tui.screens.evaluate import EvaluateScreen
+from neuraterm.tui.screens.runs import RunsScreen
+from neuraterm.tui.screens.setup import SetupScreen
 
 SIZES = {"80x24": (80, 24), "120x40": (120, 40)}
 
@@ -79,11 +89,19 @@ def test_snapshot_setup_flags_invalid_values(snap_compare, size, workdir):
 
 
 @pytest.mark.parametrize("size", SIZES)
-def test_snapshot_dashboard_after_a_short_run(snap_compare, size, workdir, monkeypatch):
-    from neuraterm.tui.service import TrainingService
-    original = TrainingService.load_preset
-    monkeypatch.setattr(TrainingService, "load_preset", lambda self, name: tiny_config() if name == "tiny" else original(self, name))
-    assert snap_compare(app_for_snapshot(preset="tiny", start=True), terminal_size=SIZES[size], run_before=settle)
+def test_snapshot_dashboard_after_a_short_run(snap_compare, size, workdir):
+    """The events of a real tiny run, replayed into the dashboard: live, step updates coalesce in the
+    message queue, so how many reach the step-loss chart depends on the machine's speed."""
+    recorded = []
+    Trainer(tiny_config(), Path("runs/tiny"), [recorded.append], step_events_per_s=1e9).run()
+
+    async def replay(pilot):
+        pilot.app.run_state = RunState(name="tiny", epochs=3)
+        for event in recorded:
+            pilot.app.run_state.apply(event)
+        await pilot.press("d")
+        await settle(pilot)
+    assert snap_compare(app_for_snapshot(), terminal_size=SIZES[size], run_before=replay)
 
 
 @pytest.mark.parametrize("size", SIZES)
@@ -101,9 +119,65 @@ def test_snapshot_evaluate(snap_compare, size, runs):
     async def open_alpha(pilot):
         await pilot.press("r")
         await pilot.pause()
-        await pilot.press("enter")
-        await pilot.pause()
+        await pilot.press("enter")  # the highlighted row, alpha
+        await settle(pilot)
+        screen = pilot.app.screen
+        assert isinstance(screen, EvaluateScreen) and screen.run_dir == "runs/alpha"
+        summary = str(screen.query_one("#eval-summary").render())
+        report = json.loads(Path("runs/alpha/report.json").read_text())
+        assert "finished after 3 epochs" in summary
+        assert f"test accuracy {100 * report['test_accuracy']:.2f}%" in summary
+        assert screen.query_one("#per-class").row_count == 10
     assert snap_compare(app_for_snapshot(), terminal_size=SIZES[size], run_before=open_alpha)
+
+
+def stopped_run(folder: Path, after: int = 2, epochs: int = 5) -> Path:
+    """A run stopped by the user (as Stop or Ctrl-C would) right after epoch `after` of `epochs`."""
+    trainer = Trainer(tiny_config("stopped", epochs=epochs), folder)
+    trainer.listeners.append(lambda e: trainer.control.stop() if isinstance(e, events.EpochEnded)
+                             and e.epoch == after else None)
+    trainer.run()
+    return folder
+
+
+def test_evaluate_an_interrupted_run_says_which_epoch(workdir):
+    run = stopped_run(Path("runs/stopped"))
+    expected = evaluate_folder(run, tiny_config().train.noise)
+    assert (expected["epoch"], expected["epochs"], expected["finished"]) == (2, 5, False)
+
+    async def steps(app, pilot):
+        await pilot.press("r")
+        await pilot.pause()
+        await pilot.press("enter")
+        await settle(pilot)
+        assert isinstance(app.screen, EvaluateScreen)
+        summary = str(app.screen.query_one("#eval-summary").render())
+        assert "not finished: checkpoint after epoch 2 of 5" in summary
+        assert f"test accuracy {100 * expected['test_accuracy']:.2f}%" in summary
+        assert "r Runs" in await footer_shows(app, pilot, ["r Runs"])
+        await pilot.press("r")  # back to the Runs screen under it
+        assert isinstance(app.screen, RunsScreen)
+    drive(steps)
+
+
+def test_evaluate_a_running_run_from_the_dashboard(workdir):
+    async def steps(app, pilot):
+        config = tiny_config(epochs=500)
+        config.train.batch_size = 8
+        app.start_run(config)
+        while len(app.run_state.history) < 2:
+            await pilot.pause(0.05)
+        await pilot.press("e")
+        screen = app.screen
+        assert isinstance(screen, EvaluateScreen)
+        while screen.result is None:
+            await pilot.pause(0.05)
+        summary = str(screen.query_one("#eval-summary").render())
+        assert app.run_state.status == "running" and "still training: checkpoint after epoch" in summary
+        assert screen.result["epoch"] >= 2 and not screen.result["finished"]
+        await pilot.press("escape", "x")
+        await settle(pilot)
+    drive(steps)
 
 
 @pytest.mark.parametrize("size", SIZES)
@@ -167,17 +241,272 @@ def test_pause_stop_and_late_messages_of_a_stopped_run(workdir):
     drive(steps)
 
 
-def test_command_palette_lists_every_action(workdir):
+def test_command_palette_has_every_action_and_runs_it_on_its_screen(runs):
     async def steps(app, pilot):
-        titles = [c.title for c in app.get_system_commands(app.screen)]
-        for expected in ("Pause or resume training", "Stop training (saves a checkpoint)", "Save a checkpoint now",
-                         "Evaluate the current run", "Show the key bindings", "Go to runs", "Start training"):
+        titles = {c.title for c in app.get_system_commands(app.screen)}
+        for owner in (NeuratermApp, SetupScreen, DashboardScreen, RunsScreen):
+            for binding in Binding.make_bindings(owner.BINDINGS):
+                if binding.description and binding.key != "escape":
+                    assert (binding.tooltip or binding.description) in titles, binding
+        for expected in ("Overlay the highlighted run's curves, or take them off", "Resume training the highlighted run",
+                         "Refresh the list of runs", "Reset the form to the preset", "Pause or resume training",
+                         "Change the step-loss smoothing", "Show every key", "Go to the Runs screen"):
             assert expected in titles
+        assert app.current_mode == "setup"
+        await pilot.press("ctrl+p")
+        await pilot.pause(0.2)
+        await pilot.press(*"overlay")
+        for _ in range(40):  # the palette searches in a worker
+            if app.screen.query_one(CommandList).option_count:
+                break
+            await pilot.pause(0.05)
+        await pilot.press("enter")
+        for _ in range(40):
+            if app.current_mode == "runs" and getattr(app.screen, "selected", None):
+                break
+            await pilot.pause(0.05)
+        assert app.current_mode == "runs" and app.screen.selected == {"runs/alpha"}
     drive(steps)
+
+
+def test_resume_draws_the_epochs_already_trained_before_new_ones(runs):
+    before = checkpoint.load(Path("runs/alpha")).history
+
+    async def scenario():
+        app = make_app("runs", deterministic=True, resume_dir="runs/alpha")
+        async with app.run_test(size=(100, 32)) as pilot:
+            first = app.run_state.history[:3]
+            assert [e.epoch for e in first] == [1, 2, 3]
+            assert [(e.train_loss, e.val_acc, e.lr) for e in first] == [(r["train_loss"], r["val_acc"], r["lr"])
+                                                                       for r in before]
+            await pilot.pause(0.7)
+            loss = app.screen.query_one("#loss-chart")
+            assert list(loss.series[0].xs[:3]) == [1, 2, 3]
+            await settle(pilot)
+            assert [e.epoch for e in app.run_state.history] == list(range(1, 9))  # 3 + max(5, 3 // 2)
+    asyncio.run(scenario())
+
+
+def test_eta_comes_from_the_measured_pace_not_zero_before_an_epoch_ends():
+    state = RunState(epochs=10)
+    state.apply(events.RunStarted("r", "tiny", "cpu", 10, 900, 100, 200, 100, 0, 10), now=0.0)
+    state.apply(events.StepEnded(1, 1, 100, 2.3, 1000.0), now=1.0)
+    assert state.eta() is None  # no pace yet: the dashboard says "ETA …"
+    state.apply(events.StepEnded(1, 41, 100, 1.9, 1000.0), now=5.0)  # 40 steps in 4 s; 4% done
+    assert state.progress() == (41, 1000) and state.eta() == pytest.approx((1000 - 41) * 0.1)
+
+    resumed = RunState(epochs=10)
+    resumed.seed([{"epoch": e, "train_loss": 1.0, "seconds": 0.5} for e in (1, 2, 3, 4)])
+    resumed.apply(events.RunStarted("r", "tiny", "cpu", 10, 900, 100, 200, 100, 4, 10), now=0.0)
+    resumed.apply(events.StepEnded(5, 10, 100, 1.0, 1000.0), now=1.0)
+    resumed.apply(events.StepEnded(5, 30, 100, 1.0, 1000.0), now=3.0)
+    assert resumed.progress() == (430, 1000) and resumed.eta() == pytest.approx(570 * 0.1)
+
+
+def test_step_loss_smoothing_and_log_scale_keys(workdir, monkeypatch):
+    from neuraterm.tui.service import TrainingService
+    monkeypatch.setattr(TrainingService, "load_preset", lambda self, name: tiny_config())
+
+    async def scenario():
+        app = app_for_snapshot(preset="tiny", start=True)
+        async with app.run_test(size=(100, 32)) as pilot:
+            await settle(pilot)
+            chart = app.screen.query_one("#step-chart")
+            raw, ema = chart.series
+            assert raw.faint and raw.ys == app.run_state.step_loss and ema.ys == smooth(raw.ys, 0.9)
+            await pilot.press("m")
+            raw, ema = chart.series
+            assert ema.ys == smooth(raw.ys, 0.95) and "0.95" in str(chart.border_subtitle)
+            await pilot.press("l")
+            for name in ("#loss-chart", "#lr-chart", "#step-chart"):
+                assert app.screen.query_one(name).log_scale and "(log)" in str(app.screen.query_one(name).border_title)
+    asyncio.run(scenario())
+
+
+def test_overlay_legend_tells_apart_runs_whose_names_differ_only_at_the_end(workdir):
+    for stamp in ("233511", "233622"):
+        Trainer(tiny_config(f"fashion-mlp-20261122-{stamp}", epochs=2), Path(f"runs/fashion-mlp-20261122-{stamp}")).run()
+
+    async def scenario():
+        app = app_for_snapshot()
+        async with app.run_test(size=(80, 24)) as pilot:
+            await pilot.press("r")
+            await pilot.pause()
+            await pilot.press("space", "down", "space")
+            await pilot.pause()
+            title_row = next(row for row in screen_text(app) if "validation accuracy" in row)
+            assert "233511" in title_row and "233622" in title_row, title_row
+    asyncio.run(scenario())
+
+
+def screen_text(app) -> list[str]:
+    """What the terminal shows, one string per row."""
+    return [strip.text for strip in app.screen._compositor.render_strips()]
+
+
+async def footer_shows(app, pilot, keys) -> str:
+    """The footer, once it shows `keys` or after two seconds: it is recomposed after a refresh,
+    which a loaded machine takes a while to get to."""
+    for _ in range(40):
+        footer = screen_text(app)[-1]
+        if all(key in footer for key in keys):
+            break
+        await pilot.pause(0.05)
+    return footer
+
+
+def small_form(screen) -> None:
+    screen.query_one("#limit").value = "500"
+    screen.query_one("#epochs").value = "1"
+
+
+def test_letters_in_a_number_field_are_keys_never_text_and_escape_leaves_it(workdir):
+    async def steps(app, pilot):
+        small_form(app.screen)
+        hidden = app.screen.query_one("#hidden")
+        hidden.focus()
+        footer = await footer_shows(app, pilot, ["t Train", "esc Leave field"])
+        assert "t Train" in footer and "esc Leave field" in footer  # the footer offers t in the field...
+        await pilot.press("r")
+        assert app.current_mode == "runs" and hidden.value == "128"
+        await pilot.press("n")
+        hidden.focus()
+        await pilot.pause()
+        await pilot.press("escape")
+        assert app.focused is None
+        hidden.focus()
+        await pilot.pause()
+        await pilot.press("t")  # ...and t trains
+        assert hidden.value == "128" and app.current_mode == "dashboard"
+        await settle(pilot)
+        assert app.run_state.status == "finished" and app.trainer.config.model.hidden == [128]
+    drive(steps)
+
+
+def test_hidden_layers_take_the_toml_list_or_commas(workdir):
+    async def steps(app, pilot):
+        hidden = app.screen.query_one("#hidden")
+        hidden.focus()
+        await pilot.pause()
+        await pilot.press(*"[64, 32]")
+        assert hidden.value == "[64, 32]" and app.screen.build_config().model.hidden == [64, 32]
+        hidden.value = "64,32"
+        assert app.screen.build_config().model.hidden == [64, 32]
+        hidden.value = "[64, 32"
+        await pilot.pause()
+        assert "hidden" in str(app.screen.query_one("#errors").render()) and hidden.has_class("-invalid")
+    drive(steps)
+
+
+def test_moving_through_presets_keeps_edits_until_you_say_so(workdir):
+    async def steps(app, pilot):
+        screen = app.screen
+        presets = screen.query_one("#presets")
+        presets.focus()
+        await pilot.press("up")  # untouched form: the highlighted preset loads at once
+        assert screen.base.name == "mnist-sgd" and screen.query_one("#optimizer").value == "sgd"
+        await pilot.press("down")
+        assert screen.base.name == "quick"
+        screen.query_one("#lr").value = "0.05"
+        await pilot.press("up")  # edited: only a preview
+        assert screen.base.name == "quick" and screen.query_one("#lr").value == "0.05"
+        assert "enter" in str(screen.query_one("#preset-description").render())
+        await pilot.press("enter")
+        assert isinstance(app.screen, ConfirmDialog)
+        await pilot.press("n")
+        assert app.screen is screen and screen.query_one("#lr").value == "0.05" and screen.base.name == "quick"
+        assert str(presets.get_option_at_index(presets.highlighted).prompt) == "quick"
+        await pilot.press("up", "enter", "y")
+        assert screen.base.name == "mnist-sgd" and screen.query_one("#lr").value == "0.1"
+    drive(steps)
+
+
+def test_a_run_from_an_edited_form_is_named_and_described_as_an_edit(workdir):
+    async def steps(app, pilot):
+        screen = app.screen
+        small_form(screen)
+        screen.query_one("#optimizer").value = "sgd"
+        screen.query_one("#lr").value = "0.05"
+        await pilot.pause()
+        assert "quick-edited" in str(screen.query_one("#errors").render())
+        await pilot.press("t")
+        await settle(pilot)
+        run_dir = Path(app.run_state.run_dir)
+        config = checkpoint.load(run_dir).config
+        assert run_dir.name.startswith("quick-edited-") and config.name == "quick-edited"
+        assert config.description == ("quick, edited: data.limit = 500, optimizer.name = sgd, optimizer.lr = 0.05, "
+                                      "train.epochs = 1")
+    drive(steps)
+
+
+def test_the_dataset_field_takes_a_path_typed_in_a_dialog(workdir):
+    async def steps(app, pilot):
+        screen = app.screen
+        screen.query_one("#dataset").focus()
+        await pilot.press("enter")  # open the list
+        await pilot.press("a", "enter")  # type to search: "a file or folder of your own…"
+        await pilot.pause()
+        assert isinstance(app.screen, DatasetPathDialog)
+        await pilot.press(*"data/mnist-train.npz", "enter")  # letters that are keys elsewhere are text here
+        await pilot.pause()
+        assert app.screen is screen and app.current_mode == "setup"
+        assert screen.query_one("#dataset").value == "data/mnist-train.npz"
+        assert screen.build_config().data.dataset == "data/mnist-train.npz"
+        screen.query_one("#dataset").value = "fashion-mnist"
+        await pilot.pause()
+        assert screen.build_config().data.dataset == "fashion-mnist"
+    drive(steps)
+
+
+def test_checkboxes_say_on_or_off_in_text(workdir):
+    async def steps(app, pilot):
+        box = app.screen.query_one("#batchnorm")
+        assert "off" in str(box.render()) and "on" not in str(box.render()).replace("off", "")
+        box.focus()
+        await pilot.press("space")
+        assert box.value and "on" in str(box.render()) and "x" in str(box.render())
+    drive(steps)
+
+
+def test_at_80x24_every_screen_keeps_its_keys_and_the_log_keeps_whole_lines(workdir, monkeypatch):
+    from neuraterm.tui.service import TrainingService
+    monkeypatch.setattr(TrainingService, "load_preset", lambda self, name: tiny_config())
+
+    async def scenario():
+        app = app_for_snapshot(preset="tiny", start=True)
+        async with app.run_test(size=(80, 24)) as pilot:
+            await settle(pilot)
+            keys = ("p Pause", "x Stop", "e Evaluate", "n Setup", "r Runs", "? Help", "q Quit")
+            footer = await footer_shows(app, pilot, keys)
+            assert all(key in footer for key in keys), footer
+            log = app.screen.query_one("#log")
+            for _ in range(40):  # the log is written on the dashboard's redraw timer
+                if len(log.lines) >= len(app.run_state.log):
+                    break
+                await pilot.pause(0.05)
+            assert log.virtual_size.width <= log.scrollable_content_region.width  # wrapped, not cut
+            shown = " ".join(" ".join(line.text.split()) for line in log.lines)
+            for line in app.run_state.log:
+                assert " ".join(line.split()) in shown
+            await pilot.press("r")
+            keys = ("space Overlay", "enter Evaluate", "R Resume", "n Setup", "d Dashboard", "? Help", "q Quit")
+            footer = await footer_shows(app, pilot, keys)
+            assert all(key in footer for key in keys), footer
+            await pilot.press("n")
+            keys = ("t Train", "d Dashboard", "r Runs", "? Help", "q Quit")
+            footer = await footer_shows(app, pilot, keys)
+            assert all(key in footer for key in keys), footer
+            await pilot.press("question_mark")
+            await pilot.pause(0.2)
+            text = "\n".join(screen_text(app))
+            assert "question_mark" not in text and "? / " not in text and " ?  " in text
+    asyncio.run(scenario())
 
 
 @pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed (.ci/run installs it)")
 def test_real_terminal_trains_quick_and_shows_charts(tmp_path):
+    """At 80x24 in tmux: t trains even from inside a number field, the charts are braille lines, the
+    footer keeps Runs and Help, the log keeps whole lines, and enter on Runs evaluates."""
     session = f"nt{os.getpid()}"
     env = f"cd {tmp_path} && PYTHONUNBUFFERED=1 {sys.executable} -m neuraterm"
     subprocess.run(["tmux", "new-session", "-d", "-s", session, "-x", "80", "-y", "24", env], check=True)
@@ -185,18 +514,31 @@ def test_real_terminal_trains_quick_and_shows_charts(tmp_path):
         def screen() -> str:
             return subprocess.run(["tmux", "capture-pane", "-p", "-t", session], capture_output=True, text=True).stdout
 
-        deadline = time.time() + 30
-        while "ready: press" not in screen() and time.time() < deadline:
-            time.sleep(0.3)
-        assert "presets" in screen()
-        subprocess.run(["tmux", "send-keys", "-t", session, "t"], check=True)
-        deadline = time.time() + 120
-        while "test acc" not in screen() and time.time() < deadline:
-            time.sleep(0.5)
-        text = screen()
-        assert "test acc 9" in text  # quick reaches over 90%
+        def keys(*names: str) -> None:
+            subprocess.run(["tmux", "send-keys", "-t", session, *names], check=True)
+
+        def wait_for(text: str, seconds: float) -> str:
+            deadline = time.time() + seconds
+            while text not in screen() and time.time() < deadline:
+                time.sleep(0.3)
+            return screen()
+
+        assert "presets" in wait_for("ready: press", 30)
+        keys("Tab", "Tab", "Tab")  # presets, dataset, then the limit field
+        time.sleep(0.5)
+        keys("t")
+        text = wait_for("test acc", 120)
+        assert "test acc 9" in text and "(e: details)" in text  # quick reaches over 90%; the line is whole
         assert "loss" in text and "accuracy %" in text and "epoch 10/10" in text
-        subprocess.run(["tmux", "send-keys", "-t", session, "q"], check=True)
+        assert any("\u2800" <= c <= "\u28ff" for c in text)  # lines in braille
+        footer = text.rstrip("\n").splitlines()[-1]
+        assert "r Runs" in footer and "? Help" in footer, footer
+        keys("r")
+        assert "enter Evaluate" in wait_for("enter Evaluate", 10)
+        keys("Enter")
+        text = wait_for("finished after 10 epochs", 30)
+        assert "finished after 10 epochs" in text and "test accuracy 9" in text
+        keys("Escape", "q")
         deadline = time.time() + 10
         while subprocess.run(["tmux", "has-session", "-t", session], capture_output=True).returncode == 0 \
                 and time.time() < deadline:

@@ -11,6 +11,7 @@ from pathlib import Path
 from textual import work
 from textual.app import App, SystemCommand
 from textual.binding import Binding
+from textual.screen import ModalScreen
 from textual.widgets import Static
 
 from neuraterm.core.errors import NeuratermError
@@ -32,17 +33,12 @@ class NeuratermApp(App):
     TITLE = "neuraterm"
     MODES = {"setup": SetupScreen, "dashboard": DashboardScreen, "runs": RunsScreen}
     BINDINGS = [
-        Binding("n", "switch_mode('setup')", "Setup"),
-        Binding("d", "switch_mode('dashboard')", "Dashboard"),
-        Binding("r", "switch_mode('runs')", "Runs"),
-        Binding("question_mark", "help", "Help"),
-        Binding("q,ctrl+q", "quit", "Quit"),
+        Binding("n", "show_mode('setup')", "Setup", tooltip="Go to the Setup screen"),
+        Binding("d", "show_mode('dashboard')", "Dashboard", tooltip="Go to the Dashboard"),
+        Binding("r", "show_mode('runs')", "Runs", tooltip="Go to the Runs screen"),
+        Binding("question_mark", "help", "Help", tooltip="Show every key"),
+        Binding("q", "quit", "Quit", tooltip="Quit (a running run is checkpointed first)"),
     ]
-    ACTIONS = {
-        "toggle_pause": ("Pause or resume training", "p"), "stop_run": ("Stop training (saves a checkpoint)", "x"),
-        "save_now": ("Save a checkpoint now", "s"), "evaluate_current": ("Evaluate the current run", "e"),
-        "help": ("Show the key bindings", "?"),
-    }
 
     def __init__(self, service: TrainingService | None = None, preset: str | None = None, start: bool = False,
                  resume_dir: str | None = None, deterministic: bool = False):
@@ -79,12 +75,13 @@ class NeuratermApp(App):
         self.set_class(self.size.width < MIN_WIDTH or self.size.height < MIN_HEIGHT, "-too-small")
 
     # -- runs -------------------------------------------------------------------------------
-    def start_run(self, config, run_dir: Path | None = None, resume: bool = False) -> None:
+    def start_run(self, config, run_dir: Path | None = None, resume: bool = False, history: list[dict] = ()) -> None:
         if self.trainer is not None and self.run_state.status in ("running", "paused"):
             self.notify("a run is in progress: stop it first (x)", severity="warning")
             return
         self.run_id += 1
         self.run_state = RunState(name=config.name, epochs=config.train.epochs, status="starting")
+        self.run_state.seed(list(history))  # a resumed run's epochs, drawn before new ones arrive
         run_id = self.run_id
         run_dir = Path(run_dir) if run_dir else self.service.new_run_dir(config.name)
         self.trainer = self.service.trainer(config, run_dir, lambda e: self.post_message(TrainerEvent(run_id, e)),
@@ -98,11 +95,11 @@ class NeuratermApp(App):
         except NeuratermError as exc:
             self.notify(str(exc), severity="error")
             return
-        done = len(self.service.history(run_dir))
-        if done >= config.train.epochs and self.service.report(run_dir):
-            config.train.epochs = done + max(5, config.train.epochs // 2)
+        history = self.service.history(run_dir)
+        if len(history) >= config.train.epochs and self.service.report(run_dir):
+            config.train.epochs = len(history) + max(5, config.train.epochs // 2)
             self.notify(f"continuing to {config.train.epochs} epochs")
-        self.start_run(config, Path(run_dir), resume=True)
+        self.start_run(config, Path(run_dir), resume=True, history=history)
 
     @work(thread=True, exclusive=True, group="train", exit_on_error=False)
     def train(self, trainer, run_id: int) -> None:
@@ -149,24 +146,61 @@ class NeuratermApp(App):
             self.open_evaluation(self.run_state.run_dir)
 
     def open_evaluation(self, run_dir: str) -> None:
-        self.push_screen(EvaluateScreen(run_dir, self.service.report(run_dir)))
+        live = str(run_dir) == self.run_state.run_dir and self.run_state.status in ("running", "paused", "stopping")
+        self.push_screen(EvaluateScreen(run_dir, live=live))
+
+    def check_action(self, action: str, parameters: tuple) -> bool:
+        """The key of the screen already shown is left out of the footer (and does nothing)."""
+        return not (action == "show_mode" and parameters and parameters[0] == self.current_mode
+                    and all(isinstance(screen, ModalScreen) for screen in self.screen_stack[1:]))
+
+    async def action_show_mode(self, mode: str) -> None:
+        """Switch to a screen, or back to it from a screen opened over it (Evaluate over Runs)."""
+        if self.current_mode != mode:
+            await self.switch_mode(mode)
+        while len(self.screen_stack) > 1:
+            await self.pop_screen()
+
+    def key_sections(self) -> list[tuple[str, str | None, list[tuple[str, Binding]]]]:
+        """(section, mode, [(keys as shown, binding)]) for the app and every screen, one entry per
+        action: the single source for Help and the command palette."""
+        sections = [("everywhere", None, list(self.BINDINGS)), *(
+            (name, mode, list(screen.BINDINGS)) for name, mode, screen in (
+                ("setup", "setup", SetupScreen), ("dashboard", "dashboard", DashboardScreen),
+                ("runs", "runs", RunsScreen), ("evaluate", None, EvaluateScreen)))]
+        result = []
+        for name, mode, bindings in sections:
+            by_action: dict[str, list[Binding]] = {}
+            for binding in Binding.make_bindings(bindings):
+                if binding.description:
+                    by_action.setdefault(binding.action, []).append(binding)
+            result.append((name, mode, [(" / ".join(self.get_key_display(b) for b in group), group[0])
+                                        for group in by_action.values()]))
+        return result
 
     def action_help(self) -> None:
-        sections = [("everywhere", list(self.BINDINGS))]
-        for name, screen in (("setup", SetupScreen), ("dashboard", DashboardScreen), ("runs", RunsScreen),
-                             ("evaluate", EvaluateScreen)):
-            sections.append((name, list(screen.BINDINGS)))
-        self.push_screen(HelpScreen(sections))
+        self.push_screen(HelpScreen([(name, [(keys, b.tooltip or b.description) for keys, b in entries])
+                                     for name, _, entries in self.key_sections()]))
 
     def get_system_commands(self, screen):
+        """Textual's commands, then every action that has a key, run on its screen."""
         yield from super().get_system_commands(screen)
-        for mode in self.MODES:
-            yield SystemCommand(f"Go to {mode}", f"Switch to the {mode} screen",
-                                lambda mode=mode: self.switch_mode(mode))
-        for action, (title, key) in self.ACTIONS.items():
-            yield SystemCommand(title, f"key: {key}", getattr(self, f"action_{action}"))
-        yield SystemCommand("Start training", "Train the configuration on the Setup screen (key t)",
-                            lambda: (self.switch_mode("setup"), self.call_later(self.screen.action_start)))
+        for name, mode, entries in self.key_sections():
+            if name == "everywhere":
+                for keys, b in entries:
+                    yield SystemCommand(b.tooltip or b.description, f"key: {keys}",
+                                        lambda action=b.action: self.run_action(action))
+            elif mode is not None:
+                for keys, b in entries:
+                    if b.key == "escape":
+                        continue  # leaving a field or a screen is nothing to run from the palette
+                    yield SystemCommand(b.tooltip or b.description, f"{name} screen, key: {keys}",
+                                        lambda mode=mode, action=b.action: self.run_on_screen(mode, action))
+
+    async def run_on_screen(self, mode: str, action: str) -> None:
+        """Show the screen the action belongs to (closing any screen over it), then run it there."""
+        await self.action_show_mode(mode)
+        await self.run_action(action, self.screen)
 
     async def action_quit(self) -> None:
         if self.trainer is not None:

@@ -5,6 +5,7 @@ when the version changed, so the cost of drawing does not depend on how fast eve
 """
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 
 from neuraterm.core import events
@@ -20,7 +21,8 @@ class RunState:
     epochs: int = 0
     status: str = "idle"  # idle, running, paused, stopping, finished, stopped, failed
     history: list[events.EpochEnded] = field(default_factory=list)
-    step_losses: list[float] = field(default_factory=list)  # smoothed, within the epoch under way
+    step_x: list[int] = field(default_factory=list)  # steps since the run began, at each step update
+    step_loss: list[float] = field(default_factory=list)  # mean loss of the steps since the update before
     step: int = 0
     steps: int = 0
     epoch: int = 0
@@ -28,8 +30,40 @@ class RunState:
     log: list[str] = field(default_factory=list)
     report: dict | None = None
     version: int = 0
+    _running_mean: float = 0.0
+    _pace_from: tuple[float, int] | None = None  # (time, steps done) at the first step update of this run
+    _pace_to: tuple[float, int] | None = None  # the same at the latest one
 
-    def apply(self, event: events.Event) -> None:
+    def seed(self, rows: list[dict]) -> None:
+        """The epochs a resumed run already trained (its history.csv rows), drawn before new ones."""
+        nan = float("nan")
+        self.history = [events.EpochEnded(int(r["epoch"]), self.epochs, r.get("train_loss", nan), r.get("train_acc", nan),
+                                          r.get("val_loss", nan), r.get("val_acc", nan), r.get("lr", nan),
+                                          r.get("samples_per_s", nan), r.get("seconds", nan), nan) for r in rows]
+        if rows:
+            self.epoch = self.history[-1].epoch
+            self.log.append(f"resuming after epoch {self.epoch}")
+        self.version += 1
+
+    def progress(self) -> tuple[int, int]:
+        """(steps done, steps in the whole run), counting the epoch under way."""
+        total = max(self.epochs * max(self.steps, 1), 1)
+        running = self.status in ("running", "paused") and self.epoch > len(self.history)
+        done = len(self.history) * self.steps + (self.step if running else 0)
+        return min(done, total), total
+
+    def eta(self) -> float | None:
+        """Seconds left at the pace measured since this run's first step update (pauses included);
+        None until there is a pace to go by."""
+        if self._pace_from is None or self._pace_to is None:
+            return None
+        (t0, done0), (t1, done1) = self._pace_from, self._pace_to
+        if done1 <= done0 or t1 - t0 <= 0:
+            return None
+        done, total = self.progress()
+        return (total - done) * (t1 - t0) / (done1 - done0)
+
+    def apply(self, event: events.Event, now: float | None = None) -> None:
         if isinstance(event, events.RunStarted):
             self.run_dir, self.name, self.device = event.run_dir, event.config_name, event.device
             self.data_placement, self.parameters, self.epochs = event.data_placement, event.parameters, event.epochs
@@ -39,15 +73,14 @@ class RunState:
             if event.step_engine:
                 self.log.append(f"training step: {event.step_engine}")
         elif isinstance(event, events.StepEnded):
-            if event.epoch != self.epoch:
-                self.epoch, self.step_losses = event.epoch, []
-            previous = self.step_losses[-1] if self.step_losses else event.loss
-            self.step_losses.append(0.8 * previous + 0.2 * event.loss)
+            self.add_step_loss(event)
+            self.epoch = event.epoch
             self.step, self.steps, self.samples_per_s = event.step, event.steps, event.samples_per_s
+            self.mark_pace(now)
         elif isinstance(event, events.EpochEnded):
             self.history.append(event)
+            self.mark_pace(now)
             self.epoch, self.samples_per_s = event.epoch, event.samples_per_s
-            self.step_losses = []  # the step curve shows the epoch under way; finished epochs are on the epoch charts
             self.log.append(f"epoch {event.epoch}/{event.epochs}  val {event.val_loss:.4f} / "
                             f"{100 * event.val_acc:.2f}%")
         elif isinstance(event, events.EarlyStopped):
@@ -64,6 +97,22 @@ class RunState:
             self.status = "failed"
             self.log.append(f"failed: {event.message}")
         self.version += 1
+
+    def mark_pace(self, now: float | None) -> None:
+        point = (time.monotonic() if now is None else now, self.progress()[0])
+        if self._pace_from is None:
+            self._pace_from = point
+        self._pace_to = point
+
+    def add_step_loss(self, event: events.StepEnded) -> None:
+        """The event's loss is the epoch's running mean; the steps since the previous update of the
+        same epoch have mean (n1 * mean1 - n0 * mean0) / (n1 - n0), with n counted in steps (exact
+        but for a short last batch)."""
+        before = self.step if event.epoch == self.epoch and event.step > self.step else 0
+        previous_mean = self._running_mean if before else 0.0
+        self._running_mean = event.loss
+        self.step_x.append((event.epoch - 1) * event.steps + event.step)
+        self.step_loss.append((event.step * event.loss - before * previous_mean) / (event.step - before))
 
     def fail(self, message: str) -> None:
         self.status = "failed"

@@ -1,8 +1,8 @@
 """What the screens ask of the engine, in one small object: presets, datasets, runs, trainers.
 
 Screens never read model folders or build trainers themselves; they call this service, which uses
-only the engine's public modules (config, trainer, checkpoint, events), so tests can inject a
-service that points at a temporary runs folder.
+only the engine's public modules (config, trainer, checkpoint, events, evaluate), so tests can
+inject a service that points at a temporary runs folder.
 """
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from neuraterm import presets
 from neuraterm.core import checkpoint, config as config_mod
 from neuraterm.core.data import registry
 from neuraterm.core.errors import NeuratermError
+from neuraterm.core.evaluate import evaluate_folder
 from neuraterm.core.trainer import Trainer
 
 
@@ -71,6 +72,16 @@ class TrainingService:
             return checkpoint.read_json(path) if path.exists() else None
         except NeuratermError:
             return None
+
+    def evaluation(self, folder: Path) -> dict:
+        """A finished run's stored report, else an evaluation of its last checkpoint (seconds on big
+        datasets: call it from a worker). Either way the result says which epoch it describes."""
+        snap = checkpoint.load(Path(folder))
+        if snap.report is None:
+            return evaluate_folder(Path(folder), snap.config.train.noise)
+        epoch = int(snap.report.get("epochs_trained", snap.train_state.get("epoch", len(snap.history))))
+        return {**snap.report, "epoch": epoch, "mid_epoch": False, "epochs": snap.config.train.epochs,
+                "finished": True}
 
     def run_config(self, folder: Path) -> config_mod.Config:
         return checkpoint.load(Path(folder)).config

@@ -9,9 +9,11 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.widget import Widget
-from textual.widgets import Footer, ProgressBar, RichLog
+from textual.widgets import ProgressBar, RichLog
 
-from neuraterm.tui.widgets.curve_chart import CurveChart
+from neuraterm.tui.smoothing import WEIGHTS, Smoother
+from neuraterm.tui.widgets.curve_chart import CurveChart, Series
+from neuraterm.tui.widgets.keys_footer import KeysFooter
 
 
 class StatusLine(Widget):
@@ -33,10 +35,12 @@ class StatusLine(Widget):
 
 class DashboardScreen(Screen):
     BINDINGS = [
-        Binding("p", "app.toggle_pause", "Pause/resume"),
-        Binding("x", "app.stop_run", "Stop"),
-        Binding("s", "app.save_now", "Save now"),
-        Binding("e", "app.evaluate_current", "Evaluate"),
+        Binding("p", "app.toggle_pause", "Pause", tooltip="Pause or resume training"),
+        Binding("x", "app.stop_run", "Stop", tooltip="Stop training (saves a checkpoint)"),
+        Binding("s", "app.save_now", "Save", tooltip="Save a checkpoint now"),
+        Binding("e", "app.evaluate_current", "Evaluate", tooltip="Evaluate the current run's last checkpoint"),
+        Binding("m", "smoothing", "Smoothing", show=False, tooltip="Change the step-loss smoothing"),
+        Binding("l", "log_scale", "Log scale", show=False, tooltip="Log scale on or off for the loss and LR charts"),
     ]
 
     def compose(self) -> ComposeResult:
@@ -48,12 +52,16 @@ class DashboardScreen(Screen):
                 yield ProgressBar(id="progress", show_eta=False)
                 yield StatusLine(id="status")
             with Horizontal(id="bottom"):
-                yield RichLog(id="log", max_lines=200, wrap=True, markup=False)
+                yield RichLog(id="log", max_lines=200, wrap=True, markup=False, min_width=16)  # wrap at its width, not 78
                 yield CurveChart("step loss", x_label="step", id="step-chart")
                 yield CurveChart("lr", id="lr-chart")
-        yield Footer()
+        yield KeysFooter()
 
     def on_mount(self) -> None:
+        self.smoother = Smoother(WEIGHTS[3])
+        self._smoothed_state = None
+        self.show_smoothing()
+        self.query_one("#loss-chart", CurveChart).set_note("l: log scale")
         self._drawn_version = -1
         self._drawn_epochs = -1
         self._drawn_steps = -1
@@ -74,15 +82,12 @@ class DashboardScreen(Screen):
         if len(state.history) != self._drawn_epochs and (not live or now - self._epoch_drawn_at >= 0.5):
             self._drawn_epochs, self._epoch_drawn_at = len(state.history), now
             self.draw_epoch_charts(state)
-        if len(state.step_losses) != self._drawn_steps and (not live or now - self._step_drawn_at >= 1.0):
-            self._drawn_steps, self._step_drawn_at = len(state.step_losses), now
-            self.query_one("#step-chart", CurveChart).set_series(
-                {"loss": (list(range(1, len(state.step_losses) + 1)), state.step_losses)}, max(state.steps, 2))
-        total = max(state.epochs * max(state.steps, 1), 1)
-        done = (len(state.history) * state.steps + (state.step if state.status == "running" and
-                                                      state.epoch > len(state.history) else 0))
-        self.query_one("#progress", ProgressBar).update(total=total, progress=min(done, total))
-        self.query_one("#status", StatusLine).show(self.status_text(state, total, done))
+        if len(state.step_loss) != self._drawn_steps and (not live or now - self._step_drawn_at >= 1.0):
+            self._drawn_steps, self._step_drawn_at = len(state.step_loss), now
+            self.draw_step_chart(state)
+        done, total = state.progress()
+        self.query_one("#progress", ProgressBar).update(total=total, progress=done)
+        self.query_one("#status", StatusLine).show(self.status_text(state))
         log = self.query_one("#log", RichLog)
         for line in state.log[self._logged:]:
             log.write(line)
@@ -99,17 +104,52 @@ class DashboardScreen(Screen):
              "val": (epochs, [e.val_acc for e in state.history])}, x_max)
         self.query_one("#lr-chart", CurveChart).set_series({"lr": (epochs, [e.lr for e in state.history])}, x_max)
 
-    def status_text(self, state, total: int, done: int) -> str:
+    def draw_step_chart(self, state) -> None:
+        """The raw per-step loss, faint, under its smoothed curve; smoothing extends, never redoes."""
+        if state is not self._smoothed_state or len(self.smoother.values) > len(state.step_loss):
+            self.smoother, self._smoothed_state = Smoother(self.smoother.weight), state
+        smoothed = self.smoother.extend(state.step_loss[len(self.smoother.values):])
+        series = [Series("raw", state.step_x, state.step_loss, markers=False, faint=True)]
+        if self.smoother.weight:
+            series.append(Series("ema", state.step_x, smoothed, markers=False))
+        self.query_one("#step-chart", CurveChart).set_series(series, max(state.step_x, default=2))
+
+    def show_smoothing(self) -> None:
+        self.query_one("#step-chart", CurveChart).set_note(
+            f"m: ema {self.smoother.weight:g}" if self.smoother.weight else "m: no smoothing")
+
+    def action_smoothing(self) -> None:
+        weight = WEIGHTS[(WEIGHTS.index(self.smoother.weight) + 1) % len(WEIGHTS)]
+        self.smoother = Smoother(weight)
+        self.show_smoothing()
+        self.draw_step_chart(self.app.run_state)
+
+    def action_log_scale(self) -> None:
+        on = not self.query_one("#loss-chart", CurveChart).log_scale
+        for chart in ("#loss-chart", "#lr-chart", "#step-chart"):
+            self.query_one(chart, CurveChart).set_log_scale(on)
+
+    def status_text(self, state) -> str:
         if state.status == "idle":
             return "no run yet: pick a preset on the Setup screen (n) and press t"
         epoch = max(state.epoch, len(state.history))
-        text = f"{state.status}  epoch {epoch}/{state.epochs}  {state.device}"
+        text = f"{state.status}  epoch {epoch}/{state.epochs}"
+        if not self.app.deterministic and state.samples_per_s and state.status == "running":
+            eta = state.eta()  # most wanted first: the line is cut at the right on narrow terminals
+            text += f"  ETA {'…' if eta is None else duration(eta)}  {state.samples_per_s:,.0f} samples/s"
+        text += f"  {state.device}"
         if state.data_placement and self.app.size.width >= 110:
             text += f"  data {state.data_placement.split(' (')[0]}"
         if not self.app.deterministic:
             import resource
             text += f"  RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:,.0f} MB"
-        if not self.app.deterministic and state.samples_per_s and state.status == "running":
-            eta = (total - done) * (state.history[-1].seconds / max(state.steps, 1) if state.history else 0)
-            text += f"  {state.samples_per_s:,.0f} samples/s  ETA {eta:,.0f}s"
         return text
+
+
+def duration(seconds: float) -> str:
+    seconds = round(seconds)
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"

@@ -1,16 +1,21 @@
-"""Evaluate: test metrics, per-class precision/recall/F1, the confusion matrix as a colored grid,
-the most-confused pairs, and accuracy against input noise."""
+"""Evaluate: test metrics of a run's final or last-saved weights (which epoch, said on screen),
+per-class precision/recall/F1, the confusion matrix as a colored grid, the most-confused pairs,
+and accuracy against input noise."""
 from __future__ import annotations
 
 from rich.table import Table
 from rich.text import Text
+from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Static
+from textual.widgets import DataTable, Static
+from textual.worker import Worker, WorkerState
 
+from neuraterm.core.errors import NeuratermError
 from neuraterm.tui.widgets.curve_chart import CurveChart
+from neuraterm.tui.widgets.keys_footer import KeysFooter
 
 SHADES = ("grey23", "grey37", "dark_cyan", "cyan3", "cyan1")
 
@@ -39,11 +44,15 @@ def confusion_grid(cm: list[list[int]], names: list[str]) -> Table:
 
 
 class EvaluateScreen(Screen):
-    BINDINGS = [Binding("escape", "app.pop_screen", "Back")]
+    """Evaluates in a thread worker: a finished run's report is read back at once, but an unfinished
+    run's checkpoint is evaluated on the test split, which loads the dataset (seconds on big ones)."""
 
-    def __init__(self, run_dir: str, report: dict | None):
+    BINDINGS = [Binding("escape", "app.pop_screen", "Back", tooltip="Back to the previous screen")]
+
+    def __init__(self, run_dir: str, live: bool = False):
         super().__init__()
-        self.run_dir, self.report = run_dir, report
+        self.run_dir, self.live = str(run_dir), live
+        self.result: dict | None = None
 
     def compose(self) -> ComposeResult:
         with Vertical(id="evaluate"):
@@ -54,17 +63,34 @@ class EvaluateScreen(Screen):
                     yield Static("", id="confusion")
                     yield Static("", id="confused-pairs")
             yield CurveChart("accuracy % vs noise sigma", percent=True, x_label="sigma", id="noise-chart")
-        yield Footer()
+        yield KeysFooter()
 
     def on_mount(self) -> None:
-        summary = self.query_one("#eval-summary", Static)
-        r = self.report
-        if not r:
-            summary.update(f"{self.run_dir}: no report yet (the run has not finished); resume it from Runs")
+        self.query_one("#eval-summary", Static).update(f"[b]{self.run_dir}[/]\nevaluating…")
+        self.evaluate()
+
+    @work(thread=True, exclusive=True, group="evaluate", exit_on_error=False)
+    def evaluate(self) -> dict:
+        return self.app.service.evaluation(self.run_dir)
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        if event.worker.group != "evaluate":
             return
-        summary.update(f"[b]{self.run_dir}[/]\ntest accuracy [b]{100 * r['test_accuracy']:.2f}%[/]   "
-                       f"macro-F1 [b]{r['macro_f1']:.4f}[/]   cross-entropy {r['test_loss']:.4f}   "
-                       f"{r['test_size']:,} samples")
+        if event.state == WorkerState.SUCCESS:
+            self.show(event.worker.result)
+        elif event.state == WorkerState.ERROR:
+            error = event.worker.error
+            reason = str(error) if isinstance(error, NeuratermError) else f"{type(error).__name__}: {error}"
+            self.query_one("#eval-summary", Static).update(
+                Text.assemble((self.run_dir, "bold"), "\n", ("cannot evaluate: ", "bold red"), reason))
+
+    def show(self, r: dict) -> None:
+        self.result = r
+        self.query_one("#eval-summary", Static).update(
+            Text.assemble((self.run_dir, "bold"), "  ", source_of(r, self.live), "\n",
+                          "test accuracy ", (f"{100 * r['test_accuracy']:.2f}%", "bold"),
+                          f"   macro-F1 {r['macro_f1']:.4f}   cross-entropy {r['test_loss']:.4f}   "
+                          f"{r['test_size']:,} samples"))
         table = self.query_one("#per-class", DataTable)
         table.add_columns("class", "prec", "recall", "F1", "n")
         for k, name in enumerate(r["class_names"]):
@@ -77,3 +103,14 @@ class EvaluateScreen(Screen):
         chart = self.query_one("#noise-chart", CurveChart)
         chart.set_series({"test": ([n["sigma"] for n in noise], [n["accuracy"] for n in noise])},
                          max([n["sigma"] for n in noise] + [0.1]))
+
+
+def source_of(r: dict, live: bool) -> Text:
+    """Which weights were evaluated: the epoch, and whether they are the run's final ones."""
+    if r["finished"]:
+        text = f"finished after {r['epoch']} epochs"
+        if r.get("early_stopped"):
+            text += f" (early stop; best epoch {r.get('best_epoch')})"
+        return Text(text, style="green")
+    where = f"checkpoint after epoch {r['epoch']} of {r['epochs']}" + (" and part of the next" if r["mid_epoch"] else "")
+    return Text(f"{'still training' if live else 'not finished'}: {where}", style="yellow")

@@ -5,9 +5,10 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Static
+from textual.widgets import DataTable, Static
 
 from neuraterm.tui.widgets.curve_chart import CurveChart
+from neuraterm.tui.widgets.keys_footer import KeysFooter
 
 
 def pct(value) -> str:
@@ -16,10 +17,11 @@ def pct(value) -> str:
 
 class RunsScreen(Screen):
     BINDINGS = [
-        Binding("space", "toggle_overlay", "Overlay"),
-        Binding("enter", "open", "Evaluate"),
-        Binding("R", "resume", "Resume training"),
-        Binding("f5", "refresh_runs", "Refresh"),
+        Binding("space", "toggle_overlay", "Overlay", tooltip="Overlay the highlighted run's curves, or take them off"),
+        # priority: the table binds enter too (hidden), which would take the key and its footer slot
+        Binding("enter", "open", "Evaluate", tooltip="Evaluate the highlighted run", priority=True, key_display="enter"),
+        Binding("R", "resume", "Resume", tooltip="Resume training the highlighted run"),
+        Binding("f5", "refresh_runs", "Refresh", show=False, tooltip="Refresh the list of runs"),
     ]
 
     def compose(self) -> ComposeResult:
@@ -27,7 +29,7 @@ class RunsScreen(Screen):
             yield DataTable(id="runs-table", cursor_type="row", zebra_stripes=True)
             yield Static("", id="runs-hint")
             yield CurveChart("validation accuracy %", percent=True, id="overlay-chart")
-        yield Footer()
+        yield KeysFooter()
 
     def on_mount(self) -> None:
         self.selected: set[str] = set()
@@ -65,7 +67,7 @@ class RunsScreen(Screen):
         x_max = 2
         for key in keys:
             history = self.app.service.history(key)
-            series[self.runs[key].name[:24] if key in self.runs else key] = (
+            series[self.runs[key].name if key in self.runs else key] = (
                 [r["epoch"] for r in history], [r["val_acc"] for r in history])
             x_max = max(x_max, len(history))
         self.query_one("#overlay-chart", CurveChart).set_series(series, x_max)
@@ -78,6 +80,10 @@ class RunsScreen(Screen):
         row = self.query_one(DataTable).cursor_row
         self.action_refresh_runs()
         self.query_one(DataTable).move_cursor(row=row)
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        """A click on the highlighted row evaluates it, as enter does."""
+        self.action_open()
 
     def action_open(self) -> None:
         key = self.current()

@@ -1,24 +1,35 @@
 """Setup: pick a preset, adjust the experiment, and start it; invalid values are flagged inline."""
 from __future__ import annotations
 
+import sys
+
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import Screen
-from textual.widgets import Checkbox, Footer, Input, Label, OptionList, Select, Static
+from textual.widgets import Checkbox, Input, Label, OptionList, Select, Static
 
 from neuraterm.core import config as config_mod
 from neuraterm.core.activations import ACTIVATIONS
 from neuraterm.core.backend import DEVICES
-from neuraterm.core.data.registry import DATASETS
 from neuraterm.core.errors import NeuratermError
 from neuraterm.core.initializers import INITIALIZERS
 from neuraterm.core.optimizers import OPTIMIZERS
+from neuraterm.tui.screens.dialogs import ConfirmDialog, DatasetPathDialog
+from neuraterm.tui.widgets.keys_footer import KeysFooter
+from neuraterm.tui.widgets.number_field import NumberField
+from neuraterm.tui.widgets.on_off_box import OnOffBox
 
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+KINDS = {"int": "whole number", "float": "number", "ints": "list of layer sizes like 64,32 or [64, 32]"}
 SCHEDULES = ("constant", "linear", "exponential", "step", "cosine", "plateau")
 # (widget id, config path, kind, choices)
 FIELDS = [
-    ("dataset", "data.dataset", "select", tuple(DATASETS)),
+    ("dataset", "data.dataset", "dataset", None),  # a listed name, or a path typed in a dialog
     ("limit", "data.limit", "int", None),
     ("hidden", "model.hidden", "ints", None),
     ("activation", "model.activation", "select", tuple(a for a in ACTIVATIONS if a != "identity")),
@@ -40,6 +51,7 @@ FIELDS = [
     ("device", "train.device", "select", DEVICES),
     ("tf32", "train.tf32", "bool", None),
 ]
+OTHER_DATASET = "\0other"  # the Select's last option: type a path instead
 
 
 def _get(values: dict, path: str):
@@ -53,8 +65,30 @@ def _format(value) -> str:
     return str(value)
 
 
+def parse_ints(raw: str) -> list[int]:
+    """Layer sizes as `64,32` or as the TOML list `[64, 32]`."""
+    text = raw.strip()
+    if text.startswith("["):
+        try:
+            value = tomllib.loads(f"v = {text}")["v"]
+        except tomllib.TOMLDecodeError:
+            raise ValueError(text) from None
+        if not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+            raise ValueError(text)
+        return value
+    return [int(v) for v in text.replace(" ", "").split(",") if v]
+
+
 class SetupScreen(Screen):
-    BINDINGS = [Binding("t", "start", "Train"), Binding("ctrl+r", "reset", "Reset to preset")]
+    """The form starts from a preset (`base`). Letters are keys here even in a field: number fields
+    type only digits and signs, and a dataset path is typed in a dialog. A preset is loaded as the
+    highlight moves while the form is untouched; over edits it asks first."""
+
+    BINDINGS = [
+        Binding("t", "start", "Train", tooltip="Train the configuration in the form"),
+        Binding("ctrl+r", "reset", "Reset", tooltip="Reset the form to the preset"),
+        Binding("escape", "leave_field", "Leave field", tooltip="Leave the field"),
+    ]
 
     def compose(self) -> ComposeResult:
         with Horizontal(id="setup"):
@@ -67,16 +101,21 @@ class SetupScreen(Screen):
                     with Horizontal(classes="field"):
                         yield Label(wid.replace("_", " "), classes="field-label")
                         if wid == "dataset":
-                            yield Select([(self.dataset_label(d), d[0]) for d in self.app.service.datasets()],
-                                         id=wid, allow_blank=False, compact=True)
+                            yield Select(self.dataset_options(), id=wid, allow_blank=False, compact=True)
                         elif kind == "select":
                             yield Select([(c, c) for c in choices], id=wid, allow_blank=False, compact=True)
                         elif kind == "bool":
-                            yield Checkbox("", id=wid, compact=True)
+                            yield OnOffBox(id=wid, compact=True)
                         else:
-                            yield Input(id=wid, compact=True)
+                            yield NumberField(kind, id=wid, compact=True)
         yield Static("", id="errors")
-        yield Footer()
+        yield KeysFooter()
+
+    def dataset_options(self, extra: str | None = None) -> list[tuple[str, str]]:
+        options = [(self.dataset_label(d), d[0]) for d in self.app.service.datasets()]
+        if extra and extra not in [value for _, value in options]:
+            options.append((extra, extra))
+        return options + [("a file or folder of your own…", OTHER_DATASET)]
 
     @staticmethod
     def dataset_label(entry) -> str:
@@ -88,14 +127,25 @@ class SetupScreen(Screen):
         names = self.app.service.preset_names()
         start = self.app.initial_preset if self.app.initial_preset in names else "quick"
         self.base = self.app.service.load_preset(start)
+        self.dataset = self.base.data.dataset
         presets = self.query_one("#presets", OptionList)
         presets.highlighted = names.index(start) if start in names else 0
         self.fill(self.base)
 
+    # -- the form ---------------------------------------------------------------------------
+    def form_values(self) -> dict[str, object]:
+        return {wid: self.query_one(f"#{wid}").value for wid, *_ in FIELDS}
+
+    def edited(self) -> bool:
+        return self.form_values() != self.filled
+
     def fill(self, config: config_mod.Config) -> None:
         values = config.to_dict()
         self._filling = True
+        self.set_dataset(config.data.dataset)
         for wid, path, kind, _ in FIELDS:
+            if wid == "dataset":
+                continue
             widget = self.query_one(f"#{wid}")
             value = _get(values, path)
             if kind == "select":
@@ -105,44 +155,92 @@ class SetupScreen(Screen):
             else:
                 widget.value = _format(value)
         self.query_one("#preset-description", Static).update(config.description)
+        self.filled = self.form_values()
         self._filling = False
         self.validate_form()
 
-    def on_option_list_option_highlighted(self, event: OptionList.OptionHighlighted) -> None:
-        name = str(event.option.prompt)
-        if name == self.base.name:  # the highlight set on mount: keep whatever was typed since
-            return
+    def set_dataset(self, dataset: str) -> None:
+        """A listed name or a path, kept as typed; a path gets an option of its own."""
+        select = self.query_one("#dataset", Select)
+        select.set_options(self.dataset_options(dataset))
+        select.value = dataset
+        self.dataset = dataset
+
+    def load_preset(self, name: str) -> None:
         self.base = self.app.service.load_preset(name)
         self.fill(self.base)
+
+    def on_option_list_option_highlighted(self, event: OptionList.OptionHighlighted) -> None:
+        name = str(event.option.prompt)
+        if name == self.base.name:
+            self.query_one("#preset-description", Static).update(self.base.description)
+        elif not self.edited():
+            self.load_preset(name)
+        else:
+            preview = self.app.service.load_preset(name)
+            self.query_one("#preset-description", Static).update(
+                f"{preview.description}\n[b]enter[/]: load it (the form has edits)")
+
+    def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
+        name = str(event.option.prompt)
+        if name == self.base.name and not self.edited():
+            return
+        changed = ", ".join(wid.replace("_", " ") for wid, value in self.form_values().items()
+                            if value != self.filled[wid])
+
+        def answer(yes: bool | None) -> None:
+            if yes:
+                self.load_preset(name)
+            else:
+                names = self.app.service.preset_names()
+                self.query_one("#presets", OptionList).highlighted = names.index(self.base.name)
+        self.app.push_screen(ConfirmDialog(f"Load preset [b]{name}[/] over your edits ({changed})?",
+                                           f"load {name}", "keep the form"), answer)
 
     def on_input_changed(self, event: Input.Changed) -> None:
         self.validate_form()
 
     def on_select_changed(self, event: Select.Changed) -> None:
+        if event.select.id == "dataset" and event.value == OTHER_DATASET:
+            listed = {name for name, *_ in self.app.service.datasets()}
+
+            def use(path: str | None) -> None:
+                self.set_dataset(path or self.dataset)
+                self.validate_form()
+            self.app.push_screen(DatasetPathDialog("" if self.dataset in listed else self.dataset), use)
+            return
+        if event.select.id == "dataset":
+            self.dataset = event.value
         self.validate_form()
 
     def on_checkbox_changed(self, event: Checkbox.Changed) -> None:
         self.validate_form()
 
     def build_config(self) -> config_mod.Config:
-        """The preset with the form's values; raises NeuratermError naming the first bad field."""
+        """The preset with the form's values; raises NeuratermError naming the first bad field. A
+        config that differs from the preset is named and described as an edit of it."""
         values = self.base.to_dict()
         for wid, path, kind, _ in FIELDS:
-            widget = self.query_one(f"#{wid}")
             section, key = path.split(".")
-            raw = widget.value
+            raw = self.dataset if wid == "dataset" else self.query_one(f"#{wid}").value
             try:
                 if kind == "int":
                     value = int(raw)
                 elif kind == "float":
                     value = float(raw)
                 elif kind == "ints":
-                    value = [int(v) for v in str(raw).replace(" ", "").split(",") if v]
+                    value = parse_ints(str(raw))
                 else:
                     value = raw
             except ValueError:
-                raise NeuratermError(f"{wid.replace('_', ' ')}: {raw!r} is not a valid {kind}") from None
+                raise NeuratermError(f"{wid.replace('_', ' ')}: {raw!r} is not a valid {KINDS[kind]}") from None
             values[section][key] = value
+        base = self.base.to_dict()
+        changes = [f"{path} = {_format(_get(values, path))}" for _, path, _, _ in FIELDS
+                   if _get(values, path) != _get(base, path)]
+        if changes:
+            values["name"] = f"{self.base.name}-edited"
+            values["description"] = f"{self.base.name}, edited: " + ", ".join(changes)
         return config_mod.from_dict(values, "setup")
 
     def validate_form(self) -> config_mod.Config | None:
@@ -161,9 +259,19 @@ class SetupScreen(Screen):
                     self.query_one(f"#{wid}").add_class("-invalid")
             self.add_class("-has-errors")
             return None
-        errors.update("[green]✓[/] ready: press [b]t[/] to train")
+        edited = "" if config.name == self.base.name else f"  ({config.name})"
+        errors.update(f"[green]✓[/] ready: press [b]t[/] to train{edited}")
         self.remove_class("-has-errors")
         return config
+
+    # -- actions ----------------------------------------------------------------------------
+    def check_action(self, action: str, parameters: tuple) -> bool:
+        if action == "leave_field":
+            return self.focused is not None and self.focused.id in {wid for wid, *_ in FIELDS}
+        return True
+
+    def action_leave_field(self) -> None:
+        self.set_focus(None)
 
     def action_start(self) -> None:
         config = self.validate_form()
