@@ -395,6 +395,15 @@ def value_text(value) -> str:
     return str(value)
 
 
+def short_text(value) -> str:
+    """A value as a table cell: like `value_text`, floats to 4 significant digits (random draws)."""
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, list):
+        return "x".join(short_text(v) for v in value)
+    return value_text(value)
+
+
 def label(key: str) -> str:
     return LABELS.get(key, key.rsplit(".", 1)[-1].replace("_", "-"))
 
