@@ -107,7 +107,7 @@ def train_member(params: dict) -> None:
     resume = checkpoint.checkpoint_dir(state.path) is not None
     config = checkpoint.load(state.path).config if resume else state.member.config
     if params.get("threads"):
-        config.train.threads = params["threads"]
+        config.train.threads = min(params["threads"], config.train.threads or params["threads"])
     reporter = _Reporter(tune, state.path, name)
     try:
         Trainer(config, state.path, [reporter], resume=resume).run()

@@ -186,7 +186,10 @@ def to_markdown(folder: StudyFolder, rows: list[Row], figures: list[Path] = ()) 
     states = {}
     for r in rows:
         states[r.state] = states.get(r.state, 0) + 1
+    shared = ", ".join(f"{k} = {value_text(v)}" for k, v in study.set.items())
     parts = [f"# {study.name}", "", study.description, "",
+             f"Base preset: {Path(study.preset).stem if study.preset.endswith('.toml') else study.preset}"
+             + (f"; for every member: {shared}" if shared else "") + ".", "",
              f"{len(rows)} members: " + ", ".join(f"{n} {s}" for s, n in states.items()) + ".", "",
              markdown_table(*table(folder, rows))]
     if len(study.seeds) > 1:

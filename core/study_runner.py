@@ -53,12 +53,15 @@ class MemberProgress:
                    info.failure or info.problem)
 
 
-def threads_per_member(jobs: int, requested: int = 0) -> int:
-    """BLAS threads for each of `jobs` members: automatic for one, `cores // jobs` for several."""
+def threads_per_member(jobs: int, requested: int = 0, configured: int = 0) -> int:
+    """BLAS threads for each of `jobs` members (0: the member's own setting). One member at a time
+    keeps `requested` (--threads) or its config's; several get at most `cores // jobs` each, fewer
+    where the config asks for fewer (a study that times members on one thread keeps one)."""
     if jobs <= 1:
         return requested
     share = max(1, threads_mod.available_cores() // jobs)
-    return min(requested, share) if requested else share
+    share = min(requested, share) if requested else share
+    return min(configured, share) if configured else share
 
 
 def gpu_ids() -> list[str]:
@@ -127,7 +130,6 @@ class LocalRunner:
                     pass
 
     def _run(self) -> int:
-        threads = threads_per_member(self.jobs, self.threads)
         gpus = gpu_ids() if any(m.config.train.device in ("gpu", "auto") for m in self.folder.members) else []
         queue = []
         for state in self.folder.states():
@@ -149,6 +151,7 @@ class LocalRunner:
                     progress.message = "trained by another process; waiting for it"
                     self.active[name] = _Active(None, _reader_at_end(state.path), slot, progress)
                 else:
+                    threads = threads_per_member(self.jobs, self.threads, state.member.config.train.threads)
                     env = _thread_env(threads)
                     if gpus:
                         env["CUDA_VISIBLE_DEVICES"] = gpus[slot % len(gpus)]
