@@ -294,8 +294,8 @@ def _validate_ce(st: Study) -> None:
 
 def _distribution(spec, where: str) -> tuple[str, list]:
     if not isinstance(spec, dict) or len(spec) != 1 or next(iter(spec)) not in DISTRIBUTIONS:
-        _fail(where, f"expected one of {{choice = [...]}}, {{uniform = [low, high]}}, {{loguniform = [low, high]}}, "
-                     f"{{randint = [low, high]}}")
+        _fail(where, "expected one of {choice = [...]}, {uniform = [low, high]}, {loguniform = [low, high]}, "
+                     "{randint = [low, high]}")
     (kind, args), = spec.items()
     if not isinstance(args, list) or not args:
         _fail(where, f"{kind} needs a list")

@@ -161,7 +161,7 @@ class StudyFolder:
         with open(self.log_path(name), "ab") as log:
             return subprocess.Popen(self.command(name, threads), stdin=subprocess.DEVNULL, stdout=log,
                                     stderr=subprocess.STDOUT, start_new_session=True,
-                                    preexec_fn=_die_with_parent if die_with_parent else None,
+                                    preexec_fn=_parent_death_signal() if die_with_parent else None,
                                     env={**os.environ, "NO_COLOR": "1", **(env or {})})
 
     def stop(self, name: str) -> str:
@@ -197,10 +197,13 @@ def _write(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
-    """Linux: SIGTERM this process when its parent dies (the member then saves and exits 143)."""
+def _parent_death_signal():
+    """Linux: a function for the child (between fork and exec) that asks for SIGTERM when its parent
+    dies (the member then saves and exits 143). Looked up here, in the parent, so that the child runs
+    no import while other threads of the parent (a live display) may hold the import lock."""
     try:
         import ctypes
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+        prctl = ctypes.CDLL("libc.so.6", use_errno=True).prctl
     except (OSError, AttributeError):
-        pass
+        return None
+    return lambda: prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG

@@ -240,7 +240,7 @@ class StudyPrinter:
             table.add_row(name, f"[{style}]{p.state}[/]" if style else p.state,
                           f"{p.epoch}/{p.epochs}" if p.epochs else "", _pct(p.val_acc) if p.val_acc is not None else "",
                           _pct(p.test_acc) if p.test_acc is not None else "",
-                          f"{p.seconds:.2f}" if p.seconds is not None else "", note)
+                          f"{p.seconds:.3g}" if p.seconds is not None else "", note)
         return table
 
 
