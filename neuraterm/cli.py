@@ -289,6 +289,97 @@ def tui(preset, start, resume_dir):
     run_app(preset=preset, start=start, resume_dir=resume_dir)
 
 
+# -- studies ---------------------------------------------------------------------------------------
+def parse_seeds(text: str) -> list[int]:
+    try:
+        return [int(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        raise NeuratermError(f"--seeds {text!r}: expected integers separated by commas") from None
+
+
+@cli.command("study")
+@click.argument("study_ref", metavar="NAME_OR_TOML_OR_FOLDER")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+              help="Change a config value of every member, e.g. data.dataset=mnist-5k.")
+@click.option("--epochs", type=int, help="Epochs of every member.")
+@click.option("--seeds", help="Repeat every member over these seeds, e.g. 0,1,2.")
+@click.option("--jobs", type=int, default=0, help="Members trained at once (default 1, or one per GPU).")
+@click.option("--threads", type=int, default=0, help="BLAS threads per member (default: cores // jobs).")
+@click.option("--ray", "ray_address", metavar="local|ADDRESS",
+              help="Run the members as Ray Tune trials: a local Ray, or join a cluster (needs neuraterm[ray]).")
+@click.option("--out", type=click.Path(file_okay=False), help="The study folder (default studies/<name>).")
+@click.option("--results-only", is_flag=True, help="Only re-draw results.csv, results.md and the figures.")
+def study_cmd(study_ref, overrides, epochs, seeds, jobs, threads, ray_address, out, results_only):
+    """Run a study: its members as model folders under studies/<name>/, then its results table and figures.
+
+    A study run again continues: finished members are skipped, interrupted ones resume. Pass a study
+    folder to continue it or re-draw its results."""
+    from neuraterm.core import study as study_mod, study_results
+    from neuraterm.core.study_folder import StudyFolder
+    from neuraterm.printer import StudyPrinter, study_table
+    if jobs < 0 or threads < 0:
+        raise NeuratermError("--jobs and --threads must be >= 0")
+    study = study_mod.with_overrides(study_mod.load(study_ref), overrides, epochs,
+                                     parse_seeds(seeds) if seeds is not None else None)
+    given = Path(study_ref)
+    path = Path(out) if out else (given if (given / study_mod.STUDY_FILE).is_file() else Path("studies") / study.name)
+    folder = StudyFolder.create(study, path)
+    code = 0
+    if study.kind == "ce":
+        return _ce_study(folder)
+    if not results_only:
+        names = [m.name for m in folder.members]
+        click.echo(f"{study.name}: {len(names)} members in {folder.path}" + (f" (Ray: {ray_address})" if ray_address else ""))
+        with StudyPrinter(names) as printer:
+            if ray_address:
+                from neuraterm.core import study_ray
+                code = study_ray.run(folder, ray_address, jobs, [printer], threads)
+            else:
+                from neuraterm.core.study_runner import LocalRunner, default_jobs
+                code = LocalRunner(folder, jobs or default_jobs(folder), [printer], threads).run()
+    rows = study_results.collect(folder)
+    figures = []
+    if code == 0:
+        from neuraterm.core import study_figures
+        try:
+            figures = study_figures.draw(folder, rows)
+        except study_figures.PlotUnavailable as exc:
+            say(f"note: {exc}")
+    study_results.write(folder, rows, figures)
+    study_table(*study_results.table(folder, rows), title=f"{study.name}: {folder.path / study_results.RESULTS_MD}")
+    if figures:
+        click.echo(f"figures: {', '.join(str(p) for p in figures if p.suffix == '.png')} (and .svg)")
+    undone = [r.name for r in rows if r.state in ("waiting", "interrupted", "running", "paused")]
+    if undone and code == 0 and not results_only:
+        click.echo(f"{len(undone)} members did not finish ({', '.join(undone[:5])}{'...' if len(undone) > 5 else ''}); "
+                   f"run 'neuraterm study {folder.path}' to continue")
+    return code
+
+
+def _ce_study(folder) -> int:
+    from neuraterm.core import study_ce
+    from neuraterm.core.study_results import RESULTS_MD
+    from neuraterm.printer import study_table
+    summary, figures, note = study_ce.run(folder)
+    if note:
+        say(f"note: {note}")
+    study_table(*study_ce.table(summary), title=f"{folder.study.name}: {folder.path / RESULTS_MD}")
+    if figures:
+        click.echo(f"figures: {', '.join(str(p) for p in figures if p.suffix == '.png')} (and .svg)")
+    return 0
+
+
+@cli.command("studies")
+def studies_cmd():
+    """List the shipped studies with their member counts."""
+    from neuraterm.core import study as study_mod
+    from neuraterm.presets import studies
+    for name in studies.names():
+        study = study_mod.load(name)
+        count = f"{study_mod.member_count(study):>3} members" if study.kind == "train" else "evaluated  "
+        click.echo(f"{name:18} {count}  {study.description}")
+
+
 # -- the entry point -------------------------------------------------------------------------------
 def say(message: str) -> None:
     """One line on stderr: control characters (a newline or an escape sequence in a path) are shown escaped."""

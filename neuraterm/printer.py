@@ -168,3 +168,90 @@ def runs_table(found, stream=None) -> None:
         table.add_row(r.name, status, r.dataset or "-", f"{r.epoch}/{r.epochs}" if r.epochs else "-", _pct(r.val_acc),
                       best, _pct(r.test_acc), f"{r.parameters:,}" if r.parameters else "-", updated)
     console.print(table)
+
+
+# -- studies ---------------------------------------------------------------------------------------
+class StudyPrinter:
+    """`neuraterm study`: a live table of the members on a terminal (one row each: state, epoch,
+    validation and test accuracy), or one plain line per change when piped."""
+
+    def __init__(self, names: list[str], stream=None):
+        self.stream = SafeStream(stream or sys.stdout)
+        self.interactive = self.stream.isatty()
+        self.console = Console(file=self.stream, no_color="NO_COLOR" in os.environ,
+                               force_terminal=self.interactive or None, highlight=False)
+        self.rows: dict = {name: None for name in names}
+        self.printed: dict = {}
+        self.live = None
+        self.width = max([len(n) for n in names] + [6])
+
+    def __enter__(self):
+        if self.interactive:
+            from rich.live import Live
+            self.live = Live(self._table(), console=self.console, refresh_per_second=4, transient=False)
+            self.live.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.live is not None:
+            self.live.update(self._table())
+            self.live.stop()
+            self.live = None
+
+    def __call__(self, progress) -> None:
+        self.rows[progress.name] = progress
+        if self.live is not None:
+            self.live.update(self._table())
+            return
+        key = (progress.state, progress.epoch, progress.test_acc)
+        if self.printed.get(progress.name) == key or (progress.state == "waiting" and progress.name not in self.printed):
+            self.printed.setdefault(progress.name, key)
+            return
+        self.printed[progress.name] = key
+        try:
+            print(self._line(progress), file=self.stream, flush=True)
+        except (OSError, ValueError):
+            pass
+
+    def _line(self, p) -> str:
+        parts = [f"{p.name:<{self.width}}", f"{p.state:<11}"]
+        if p.epochs:
+            parts.append(f"epoch {p.epoch:>3}/{p.epochs}")
+        if p.val_acc is not None:
+            parts.append(f"val acc {_pct(p.val_acc)}")
+        if p.test_acc is not None:
+            parts.append(f"test acc {_pct(p.test_acc)}")
+        if p.message and p.state in ("failed", "diverged", "damaged", "interrupted") or "waiting for" in p.message:
+            parts.append(p.message[:120])
+        return "  ".join(parts).rstrip()
+
+    def _table(self):
+        table = Table(box=None, header_style="bold", pad_edge=False)
+        for column, justify in (("member", "left"), ("state", "left"), ("epoch", "right"), ("val acc", "right"),
+                                ("test acc", "right"), ("s/epoch", "right"), ("", "left")):
+            table.add_column(column, justify=justify, no_wrap=True)
+        for name, p in self.rows.items():
+            if p is None:
+                table.add_row(name, "waiting", "", "", "", "", "")
+                continue
+            style = {"running": "cyan", "finished": "green", "diverged": "red", "failed": "red",
+                     "interrupted": "yellow", "pruned": "magenta", "paused": "yellow"}.get(p.state, "")
+            note = p.message[:60] if p.state in ("failed", "diverged", "damaged") else ""
+            table.add_row(name, f"[{style}]{p.state}[/]" if style else p.state,
+                          f"{p.epoch}/{p.epochs}" if p.epochs else "", _pct(p.val_acc) if p.val_acc is not None else "",
+                          _pct(p.test_acc) if p.test_acc is not None else "",
+                          f"{p.seconds:.3g}" if p.seconds is not None else "", note)
+        return table
+
+
+def study_table(header: list[str], cells: list[list[str]], title: str = "", stream=None) -> None:
+    """A results table (the one in results.md) on the terminal."""
+    out = SafeStream(stream or sys.stdout)
+    console = Console(file=out, no_color="NO_COLOR" in os.environ, highlight=False,
+                      width=None if out.isatty() else 250)
+    table = Table(title=title or None, box=None, header_style="bold", pad_edge=False, title_justify="left")
+    for i, column in enumerate(header):
+        table.add_column(column, justify="left" if i == 0 else "right", no_wrap=True)
+    for row in cells:
+        table.add_row(*row)
+    console.print(table)

@@ -1,0 +1,334 @@
+"""Studies: study files, members as real model folders, parallel and resumed runs, results and figures.
+
+Every training study here runs on the embedded mnist-5k digits, cut to 1,000 samples and a hidden
+layer of 16, for 3 epochs, so a member takes about a second."""
+import csv
+import importlib.util
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from neuraterm.core import study as study_mod
+from neuraterm.core.errors import NeuratermError
+from neuraterm.core.study_folder import StudyFolder
+
+TINY = ["--set", 'data.dataset="mnist-5k"', "--set", "data.limit=1000", "--set", "model.hidden=[16]", "--epochs", "3"]
+INIT = ["study-init", *TINY, "--seeds", "0,1"]
+# What two runs of one study must agree on (seconds per epoch are measured, so they differ).
+SAME = ("member", "model.init", "train.seed", "state", "epochs", "best_epoch", "train_loss", "train_acc", "val_loss",
+        "val_acc", "test_loss", "test_acc", "macro_f1", "parameters")
+HAS_RAY = importlib.util.find_spec("ray") is not None
+
+
+def cli(*args, cwd=None, timeout=600, env=None):
+    return subprocess.run([sys.executable, "-m", "neuraterm", *map(str, args)], capture_output=True, text=True,
+                          cwd=cwd, timeout=timeout, env={**os.environ, "NO_COLOR": "1", **(env or {})})
+
+
+def table(folder: Path) -> list[dict]:
+    with open(folder / "results.csv", newline="") as f:
+        return [{k: row[k] for k in SAME} for row in csv.DictReader(f)]
+
+
+def parse(text: str, source: str = "s.toml"):
+    return study_mod.parse(text.encode(), source)
+
+
+@pytest.fixture(scope="module")
+def init_study(tmp_path_factory):
+    """study-init on the embedded digits, one member at a time: the reference the other runs must match."""
+    cwd = tmp_path_factory.mktemp("init")
+    started = time.perf_counter()
+    result = cli("study", *INIT, cwd=cwd)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return cwd / "studies" / "study-init", result, time.perf_counter() - started
+
+
+# -- the study file ----------------------------------------------------------------------------------
+def test_study_file_mistakes_are_one_line_with_a_suggestion():
+    cases = {
+        'name = "s"\npreset = "quick"\n[grid]\n"optimizer.lrr" = [0.1]\n': "unknown key 'optimizer.lrr' (did you mean 'lr'?)",
+        'name = "s"\n[grid]\n"optimiser.lr" = [0.1]\n': "unknown section 'optimiser'",
+        'name = "s"\nseed = [1]\n': "unknown key 'seed' (did you mean 'seeds'?)",
+        'name = "s"\n[grid]\n"optimizer.lr" = 0.1\n': "must be a non-empty list",
+        'name = "s"\n[paired]\n"optimizer.lr" = [0.1, 0.2]\n"train.batch_size" = [32]\n': "one value per member",
+        'name = "s"\nsearch = "random"\n': "needs a [space]",
+        'name = "s"\n[results]\ncharts = ["curve"]\n': "(did you mean 'curves'?)",
+        'name = "../x"\n': "names the study's folder",
+        'name = "s"\nkind = "ce"\n[grid]\n"optimizer.lr" = [0.1]\n': "[ce] table only",
+    }
+    for text, expected in cases.items():
+        with pytest.raises(NeuratermError) as info:
+            parse(text)
+        assert expected in str(info.value) and "\n" not in str(info.value) and str(info.value).startswith("s.toml")
+    with pytest.raises(NeuratermError, match="member lr--1.0: optimizer.lr must be > 0"):
+        study_mod.members(parse('name = "s"\n[grid]\n"optimizer.lr" = [0.1, -1.0]\n'))
+    with pytest.raises(NeuratermError, match="unknown study 'study-int' \\(did you mean 'study-init'\\?\\)"):
+        study_mod.load("study-int")
+
+
+def test_members_have_stable_path_safe_names():
+    grid = parse('name = "g"\nseeds = [0, 1]\n[grid]\n"optimizer.lr" = [0.1, 0.001]\n"model.hidden" = [[64], [128, 64]]\n')
+    names = [m.name for m in study_mod.members(grid)]
+    assert names[:3] == ["lr-0.1_hidden-64_seed-0", "lr-0.1_hidden-64_seed-1", "lr-0.1_hidden-128x64_seed-0"]
+    assert len(names) == 8 == study_mod.member_count(grid)
+    member = study_mod.members(grid)[3]
+    assert member.config.optimizer.lr == 0.1 and member.config.model.hidden == [128, 64]
+    assert member.config.train.seed == 1 and member.group == "lr-0.1_hidden-128x64"
+    paired = parse('name = "p"\n[paired]\nnames = ["plain", "nesterov"]\n"optimizer.momentum" = [0.0, 0.9]\n'
+                   '"optimizer.nesterov" = [false, true]\n')
+    assert [(m.name, m.config.optimizer.nesterov) for m in study_mod.members(paired)] == [("plain", False),
+                                                                                         ("nesterov", True)]
+    full = parse('name = "b"\n[set]\n"data.limit" = 1000\n[grid]\n"train.batch_size" = [32, "full"]\n')
+    assert [(m.name, m.config.train.batch_size) for m in study_mod.members(full)] == [("batch-32", 32),
+                                                                                     ("batch-full", 700)]
+    random = parse('name = "r"\nsearch = "random"\nsamples = 3\n[space]\n"optimizer.lr" = {loguniform = [1e-4, 1e-1]}\n'
+                   '"model.hidden" = {choice = [[16], [32]]}\n')
+    drawn = [(m.name, m.config.optimizer.lr, m.config.model.hidden) for m in study_mod.members(random)]
+    assert drawn == [(m.name, m.config.optimizer.lr, m.config.model.hidden) for m in study_mod.members(random)]
+    assert [d[0] for d in drawn] == ["sample-0", "sample-1", "sample-2"] and all(1e-4 <= d[1] <= 0.1 for d in drawn)
+
+
+def test_every_shipped_study_is_valid_and_the_study_presets_moved_into_them():
+    from neuraterm import presets
+    from neuraterm.presets import studies
+    assert {"study-init", "study-batch", "study-lr", "study-momentum", "study-ce", "study-m1-steps", "grid-mnist",
+            "emnist-m", "k49-m", "capacity-cifar10"} <= set(studies.names())
+    for name in studies.names():
+        study = study_mod.load(name)
+        assert study.name == name and study.description
+        members = study_mod.members(study, full_batch=lambda config: 54_000)
+        assert len(members) == (study_mod.member_count(study) if study.kind == "train" else 0)
+        again = study_mod.parse(study_mod.to_toml(study).encode(), "copy")
+        assert study_mod.differences(study, again) == []
+    assert not [n for n in presets.names() if n.startswith("study-")]
+    grid = study_mod.members(study_mod.load("grid-mnist"))
+    assert len(grid) == 12 and {m.config.train.epochs for m in grid} == {20}
+    assert {(m.config.optimizer.lr, m.config.train.batch_size, m.config.model.hidden[0]) for m in grid} == \
+        {(lr, b, h) for lr in (0.1, 0.001, 0.0001) for b in (32, 64) for h in (64, 128)}
+    batch = study_mod.members(study_mod.load("study-batch"), full_batch=lambda config: 54_000)
+    assert [m.config.train.batch_size for m in batch] == [1, 16, 32, 64, 128, 256, 1024, 54_000]
+
+
+def test_listing_studies():
+    result = cli("studies")
+    assert result.returncode == 0
+    lines = {line.split()[0]: line for line in result.stdout.splitlines()}
+    assert "12 members" in lines["grid-mnist"] and "8 members" in lines["study-batch"]
+    assert "evaluated" in lines["study-ce"] and "11 members" in lines["emnist-m"]
+
+
+def test_study_modules_import_no_ui_and_no_optional_extra():
+    code = ("import sys\n"
+            "from neuraterm.core import study, study_folder, study_runner, study_results, study_figures, study_ce, study_ray\n"
+            "print(','.join(m for m in ('textual', 'click', 'rich', 'ray', 'matplotlib') if m in sys.modules))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""
+
+
+# -- running ------------------------------------------------------------------------------------------
+def test_study_init_zeros_and_ones_stay_at_chance_he_and_glorot_learn(init_study):
+    folder, result, seconds = init_study
+    rows = {r["member"]: r for r in csv.DictReader(open(folder / "results.csv"))}
+    assert len(rows) == 12
+    for seed in (0, 1):
+        zeros, ones = rows[f"init-zeros_seed-{seed}"], rows[f"init-ones_seed-{seed}"]
+        assert zeros["state"] == "finished" and float(zeros["test_acc"]) <= 0.15
+        assert ones["state"] == "diverged" or float(ones["test_acc"]) <= 0.15  # its loss explodes at once
+        for learner in ("he_normal", "glorot_uniform"):
+            assert float(rows[f"init-{learner}_seed-{seed}"]["test_acc"]) >= 0.5
+    markdown = (folder / "results.md").read_text()
+    assert "| init-he_normal_seed-0 | he_normal | 0 | finished |" in markdown
+    assert "Mean ± standard deviation over seeds 0, 1" in markdown and "| init-he_normal | 2 | 2 |" in markdown
+    assert "init-ones_seed-0: loss became" in markdown  # a diverged member is a result with its reason
+    for figure in ("curves", "final"):
+        for suffix in ("png", "svg"):
+            assert (folder / "figures" / f"{figure}.{suffix}").stat().st_size > 1000
+    # Every member is an ordinary model folder, written by its own `neuraterm train`.
+    member = folder / "init-he_normal_seed-1"
+    assert json.loads((member / "report.json").read_text())["test_accuracy"] >= 0.5
+    assert (member / "events.jsonl").is_file() and (folder / "logs" / "init-he_normal_seed-1.log").is_file()
+    assert cli("eval", member).returncode == 0
+    assert "init-he_normal_seed-1" in result.stdout and "test acc" in result.stdout
+    print(f"study-init (12 members, --jobs 1): {seconds:.1f} s")
+
+
+def test_jobs_2_gives_the_same_members_as_jobs_1(init_study, tmp_path):
+    folder, _, _ = init_study
+    started = time.perf_counter()
+    result = cli("study", *INIT, "--jobs", 2, "--out", tmp_path / "two")
+    assert result.returncode == 0, result.stderr
+    assert table(tmp_path / "two") == table(folder)
+    configs = study_mod.parse((tmp_path / "two" / "study.toml").read_bytes(), "x")
+    assert configs == study_mod.parse((folder / "study.toml").read_bytes(), "y")
+    from neuraterm.core import checkpoint, threads
+    share = max(1, threads.available_cores() // 2)  # BLAS threads divided between the two jobs
+    assert checkpoint.load(tmp_path / "two" / "init-he_normal_seed-0").config.train.threads == share
+    assert checkpoint.load(folder / "init-he_normal_seed-0").config.train.threads == 0  # one job: automatic
+    print(f"study-init (12 members, --jobs 2): {time.perf_counter() - started:.1f} s")
+
+
+def test_a_study_run_again_skips_what_is_done_and_redraws_its_results(init_study):
+    folder, _, _ = init_study
+    before = {p.name: (p / "current").readlink() for p in folder.iterdir() if (p / "current").is_symlink()}
+    result = cli("study", folder)
+    assert result.returncode == 0, result.stderr
+    after = {p.name: (p / "current").readlink() for p in folder.iterdir() if (p / "current").is_symlink()}
+    assert before == after and "starting" not in result.stdout
+    assert cli("study", folder, "--results-only").returncode == 0
+    changed = cli("study", "study-init", *TINY, "--seeds", "0", "--out", folder)
+    assert changed.returncode == 2 and "seeds differ" in changed.stderr and changed.stderr.count("\n") == 1
+
+
+def test_a_killed_study_finishes_with_the_same_table(init_study, tmp_path):
+    """SIGKILL the driver while a member trains: its members get SIGTERM, save and stop; the next run
+    resumes the interrupted one and skips the finished ones."""
+    folder, _, _ = init_study
+    out = tmp_path / "killed"
+    _kill_after(out, "init-uniform_seed-0", INIT)
+    assert not (out / "results.csv").exists()
+    states = {s.name: s.state for s in StudyFolder.open(out).states()}
+    assert states["init-zeros_seed-0"] == "finished" and "interrupted" in states.values()
+    assert "waiting" in states.values()
+    result = cli("study", out)
+    assert result.returncode == 0, result.stderr
+    assert table(out) == table(folder)
+
+
+def test_ctrl_c_stops_every_member_with_a_checkpoint_and_exits_130(tmp_path):
+    out = tmp_path / "lr"
+    proc = subprocess.Popen([sys.executable, "-m", "neuraterm", "study", "study-lr", *TINY[:-2], "--epochs", "30",
+                             "--jobs", "2", "--out", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env={**os.environ, "NO_COLOR": "1"})
+    deadline = time.time() + 120
+    while not all((out / m / "current").is_symlink() for m in ("lr-0.001", "lr-0.005")) and time.time() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    stdout, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 130
+    states = {s.name: s.state for s in StudyFolder.open(out).states()}
+    assert states["lr-0.001"] == states["lr-0.005"] == "interrupted"  # saved, resumable, not running
+    assert set(states.values()) <= {"interrupted", "waiting", "finished"}
+    assert (out / "results.csv").is_file() and "interrupted" in stdout
+
+
+def _locked(path: Path) -> bool:
+    from neuraterm.core.lock import holder
+    return holder(path) is not None
+
+
+def test_study_ce_naive_turns_nan_where_exp_overflows_and_stable_never_does(tmp_path):
+    result = cli("study", "study-ce", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    folder = tmp_path / "studies" / "study-ce"
+    rows = list(csv.DictReader(open(folder / "results.csv")))
+    overflow = {"float32": 88.72, "float64": 709.78}
+    for dtype, limit in overflow.items():
+        mine = [(float(r["max_logit"]), float(r["naive_loss"]), float(r["stable_loss"])) for r in rows
+                if r["dtype"] == dtype]
+        assert len(mine) == 100 and all(abs(s) < float("inf") for _, _, s in mine)  # stable: always finite
+        nan = [x for x, n, _ in mine if n != n]
+        assert nan and min(nan) > limit  # NaN only once exp(z) overflows...
+        assert all(n != n or n == float("inf") for x, n, _ in mine if x > limit)  # ...and never finite after
+        assert all(abs(n - s) < 1e-3 * max(1, s) for x, n, s in mine if abs(n) < float("inf"))
+    markdown = (folder / "results.md").read_text()
+    assert "| float32 | 88.72 |" in markdown and "| float64 | 709.78 |" in markdown
+    assert (folder / "figures" / "ce.png").is_file() and (folder / "figures" / "ce.svg").is_file()
+    assert "float32" in result.stdout and "88.72" in result.stdout
+
+
+def test_a_member_with_bad_input_stops_the_study_with_its_line(tmp_path):
+    result = cli("study", "study-lr", "--set", 'data.dataset="mnist-5k"', "--set", "model.hidden=[2000000000]",
+                 "--epochs", 1, cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.startswith("neuraterm: error: member lr-0.001: the model needs about")
+    assert result.stderr.count("\n") == 1
+    states = {s.name: s.state for s in StudyFolder.open(tmp_path / "studies" / "study-lr").states()}
+    assert set(states.values()) == {"waiting"}  # nothing else was started
+
+
+def test_the_folder_api_starts_stops_and_resumes_one_member(tmp_path):
+    """What the app's Study screen uses: members with their folders and states, start, stop, resume."""
+    study = study_mod.with_overrides(study_mod.load("study-lr"), ['data.dataset="mnist-5k"', "data.limit=3000",
+                                                                  "model.hidden=[64]", "train.batch_size=8"], epochs=40)
+    folder = StudyFolder.create(study, tmp_path / "lr")
+    assert [s.state for s in folder.states()] == ["waiting"] * 7
+    name = "lr-0.01"
+    process = folder.start(name)
+    deadline = time.time() + 60
+    while folder.state(name).state != "running" or not folder.state(name).info.history:
+        assert time.time() < deadline and process.poll() is None
+        time.sleep(0.1)
+    folder.stop(name)
+    assert process.wait(timeout=60) == 0
+    stopped = folder.state(name)
+    assert stopped.state == "interrupted" and 0 < stopped.info.epoch < 40
+    assert folder.command(name)[3] == "resume"
+    assert folder.start(name, threads=1).wait(timeout=300) == 0
+    assert folder.state(name).state == "finished" and folder.state(name).info.epoch == 40
+
+
+# -- Ray ------------------------------------------------------------------------------------------------
+def _kill_after(out: Path, member: str, args) -> None:
+    """Start `neuraterm study ARGS --out OUT` and SIGKILL it once `member` has its first checkpoint."""
+    proc = subprocess.Popen([sys.executable, "-m", "neuraterm", "study", *map(str, args), "--out", str(out)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env={**os.environ, "NEURATERM_TEST_SAVE_DELAY": "0.3"})
+    deadline = time.time() + 120
+    while not (out / member / "current").is_symlink() and time.time() < deadline:
+        time.sleep(0.05)
+    proc.kill()
+    proc.wait()
+    deadline = time.time() + 60
+    while any(_locked(p) for p in out.iterdir() if p.is_dir()) and time.time() < deadline:
+        time.sleep(0.1)
+
+
+@pytest.mark.skipif(not HAS_RAY, reason="Ray is not installed (pip install 'neuraterm[ray]')")
+def test_ray_local_finishes_a_study_with_the_same_table_as_jobs_1(init_study, tmp_path):
+    """Half a study trained locally and killed; Ray Tune trains the rest (resuming the interrupted
+    member from its folder, never retraining a finished one) and the table is the one of --jobs 1."""
+    folder, _, _ = init_study
+    out = tmp_path / "ray"
+    _kill_after(out, "init-uniform_seed-1", INIT)
+    done = {p.name: (p / "current").readlink() for p in out.iterdir() if (p / "current").is_symlink()
+            and (p / "report.json").exists()}
+    assert done and len(done) < 12
+    started = time.perf_counter()
+    result = cli("study", *INIT, "--ray", "local", "--out", out)
+    assert result.returncode == 0, result.stdout + result.stderr
+    print(f"study-init, {12 - len(done)} of 12 members through --ray local: {time.perf_counter() - started:.1f} s")
+    assert table(out) == table(folder)
+    assert {name: (out / name / "current").readlink() for name in done} == done
+    assert (out / "ray" / "tune").is_dir() and "Ray" in result.stdout
+    again = cli("study", out, "--ray", "local")  # nothing left to train: Ray is not even started
+    assert again.returncode == 0 and table(out) == table(folder) and not (out / "pruned.txt").exists()
+
+
+@pytest.mark.skipif(not HAS_RAY, reason="Ray is not installed (pip install 'neuraterm[ray]')")
+def test_ray_asha_stops_bad_members_of_a_random_search_early(tmp_path):
+    (tmp_path / "search.toml").write_text(
+        'name = "search"\ndescription = "SGD learning rates drawn at random, ASHA"\npreset = "quick"\n'
+        'search = "random"\nsamples = 6\nscheduler = "asha"\n'
+        '[set]\n"data.limit" = 1000\n"model.hidden" = [16]\n"train.epochs" = 6\n"optimizer.name" = "sgd"\n'
+        '[space]\n"optimizer.lr" = {loguniform = [0.0001, 0.5]}\n[asha]\ngrace_period = 1\nreduction_factor = 2\n')
+    result = cli("study", "search.toml", "--ray", "local", cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    folder = StudyFolder.open(tmp_path / "studies" / "search")
+    states = {s.name: s for s in folder.states()}
+    pruned = [s for s in states.values() if s.state == "pruned"]
+    finished = [s for s in states.values() if s.state == "finished"]
+    assert pruned and finished and len(pruned) + len(finished) == 6
+    assert all(s.info.epoch < 6 for s in pruned) and all(s.info.epoch == 6 for s in finished)
+    best_pruned = max(s.info.history[-1]["val_acc"] for s in pruned)
+    assert best_pruned <= max(s.info.history[-1]["val_acc"] for s in finished)
+    rows = list(csv.DictReader(open(folder.path / "results.csv")))
+    assert {r["state"] for r in rows} == {"pruned", "finished"}
+    again = cli("study", folder.path)  # a pruned member is never resumed, with or without Ray
+    assert again.returncode == 0 and {s.state for s in folder.states()} == {"pruned", "finished"}
