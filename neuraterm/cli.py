@@ -273,6 +273,19 @@ def serve(run_dir, host, port, public):
 
 
 @cli.command()
+@click.argument("run_dir", type=click.Path(file_okay=False))
+def watch(run_dir):
+    """Open the dashboard of any run folder: its history so far, then live while a process trains it,
+    with pause (p), stop (x) and save now (s) working from here. Several viewers may watch one run."""
+    if not sys.stdout.isatty() and "TEXTUAL_DRIVER" not in os.environ:
+        raise NeuratermError("watch needs a terminal; use 'ssh -t', 'neuraterm serve RUN_DIR', or 'neuraterm runs'")
+    if not checkpoint.is_run_folder(Path(run_dir)):
+        raise NeuratermError(f"{run_dir}: not a neuraterm model folder")
+    from neuraterm.tui.app import run_app
+    run_app(watch_dir=run_dir)
+
+
+@cli.command()
 @click.option("--preset", help="Open on the dashboard with this preset.")
 @click.option("--start", is_flag=True, help="Start training the preset at once.")
 @click.option("--resume", "resume_dir", type=click.Path(file_okay=False), help="Open a model folder.")

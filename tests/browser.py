@@ -97,6 +97,10 @@ class Browser:
     async def screenshot(self) -> bytes:
         return base64.b64decode((await self.send("Page.captureScreenshot", format="png"))["data"])
 
+    async def click(self, x: int, y: int) -> None:
+        for kind in ("mousePressed", "mouseReleased"):
+            await self.send("Input.dispatchMouseEvent", type=kind, x=x, y=y, button="left", clickCount=1)
+
     async def press(self, text: str) -> None:
         """Type a printable key the way a person would (keydown with its text, then keyup)."""
         for kind in ("keyDown", "keyUp"):

@@ -47,9 +47,24 @@ def runs(tmp_path, monkeypatch):
 
 
 async def settle(pilot):
+    """Wait until the followed run is over (its process ended, its log read), then for a redraw."""
     await pilot.app.workers.wait_for_complete()
     await pilot.pause()
     await pilot.pause(0.7)  # the dashboard redraws on a 0.5 s timer
+
+
+async def until(pilot, condition, seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        await pilot.pause(0.05)
+
+
+def stop_launched(app) -> None:
+    """Runs started by the app are processes of their own: a test never leaves one behind."""
+    if app.launched is not None and app.launched.process.poll() is None:
+        app.launched.process.terminate()
+        app.launched.process.wait(timeout=60)
 
 
 def app_for_snapshot(**kwargs):
@@ -60,9 +75,12 @@ def drive(steps, size=(100, 32)) -> None:
     """Run `await steps(app, pilot)` against a fresh app, after its first screen is up."""
     async def scenario():
         app = app_for_snapshot()
-        async with app.run_test(size=size) as pilot:
-            await pilot.pause()
-            await steps(app, pilot)
+        try:
+            async with app.run_test(size=size) as pilot:
+                await pilot.pause()
+                await steps(app, pilot)
+        finally:
+            stop_launched(app)
     asyncio.run(scenario())
 
 
@@ -215,27 +233,30 @@ def test_pilot_trains_from_setup_then_resumes_from_runs(workdir):
 
 
 def test_pause_stop_and_late_messages_of_a_stopped_run(workdir):
+    """The dashboard steers a run that is its own process, and shows what the run's log confirms."""
     async def steps(app, pilot):
         config = tiny_config(epochs=500)
         config.train.batch_size = 8
         app.start_run(config)
-        while not app.run_state.history:
-            await pilot.pause(0.05)
+        await until(pilot, lambda: app.run_state.history)
+        run_dir = Path(app.run_state.run_dir)
+        assert app.launched.process.pid != os.getpid() and app.service.is_live(run_dir)
         await pilot.press("p")
-        assert app.trainer.control.paused and app.run_state.status == "paused"
+        await until(pilot, lambda: app.run_state.status == "paused")
+        steps_logged = (run_dir / "events.jsonl").read_text().count('"StepEnded"')
+        await pilot.pause(1.0)
+        assert (run_dir / "events.jsonl").read_text().count('"StepEnded"') == steps_logged  # paused for real
         await pilot.press("p")
-        assert not app.trainer.control.paused
+        await until(pilot, lambda: app.run_state.status == "running")
         await pilot.press("x")
         await settle(pilot)
-        assert app.run_state.status == "stopped"
-        stopped_dir = Path(app.run_state.run_dir)
-        assert checkpoint.load(stopped_dir).train_state["epoch"] < 500
+        assert app.run_state.status == "stopped" and app.launched.process.wait(timeout=30) == 0
+        assert checkpoint.load(run_dir).train_state["epoch"] < 500
         old_id = app.run_id
-        app.run_id += 1  # a newer run: messages of the old one must be ignored
-        from neuraterm.core import events
-        from neuraterm.tui.messages import TrainerEvent
+        app.run_id += 1  # a newer attachment: messages of the old one must be ignored
+        from neuraterm.tui.messages import RunEvents
         version = app.run_state.version
-        app.post_message(TrainerEvent(old_id, events.RunFailed("x", "late")))
+        app.post_message(RunEvents(old_id, [events.RunFailed("x", "late")]))
         await pilot.pause()
         assert app.run_state.version == version
     drive(steps)
@@ -275,6 +296,7 @@ def test_resume_draws_the_epochs_already_trained_before_new_ones(runs):
     async def scenario():
         app = make_app("runs", deterministic=True, resume_dir="runs/alpha")
         async with app.run_test(size=(100, 32)) as pilot:
+            await until(pilot, lambda: len(app.run_state.history) >= 3)
             first = app.run_state.history[:3]
             assert [e.epoch for e in first] == [1, 2, 3]
             assert [(e.train_loss, e.val_acc, e.lr) for e in first] == [(r["train_loss"], r["val_acc"], r["lr"])
@@ -379,7 +401,8 @@ def test_letters_in_a_number_field_are_keys_never_text_and_escape_leaves_it(work
         await pilot.press("t")  # ...and t trains
         assert hidden.value == "128" and app.current_mode == "dashboard"
         await settle(pilot)
-        assert app.run_state.status == "finished" and app.trainer.config.model.hidden == [128]
+        assert app.run_state.status == "finished"
+        assert checkpoint.load(Path(app.run_state.run_dir)).config.model.hidden == [128]
     drive(steps)
 
 

@@ -1,11 +1,14 @@
 """The neuraterm app: Setup, Dashboard and Runs as modes, Evaluate and Help on top.
 
-Training runs in a thread worker and reaches the UI only through `TrainerEvent` messages, tagged
-with a run id so a stopped run's late messages are ignored. One factory, `make_app`, serves the
-CLI and the tests.
+The app never trains. A run it starts is a process of its own (see `service.py`), and the dashboard
+is a viewer of a run folder, like `neuraterm watch` and every browser tab: a thread follows the
+folder's event log and reaches the UI only through `RunEvents` messages, tagged with an attachment
+id so the messages of a run no longer watched are ignored; pause, stop and save are commands dropped
+into the folder. One factory, `make_app`, serves the CLI and the tests.
 """
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from textual import work
@@ -14,10 +17,14 @@ from textual.binding import Binding
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
+from textual.worker import get_current_worker
+
+from neuraterm.core import events
 from neuraterm.core.errors import NeuratermError
-from neuraterm.core.trainer import RunFailed
-from neuraterm.tui.messages import TrainerError, TrainerEvent
+from neuraterm.core.event_log import LOG_FILE, LogReader
+from neuraterm.tui.messages import RunDetached, RunError, RunEvents
 from neuraterm.tui.run_state import RunState
+from neuraterm.tui.screens.dialogs import QuitDialog
 from neuraterm.tui.screens.dashboard import DashboardScreen
 from neuraterm.tui.screens.evaluate import EvaluateScreen
 from neuraterm.tui.screens.help import HelpScreen
@@ -37,24 +44,28 @@ class NeuratermApp(App):
         Binding("d", "show_mode('dashboard')", "Dashboard", tooltip="Go to the Dashboard"),
         Binding("r", "show_mode('runs')", "Runs", tooltip="Go to the Runs screen"),
         Binding("question_mark", "help", "Help", tooltip="Show every key"),
-        Binding("q", "quit", "Quit", tooltip="Quit (a running run is checkpointed first)"),
+        Binding("q", "quit", "Quit", tooltip="Quit (asks whether a run under way keeps training)"),
     ]
 
     def __init__(self, service: TrainingService | None = None, preset: str | None = None, start: bool = False,
-                 resume_dir: str | None = None, deterministic: bool = False):
+                 resume_dir: str | None = None, watch_dir: str | None = None, deterministic: bool = False):
         super().__init__()
         self.theme = "textual-dark"
         self.service = service or TrainingService()
         self.initial_preset, self.start_at_once, self.initial_resume = preset, start, resume_dir
+        self.initial_watch = watch_dir
         self.deterministic = deterministic  # no rates, ETA or timings on screen (snapshot tests)
         self.run_state = RunState()
-        self.run_id = 0
-        self.trainer = None
+        self.run_id = 0  # bumped at each attachment; messages of older ones are ignored
+        self.attached: Path | None = None  # the run folder the dashboard follows
+        self.launched = None  # the training process this app started for it, if it did
 
     def on_mount(self) -> None:
         self.mount(Static("terminal too small: neuraterm needs at least 80x24", id="too-small"))
         self.check_size()
-        if self.initial_resume:
+        if self.initial_watch:
+            self.watch_run(self.initial_watch)
+        elif self.initial_resume:
             self.switch_mode("runs")
             self.resume_run(self.initial_resume)
         elif self.initial_preset and self.start_at_once:
@@ -74,20 +85,13 @@ class NeuratermApp(App):
     def check_size(self) -> None:
         self.set_class(self.size.width < MIN_WIDTH or self.size.height < MIN_HEIGHT, "-too-small")
 
-    # -- runs -------------------------------------------------------------------------------
-    def start_run(self, config, run_dir: Path | None = None, resume: bool = False, history: list[dict] = ()) -> None:
-        if self.trainer is not None and self.run_state.status in ("running", "paused"):
-            self.notify("a run is in progress: stop it first (x)", severity="warning")
-            return
-        self.run_id += 1
-        self.run_state = RunState(name=config.name, epochs=config.train.epochs, status="starting")
-        self.run_state.seed(list(history))  # a resumed run's epochs, drawn before new ones arrive
-        run_id = self.run_id
+    # -- runs: each a process of its own; the dashboard follows its folder -------------------
+    def start_run(self, config, run_dir: Path | None = None) -> None:
+        if self.attached_is_live():
+            self.notify("the run on the dashboard keeps training in its own process (Runs lists it)")
         run_dir = Path(run_dir) if run_dir else self.service.new_run_dir(config.name)
-        self.trainer = self.service.trainer(config, run_dir, lambda e: self.post_message(TrainerEvent(run_id, e)),
-                                            resume=resume)
-        self.switch_mode("dashboard")
-        self.train(self.trainer, run_id)
+        self.attach(run_dir, RunState(name=config.name, epochs=config.train.epochs, status="starting"),
+                    self.service.launch(config, run_dir))
 
     def resume_run(self, run_dir: str) -> None:
         try:
@@ -95,50 +99,106 @@ class NeuratermApp(App):
         except NeuratermError as exc:
             self.notify(str(exc), severity="error")
             return
+        if self.service.is_live(Path(run_dir)):
+            self.notify("already training: watching it")
+            self.watch_run(run_dir)
+            return
         history = self.service.history(run_dir)
+        epochs = None
         if len(history) >= config.train.epochs and self.service.report(run_dir):
-            config.train.epochs = len(history) + max(5, config.train.epochs // 2)
-            self.notify(f"continuing to {config.train.epochs} epochs")
-        self.start_run(config, Path(run_dir), resume=True, history=history)
+            epochs = len(history) + max(5, config.train.epochs // 2)
+            self.notify(f"continuing to {epochs} epochs")
+        self.attach(Path(run_dir), RunState(name=config.name, epochs=epochs or config.train.epochs, status="starting"),
+                    self.service.launch_resume(Path(run_dir), epochs))
 
-    @work(thread=True, exclusive=True, group="train", exit_on_error=False)
-    def train(self, trainer, run_id: int) -> None:
-        try:
-            trainer.run()
-        except (NeuratermError, RunFailed) as exc:
-            self.post_message(TrainerError(run_id, str(exc)))
+    def watch_run(self, run_dir: str) -> None:
+        """Attach the dashboard to any model folder, even one whose first epoch is under way: its whole
+        history, then whatever it does next."""
+        info = self.service.describe(Path(run_dir))
+        if info is None:
+            self.notify(f"{run_dir}: not a neuraterm model folder", severity="error")
+            return
+        self.attach(Path(run_dir), RunState(name=info.name, epochs=info.epochs, status="starting"))
 
-    def on_trainer_event(self, message: TrainerEvent) -> None:
+    def attach(self, run_dir: Path, state: RunState, launched=None) -> None:
+        self.run_id += 1
+        state.run_dir = str(run_dir)
+        self.run_state, self.attached, self.launched = state, run_dir, launched
+        self.switch_mode("dashboard")
+        self.follow(run_dir, self.run_id, launched)
+
+    def attached_is_live(self) -> bool:
+        """A process trains (or is about to train) the folder on the dashboard."""
+        if self.attached is None:
+            return False
+        starting = self.launched is not None and self.launched.process.poll() is None
+        return starting or self.service.is_live(self.attached)
+
+    @work(thread=True, exclusive=True, group="follow", exit_on_error=False)
+    def follow(self, run_dir: Path, run_id: int, launched) -> None:
+        """Read the folder's event log from the top, then every new line, until no process trains it."""
+        worker = get_current_worker()
+        reader = LogReader(run_dir)
+        if launched is None and not (run_dir / LOG_FILE).exists():  # a folder from before event logs
+            self.post_message(RunEvents(run_id, self.service.replay_history(run_dir)))
+        failed = False
+        while not worker.is_cancelled:
+            alive = launched is not None and launched.process.poll() is None
+            live = self.service.is_live(run_dir)
+            batch = reader.read_new()
+            if batch:
+                failed = failed or any(isinstance(e, events.RunFailed) for e in batch)
+                self.post_message(RunEvents(run_id, batch))
+            if not live and not alive:
+                problem = launched.failure() if launched is not None else None
+                if problem and not failed:
+                    self.post_message(RunError(run_id, problem))
+                self.post_message(RunDetached(run_id))
+                break
+            time.sleep(0.25)
+        if launched is not None and launched.process.poll() is not None:
+            launched.forget()
+
+    def on_run_events(self, message: RunEvents) -> None:
         if message.run_id == self.run_id:
-            self.run_state.apply(message.event)
+            for event in message.batch:
+                self.run_state.apply(event)
 
-    def on_trainer_error(self, message: TrainerError) -> None:
+    def on_run_error(self, message: RunError) -> None:
         if message.run_id == self.run_id:
             self.run_state.fail(message.message)
             self.notify(message.message, severity="error", timeout=8)
 
+    def on_run_detached(self, message: RunDetached) -> None:
+        if message.run_id == self.run_id:
+            self.run_state.detach()
+
     # -- actions ----------------------------------------------------------------------------
+    def send(self, action: str) -> bool:
+        try:
+            self.service.send(self.attached, action)
+            return True
+        except NeuratermError as exc:
+            self.notify(str(exc), severity="warning")
+            return False
+
     def action_toggle_pause(self) -> None:
-        if self.trainer is None or self.run_state.status not in ("running", "paused"):
-            return
-        control = self.trainer.control
-        if control.paused:
-            control.resume()
-            self.run_state.status = "running"
-        else:
-            control.pause()
-            self.run_state.status = "paused"
-        self.run_state.version += 1
+        """Pause or resume; the dashboard says so once the run's log confirms it."""
+        if self.attached is not None and self.run_state.status in ("running", "paused"):
+            self.send("resume" if self.run_state.status == "paused" else "pause")
 
     def action_stop_run(self) -> None:
-        if self.trainer is not None and self.run_state.status in ("running", "paused", "starting"):
-            self.trainer.control.stop()
-            self.run_state.status = "stopping"
-            self.run_state.version += 1
+        if self.attached is None or self.run_state.status not in ("running", "paused", "starting"):
+            return
+        if self.service.is_live(self.attached):
+            self.send("stop")
+        elif self.launched is not None and self.launched.process.poll() is None:
+            self.launched.process.terminate()  # still loading its data: nothing to save yet
+        self.run_state.status = "stopping"
+        self.run_state.version += 1
 
     def action_save_now(self) -> None:
-        if self.trainer is not None and self.run_state.status == "running":
-            self.trainer.control.request_save()
+        if self.attached is not None and self.run_state.status in ("running", "paused") and self.send("save"):
             self.notify("checkpoint requested")
 
     def action_evaluate_current(self) -> None:
@@ -203,14 +263,23 @@ class NeuratermApp(App):
         await self.run_action(action, self.screen)
 
     async def action_quit(self) -> None:
-        if self.trainer is not None:
-            self.trainer.control.stop()  # the worker saves a checkpoint at the next step boundary
-        self.exit()
+        """Quit; a run under way is its own process, so ask whether it keeps training."""
+        if not self.attached_is_live() or self.run_state.status not in ("starting", "running", "paused"):
+            self.exit()
+            return
+
+        def answer(choice: str | None) -> None:
+            if choice == "stop":
+                self.action_stop_run()
+            if choice in ("stop", "leave"):
+                self.exit()
+        self.push_screen(QuitDialog(str(self.attached)), answer)
 
 
 def make_app(runs_root: str | Path = "runs", **kwargs) -> NeuratermApp:
     return NeuratermApp(TrainingService(Path(runs_root)), **kwargs)
 
 
-def run_app(preset: str | None = None, start: bool = False, resume_dir: str | None = None) -> None:
-    make_app(preset=preset, start=start, resume_dir=resume_dir).run()
+def run_app(preset: str | None = None, start: bool = False, resume_dir: str | None = None,
+            watch_dir: str | None = None) -> None:
+    make_app(preset=preset, start=start, resume_dir=resume_dir, watch_dir=watch_dir).run()

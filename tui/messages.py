@@ -1,8 +1,8 @@
-"""Messages from the training thread to the UI.
+"""Messages from the thread that follows a run's event log to the UI.
 
-Every message carries the id of the run it belongs to, so the app can ignore stragglers from a run
-that was stopped and replaced. Step progress coalesces: a newer step message replaces an older one
-still waiting in the queue, so a fast run never floods the UI.
+Every message carries the id of the attachment it belongs to, so the app ignores stragglers from a
+run it has stopped watching. Events travel in batches (whatever one read of the log returned): a
+late viewer replays thousands of step lines in a few messages, never flooding the queue.
 """
 from __future__ import annotations
 
@@ -11,21 +11,25 @@ from textual.message import Message
 from neuraterm.core import events
 
 
-class TrainerEvent(Message):
-    def __init__(self, run_id: int, event: events.Event):
+class RunEvents(Message):
+    def __init__(self, run_id: int, batch: list[events.Event]):
         super().__init__()
         self.run_id = run_id
-        self.event = event
-
-    def can_replace(self, message: Message) -> bool:
-        return (isinstance(message, TrainerEvent) and message.run_id == self.run_id
-                and isinstance(self.event, events.StepEnded) and isinstance(message.event, events.StepEnded))
+        self.batch = batch
 
 
-class TrainerError(Message):
+class RunError(Message):
     """The run could not start or failed; `message` is the one-line reason."""
 
     def __init__(self, run_id: int, message: str):
         super().__init__()
         self.run_id = run_id
         self.message = message
+
+
+class RunDetached(Message):
+    """Nothing trains the followed folder any more and its log is read to the end."""
+
+    def __init__(self, run_id: int):
+        super().__init__()
+        self.run_id = run_id

@@ -1,7 +1,9 @@
-"""What the dashboard shows, accumulated from trainer events on the UI thread.
+"""What the dashboard shows, accumulated from a run's events on the UI thread.
 
-The app folds each event into this object and bumps `version`; the dashboard redraws on a timer
-when the version changed, so the cost of drawing does not depend on how fast events arrive.
+The app folds each event of the run's log into this object and bumps `version`; the dashboard
+redraws on a timer when the version changed, so the cost of drawing does not depend on how fast
+events arrive. Replaying a whole log from the top gives the same state as watching it live: a new
+session (`RunStarted` at epoch k) drops what a killed session had shown past epoch k.
 """
 from __future__ import annotations
 
@@ -19,7 +21,7 @@ class RunState:
     data_placement: str = ""
     parameters: int = 0
     epochs: int = 0
-    status: str = "idle"  # idle, running, paused, stopping, finished, stopped, failed
+    status: str = "idle"  # idle, starting, running, paused, stopping, finished, stopped, failed, interrupted
     history: list[events.EpochEnded] = field(default_factory=list)
     step_x: list[int] = field(default_factory=list)  # steps since the run began, at each step update
     step_loss: list[float] = field(default_factory=list)  # mean loss of the steps since the update before
@@ -67,7 +69,13 @@ class RunState:
         if isinstance(event, events.RunStarted):
             self.run_dir, self.name, self.device = event.run_dir, event.config_name, event.device
             self.data_placement, self.parameters, self.epochs = event.data_placement, event.parameters, event.epochs
-            self.steps, self.status = event.steps_per_epoch, "running"
+            self.steps, self.status, self.report = event.steps_per_epoch, "running", None
+            self.history = [e for e in self.history if e.epoch <= event.start_epoch]
+            kept = [(x, y) for x, y in zip(self.step_x, self.step_loss) if x <= event.start_epoch * event.steps_per_epoch]
+            self.step_x, self.step_loss = [x for x, _ in kept], [y for _, y in kept]
+            self.epoch, self.step, self._pace_from, self._pace_to = event.start_epoch, 0, None, None
+            if event.start_epoch:
+                self.log.append(f"resuming after epoch {event.start_epoch}")
             self.log.append(f"{event.config_name}: {event.parameters:,} parameters on {event.device}, "
                             f"{event.train_size:,} train / {event.val_size:,} val / {event.test_size:,} test")
             if event.step_engine:
@@ -96,7 +104,25 @@ class RunState:
         elif isinstance(event, events.RunFailed):
             self.status = "failed"
             self.log.append(f"failed: {event.message}")
+        elif isinstance(event, events.Paused):
+            self.status = "paused"
+            self.log.append(f"paused at epoch {event.epoch}, step {event.step}")
+        elif isinstance(event, events.Resumed):
+            self.status = "running"
+            self.log.append("resumed")
+        elif isinstance(event, events.CommandAnswered) and event.action in ("stop", "save"):
+            self.log.append(event.result)
+            if event.action == "stop" and self.status in ("running", "paused"):
+                self.status = "stopping"
         self.version += 1
+
+    def detach(self) -> None:
+        """The log is read to its end and no process trains the folder: a run still shown as under way
+        was killed (or is resumed elsewhere later)."""
+        if self.status in ("starting", "running", "paused", "stopping"):
+            self.status = "interrupted"
+            self.log.append("no process trains this run now (R on Runs resumes it)")
+            self.version += 1
 
     def mark_pace(self, now: float | None) -> None:
         point = (time.monotonic() if now is None else now, self.progress()[0])

@@ -1,31 +1,50 @@
-"""What the screens ask of the engine, in one small object: presets, datasets, runs, trainers.
+"""What the screens ask of the engine, in one small object: presets, datasets, runs, training processes.
 
-Screens never read model folders or build trainers themselves; they call this service, which uses
-only the engine's public modules (config, trainer, checkpoint, events, evaluate), so tests can
-inject a service that points at a temporary runs folder.
+Screens never read model folders or start training themselves; they call this service, which uses
+only the engine's public modules (config, checkpoint, runs, commands, event log, evaluate), so tests
+can inject a service that points at a temporary runs folder.
+
+A run started here is its own process in its own session (`neuraterm train --preset - --out DIR`,
+the edited configuration on its standard input): it survives the app, a closed terminal and a
+dropped SSH connection, and the app is one more viewer of its folder.
 """
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from neuraterm import presets
-from neuraterm.core import checkpoint, config as config_mod
+from neuraterm.core import checkpoint, commands, config as config_mod, lock, runs
 from neuraterm.core.data import registry
 from neuraterm.core.errors import NeuratermError
 from neuraterm.core.evaluate import evaluate_folder
-from neuraterm.core.trainer import Trainer
 
 
 @dataclass
-class RunSummary:
-    path: Path
-    name: str
-    dataset: str
-    epochs: int
-    val_acc: float | None
-    test_acc: float | None
-    finished: bool
+class Launched:
+    """A training process this app started: how to tell whether it died before it got going."""
+    run_dir: Path
+    process: subprocess.Popen
+    errors: Path  # its standard error (one line when it refuses its input)
+
+    def failure(self) -> str | None:
+        """The process's one-line complaint once it has exited unsuccessfully, else None."""
+        code = self.process.poll()
+        if code in (None, 0):
+            return None
+        try:
+            lines = self.errors.read_text(encoding="utf-8", errors="replace").strip().splitlines()
+        except OSError:
+            lines = []
+        return (lines[-1].removeprefix("neuraterm: ").removeprefix("error: ") if lines
+                else f"the training process exited with code {code}")
+
+    def forget(self) -> None:
+        self.errors.unlink(missing_ok=True)
 
 
 class TrainingService:
@@ -47,31 +66,35 @@ class TrainingService:
     def new_run_dir(self, name: str) -> Path:
         return checkpoint.new_run_dir(self.runs_root, name)
 
-    def list_runs(self) -> list[RunSummary]:
-        runs = []
+    def list_runs(self) -> list[runs.RunInfo]:
+        """The model folders under the runs folder, with their status (running, paused, finished...)."""
         if not self.runs_root.is_dir():
-            return runs
-        for folder in sorted(p for p in self.runs_root.iterdir() if p.is_dir() and (p / "model.json").exists()):
-            try:
-                history = checkpoint.read_history(folder / "history.csv")
-                report = self.report(folder)
-                config = config_mod.load_toml(folder / "config.toml")
-            except NeuratermError:
-                continue
-            runs.append(RunSummary(folder, folder.name, config.data.dataset, len(history),
-                                   history[-1]["val_acc"] if history else None,
-                                   report["test_accuracy"] if report else None, report is not None))
-        return runs
+            return []
+        return runs.find(self.runs_root)
+
+    def describe(self, folder: Path) -> runs.RunInfo | None:
+        return runs.describe(Path(folder)) if checkpoint.is_run_folder(Path(folder)) else None
 
     def history(self, folder: Path) -> list[dict]:
-        return checkpoint.read_history(Path(folder) / "history.csv")
+        return runs.describe(Path(folder)).history
 
     def report(self, folder: Path) -> dict | None:
-        path = Path(folder) / "report.json"
+        current = checkpoint.checkpoint_dir(Path(folder))
         try:
-            return checkpoint.read_json(path) if path.exists() else None
+            return checkpoint.read_json(current / "report.json") if current and (current / "report.json").exists() else None
         except NeuratermError:
             return None
+
+    def replay_history(self, folder: Path) -> list:
+        """A folder without an event log (written before there was one) told as events: its epochs, and
+        its end when it has a report."""
+        from neuraterm.core import events
+        info, nan = runs.describe(Path(folder)), float("nan")
+        replay = [events.EpochEnded(int(r["epoch"]), info.epochs, r["train_loss"], r["train_acc"], r["val_loss"],
+                                    r["val_acc"], r["lr"], r.get("samples_per_s", nan), r.get("seconds", nan), nan)
+                  for r in info.history]
+        report = self.report(folder)
+        return replay + ([events.RunFinished(str(folder), report)] if report else [])
 
     def evaluation(self, folder: Path) -> dict:
         """A finished run's stored report, else an evaluation of its last checkpoint (seconds on big
@@ -86,6 +109,28 @@ class TrainingService:
     def run_config(self, folder: Path) -> config_mod.Config:
         return checkpoint.load(Path(folder)).config
 
-    def trainer(self, config: config_mod.Config, run_dir: Path, listener, resume: bool = False) -> Trainer:
-        # Four step updates a second are plenty for a progress bar and cost the run nothing measurable.
-        return Trainer(config, Path(run_dir), [listener], resume=resume, step_events_per_s=4.0)
+    # -- training processes -------------------------------------------------------------------
+    def launch(self, config: config_mod.Config, run_dir: Path) -> Launched:
+        """Start training `config` into `run_dir` as a process of its own session."""
+        return self._spawn(["train", "--preset", "-", "--out", str(run_dir)], run_dir,
+                           config_mod.to_toml(config).encode("utf-8"))
+
+    def launch_resume(self, run_dir: Path, epochs: int | None = None) -> Launched:
+        return self._spawn(["resume", str(run_dir)] + (["--epochs", str(epochs)] if epochs else []), run_dir, b"")
+
+    def _spawn(self, args: list[str], run_dir: Path, stdin: bytes) -> Launched:
+        errors = Path(tempfile.mkstemp(prefix="neuraterm-run-", suffix=".err")[1])
+        with open(errors, "wb") as err:
+            process = subprocess.Popen([sys.executable, "-m", "neuraterm", *args], stdin=subprocess.PIPE,
+                                       stdout=subprocess.DEVNULL, stderr=err, start_new_session=True,
+                                       env={**os.environ, "NO_COLOR": "1"})
+        process.stdin.write(stdin)
+        process.stdin.close()
+        return Launched(Path(run_dir), process, errors)
+
+    def send(self, run_dir: Path, action: str) -> None:
+        """pause, resume, stop or save: a command to whichever process trains the folder."""
+        commands.send(Path(run_dir), action)
+
+    def is_live(self, run_dir: Path) -> bool:
+        return lock.holder(Path(run_dir)) is not None

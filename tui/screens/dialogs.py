@@ -49,3 +49,26 @@ class DatasetPathDialog(ModalScreen["str | None"]):
 
     def action_cancel(self) -> None:
         self.dismiss(None)
+
+
+class QuitDialog(ModalScreen["str | None"]):
+    """Quitting while a run trains: it is a process of its own, so it can go on without the app."""
+    BINDINGS = [
+        Binding("l,enter", "answer('leave')", "Leave it running"),
+        Binding("x", "answer('stop')", "Stop it"),
+        Binding("escape", "answer(None)", "Cancel"),
+    ]
+
+    def __init__(self, run_dir: str):
+        super().__init__()
+        self.run_dir = run_dir
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog"):
+            yield Static(f"[b]{self.run_dir}[/] is still training.")
+            yield Static(f"[b]l[/] / [b]enter[/]: leave it running (watch it later: neuraterm watch {self.run_dir})\n"
+                         f"[b]x[/]: stop it (a checkpoint is saved; R on Runs resumes it)\n"
+                         f"[b]escape[/]: stay in the app", classes="dialog-keys")
+
+    def action_answer(self, choice: str | None) -> None:
+        self.dismiss(choice)

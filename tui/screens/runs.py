@@ -21,6 +21,7 @@ class RunsScreen(Screen):
         # priority: the table binds enter too (hidden), which would take the key and its footer slot
         Binding("enter", "open", "Evaluate", tooltip="Evaluate the highlighted run", priority=True, key_display="enter"),
         Binding("R", "resume", "Resume", tooltip="Resume training the highlighted run"),
+        Binding("w", "watch", "Watch", tooltip="Watch the highlighted run on the dashboard (live if it trains)"),
         Binding("f5", "refresh_runs", "Refresh", show=False, tooltip="Refresh the list of runs"),
     ]
 
@@ -34,8 +35,9 @@ class RunsScreen(Screen):
     def on_mount(self) -> None:
         self.selected: set[str] = set()
         table = self.query_one(DataTable)
-        table.add_columns(" ", "run", "dataset", "epochs", "val acc", "test acc")
+        self.columns = table.add_columns(" ", "run", "status", "dataset", "epochs", "val acc", "test acc")
         self.action_refresh_runs()
+        self.set_interval(2.0, self.refresh_live)
 
     def on_screen_resume(self) -> None:
         self.action_refresh_runs()
@@ -45,12 +47,32 @@ class RunsScreen(Screen):
         table.clear()
         self.runs = {str(r.path): r for r in self.app.service.list_runs()}
         for key, run in self.runs.items():
-            table.add_row("●" if key in self.selected else " ", run.name, run.dataset, str(run.epochs),
-                          pct(run.val_acc), pct(run.test_acc), key=key)
+            table.add_row("●" if key in self.selected else " ", run.name, *self.cells(run), key=key)
         hint = ("no model folders yet in " + str(self.app.service.runs_root) if not self.runs else
-                "space: overlay curves  enter: evaluate  R: resume training")
+                "space: overlay curves  enter: evaluate  w: watch  R: resume training")
         self.query_one("#runs-hint", Static).update(hint)
         self.update_overlay()
+
+    @staticmethod
+    def cells(run) -> tuple[str, ...]:
+        return (run.status, run.dataset or "-", f"{run.epoch}/{run.epochs}" if run.epochs else "-", pct(run.val_acc),
+                pct(run.test_acc))
+
+    def refresh_live(self) -> None:
+        """Every two seconds: the status and metrics of each row, in place (the cursor stays where it is);
+        the whole table when folders came or went."""
+        fresh = {str(r.path): r for r in self.app.service.list_runs()}
+        if fresh.keys() != self.runs.keys():
+            row = self.query_one(DataTable).cursor_row
+            self.action_refresh_runs()
+            self.query_one(DataTable).move_cursor(row=row)
+            return
+        table = self.query_one(DataTable)
+        for key, run in fresh.items():
+            if self.cells(run) != self.cells(self.runs[key]):
+                for column, value in zip(self.columns[2:], self.cells(run)):
+                    table.update_cell(key, column, value)
+        self.runs = fresh
 
     def current(self) -> str | None:
         table = self.query_one(DataTable)
@@ -94,3 +116,8 @@ class RunsScreen(Screen):
         key = self.current()
         if key is not None:
             self.app.resume_run(key)
+
+    def action_watch(self) -> None:
+        key = self.current()
+        if key is not None:
+            self.app.watch_run(key)
