@@ -120,9 +120,10 @@ def build_schedule(config: Config):
                            decay_epochs=s.decay_epochs or config.train.epochs)
 
 
-def load_data(config: Config, progress=None) -> Prepared:
+def load_data(config: Config, progress=None, recorded: dict | None = None) -> Prepared:
+    """The run's splits; `recorded` is the model folder's `dataset_source` (your own data is checked against it)."""
     d = config.data
-    dataset = registry.load(d.dataset, d.data_dir or None, progress=progress)
+    dataset = registry.load(d.dataset, d.data_dir or None, progress=progress, recorded=recorded)
     return prepare(dataset, d.val_fraction, d.test_fraction, d.limit, d.normalize, config.train.seed, d.pool)
 
 
@@ -147,7 +148,7 @@ class Trainer:
         self.xp = backend.select(c.train.device)
         snap = checkpoint.load(self.run_dir) if self.resume else None
         if self.data is None:
-            self.data = load_data(c, self.download_progress)
+            self.data = load_data(c, self.download_progress, snap.meta.get("dataset_source") if snap else None)
         data = self.data
         if snap is not None:
             data.normalizer.restore(snap.normalization)
@@ -157,7 +158,7 @@ class Trainer:
         self.plateau = (schedules.ReduceLROnPlateau(c.optimizer.lr, c.schedule.factor, c.schedule.patience,
                                                     c.schedule.lr_min) if c.schedule.name == "plateau" else None)
         self.early = EarlyStopping(c.train.monitor, c.train.early_stopping, c.train.min_delta)
-        self.order = BatchOrder(len(data.train.y), c.train.batch_size, c.train.seed)
+        self.order = BatchOrder(len(data.train), c.train.batch_size, c.train.seed, rows=data.train.rows)
         self.dropouts = [m for m in self.model.layers() if isinstance(m, Dropout)]
         self.history: list[dict] = []
         self.best_weights: dict = {}
@@ -195,6 +196,7 @@ class Trainer:
                              "dropout": c.model.dropout, "layers": [repr(m) for m in self.model.layers()]},
             "parameters": self.model.num_parameters(),
             "dataset": c.data.dataset,
+            "dataset_source": data.origin,
             "class_names": data.class_names,
             "normalization": data.normalizer.mode,
             "device": backend.name_of(self.xp),
@@ -283,7 +285,7 @@ class Trainer:
         """Train to `config.train.epochs`; returns the final report (partial if stopped)."""
         self._setup()
         c, data = self.config, self.data
-        self.feeder = Feeder(self.xp, data.train.x, data.train.y, data.normalizer, self.order.batch_size,
+        self.feeder = Feeder(self.xp, data.train.images, data.train.labels, data.normalizer, self.order.batch_size,
                              c.data.placement)
         self.step = make_step(self.model, self.optimizer, self.feeder, self.order.batch_size, c.train.tf32,
                               c.train.graphs)
