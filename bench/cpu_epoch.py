@@ -7,8 +7,8 @@ gathers and normalizes uint8 rows itself). PyTorch runs its fused Adam (`fused=T
 The engines take turns, epoch by epoch (autograd, fused, PyTorch, autograd, ...), and every figure is
 the median of `--repeats` turns: run back to back, one engine's epochs and then the other's, the
 ratio swung between 0.95 and 2.30 on the shared 2-core machines. Then the Adam update alone on flat
-buffers of 235K and 3.62M parameters: NumPy passes, the compiled update (the `fast` extra), PyTorch's
-fused and default Adam, interleaved the same way. The last line is `min ratio vs PyTorch: X.XX`.
+buffers of 235K and 3.62M parameters: NumPy passes, the compiled update (the `fast` extra, one
+thread), PyTorch's fused Adam on all threads and on one, and its default Adam, interleaved the same way. The last line is `min ratio vs PyTorch: X.XX`.
 """
 from __future__ import annotations
 
@@ -119,18 +119,22 @@ def adam_steps(sizes, compiled: bool | None, reps: int):
     return run, opt.flat.data.size
 
 
-def torch_adam_steps(torch, sizes, fused: bool, reps: int):
+def torch_adam_steps(torch, sizes, fused: bool, reps: int, threads: int | None = None):
     params = [torch.nn.Parameter(torch.randn(a * b + b)) for a, b in zip(sizes[:-1], sizes[1:])]
     for p in params:
         p.grad = torch.randn_like(p)
     opt = torch.optim.Adam(params, lr=1e-3, fused=fused)
 
     def run():
+        previous = torch.get_num_threads()
+        torch.set_num_threads(threads or previous)
         opt.step()
         start = time.perf_counter()
         for _ in range(reps):
             opt.step()
-        return (time.perf_counter() - start) / reps * 1e6
+        seconds = time.perf_counter() - start
+        torch.set_num_threads(previous)
+        return seconds / reps * 1e6
     return run
 
 
@@ -166,20 +170,21 @@ def main() -> None:
         print(f"{label:30} {samples:>7} {med['autograd']:13.3f} {med['fused']:10.3f} {med['torch']:10.3f} "
               f"{samples / med['fused']:11.0f} {samples / med['torch']:11.0f} {ratio:6.2f}")
     print()
-    print(f"{'Adam update alone (us)':30} {'NumPy':>8} {'compiled':>8} {'torch fused':>11} {'torch default':>13} "
-          f"{'ours/fused':>10}")
+    print(f"{'Adam update alone (us)':30} {'NumPy':>8} {'compiled':>8} {'torch fused':>11} {'fused 1 thr':>11} "
+          f"{'torch default':>13} {'ours/fused':>10}")
     for label, sizes in ADAM_SIZES:
         reps = 200 if sizes[1] < 1000 else 20
         runs = {"numpy": adam_steps(sizes, False, reps)[0]}
         if adam_kernel.available():
             runs["compiled"] = adam_steps(sizes, True, reps)[0]
         runs["fused"] = torch_adam_steps(torch, sizes, True, reps)
+        runs["fused1"] = torch_adam_steps(torch, sizes, True, reps, threads=1)
         runs["default"] = torch_adam_steps(torch, sizes, False, reps)
         med = interleaved(runs, args.repeats * 3)
         best = med.get("compiled", med["numpy"])
         compiled = f"{med['compiled']:8.0f}" if "compiled" in med else f"{'-':>8}"
-        print(f"{label:30} {med['numpy']:8.0f} {compiled} {med['fused']:11.0f} {med['default']:13.0f} "
-              f"{best / med['fused']:10.2f}")
+        print(f"{label:30} {med['numpy']:8.0f} {compiled} {med['fused']:11.0f} {med['fused1']:11.0f} "
+              f"{med['default']:13.0f} {best / med['fused']:10.2f}")
     print(f"min ratio vs PyTorch: {min(ratios):.2f}")
 
 
