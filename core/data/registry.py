@@ -1,7 +1,7 @@
 """Every dataset neuraterm knows: where its files come from, how they are checked, how they are read.
 
 All loaders end in the same `Dataset` of uint8 images (N, D) and integer labels, so the rest of
-the program has one code path. Files are looked for, in order, in `--data-dir`, the cache
+the program has one code path; a path instead of a name is your own data (`custom`). Files are looked for, in order, in `--data-dir`, the cache
 (`$NEURATERM_DATA`, else `$XDG_CACHE_HOME/neuraterm`), and the places other tools leave them
 (Debian's `/usr/share/datasets`, Keras' `~/.keras/datasets`, torchvision's `<root>/<Name>/raw`);
 only then is the canonical source downloaded, verified against its published checksum.
