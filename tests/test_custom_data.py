@@ -204,6 +204,29 @@ def test_a_changed_file_is_refused_on_resume_and_eval_and_a_moved_cwd_still_find
     assert json.loads((run / "model.json").read_text())["dataset_source"]["path"] == str(data)
 
 
+def test_resuming_a_run_on_memory_mapped_data_is_exact(tmp_path):
+    x, y = images(n=400)
+    np.savez(tmp_path / "mine.npz", x=x, y=y)  # stored: memory-mapped, batches read from the disk
+    common = ["--preset", "quick", "--set", f"data.dataset={tmp_path / 'mine.npz'}", "--set", "train.batch_size=32"]
+    straight = cli("train", *common, "--epochs", "3", "--out", tmp_path / "straight")
+    first = cli("train", *common, "--epochs", "1", "--out", tmp_path / "resumed")
+    assert straight.returncode == 0 and first.returncode == 0, straight.stderr + first.stderr
+    assert cli("resume", tmp_path / "resumed", "--epochs", "3").returncode == 0
+    for name in ("0.weight", "1.bias"):
+        a = np.load(tmp_path / "straight" / "weights" / f"{name}.npy", allow_pickle=False)
+        b = np.load(tmp_path / "resumed" / "weights" / f"{name}.npy", allow_pickle=False)
+        assert np.array_equal(a, b), name
+
+
+def test_csv_blank_lines_are_skipped_wherever_they_are(tmp_path, monkeypatch):
+    from neuraterm.core.data import csv_table
+    monkeypatch.setattr(csv_table, "BLOCK", 2)
+    path = tmp_path / "gaps.csv"
+    path.write_text("0,1,2\n\n\n\n\n1,3,4\n\n0,5,6\n")
+    d = registry.load(str(path))
+    assert d.y_train.tolist() == [0, 1, 0] and d.x_train[:, 0].tolist() == [1, 3, 5]
+
+
 def test_datasets_command_checks_a_path(tmp_path):
     x, y = images()
     np.savez(tmp_path / "mine.npz", x=x, y=y, x_test=x[:10], y_test=y[:10])

@@ -78,11 +78,14 @@ def read(path: Path, label_column: str = "") -> tuple[np.ndarray, np.ndarray, li
         pending = [] if header else [first]
         n = 0
         while True:
-            block = pending + [line for line in (fh.readline() for _ in range(BLOCK - len(pending))) if line]
+            raw = [fh.readline() for _ in range(BLOCK - len(pending))]
+            at_end = not raw or raw[-1] == ""  # readline gives "" only past the last line
+            block = [line.rstrip("\r\n") for line in pending + raw if line.strip()]
             pending = []
-            block = [line.rstrip("\r\n") for line in block if line.strip()]
             if not block:
-                break
+                if at_end:
+                    break
+                continue
             try:
                 values = np.loadtxt(io.StringIO("\n".join(block)), delimiter=delimiter, usecols=usecols,
                                     dtype=np.float64, ndmin=2, quotechar='"')
@@ -94,6 +97,8 @@ def read(path: Path, label_column: str = "") -> tuple[np.ndarray, np.ndarray, li
             labels += _labels(block, delimiter, k)
             n += len(values)
             line_no += len(block)
+            if at_end:
+                break
     if n == 0:
         raise NeuratermError(f"{path}: no data lines")
     return x[:n], *_classes(path, labels, 2 if header else 1)

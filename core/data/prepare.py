@@ -47,7 +47,7 @@ class Rows:
         return np.take(self.images, self.rows[part], axis=0)
 
     def __array__(self, dtype=None, copy=None):
-        """All the rows as one array: a copy, for small data and tests."""
+        """All the rows as one array (a copy unless they are contiguous), for small data and tests."""
         out = self[:]
         return out if dtype is None else out.astype(dtype)
 
