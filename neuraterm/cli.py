@@ -174,7 +174,7 @@ def presets_cmd():
 def datasets_cmd(paths, data_dir):
     """List every dataset, its size and whether it is available on this machine; with PATHS, check your own."""
     from neuraterm.core.data import custom
-    summaries = [custom.describe(path, check=True) for path in paths]
+    summaries = [custom.describe(path, validate=True) for path in paths]
     click.echo(f"{'name':16} {'classes':>7} {'train':>9} {'test':>8}  where")
     for summary in summaries:
         click.echo(f"{summary.name:16} {summary.classes:>7} {summary.train:>9,} {summary.test:>8,}  "

@@ -212,12 +212,12 @@ def check(origin: dict, recorded: dict | None) -> None:
                              f"put the original back or train a new model")
 
 
-def describe(spec: str, check: bool = False) -> Summary:
+def describe(spec: str, validate: bool = False) -> Summary:
     """A description for listings: cheap by default (array headers and labels, image files counted, not
-    decoded; a CSV is parsed); `check` reads and validates everything as training would first."""
+    decoded; a CSV is parsed); `validate` reads and checks everything as training would first."""
     path, column = locate(spec)
     fmt = format_of(path)
-    if check:
+    if validate:
         d = load(spec)
         return Summary(spec, str(path), fmt, len(d.class_names), len(d.y_train),
                        0 if d.y_test is None else len(d.y_test), d.image_shape)
@@ -228,7 +228,8 @@ def describe(spec: str, check: bool = False) -> Summary:
         if "x" not in headers or "y" not in arrays:
             raise NeuratermError(f"{path}: needs arrays 'x' and 'y' (found: {', '.join(sorted(headers))})")
         labels = [arrays[k] for k in ("y", "y_test") if k in arrays and arrays[k].size]
-        classes = len(arrays["class_names"]) if "class_names" in arrays else int(max(a.max() for a in labels)) + 1
+        classes = (len(arrays["class_names"]) if "class_names" in arrays
+                   else int(max(a.max() for a in labels)) + 1 if labels else 0)
         test = len(arrays["y_test"]) if "y_test" in arrays else 0
         return Summary(spec, str(path), fmt, classes, len(arrays["y"]), test, tuple(headers["x"][0][1:]))
     if fmt == "csv":
