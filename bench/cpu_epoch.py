@@ -1,30 +1,38 @@
-"""One epoch on random data: our engine vs PyTorch CPU eager, same process, same thread count.
+"""One epoch on random data, our engine vs PyTorch CPU eager, and the Adam update alone.
 
-    python bench/cpu_epoch.py [--samples 60000] [--repeats 3]
+    python bench/cpu_epoch.py [--repeats 5] [--scale 1.0]
 
 Ours twice: the autograd step, and the fused step the trainer runs for these MLPs (which also
-gathers and normalizes uint8 rows itself). Prints seconds per epoch, samples/s of the fused step,
-the ratio fused/PyTorch, and finally `min ratio vs PyTorch: X.XX`. Each figure is the best of
-`--repeats` epochs (the machines are noisy).
+gathers and normalizes uint8 rows itself). PyTorch runs its fused Adam (`fused=True`), its fastest.
+The engines take turns, epoch by epoch (autograd, fused, PyTorch, autograd, ...), and every figure is
+the median of `--repeats` turns: run back to back, one engine's epochs and then the other's, the
+ratio swung between 0.95 and 2.30 on the shared 2-core machines. Then the Adam update alone on flat
+buffers of 235K and 3.62M parameters: NumPy passes, the compiled update (the `fast` extra, one
+thread), PyTorch's fused Adam on all threads and on one, and its default Adam, interleaved the same way. The last line is `min ratio vs PyTorch: X.XX`.
 """
 from __future__ import annotations
 
 import argparse
 import os
 import platform
+import statistics
 import time
 
 import numpy as np
 
+from neuraterm.core import adam_kernel
 from neuraterm.core.losses import cross_entropy
 from neuraterm.core.mlp import MLP
 from neuraterm.core.optimizers import build
 from neuraterm.core.tensor import Tensor
 
+# label, sizes, optimizer, options, batch, samples per epoch
 CONFIGS = [
-    ("784-128-10 SGD b64", [784, 128, 10], "sgd", {"lr": 0.1}, 64),
-    ("784-400-240-120-47 Adam b512", [784, 400, 240, 120, 47], "adam", {"lr": 1e-3}, 512),
+    ("784-128-10 SGD b64", [784, 128, 10], "sgd", {"lr": 0.1}, 64, 60_000),
+    ("784-400-240-120-47 Adam b512", [784, 400, 240, 120, 47], "adam", {"lr": 1e-3}, 512, 60_000),
+    ("784-2000-1000-49 Adam b64", [784, 2000, 1000, 49], "adam", {"lr": 1e-3}, 64, 12_800),
 ]
+ADAM_SIZES = [("235K (784-256-128-10)", [784, 256, 128, 10]), ("3.62M (784-2000-1000-49)", [784, 2000, 1000, 49])]
 
 
 def ours_epoch(sizes, opt_name, opt_kw, batch, x, y, perm):
@@ -59,6 +67,12 @@ def fused_epoch(sizes, opt_name, opt_kw, batch, x, y, perm):
     return time.perf_counter() - start
 
 
+def torch_optimizer(torch, name, params, options):
+    if name == "adam":
+        return torch.optim.Adam(params, **options, fused=True)
+    return torch.optim.SGD(params, **options)
+
+
 def torch_epoch(sizes, opt_name, opt_kw, batch, x, y, perm):
     import torch
     layers = []
@@ -67,7 +81,7 @@ def torch_epoch(sizes, opt_name, opt_kw, batch, x, y, perm):
         if i < len(sizes) - 2:
             layers.append(torch.nn.ReLU())
     net = torch.nn.Sequential(*layers)
-    opt = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam}[opt_name](net.parameters(), **opt_kw)
+    opt = torch_optimizer(torch, opt_name, net.parameters(), opt_kw)
     tx, ty, tp = torch.from_numpy(x), torch.from_numpy(y), torch.from_numpy(perm)
     start = time.perf_counter()
     for i in range(0, len(perm) - batch + 1, batch):
@@ -79,32 +93,98 @@ def torch_epoch(sizes, opt_name, opt_kw, batch, x, y, perm):
     return time.perf_counter() - start
 
 
+def interleaved(runs: dict, repeats: int) -> dict[str, float]:
+    """Median of `repeats` turns, the candidates taking turns within each."""
+    times: dict[str, list[float]] = {name: [] for name in runs}
+    for _ in range(repeats):
+        for name, run in runs.items():
+            times[name].append(run())
+    return {name: statistics.median(values) for name, values in times.items()}
+
+
+def adam_steps(sizes, compiled: bool | None, reps: int):
+    """A function timing `reps` of our Adam updates on a flat buffer (mean microseconds per update)."""
+    net = MLP(sizes, seed=0)
+    opt = build("adam", net.parameters(), lr=1e-3)
+    if compiled is not None:
+        opt.compiled = compiled
+    opt.flat.grad[...] = np.random.default_rng(0).standard_normal(opt.flat.grad.size, dtype=np.float32)
+
+    def run():
+        opt.step(grad=opt.flat.grad)
+        start = time.perf_counter()
+        for _ in range(reps):
+            opt.step(grad=opt.flat.grad)
+        return (time.perf_counter() - start) / reps * 1e6
+    return run, opt.flat.data.size
+
+
+def torch_adam_steps(torch, sizes, fused: bool, reps: int, threads: int | None = None):
+    params = [torch.nn.Parameter(torch.randn(a * b + b)) for a, b in zip(sizes[:-1], sizes[1:])]
+    for p in params:
+        p.grad = torch.randn_like(p)
+    opt = torch.optim.Adam(params, lr=1e-3, fused=fused)
+
+    def run():
+        previous = torch.get_num_threads()
+        torch.set_num_threads(threads or previous)
+        opt.step()
+        start = time.perf_counter()
+        for _ in range(reps):
+            opt.step()
+        seconds = time.perf_counter() - start
+        torch.set_num_threads(previous)
+        return seconds / reps * 1e6
+    return run
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--samples", type=int, default=60_000)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--scale", type=float, default=1.0, help="Multiply every config's samples per epoch.")
     args = parser.parse_args()
     import torch
     threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     torch.set_num_threads(threads)
     rng = np.random.default_rng(0)
-    x = rng.random((args.samples, 784), dtype=np.float32)
-    x_uint8 = (x * 255).astype(np.uint8)
-    ratios = []
     print(f"machine: {platform.machine()} {platform.processor() or ''} threads={threads} "
-          f"numpy {np.__version__} torch {torch.__version__}")
-    print(f"{'config':32} {'autograd s/ep':>13} {'fused s/ep':>10} {'torch s/ep':>10} {'fused smp/s':>11} "
-          f"{'torch smp/s':>11} {'ratio':>6}")
-    for label, sizes, opt_name, opt_kw, batch in CONFIGS:
-        y = rng.integers(0, sizes[-1], args.samples)
-        perm = rng.permutation(args.samples)
-        autograd = min(ours_epoch(sizes, opt_name, opt_kw, batch, x, y, perm) for _ in range(args.repeats))
-        ours = min(fused_epoch(sizes, opt_name, opt_kw, batch, x_uint8, y, perm) for _ in range(args.repeats))
-        theirs = min(torch_epoch(sizes, opt_name, opt_kw, batch, x, y, perm) for _ in range(args.repeats))
-        ratio = theirs / ours
+          f"numpy {np.__version__} torch {torch.__version__} compiled Adam: "
+          f"{'yes' if adam_kernel.available() else 'no (install the fast extra)'}")
+    print(f"medians of {args.repeats} interleaved turns")
+    print(f"{'config':30} {'samples':>7} {'autograd s/ep':>13} {'fused s/ep':>10} {'torch s/ep':>10} "
+          f"{'fused smp/s':>11} {'torch smp/s':>11} {'ratio':>6}")
+    ratios = []
+    for label, sizes, opt_name, opt_kw, batch, samples in CONFIGS:
+        samples = max(batch, int(samples * args.scale))
+        x = rng.random((samples, sizes[0]), dtype=np.float32)
+        x_uint8 = (x * 255).astype(np.uint8)
+        y = rng.integers(0, sizes[-1], samples)
+        perm = rng.permutation(samples)
+        med = interleaved({
+            "autograd": lambda: ours_epoch(sizes, opt_name, opt_kw, batch, x, y, perm),
+            "fused": lambda: fused_epoch(sizes, opt_name, opt_kw, batch, x_uint8, y, perm),
+            "torch": lambda: torch_epoch(sizes, opt_name, opt_kw, batch, x, y, perm),
+        }, args.repeats)
+        ratio = med["torch"] / med["fused"]
         ratios.append(ratio)
-        print(f"{label:32} {autograd:13.3f} {ours:10.3f} {theirs:10.3f} {args.samples / ours:11.0f} "
-              f"{args.samples / theirs:11.0f} {ratio:6.2f}")
+        print(f"{label:30} {samples:>7} {med['autograd']:13.3f} {med['fused']:10.3f} {med['torch']:10.3f} "
+              f"{samples / med['fused']:11.0f} {samples / med['torch']:11.0f} {ratio:6.2f}")
+    print()
+    print(f"{'Adam update alone (us)':30} {'NumPy':>8} {'compiled':>8} {'torch fused':>11} {'fused 1 thr':>11} "
+          f"{'torch default':>13} {'ours/fused':>10}")
+    for label, sizes in ADAM_SIZES:
+        reps = 200 if sizes[1] < 1000 else 20
+        runs = {"numpy": adam_steps(sizes, False, reps)[0]}
+        if adam_kernel.available():
+            runs["compiled"] = adam_steps(sizes, True, reps)[0]
+        runs["fused"] = torch_adam_steps(torch, sizes, True, reps)
+        runs["fused1"] = torch_adam_steps(torch, sizes, True, reps, threads=1)
+        runs["default"] = torch_adam_steps(torch, sizes, False, reps)
+        med = interleaved(runs, args.repeats * 3)
+        best = med.get("compiled", med["numpy"])
+        compiled = f"{med['compiled']:8.0f}" if "compiled" in med else f"{'-':>8}"
+        print(f"{label:30} {med['numpy']:8.0f} {compiled} {med['fused']:11.0f} {med['fused1']:11.0f} "
+              f"{med['default']:13.0f} {best / med['fused']:10.2f}")
     print(f"min ratio vs PyTorch: {min(ratios):.2f}")
 
 

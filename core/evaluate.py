@@ -8,25 +8,26 @@ import numpy as np
 from neuraterm.core import backend, checkpoint, metrics
 from neuraterm.core.backend import to_host
 from neuraterm.core.data import noise
-from neuraterm.core.data.normalize import Normalizer
+from neuraterm.core.data.normalize import Normalizer, unit
 from neuraterm.core.module import Module
 from neuraterm.core.tensor import Tensor, no_grad
 
 
-def logits_of(model: Module, x_uint8: np.ndarray, normalizer: Normalizer, xp, batch: int = 2048,
-              x01: np.ndarray | None = None) -> np.ndarray:
-    """Host logits for all rows, in evaluation mode and without a graph; training mode is restored."""
+def logits_of(model: Module, x, normalizer: Normalizer, xp, batch: int = 2048,
+              add_noise: noise.Gaussian | None = None) -> np.ndarray:
+    """Host logits for all rows of `x` (an array or a split's rows), in evaluation mode and without a
+    graph, batch by batch (noise, if any, is added in units before standardizing); training mode is restored."""
     was_training = model.training
     model.eval()
     outputs = []
     try:
         with no_grad():
-            n = len(x_uint8) if x01 is None else len(x01)
-            for start in range(0, n, batch):
-                if x01 is None:
-                    xb = normalizer(xp.asarray(x_uint8[start:start + batch]), xp)
+            for start in range(0, len(x), batch):
+                rows = x[start:start + batch]
+                if add_noise is None:
+                    xb = normalizer(xp.asarray(rows), xp)
                 else:
-                    xb = normalizer.standardize(xp.asarray(x01[start:start + batch]), xp)
+                    xb = normalizer.standardize(xp.asarray(add_noise(np.multiply(rows, unit(rows), dtype=np.float32))), xp)
                 outputs.append(to_host(model(Tensor(xb)).data))
     finally:
         model.train(was_training)
@@ -47,10 +48,9 @@ def report(model, x_uint8, y, normalizer, xp, class_names: list[str], sigmas=(0.
     cm = metrics.confusion_matrix(y, predictions, len(class_names))
     stats = metrics.per_class(cm)
     robustness = []
-    x01 = x_uint8.astype(np.float32) / np.float32(255)
     for sigma in sigmas:
         noisy = predictions if sigma == 0 else logits_of(
-            model, None, normalizer, xp, x01=noise.gaussian(x01, sigma, seed)).argmax(1)
+            model, x_uint8, normalizer, xp, add_noise=noise.Gaussian(sigma, seed, clip=x_uint8.dtype == np.uint8)).argmax(1)
         robustness.append({"sigma": float(sigma), "accuracy": metrics.accuracy(y, noisy)})
     return {
         "test_accuracy": metrics.accuracy(y, predictions),
@@ -82,7 +82,7 @@ def evaluate_folder(run_dir: Path | str, sigmas=(0.0,), data_dir: str | None = N
     config = snap.config
     if data_dir:
         config.data.data_dir = str(data_dir)
-    data = load_data(config)
+    data = load_data(config, recorded=snap.meta.get("dataset_source"))
     data.normalizer.restore(snap.normalization)
     xp = backend.select("cpu")
     model = build_model(config, data.num_features, data.num_classes, xp)

@@ -129,9 +129,10 @@ def build_schedule(config: Config):
                            decay_epochs=s.decay_epochs or config.train.epochs)
 
 
-def load_data(config: Config, progress=None) -> Prepared:
+def load_data(config: Config, progress=None, recorded: dict | None = None) -> Prepared:
+    """The run's splits; `recorded` is the model folder's `dataset_source` (your own data is checked against it)."""
     d = config.data
-    dataset = registry.load(d.dataset, d.data_dir or None, progress=progress)
+    dataset = registry.load(d.dataset, d.data_dir or None, progress=progress, recorded=recorded)
     data = prepare(dataset, d.val_fraction, d.test_fraction, d.limit, d.normalize, config.train.seed, d.pool)
     check_data(data, d.dataset)
     return data
@@ -143,8 +144,8 @@ def check_data(data: Prepared, name: str) -> None:
         empty = "training" if len(data.train.y) == 0 else "test"
         raise NeuratermError(f"{name}: the {empty} split is empty; lower data.val_fraction/test_fraction or limit less")
     for split_name, split in (("train", data.train), ("validation", data.val), ("test", data.test)):
-        if split.x.ndim != 2 or split.x.shape[1] != data.num_features:
-            raise NeuratermError(f"{name}: {split_name} images have {split.x.shape[1:]} values each, "
+        if split.images.ndim != 2 or split.images.shape[1] != data.num_features:
+            raise NeuratermError(f"{name}: {split_name} images have {split.images.shape[1:]} values each, "
                                  f"train images {data.num_features}")
         if len(split.y) and (split.y.min() < 0 or split.y.max() >= data.num_classes):
             raise NeuratermError(f"{name}: {split_name} labels outside 0..{data.num_classes - 1}")
@@ -197,7 +198,7 @@ class Trainer:
         self.xp = backend.select(c.train.device)
         snap = checkpoint.load(self.run_dir) if self.resume else None
         if self.data is None:
-            self.data = load_data(c, self.download_progress)
+            self.data = load_data(c, self.download_progress, snap.meta.get("dataset_source") if snap else None)
         data = self.data
         sizes = [data.num_features, *c.model.hidden, data.num_classes]
         if snap is not None:
@@ -213,7 +214,7 @@ class Trainer:
         self.plateau = (schedules.ReduceLROnPlateau(c.optimizer.lr, c.schedule.factor, c.schedule.patience,
                                                     c.schedule.lr_min) if c.schedule.name == "plateau" else None)
         self.early = EarlyStopping(c.train.monitor, c.train.early_stopping, c.train.min_delta)
-        self.order = BatchOrder(len(data.train.y), c.train.batch_size, c.train.seed)
+        self.order = BatchOrder(len(data.train), c.train.batch_size, c.train.seed, rows=data.train.rows)
         self.dropouts = [m for m in self.model.layers() if isinstance(m, Dropout)]
         self.history: list[dict] = []
         self.best_weights: dict = {}
@@ -257,6 +258,7 @@ class Trainer:
                              "dropout": c.model.dropout, "layers": [repr(m) for m in self.model.layers()]},
             "parameters": self.model.num_parameters(),
             "dataset": c.data.dataset,
+            "dataset_source": data.origin,
             "class_names": data.class_names,
             "normalization": data.normalizer.mode,
             "device": backend.name_of(self.xp),
@@ -400,7 +402,7 @@ class Trainer:
     def _run(self) -> dict:
         c, data = self.config, self.data
         self.stopped = False  # True when the run ended early at the user's request (the CLI exits 130)
-        self.feeder = Feeder(self.xp, data.train.x, data.train.y, data.normalizer, self.order.batch_size,
+        self.feeder = Feeder(self.xp, data.train.images, data.train.labels, data.normalizer, self.order.batch_size,
                              c.data.placement)
         self.step = make_step(self.model, self.optimizer, self.feeder, self.order.batch_size, c.train.tf32,
                               c.train.graphs)

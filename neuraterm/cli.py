@@ -194,14 +194,24 @@ def presets_cmd():
 
 
 @cli.command("datasets")
+@click.argument("paths", nargs=-1)
 @click.option("--data-dir", type=click.Path(file_okay=False))
-def datasets_cmd(data_dir):
-    """List every dataset, its size and whether it is available on this machine."""
+def datasets_cmd(paths, data_dir):
+    """List every dataset, its size and whether it is available on this machine; with PATHS, check your own."""
+    from neuraterm.core.data import custom
+    summaries = [custom.describe(path, validate=True) for path in paths]
     click.echo(f"{'name':16} {'classes':>7} {'train':>9} {'test':>8}  where")
+    for summary in summaries:
+        click.echo(f"{summary.name:16} {summary.classes:>7} {summary.train:>9,} {summary.test:>8,}  "
+                   f"{summary.path} ({summary.format}, {' x '.join(map(str, summary.image_shape))}, checked)")
+    if paths:
+        return
     for name, spec in registry.DATASETS.items():
         where = registry.locate(name, Path(data_dir) if data_dir else None)
         click.echo(f"{name:16} {spec.classes:>7} {spec.train:>9,} {spec.test:>8,}  "
                    f"{where or 'not here (downloads to ' + str(registry.cache_dir() / name) + ')'}")
+    click.echo("your own data: --set data.dataset=PATH, a .npz (x, y), a .csv (label first, or data.csv#column), "
+               "a folder of x.npy and y.npy, or a folder of images per class; 'neuraterm datasets PATH' checks it")
 
 
 @cli.command("runs")

@@ -1,7 +1,9 @@
 """Mini-batch order: a seeded shuffle whose generator state is saved for exact resume.
 
 The generator is advanced exactly once per epoch (one permutation), so saving its state at an
-epoch boundary and restoring it reproduces every later epoch's order bit for bit.
+epoch boundary and restoring it reproduces every later epoch's order bit for bit. When the split is
+a set of rows of a larger array, batches are those rows (`rows[permutation]`): the same batches a
+copy of the split would give, without the copy.
 """
 from __future__ import annotations
 
@@ -13,7 +15,8 @@ from neuraterm.core.errors import NeuratermError
 
 
 class BatchOrder:
-    def __init__(self, n: int, batch_size: int, seed: int, shuffle: bool = True, drop_last: bool = False):
+    def __init__(self, n: int, batch_size: int, seed: int, shuffle: bool = True, drop_last: bool = False,
+                 rows: np.ndarray | None = None):
         if batch_size < 1:
             raise NeuratermError(f"batch size must be >= 1; got {batch_size}")
         if n < 1:
@@ -21,6 +24,9 @@ class BatchOrder:
         self.n, self.batch_size = n, min(batch_size, n)
         self.shuffle, self.drop_last = shuffle, drop_last
         self.rng = np.random.default_rng(seed)
+        if rows is not None and len(rows) != n:
+            raise ValueError(f"{len(rows)} rows for a split of {n}")
+        self.rows = rows
 
     def __len__(self) -> int:
         full, rest = divmod(self.n, self.batch_size)
@@ -29,6 +35,8 @@ class BatchOrder:
     def epoch(self) -> Iterator[np.ndarray]:
         """Index arrays for one epoch; the last one may be partial unless `drop_last`."""
         order = self.rng.permutation(self.n) if self.shuffle else np.arange(self.n)
+        if self.rows is not None:
+            order = self.rows[order]
         for start in range(0, self.n, self.batch_size):
             idx = order[start:start + self.batch_size]
             if len(idx) < self.batch_size and self.drop_last:

@@ -5,6 +5,8 @@ size), and each batch is gathered and normalized there: no host round trip per s
 not fit, batches are gathered on the host into pinned buffers and copied on a second stream, one
 batch ahead, so the copy of batch k+1 overlaps the compute of batch k. On the CPU there is one path.
 The choice ('auto', 'device' or 'host') can be forced and is reported in the run's first event.
+Float features (your own data) are always gathered on the host: the device-side gather kernel of the
+fused step reads uint8 pixels. The images may be a memory map; a batch then reads just its rows.
 """
 from __future__ import annotations
 
@@ -18,11 +20,11 @@ from neuraterm.core.errors import NeuratermError
 PLACEMENTS = ("auto", "device", "host")
 
 
-def choose(xp, nbytes: int, placement: str = "auto") -> str:
-    """'device' when the data should live on the GPU, 'host' otherwise (always 'host' on the CPU)."""
+def choose(xp, nbytes: int, placement: str = "auto", dtype=np.uint8) -> str:
+    """'device' when the data should live on the GPU, 'host' otherwise (always 'host' on the CPU and for floats)."""
     if placement not in PLACEMENTS:
         raise NeuratermError(f"unknown data placement {placement!r}; expected one of {', '.join(PLACEMENTS)}")
-    if xp is np:
+    if xp is np or dtype != np.uint8:
         return "host"
     if placement != "auto":
         return placement
@@ -34,11 +36,11 @@ class Feeder:
     def __init__(self, xp, x_uint8: np.ndarray, y: np.ndarray, normalizer: Normalizer, batch_size: int,
                  placement: str = "auto"):
         self.xp, self.normalizer = xp, normalizer
-        self.placement = choose(xp, x_uint8.nbytes, placement)
+        self.placement = choose(xp, x_uint8.nbytes, placement, x_uint8.dtype)
         self.resident = xp is np or self.placement == "device"  # the images are where the compute is
         features = x_uint8.shape[1]
         self.out = xp.empty((batch_size, features), dtype=xp.float32)
-        self.staged = [xp.empty((batch_size, features), dtype=xp.uint8) for _ in range(2)]
+        self.staged = [xp.empty((batch_size, features), dtype=x_uint8.dtype) for _ in range(2)]
         if self.resident:
             self.x = xp.asarray(x_uint8)
             self.y = xp.asarray(y)
@@ -48,8 +50,8 @@ class Feeder:
             self.copy_stream = xp.cuda.Stream(non_blocking=True)
             self.pinned = []
             for _ in range(2):
-                memory = xp.cuda.alloc_pinned_memory(batch_size * features)
-                self.pinned.append(np.frombuffer(memory, np.uint8, batch_size * features).reshape(batch_size, features))
+                memory = xp.cuda.alloc_pinned_memory(batch_size * features * x_uint8.dtype.itemsize)
+                self.pinned.append(np.frombuffer(memory, x_uint8.dtype, batch_size * features).reshape(batch_size, features))
             self.ready = [xp.cuda.Event(), xp.cuda.Event()]  # copy into staged[slot] done
             self.consumed = [xp.cuda.Event(), xp.cuda.Event()]  # normalize out of staged[slot] done
 

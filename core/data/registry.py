@@ -1,14 +1,13 @@
 """Every dataset neuraterm knows: where its files come from, how they are checked, how they are read.
 
 All loaders end in the same `Dataset` of uint8 images (N, D) and integer labels, so the rest of
-the program has one code path. Files are looked for, in order, in `--data-dir`, the cache
+the program has one code path; a path instead of a name is your own data (`custom`). Files are looked for, in order, in `--data-dir`, the cache
 (`$NEURATERM_DATA`, else `$XDG_CACHE_HOME/neuraterm`), and the places other tools leave them
 (Debian's `/usr/share/datasets`, Keras' `~/.keras/datasets`, torchvision's `<root>/<Name>/raw`);
 only then is the canonical source downloaded, verified against its published checksum.
 """
 from __future__ import annotations
 
-import gzip
 import io
 import os
 import zipfile
@@ -18,26 +17,14 @@ from typing import Callable
 
 import numpy as np
 
-from neuraterm.core.data import cifar, idx
+from neuraterm.core.data import cifar, custom, idx
+from neuraterm.core.data.dataset import Dataset, joined
 from neuraterm.core.data.download import Progress, fetch, verify
 from neuraterm.core.errors import NeuratermError, did_you_mean
 
 EMBEDDED = Path(__file__).with_name("mnist_5k.npz")
 IDX_FILES = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
              "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")
-
-
-@dataclass
-class Dataset:
-    """A dataset as loaded: uint8 images flattened to (N, D), int64 labels; test split may be absent."""
-    name: str
-    x_train: np.ndarray
-    y_train: np.ndarray
-    x_test: np.ndarray | None
-    y_test: np.ndarray | None
-    class_names: list[str]
-    image_shape: tuple[int, ...]
-    source: str
 
 
 @dataclass(frozen=True)
@@ -120,14 +107,12 @@ def _load_idx(info, data_dir, download, progress) -> Dataset:
         verify(keras_npz, "731c5ac602752760c8e48fbffcf8c3b850d9dc2a2aedcf2cc48468fc17b673d1")
         with np.load(keras_npz, allow_pickle=False) as d:
             x_tr, y_tr, x_te, y_te = (d[k] for k in ("x_train", "y_train", "x_test", "y_test"))
-        x_tr, x_te, source = x_tr.reshape(len(x_tr), -1), x_te.reshape(len(x_te), -1), str(keras_npz)
-    else:
-        paths = [_obtain(info, i, data_dir, download, progress) for i in range(4)]
-        x_tr, y_tr = idx.read_pair(paths[0], paths[1])
-        x_te, y_te = idx.read_pair(paths[2], paths[3])
-        source = str(paths[0].parent)
-    return Dataset(info.name, x_tr, y_tr.astype(np.int64), x_te, y_te.astype(np.int64),
-                   list(info.class_names), info.image_shape, source)
+        x = np.concatenate([x_tr.reshape(len(x_tr), -1), x_te.reshape(len(x_te), -1)])
+        y = np.concatenate([y_tr, y_te]).astype(np.int64)
+        return joined(info.name, x, y, len(x_tr), list(info.class_names), info.image_shape, str(keras_npz))
+    paths = [_obtain(info, i, data_dir, download, progress) for i in range(4)]
+    x, y, counts = idx.read_pairs([(paths[0], paths[1]), (paths[2], paths[3])])
+    return joined(info.name, x, y, counts[0], list(info.class_names), info.image_shape, str(paths[0].parent))
 
 
 def _load_k49(info, data_dir, download, progress) -> Dataset:
@@ -157,37 +142,42 @@ def _emnist_unpacked(name: str, data_dir: Path | None) -> list[Path | None]:
             for p in ("train-images", "train-labels", "test-images", "test-labels")]
 
 
+def _upright(x: np.ndarray) -> None:
+    """EMNIST stores its images transposed; turn them upright in place, a block at a time (no second copy)."""
+    for start in range(0, len(x), 8192):
+        block = x[start:start + 8192].reshape(-1, 28, 28)
+        block[...] = block.transpose(0, 2, 1).copy()
+
+
 def _load_emnist(info, data_dir, download, progress) -> Dataset:
     """EMNIST from the NIST archive (or torchvision's unpacked files); images are stored transposed."""
     split = info.name.split("-", 1)[1]
-    parts = ("train-images", "train-labels", "test-images", "test-labels")
     unpacked = _emnist_unpacked(info.name, data_dir)
     mapping = ""
     if all(unpacked):
-        arrays = [idx.read_idx(p) for p in unpacked]
+        x, y, counts = idx.read_pairs([(unpacked[0], unpacked[1]), (unpacked[2], unpacked[3])])
         source = str(unpacked[0].parent)
     else:
         archive = _obtain(info, 0, data_dir, download, progress)
-        arrays = []
         try:
             with zipfile.ZipFile(archive) as zf:
-                for p in parts:
-                    member = f"gzip/{_emnist_member(split, p)}.gz"
-                    arrays.append(idx.parse_idx(gzip.decompress(zf.read(member)), f"{archive}:{member}"))
+                def member(part):
+                    name = f"gzip/{_emnist_member(split, part)}.gz"
+                    zf.getinfo(name)  # KeyError now, with the member's name, if it is missing
+                    return f"{archive}:{name}", lambda: zf.open(name)
+                x, y, counts = idx.read_pairs([(member("train-images"), member("train-labels")),
+                                               (member("test-images"), member("test-labels"))])
                 mapping = zf.read(f"gzip/emnist-{split}-mapping.txt").decode()
         except (zipfile.BadZipFile, KeyError, OSError, EOFError) as exc:
             raise NeuratermError(f"{archive}: not a readable EMNIST archive ({exc})") from None
         source = str(archive)
-    x_tr, y_tr, x_te, y_te = arrays
-    for x, y, name in ((x_tr, y_tr, "train"), (x_te, y_te, "test")):
-        if len(x) != len(y):
-            raise NeuratermError(f"emnist-{split} {name}: {len(x):,} images but {len(y):,} labels")
-    upright = lambda x: np.ascontiguousarray(x.reshape(-1, 28, 28).transpose(0, 2, 1)).reshape(len(x), -1)  # noqa: E731
+    if x.shape[1] != 28 * 28:
+        raise NeuratermError(f"emnist-{split}: images of {x.shape[1]} pixels, expected 28 x 28")
+    _upright(x)
     offset = 1 if split == "letters" else 0  # Letters labels run 1..26
     names = [chr(int(line.split()[1])) for line in io.StringIO(mapping) if line.strip()]
     names = names or list(info.class_names)  # mapping lines run in label order (Letters: 1..26)
-    return Dataset(info.name, upright(x_tr), y_tr.astype(np.int64) - offset, upright(x_te),
-                   y_te.astype(np.int64) - offset, names, info.image_shape, source)
+    return joined(info.name, x, y - offset, counts[0], names, info.image_shape, source)
 
 
 def _load_cifar(info, data_dir, download, progress) -> Dataset:
@@ -272,7 +262,8 @@ DATASETS: dict[str, DatasetInfo] = {info.name: info for info in _infos}
 
 def info(name: str) -> DatasetInfo:
     if name not in DATASETS:
-        raise NeuratermError(f"unknown dataset {name!r}{did_you_mean(name, DATASETS)}; run 'neuraterm datasets' to list them")
+        raise NeuratermError(f"unknown dataset {name!r}{did_you_mean(name, DATASETS)}; run 'neuraterm datasets' to "
+                             f"list them, or give the path of your own (.npz, .csv or a folder of images per class)")
     return DATASETS[name]
 
 
@@ -294,8 +285,11 @@ def locate(name: str, data_dir: Path | None = None) -> str | None:
 
 
 def load(name: str, data_dir: str | Path | None = None, download: bool = True,
-         progress: Progress | None = None) -> Dataset:
-    """Load a dataset by name; see the module docstring for where files are looked for."""
+         progress: Progress | None = None, recorded: dict | None = None) -> Dataset:
+    """Load a dataset by name, or your own from a path (`recorded`: what a model folder says it was
+    trained on, checked against it); see the module docstring for where named files are looked for."""
+    if name not in DATASETS and custom.is_path(name):
+        return custom.load(name, recorded)
     spec = info(name)
     dataset = spec.loader(spec, Path(data_dir).expanduser() if data_dir else None, download, progress)
     if dataset.y_train.size and (dataset.y_train.min() < 0 or dataset.y_train.max() >= spec.classes):
