@@ -148,6 +148,8 @@ def resume(run_dir, overrides=(), **opts):
     snap = checkpoint.load(Path(run_dir))
     config = with_overrides(snap.config, overrides, **opts)
     changed = config_mod.frozen_changes(snap.config, config)
+    if "data.dataset" in changed and moved_data(snap.config.data.dataset, config.data.dataset):
+        changed.remove("data.dataset")  # the same data at a new path: its recorded SHA-256 is checked on load
     if changed:
         raise NeuratermError(f"{', '.join(changed)} cannot change on resume (they define the data split, the model "
                              f"or its initialization); train a new run instead")
@@ -155,6 +157,14 @@ def resume(run_dir, overrides=(), **opts):
     if config.train.epochs <= done and not snap.train_state.get("partial") and snap.report is not None:
         raise NeuratermError(f"{run_dir} has already trained {done} epochs; pass --epochs N with N > {done}")
     run_training(config, Path(run_dir), resume=True)
+
+
+def moved_data(saved: str, new: str) -> bool:
+    """Whether a resume names your own data at another path (same CSV label column): allowed, since
+    loading compares its content with the SHA-256 the model folder recorded."""
+    from neuraterm.core.data import csv_table, custom
+    return (custom.is_path(saved) and custom.is_path(new)
+            and csv_table.split_spec(saved)[1] == csv_table.split_spec(new)[1])
 
 
 def parse_sigmas(text: str) -> list[float]:

@@ -341,3 +341,20 @@ def test_threads_limit_the_blas_pool_during_training(tmp_path):
                                       if isinstance(e, events.StepEnded) else None]).run()
     assert seen and set(seen) == {1}
     assert cli("train", "--out", tmp_path / "bad", "--threads", -1).returncode == 2
+
+
+def test_resume_finds_moved_data_by_its_content_and_refuses_other_data(tmp_path):
+    rng = np.random.default_rng(0)
+    x, y = rng.integers(0, 256, (300, 64), dtype=np.uint8), np.arange(300) % 3
+    np.savez(tmp_path / "mine.npz", x=x, y=y)
+    run = tmp_path / "run"
+    assert cli("train", "--out", run, "--epochs", 1, "--set", f'data.dataset="{tmp_path / "mine.npz"}"',
+               "--set", "model.hidden=[8]").returncode == 0
+    (tmp_path / "mine.npz").rename(tmp_path / "moved.npz")
+    np.savez(tmp_path / "other.npz", x=x[::-1].copy(), y=y)
+    other = cli("resume", run, "--epochs", 2, "--set", f'data.dataset="{tmp_path / "other.npz"}"')
+    assert other.returncode == 2 and "changed since this model was trained" in other.stderr, other.stderr
+    moved = cli("resume", run, "--epochs", 2, "--set", f'data.dataset="{tmp_path / "moved.npz"}"')
+    assert moved.returncode == 0, moved.stderr
+    assert checkpoint.load(run).epoch == 2
+    assert cli("resume", run, "--epochs", 3, "--set", 'data.dataset="mnist-5k"').returncode == 2
