@@ -284,8 +284,9 @@ def serve(run_dir, host, port, public):
     if host not in LOOPBACK and not public:
         raise NeuratermError(f"--host {host} would let anyone who can reach it control your runs (no "
                              f"authentication); use ssh -L with the default 127.0.0.1, or pass --public")
-    if run_dir and not checkpoint.is_run_folder(Path(run_dir)):
-        raise NeuratermError(f"{run_dir}: not a neuraterm model folder")
+    from neuraterm.core.study import STUDY_FILE
+    if run_dir and not checkpoint.is_run_folder(Path(run_dir)) and not (Path(run_dir) / STUDY_FILE).is_file():
+        raise NeuratermError(f"{run_dir}: not a neuraterm model folder or study folder")
     if host not in LOOPBACK:
         say(f"warning: serving on {host}:{port} without authentication; anyone who reaches it controls your runs")
     command = [sys.executable, "-m", "neuraterm"] + (["watch", str(Path(run_dir).resolve())] if run_dir else ["tui"])
@@ -296,11 +297,13 @@ def serve(run_dir, host, port, public):
 @click.argument("run_dir", type=click.Path(file_okay=False))
 def watch(run_dir):
     """Open the dashboard of any run folder: its history so far, then live while a process trains it,
-    with pause (p), stop (x) and save now (s) working from here. Several viewers may watch one run."""
+    with pause (p), stop (x) and save now (s) working from here. Several viewers may watch one run.
+    A study folder opens the Study screen: every member live, stop and resume them from there."""
+    from neuraterm.core.study import STUDY_FILE
     if not sys.stdout.isatty() and "TEXTUAL_DRIVER" not in os.environ:
         raise NeuratermError("watch needs a terminal; use 'ssh -t', 'neuraterm serve RUN_DIR', or 'neuraterm runs'")
-    if not checkpoint.is_run_folder(Path(run_dir)):
-        raise NeuratermError(f"{run_dir}: not a neuraterm model folder")
+    if not checkpoint.is_run_folder(Path(run_dir)) and not (Path(run_dir) / STUDY_FILE).is_file():
+        raise NeuratermError(f"{run_dir}: not a neuraterm model folder or study folder")
     from neuraterm.tui.app import run_app
     run_app(watch_dir=run_dir)
 

@@ -30,6 +30,7 @@ from neuraterm.tui.screens.evaluate import EvaluateScreen
 from neuraterm.tui.screens.help import HelpScreen
 from neuraterm.tui.screens.runs import RunsScreen
 from neuraterm.tui.screens.setup import SetupScreen
+from neuraterm.tui.screens.study import StudyScreen
 from neuraterm.tui.service import TrainingService
 
 MIN_WIDTH, MIN_HEIGHT = 80, 24
@@ -38,11 +39,13 @@ MIN_WIDTH, MIN_HEIGHT = 80, 24
 class NeuratermApp(App):
     CSS_PATH = "app.tcss"
     TITLE = "neuraterm"
-    MODES = {"setup": SetupScreen, "dashboard": DashboardScreen, "runs": RunsScreen}
+    MODES = {"setup": SetupScreen, "dashboard": DashboardScreen, "runs": RunsScreen, "study": StudyScreen}
     BINDINGS = [
         Binding("n", "show_mode('setup')", "Setup", tooltip="Go to the Setup screen"),
         Binding("d", "show_mode('dashboard')", "Dashboard", tooltip="Go to the Dashboard"),
         Binding("r", "show_mode('runs')", "Runs", tooltip="Go to the Runs screen"),
+        Binding("S", "show_mode('study')", "Studies", show=False,  # in Help, the palette and the Runs hint
+                tooltip="Go to the Study screen (the members of a study)"),
         Binding("question_mark", "help", "Help", tooltip="Show every key"),
         Binding("q", "quit", "Quit", tooltip="Quit (asks whether a run under way keeps training)"),
     ]
@@ -59,6 +62,7 @@ class NeuratermApp(App):
         self.run_id = 0  # bumped at each attachment; messages of older ones are ignored
         self.attached: Path | None = None  # the run folder the dashboard follows
         self.launched = None  # the training process this app started for it, if it did
+        self.study_dir: Path | None = None  # the study folder the Study screen shows
 
     def on_mount(self) -> None:
         self.mount(Static("terminal too small: neuraterm needs at least 80x24", id="too-small"))
@@ -114,6 +118,10 @@ class NeuratermApp(App):
     def watch_run(self, run_dir: str) -> None:
         """Attach the dashboard to any model folder, even one whose first epoch is under way: its whole
         history, then whatever it does next."""
+        if self.service.is_study(Path(run_dir)):
+            self.study_dir = Path(run_dir)
+            self.call_later(self.action_show_mode, "study")
+            return
         info = self.service.describe(Path(run_dir))
         if info is None:
             self.notify(f"{run_dir}: not a neuraterm model folder", severity="error")
@@ -227,7 +235,7 @@ class NeuratermApp(App):
         sections = [("everywhere", None, list(self.BINDINGS)), *(
             (name, mode, list(screen.BINDINGS)) for name, mode, screen in (
                 ("setup", "setup", SetupScreen), ("dashboard", "dashboard", DashboardScreen),
-                ("runs", "runs", RunsScreen), ("evaluate", None, EvaluateScreen)))]
+                ("runs", "runs", RunsScreen), ("study", "study", StudyScreen), ("evaluate", None, EvaluateScreen)))]
         result = []
         for name, mode, bindings in sections:
             by_action: dict[str, list[Binding]] = {}

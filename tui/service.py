@@ -48,8 +48,8 @@ class Launched:
 
 
 class TrainingService:
-    def __init__(self, runs_root: Path = Path("runs")):
-        self.runs_root = Path(runs_root)
+    def __init__(self, runs_root: Path = Path("runs"), studies_root: Path = Path("studies")):
+        self.runs_root, self.studies_root = Path(runs_root), Path(studies_root)
 
     # -- presets and datasets ---------------------------------------------------------------
     def preset_names(self) -> list[str]:
@@ -108,6 +108,32 @@ class TrainingService:
 
     def run_config(self, folder: Path) -> config_mod.Config:
         return checkpoint.load(Path(folder)).config
+
+    # -- studies ------------------------------------------------------------------------------
+    def study_folders(self) -> list[Path]:
+        """The study folders under the studies folder (each holds its resolved study.toml)."""
+        from neuraterm.core.study import STUDY_FILE
+        if not self.studies_root.is_dir():
+            return []
+        return sorted(p for p in self.studies_root.iterdir() if (p / STUDY_FILE).is_file())
+
+    def is_study(self, path: Path) -> bool:
+        from neuraterm.core.study import STUDY_FILE
+        return (Path(path) / STUDY_FILE).is_file()
+
+    def open_study(self, path: Path):
+        from neuraterm.core.study_folder import StudyFolder
+        return StudyFolder.open(Path(path))
+
+    def study_rows(self, folder) -> list:
+        """Every member's state, metrics and history, plus `f1` (class -> F1 of its test report)."""
+        from neuraterm.core import study_results
+        rows = study_results.collect(folder)
+        for row in rows:
+            report = self.report(folder.member_dir(row.name)) or {}
+            names, f1 = report.get("class_names") or [], (report.get("per_class") or {}).get("f1") or []
+            row.f1 = dict(zip(names, f1))
+        return rows
 
     # -- training processes -------------------------------------------------------------------
     def launch(self, config: config_mod.Config, run_dir: Path) -> Launched:

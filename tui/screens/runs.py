@@ -49,7 +49,7 @@ class RunsScreen(Screen):
         for key, run in self.runs.items():
             table.add_row("●" if key in self.selected else " ", run.name, *self.cells(run), key=key)
         hint = ("no model folders yet in " + str(self.app.service.runs_root) if not self.runs else
-                "space: overlay curves  enter: evaluate  w: watch  R: resume training")
+                "space: overlay  enter: evaluate  w: watch  R: resume  S: studies")
         self.query_one("#runs-hint", Static).update(hint)
         self.update_overlay()
 
