@@ -65,6 +65,7 @@ class DashboardScreen(Screen):
         self._drawn_version = -1
         self._drawn_epochs = -1
         self._drawn_steps = -1
+        self._drawn_progress = (0, -1)
         self._epoch_drawn_at = self._step_drawn_at = 0.0
         self._logged = 0
         self.redraw()
@@ -75,18 +76,21 @@ class DashboardScreen(Screen):
         if state.version == self._drawn_version and state.status != "running":
             return
         self._drawn_version = state.version
-        # Plotting holds the GIL the training thread needs: redraw a chart only when its data changed.
-        # While a run is under way, epoch charts redraw at most twice a second and the step chart once.
+        # Every redraw costs CPU the training process on the same machine wants: redraw a chart only when
+        # its data changed; while a run is under way, epoch charts at most twice a second (an epoch shows
+        # within a second of its end), the step chart every two seconds, the bar when its percent moves.
         now = time.monotonic()
         live = state.status == "running"
         if len(state.history) != self._drawn_epochs and (not live or now - self._epoch_drawn_at >= 0.5):
             self._drawn_epochs, self._epoch_drawn_at = len(state.history), now
             self.draw_epoch_charts(state)
-        if len(state.step_loss) != self._drawn_steps and (not live or now - self._step_drawn_at >= 1.0):
+        if len(state.step_loss) != self._drawn_steps and (not live or now - self._step_drawn_at >= 2.0):
             self._drawn_steps, self._step_drawn_at = len(state.step_loss), now
             self.draw_step_chart(state)
         done, total = state.progress()
-        self.query_one("#progress", ProgressBar).update(total=total, progress=done)
+        if (total, 100 * done // total) != self._drawn_progress or not live:
+            self._drawn_progress = (total, 100 * done // total)
+            self.query_one("#progress", ProgressBar).update(total=total, progress=done)
         self.query_one("#status", StatusLine).show(self.status_text(state))
         log = self.query_one("#log", RichLog)
         for line in state.log[self._logged:]:
