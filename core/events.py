@@ -28,6 +28,7 @@ class RunStarted:
     data_placement: str = ""
     class_counts: dict = field(default_factory=dict)
     step_engine: str = ""  # which training step runs (fused kernels and graphs, or autograd, and why)
+    blas_threads: str = ""  # on the CPU: how many BLAS threads, and why
 
 
 @dataclass

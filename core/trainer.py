@@ -207,7 +207,7 @@ class Trainer:
                 raise NeuratermError(f"{self.run_dir}: the model is {saved}, but {c.data.dataset} now gives {sizes}")
             data.normalizer.restore(snap.normalization)
         check_fits_in_memory(sizes, c.train.batch_size, c.optimizer.name)
-        self.threads = threads.choose(c.train.threads, sizes, c.train.batch_size)
+        self.threads, self.threads_why = threads.choose(c.train.threads, sizes, c.train.batch_size)
         self.model = build_model(c, data.num_features, data.num_classes, self.xp)
         self.optimizer = build_optimizer(c, self.model)
         self.schedule = build_schedule(c)
@@ -410,7 +410,8 @@ class Trainer:
         self.emit(events.RunStarted(str(self.run_dir), c.name, backend.name_of(self.xp), self.model.num_parameters(),
                                     len(data.train.y), len(data.val.y), len(data.test.y), len(self.order),
                                     self.epoch, total_epochs, self.feeder.describe(), data.counts(),
-                                    self.step.describe()))
+                                    self.step.describe(),
+                                    f"{self.threads} ({self.threads_why})" if self.xp is np else ""))
         run_start = time.perf_counter()
         early_stopped = self.early.should_stop  # a run killed between its early stop and its report
         try:

@@ -101,6 +101,8 @@ class HeadlessPrinter:
                 self._plain(f"training data: {event.data_placement}")
             if event.step_engine:
                 self._plain(f"training step: {event.step_engine}")
+            if event.blas_threads:
+                self._plain(f"BLAS threads: {event.blas_threads}")
         elif isinstance(event, events.StepEnded) and self.interactive:
             if self.progress is None:
                 self.progress = Progress(TextColumn("epoch {task.fields[epoch]}"), BarColumn(), MofNCompleteColumn(),

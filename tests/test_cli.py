@@ -358,3 +358,20 @@ def test_resume_finds_moved_data_by_its_content_and_refuses_other_data(tmp_path)
     assert moved.returncode == 0, moved.stderr
     assert checkpoint.load(run).epoch == 2
     assert cli("resume", run, "--epochs", 3, "--set", 'data.dataset="mnist-5k"').returncode == 2
+
+
+def test_automatic_threads_give_small_models_one_and_big_ones_only_the_free_cores():
+    from neuraterm.core import threads
+    assert threads.choose(0, [784, 128, 10], 64) == (1, "automatic: a small model")
+    assert threads.choose(3, [784, 512, 256, 10], 128)[0] == 3
+    cores = threads.available_cores()
+    spin = "import time\nwhile True: pass\n"
+    busy = [subprocess.Popen([sys.executable, "-c", spin]) for _ in range(cores)]
+    try:
+        time.sleep(0.3)
+        chosen, why = threads.choose(0, [784, 512, 256, 10], 128)  # fashion-mlp's widest GEMM
+        assert chosen == 1 and f"of {cores} cores free" in why
+    finally:
+        for proc in busy:
+            proc.kill()
+            proc.wait()

@@ -80,6 +80,8 @@ class RunState:
                             f"{event.train_size:,} train / {event.val_size:,} val / {event.test_size:,} test")
             if event.step_engine:
                 self.log.append(f"training step: {event.step_engine}")
+            if event.blas_threads:
+                self.log.append(f"BLAS threads: {event.blas_threads}")
         elif isinstance(event, events.StepEnded):
             self.add_step_loss(event)
             self.epoch = event.epoch
