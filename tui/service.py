@@ -11,6 +11,7 @@ dropped SSH connection, and the app is one more viewer of its folder.
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 import tempfile
@@ -157,6 +158,17 @@ class TrainingService:
     def send(self, run_dir: Path, action: str) -> None:
         """pause, resume, stop or save: a command to whichever process trains the folder."""
         commands.send(Path(run_dir), action)
+
+    def run_memory(self, run_dir: Path) -> int | None:
+        """Resident memory in bytes of the process training `run_dir`, when it runs on this machine."""
+        who = lock.holder(Path(run_dir)) or {}
+        if who.get("host") != socket.gethostname():
+            return None
+        try:
+            with open(f"/proc/{int(who['pid'])}/status") as f:
+                return next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmRSS:"))
+        except (OSError, ValueError, KeyError, StopIteration):
+            return None
 
     def is_live(self, run_dir: Path) -> bool:
         return lock.holder(Path(run_dir)) is not None

@@ -49,7 +49,8 @@ class DashboardScreen(Screen):
                 yield CurveChart("loss", id="loss-chart")
                 yield CurveChart("accuracy %", percent=True, id="acc-chart")
             with Horizontal(id="status-row"):
-                yield ProgressBar(id="progress", show_eta=False)
+                yield ProgressBar(id="progress", show_eta=False, show_percentage=False)  # the percent is in the status
+                # line: a label whose width changes would re-run the layout at every percent
                 yield StatusLine(id="status")
             with Horizontal(id="bottom"):
                 yield RichLog(id="log", max_lines=200, wrap=True, markup=False, min_width=16)  # wrap at its width, not 78
@@ -137,16 +138,18 @@ class DashboardScreen(Screen):
         if state.status == "idle":
             return "no run yet: pick a preset on the Setup screen (n) and press t"
         epoch = max(state.epoch, len(state.history))
-        text = f"{state.status}  epoch {epoch}/{state.epochs}"
+        done, total = state.progress()
+        text = f"{100 * done // total:3d}%  {state.status}  epoch {epoch}/{state.epochs}"
         if not self.app.deterministic and state.samples_per_s and state.status == "running":
             eta = state.eta()  # most wanted first: the line is cut at the right on narrow terminals
             text += f"  ETA {'…' if eta is None else duration(eta)}  {state.samples_per_s:,.0f} samples/s"
         text += f"  {state.device}"
         if state.data_placement and self.app.size.width >= 110:
             text += f"  data {state.data_placement.split(' (')[0]}"
-        if not self.app.deterministic:
-            import resource
-            text += f"  RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:,.0f} MB"
+        memory = None if self.app.deterministic or self.app.attached is None else \
+            self.app.service.run_memory(self.app.attached)
+        if memory:
+            text += f"  RSS {memory / 2**20:,.0f} MB"  # the training process's, when it runs on this machine
         return text
 
 
