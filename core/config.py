@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import sys
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from neuraterm.core import toml_text
 from neuraterm.core.activations import ACTIVATIONS
 from neuraterm.core.backend import DEVICES
 from neuraterm.core.data.feeder import PLACEMENTS
@@ -24,10 +24,6 @@ from neuraterm.core.initializers import INITIALIZERS
 from neuraterm.core.optimizers import OPTIMIZERS
 from neuraterm.core.schedules import SCHEDULES
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
 
 
 @dataclass
@@ -253,13 +249,7 @@ def _get(values: dict, key: str):
 
 def parse_toml(data: bytes, source: str, complete: bool = False) -> Config:
     """A Config from TOML bytes; every problem is one line naming `source`."""
-    try:
-        values = tomllib.loads(data.decode("utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise NeuratermError(f"{source}: not valid TOML ({exc})") from None
-    except RecursionError:
-        raise NeuratermError(f"{source}: not valid TOML (nested too deeply)") from None
-    return from_dict(values, source, complete)
+    return from_dict(toml_text.loads(data, source), source, complete)
 
 
 def load_toml(path: Path, complete: bool = False) -> Config:
@@ -278,10 +268,7 @@ def apply_override(config: Config, assignment: str) -> Config:
         raise NeuratermError(f"--set {assignment!r}: expected section.key=value")
     key, raw = assignment.split("=", 1)
     parts = key.strip().split(".")
-    try:
-        value = tomllib.loads(f"v = {raw.strip()}")["v"]
-    except (tomllib.TOMLDecodeError, RecursionError):
-        value = raw.strip()  # a bare word: a string
+    value = toml_text.assigned(raw)
     values = config.to_dict()
     target = values
     for part in parts[:-1]:
@@ -292,28 +279,9 @@ def apply_override(config: Config, assignment: str) -> Config:
     return from_dict(values, f"--set {key}")
 
 
-_ESCAPES = {"\\": "\\\\", '"': '\\"', "\b": "\\b", "\t": "\\t", "\n": "\\n", "\f": "\\f", "\r": "\\r"}
-
-
-def _toml_string(text: str) -> str:
-    """A TOML basic string: quotes, backslashes and every control character escaped."""
-    return '"' + "".join(_ESCAPES.get(ch) or (f"\\u{ord(ch):04x}" if ord(ch) < 0x20 or ord(ch) == 0x7F else ch)
-                         for ch in text) + '"'
-
-
-def _toml_value(value) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float)):
-        return repr(value)
-    if isinstance(value, list):
-        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
-    return _toml_string(str(value))
-
-
 def to_toml(config: Config) -> str:
     values = config.to_dict()
-    lines = [f"{k} = {_toml_value(values[k])}" for k in ("name", "description")]
+    lines = [f"{k} = {toml_text.value(values[k])}" for k in ("name", "description")]
     for section in SECTIONS:
-        lines += ["", f"[{section}]"] + [f"{k} = {_toml_value(v)}" for k, v in values[section].items()]
+        lines += ["", f"[{section}]"] + [f"{k} = {toml_text.value(v)}" for k, v in values[section].items()]
     return "\n".join(lines) + "\n"

@@ -18,19 +18,14 @@ import itertools
 import json
 import math
 import re
-import sys
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
 
-from neuraterm.core import config as config_mod
+from neuraterm.core import config as config_mod, toml_text
 from neuraterm.core.errors import NeuratermError, did_you_mean
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
 
 STUDY_FILE = "study.toml"  # the resolved copy inside a study folder
 KINDS = ("train", "ce")
@@ -309,13 +304,7 @@ def _distribution(spec, where: str) -> tuple[str, list]:
 
 
 def parse(data: bytes, source: str) -> Study:
-    try:
-        values = tomllib.loads(data.decode("utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise NeuratermError(f"{source}: not valid TOML ({exc})") from None
-    except RecursionError:
-        raise NeuratermError(f"{source}: not valid TOML (nested too deeply)") from None
-    return from_dict(values, source)
+    return from_dict(toml_text.loads(data, source), source)
 
 
 def path_of(name_or_path: str) -> Path:
@@ -369,11 +358,7 @@ def with_overrides(study: Study, assignments=(), epochs: int | None = None, seed
             raise NeuratermError(f"--set {assignment!r}: expected section.key=value")
         key, raw = (part.strip() for part in assignment.split("=", 1))
         _config_key(key, f"--set {key}")
-        try:
-            value = tomllib.loads(f"v = {raw}")["v"]
-        except (tomllib.TOMLDecodeError, RecursionError):
-            value = raw  # a bare word: a string
-        values.setdefault("set", {})[key] = value
+        values.setdefault("set", {})[key] = toml_text.assigned(raw)
     if epochs is not None:
         values.setdefault("set", {})["train.epochs"] = epochs
     if seeds is not None:
@@ -540,22 +525,6 @@ def _to_plain(study: Study) -> dict:
     return out
 
 
-def _toml_value(value) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float)):
-        return repr(value)
-    if isinstance(value, list):
-        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
-    if isinstance(value, dict):
-        return "{" + ", ".join(f"{_toml_key(k)} = {_toml_value(v)}" for k, v in value.items()) + "}"
-    return json.dumps(str(value), ensure_ascii=False).replace("\x7f", "\\u007f")
-
-
-def _toml_key(key: str) -> str:
-    return key if re.fullmatch(r"[A-Za-z0-9_-]+", key) else json.dumps(key, ensure_ascii=False)
-
-
 def to_toml(study: Study) -> str:
     """The study file, every setting resolved (what a study folder keeps as `study.toml`)."""
     plain = _to_plain(study)
@@ -564,11 +533,11 @@ def to_toml(study: Study) -> str:
     for key, value in plain.items():
         if key == "member":
             for row in value:
-                tables += ["", "[[member]]"] + [f"{_toml_key(k)} = {_toml_value(v)}" for k, v in row.items()]
+                tables += ["", "[[member]]"] + [f"{toml_text.key(k)} = {toml_text.value(v)}" for k, v in row.items()]
         elif isinstance(value, dict):
-            tables += ["", f"[{key}]"] + [f"{_toml_key(k)} = {_toml_value(v)}" for k, v in value.items()]
+            tables += ["", f"[{key}]"] + [f"{toml_text.key(k)} = {toml_text.value(v)}" for k, v in value.items()]
         else:
-            lines.append(f"{key} = {_toml_value(value)}")
+            lines.append(f"{key} = {toml_text.value(value)}")
     return "\n".join(lines + tables) + "\n"
 
 

@@ -16,6 +16,7 @@ from hypothesis import HealthCheck, event, given, settings, strategies as st
 
 from model_folders import TINY, cli, command, edit, env_with, main, npy, one_line, read, tree
 from neuraterm import cli as cli_mod
+from neuraterm.core import toml_text
 from neuraterm.core import checkpoint, config as config_mod
 from neuraterm.core.errors import NeuratermError
 
@@ -484,8 +485,8 @@ def test_a_run_with_control_characters_in_its_config_trains_evaluates_and_resume
     name = "two\nlines\x1b[31m\ttab \"quoted\" \\ back\x7f"
     preset = tmp_path / "odd.toml"
     data_dir = str(tmp_path / "dir\nwith newline")
-    preset.write_text(f"name = {config_mod._toml_string(name)}\ndescription = {config_mod._toml_string(name * 2)}\n"
-                      f"[data]\ndata_dir = {config_mod._toml_string(data_dir)}\n")
+    preset.write_text(f"name = {toml_text.string(name)}\ndescription = {toml_text.string(name * 2)}\n"
+                      f"[data]\ndata_dir = {toml_text.string(data_dir)}\n")
     run = tmp_path / "run"
     code, _, err = main(capsys, "train", "--preset", preset, "--out", run, "--epochs", 1, *TINY)
     assert code == 0, err
