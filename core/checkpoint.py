@@ -75,7 +75,6 @@ class Snapshot:
     normalization: dict[str, np.ndarray] = field(default_factory=dict)
     best_weights: dict[str, np.ndarray] = field(default_factory=dict)
     report: dict | None = None
-    path: Path | None = None  # the checkpoint folder it was read from
 
     @property
     def epoch(self) -> int:
@@ -158,9 +157,9 @@ def _checkpoint_number(run_dir: Path, name: str) -> int | None:
     return int(target.name) if target.parent == Path(CHECKPOINTS) and NUMBERED.match(target.name) else None
 
 
-def sanitize_name(name: str) -> str:
-    """One safe path component for a folder named after a preset ('a/../b' -> 'a-b')."""
-    return re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip(".-")[:80] or "run"
+def sanitize_name(name: str, default: str = "run", limit: int | None = 80) -> str:
+    """One safe path component for a folder named after a preset or a study member ('a/../b' -> 'a-b')."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip(".-")[:limit] or default
 
 
 def new_run_dir(root: Path, name: str) -> Path:
@@ -207,7 +206,7 @@ class RunWriter:
         try:
             if not (run_dir / MARKER).exists():
                 try:
-                    _write_tree_file(run_dir / MARKER, json.dumps({"format": FORMAT, "created": time.time(),
+                    write_atomic(run_dir / MARKER, json.dumps({"format": FORMAT, "created": time.time(),
                                                                    "neuraterm_version": __version__}).encode())
                 except OSError as exc:
                     raise _save_failed(exc, run_dir, "no checkpoint was saved yet") from None
@@ -331,8 +330,11 @@ def _save_failed(exc: OSError, run_dir: Path, previous: str) -> RunFailed:
     return RunFailed(f"could not save {run_dir} ({exc.strerror or exc}); {previous}")
 
 
-def _write_tree_file(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write a whole file or nothing: a temporary sibling, fsynced, renamed over `path` (a reader never
+    sees half of it; a failure, a full disk included, leaves no temporary file)."""
+    path = Path(path)
+    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")  # the marker's leftover is recognized by this name
     try:
         with open(tmp, "wb") as f:
             f.write(data)
@@ -595,7 +597,7 @@ def check_train_state(state: dict, shown: Path) -> None:
     need(state.get("reference_loss") is None or _is_number(state["reference_loss"]), "'reference_loss' must be a number")
 
 
-def load(run_dir: Path, which: str = CURRENT) -> Snapshot:
+def load(run_dir: Path, which: str = CURRENT, with_best: bool = False) -> Snapshot:
     """Read and validate a model folder's current (or best) checkpoint; never writes anything.
 
     A writer may switch and sweep while this reads: a file that vanishes under a checkpoint that is no
@@ -605,6 +607,7 @@ def load(run_dir: Path, which: str = CURRENT) -> Snapshot:
         raise NeuratermError(f"{run_dir}: no such model folder")
     for _ in range(20):
         folder = checkpoint_dir(run_dir, which)
+        best = checkpoint_dir(run_dir, BEST) if which == CURRENT and with_best else None
         if folder is None:
             if (run_dir / MARKER).is_file():
                 raise NeuratermError(f"{run_dir}: no checkpoint saved yet")
@@ -612,15 +615,14 @@ def load(run_dir: Path, which: str = CURRENT) -> Snapshot:
         try:
             legacy = folder == run_dir
             snap = _load_checkpoint(folder, run_dir if legacy else run_dir / which, legacy)
-            if which == CURRENT:
-                best = checkpoint_dir(run_dir, BEST)
-                if best is not None and best != folder:
-                    snap.best_weights = _load_checkpoint(best, run_dir / BEST, False).weights
-                elif best == folder:
-                    snap.best_weights = dict(snap.weights)
+            if best is not None:  # a resume needs the best weights (restore_best); readers do not
+                snap.best_weights = dict(snap.weights) if best == folder else \
+                    _load_checkpoint(best, run_dir / BEST, False).weights
             return snap
-        except _Vanished:
-            if checkpoint_dir(run_dir, which) == folder:
+        except _Vanished:  # a writer switched and swept meanwhile: read again, unless nothing moved
+            moved = checkpoint_dir(run_dir, which) != folder or (
+                best is not None and checkpoint_dir(run_dir, BEST) != best)
+            if not moved:
                 raise NeuratermError(f"{folder}: incomplete checkpoint (a file listed in its manifest is missing)") from None
     raise NeuratermError(f"{run_dir}: the checkpoint kept changing while it was read")
 
@@ -678,4 +680,4 @@ def _load_checkpoint(folder: Path, shown: Path, legacy: bool) -> Snapshot:
     report = read.json("report.json") if read.exists("report.json") else None
     best = read.arrays("state/best")  # format 1 kept the best weights here
     return Snapshot(config, meta, weights, read.arrays("state/optimizer"), train_state, history, normalization,
-                    best, report, folder)
+                    best, report)

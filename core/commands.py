@@ -35,8 +35,12 @@ def send(run_dir: Path, action: str) -> str:
         raise NeuratermError(f"{run_dir} is not training now; nothing to {action}")
     command_id = f"{time.time_ns()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
     tmp = folder / f".{command_id}.tmp"
-    tmp.write_text(json.dumps({"id": command_id, "action": action, "sent": time.time()}), encoding="utf-8")
-    os.replace(tmp, folder / f"{command_id}.json")
+    try:
+        tmp.write_text(json.dumps({"id": command_id, "action": action, "sent": time.time()}), encoding="utf-8")
+        os.replace(tmp, folder / f"{command_id}.json")
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise NeuratermError(f"cannot send {action!r} to {run_dir} ({exc.strerror or exc})") from None
     return command_id
 
 

@@ -105,6 +105,8 @@ class Config:
         return dataclasses.asdict(self)
 
 
+ACTIVATION_CHOICES = tuple(a for a in ACTIVATIONS if a != "identity")
+INIT_CHOICES = ("auto", *INITIALIZERS)
 SECTIONS = {"data": DataConfig, "model": ModelConfig, "optimizer": OptimizerConfig,
             "schedule": ScheduleConfig, "train": TrainConfig}
 MONITORS = ("val_loss", "val_acc", "train_loss", "train_acc")
@@ -139,7 +141,7 @@ def _coerce(value, kind, where: str):
     return value
 
 
-def _check_keys(values: dict, known: list[str], where: str, complete: bool) -> None:
+def check_keys(values: dict, known: list[str], where: str, complete: bool = False) -> None:
     for key in values:
         if key not in known:
             hint = did_you_mean(key, known) or f" (known: {', '.join(sorted(known))})"
@@ -153,14 +155,14 @@ def _section(cls, values: dict, where: str, complete: bool = False):
     if not isinstance(values, dict):
         raise NeuratermError(f"{where}: expected a table")
     hints = typing.get_type_hints(cls)
-    _check_keys(values, [f.name for f in dataclasses.fields(cls)], where, complete)
+    check_keys(values, [f.name for f in dataclasses.fields(cls)], where, complete)
     return cls(**{k: _coerce(v, hints[k], f"{where}.{k}") for k, v in values.items()})
 
 
 def from_dict(values: dict, source: str = "config", complete: bool = False) -> Config:
     """A checked Config; `complete` demands every key (a model folder's config, never a preset)."""
     values = dict(values)
-    _check_keys(values, ["name", "description", *SECTIONS], source, complete)
+    check_keys(values, ["name", "description", *SECTIONS], source, complete)
     config = Config(name=_coerce(values.get("name", "custom"), str, f"{source}: name"),
                     description=_coerce(values.get("description", ""), str, f"{source}: description"),
                     **{k: _section(cls, values.get(k, {}), f"{source}: [{k}]", complete)
@@ -215,8 +217,8 @@ def validate(c: Config, source: str = "config") -> None:
         (0 <= t.threads <= 1024, "train.threads must be >= 0 (0 = automatic)"),
         _choice(t.device, DEVICES, "train.device"),
         (all(1 <= h <= 2**31 - 1 for h in m.hidden), "model.hidden sizes must be >= 1"),
-        _choice(m.activation, [a for a in ACTIVATIONS if a != "identity"], "model.activation"),
-        _choice(m.init, ["auto", *INITIALIZERS], "model.init"),
+        _choice(m.activation, ACTIVATION_CHOICES, "model.activation"),
+        _choice(m.init, INIT_CHOICES, "model.init"),
         (0 <= m.dropout < 1, "model.dropout must be in [0, 1)"),
         (d.limit >= 0, "data.limit must be >= 0"),
         (0 <= d.val_fraction < 1 and 0 <= d.test_fraction < 1
@@ -239,10 +241,11 @@ FROZEN_ON_RESUME = ("data.dataset", "data.val_fraction", "data.test_fraction", "
 def frozen_changes(saved: Config, new: Config) -> list[str]:
     """The frozen keys whose value differs between a model folder's config and the one asked for."""
     a, b = saved.to_dict(), new.to_dict()
-    return [key for key in FROZEN_ON_RESUME if _get(a, key) != _get(b, key)]
+    return [key for key in FROZEN_ON_RESUME if value_at(a, key) != value_at(b, key)]
 
 
-def _get(values: dict, key: str):
+def value_at(values: dict, key: str):
+    """`values["train"]["seed"]` for the key 'train.seed' of a config's `to_dict()`."""
     section, name = key.split(".")
     return values[section][name]
 

@@ -1,8 +1,14 @@
-"""The two ways a run ends badly, as users see them, and the "did you mean" that softens a typo."""
+"""How a run ends badly, as users see it (the two errors and the exit codes), and the "did you mean"
+that softens a typo."""
 from __future__ import annotations
 
 import difflib
+import signal
 from typing import Iterable
+
+EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 1, 2, 130
+# A dropped SSH session (SIGHUP) and `kill` (SIGTERM) save and stop like Ctrl-C; the exit code says which.
+STOP_SIGNALS = {signal.SIGINT: 130, signal.SIGTERM: 143, signal.SIGHUP: 129}
 
 
 class NeuratermError(Exception):

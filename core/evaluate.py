@@ -68,7 +68,8 @@ def report(model, x_uint8, y, normalizer, xp, class_names: list[str], sigmas=(0.
     }
 
 
-def evaluate_folder(run_dir: Path | str, sigmas=(0.0,), data_dir: str | None = None) -> dict:
+def evaluate_folder(run_dir: Path | str, sigmas=(0.0,), data_dir: str | None = None,
+                    snap: checkpoint.Snapshot | None = None) -> dict:
     """Evaluate a model folder's last checkpoint on its test split, finished or not.
 
     The result is `report(...)` plus where the weights come from: `epoch` (epochs completed),
@@ -78,7 +79,7 @@ def evaluate_folder(run_dir: Path | str, sigmas=(0.0,), data_dir: str | None = N
     """
     from neuraterm.core.trainer import build_model, load_data  # the trainer imports this module
 
-    snap = checkpoint.load(Path(run_dir))
+    snap = snap or checkpoint.load(Path(run_dir))
     config = snap.config
     if data_dir:
         config.data.data_dir = str(data_dir)
@@ -89,7 +90,7 @@ def evaluate_folder(run_dir: Path | str, sigmas=(0.0,), data_dir: str | None = N
     model.load_state_dict(snap.weights)
     result = report(model, data.test.x, data.test.y, data.normalizer, xp, data.class_names, sigmas,
                     config.train.seed)
-    result.update(epoch=int(snap.train_state.get("epoch", len(snap.history))),
+    result.update(epoch=snap.epoch,
                   mid_epoch=bool((snap.train_state.get("partial") or {}).get("step")), epochs=config.train.epochs,
                   finished=snap.report is not None)
     return result

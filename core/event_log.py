@@ -94,15 +94,7 @@ class LogReader:
         if end < 0:
             return []
         self.offset += end + 1
-        found = []
-        for line in data[:end].split(b"\n"):
-            try:
-                event = events.from_record(json.loads(line))
-            except (ValueError, UnicodeDecodeError, RecursionError):
-                continue
-            if event is not None:
-                found.append(event)
-        return found
+        return _parse(data[:end].split(b"\n"))
 
 
 def last_events(run_dir: Path, nbytes: int = 65536) -> list[events.Event]:
@@ -115,7 +107,11 @@ def last_events(run_dir: Path, nbytes: int = 65536) -> list[events.Event]:
             data = f.read()
     except OSError:
         return []
-    lines = data.split(b"\n")[1:] if size > nbytes else data.split(b"\n")
+    return _parse(data.split(b"\n")[1:] if size > nbytes else data.split(b"\n"))  # a cut first line is skipped
+
+
+def _parse(lines: list[bytes]) -> list[events.Event]:
+    """The events of whole log lines; a torn or unknown line is skipped, never fatal."""
     found = []
     for line in lines:
         try:

@@ -35,14 +35,16 @@ class RunInfo:
     holder: dict | None = None  # the process training it, when running
     problem: str = ""  # why it is 'damaged'
     history: list[dict] = field(default_factory=list)
+    report: dict | None = None  # the current checkpoint's report.json, once the run has finished
 
 
 def _state_from_log(path: Path, live: bool) -> tuple[str | None, str]:
     """'paused' or 'running' for a live run, 'failed' for a dead one whose last session failed."""
     last = [e for e in last_events(path) if isinstance(e, (events.RunStarted, events.Paused, events.Resumed,
-                                                              events.RunFailed, events.RunFinished))]
-    if live:
-        return ("paused" if last and isinstance(last[-1], events.Paused) else "running"), ""
+                                                              events.Heartbeat, events.RunFailed, events.RunFinished))]
+    if live:  # a long pause leaves only heartbeats in the log's tail; they say it is still paused
+        paused = last and (isinstance(last[-1], events.Paused) or getattr(last[-1], "paused", False))
+        return ("paused" if paused else "running"), ""
     if last and isinstance(last[-1], events.RunFailed):
         return "failed", last[-1].message
     return None, ""
@@ -77,6 +79,7 @@ def describe(path: Path) -> RunInfo:
         info.val_acc = info.history[-1]["val_acc"]
         best = max(info.history, key=lambda r: r["val_acc"] if r["val_acc"] == r["val_acc"] else -1)
         info.best_val_acc, info.best_epoch = best["val_acc"], best["epoch"]
+    info.report = report
     info.test_acc = report.get("test_accuracy") if report else None
     info.parameters = meta.get("parameters") if isinstance(meta.get("parameters"), int) else None
     try:

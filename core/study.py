@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from neuraterm.core import config as config_mod, toml_text
+from neuraterm.core.checkpoint import sanitize_name
 from neuraterm.core.errors import NeuratermError, did_you_mean
 
 
@@ -114,13 +115,6 @@ def _fail(source: str, message: str):
     raise NeuratermError(f"{source}: {message}")
 
 
-def _check_keys(table: dict, known, where: str) -> None:
-    for key in table:
-        if key not in known:
-            hint = did_you_mean(key, known) or f" (known: {', '.join(known)})"
-            _fail(where, f"unknown key {key!r}{hint}")
-
-
 def _typed(value, kind, where: str):
     ok = {int: isinstance(value, int) and not isinstance(value, bool), bool: isinstance(value, bool),
           str: isinstance(value, str), list: isinstance(value, list), dict: isinstance(value, dict),
@@ -176,7 +170,7 @@ def _sub(cls, value, where: str):
     """A small table (`[results]`, `[ce]`, `[asha]`) into its dataclass, every key typed."""
     _typed(value, dict, where)
     hints = {f.name: f for f in fields(cls)}
-    _check_keys(value, list(hints), where)
+    config_mod.check_keys(value, list(hints), where)
     kinds = {"list[str]": list, "list[float]": list, "int": int, "float": float, "bool": bool, "str": str}
     out = {}
     for key, v in value.items():
@@ -192,7 +186,7 @@ def _sub(cls, value, where: str):
 def from_dict(values: dict, source: str) -> Study:
     """A checked Study from a parsed study file; every problem is one line naming `source`."""
     top = {f.name for f in fields(Study)} - {"source"}
-    _check_keys(values, sorted(top), source)
+    config_mod.check_keys(values, sorted(top), source)
     if "name" not in values:
         _fail(source, "missing name")
     s = {}
@@ -393,14 +387,10 @@ def label(key: str) -> str:
     return LABELS.get(key, key.rsplit(".", 1)[-1].replace("_", "-"))
 
 
-def _safe(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-.") or "member"
-
-
 def _part(key: str, value) -> str:
     if key == "preset":
-        return _safe(Path(value).stem if str(value).endswith(".toml") else str(value))
-    return _safe(f"{label(key)}-{value_text(value)}")
+        return sanitize_name(Path(value).stem if str(value).endswith(".toml") else str(value), "member", None)
+    return sanitize_name(f"{label(key)}-{value_text(value)}", "member", None)
 
 
 def _draw(kind: str, args: list, rng: np.random.Generator):
@@ -429,11 +419,11 @@ def _rows(study: Study) -> list[tuple[str, dict]]:
         for i in range(count):
             changes = {k: study.paired[k][i] for k in keys}
             name = study.paired["names"][i] if "names" in study.paired else "_".join(_part(k, v) for k, v in changes.items())
-            listed.append((_safe(str(name)), changes))
+            listed.append((sanitize_name(str(name), "member", None), changes))
     for i, row in enumerate(study.member):
         changes = {k: v for k, v in row.items() if k != "name"}
         name = row.get("name") or "_".join(_part(k, v) for k, v in changes.items()) or f"member-{i + 1}"
-        listed.append((_safe(name), changes))
+        listed.append((sanitize_name(name, "member", None), changes))
     combos = [dict(zip(study.grid, values)) for values in itertools.product(*study.grid.values())] or [{}]
     for name, changes in listed or [("", {})]:
         for combo in combos:

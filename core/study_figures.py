@@ -12,16 +12,18 @@ cross-entropy study (`core/study_ce.py`).
 """
 from __future__ import annotations
 
+import io
 import math
 import warnings
 from pathlib import Path
 
 import numpy as np
 
+from neuraterm.core import checkpoint
 from neuraterm.core.errors import NeuratermError
 from neuraterm.core.study import label, value_text
 from neuraterm.core.study_folder import FIGURES, StudyFolder
-from neuraterm.core.study_results import Row
+from neuraterm.core.study_results import Row, groups
 
 FORMATS = ("png", "svg")
 
@@ -45,18 +47,11 @@ def save(fig, folder: Path, stem: str) -> list[Path]:
     paths = []
     for fmt in FORMATS:
         path = folder / f"{stem}.{fmt}"
-        tmp = folder / f".{stem}.tmp.{fmt}"
-        fig.savefig(tmp, format=fmt, dpi=120, bbox_inches="tight", metadata={"Date": None} if fmt == "svg" else None)
-        tmp.replace(path)
+        data = io.BytesIO()
+        fig.savefig(data, format=fmt, dpi=120, bbox_inches="tight", metadata={"Date": None} if fmt == "svg" else None)
+        checkpoint.write_atomic(path, data.getvalue())
         paths.append(path)
     return paths
-
-
-def _groups(rows: list[Row]) -> dict[str, list[Row]]:
-    groups: dict[str, list[Row]] = {}
-    for r in rows:
-        groups.setdefault(r.member.group, []).append(r)
-    return groups
 
 
 def _config_value(row: Row, key: str):
@@ -84,9 +79,9 @@ def _curves(plt, folder: StudyFolder, rows: list[Row]):
     panels = (("val_acc", "validation accuracy"), ("val_loss", "validation loss"),
               ("train_acc", "training accuracy"), ("train_loss", "training loss"))
     fig, axes = plt.subplots(2, 2, figsize=(11, 7.5), sharex=True)
-    groups = _groups(rows)
-    colors = plt.get_cmap("tab10" if len(groups) <= 10 else "tab20")
-    for i, (group, members) in enumerate(groups.items()):
+    grouped = groups(rows)
+    colors = plt.get_cmap("tab10" if len(grouped) <= 10 else "tab20")
+    for i, (group, members) in enumerate(grouped.items()):
         color = colors(i % colors.N)
         if not any(r.history for r in members):  # stopped before its first epoch ended: only named
             state = members[0].state
@@ -132,7 +127,7 @@ def _by_x(folder: StudyFolder, rows: list[Row], metric: str):
     """The x axis key and, per group in the study's order, (x value, finite values of `metric`, tick text)."""
     key = _x_axis(folder)
     points = []
-    for group, members in _groups(rows).items():
+    for group, members in groups(rows).items():
         values = [float(r.metrics[metric]) for r in members if r.metrics[metric] is not None
                   and math.isfinite(float(r.metrics[metric]))]
         x = _config_value(members[0], key) if key else group
@@ -189,7 +184,7 @@ def _final(plt, folder, rows):
 
 def _capacity(plt, folder, rows):
     fig, ax = plt.subplots(figsize=(7.5, 4.8))
-    for group, members in _groups(rows).items():
+    for group, members in groups(rows).items():
         params = [r.metrics["parameters"] for r in members if r.metrics["parameters"]]
         accs = [100 * r.metrics["test_acc"] for r in members if r.metrics["test_acc"] is not None]
         if params and accs:
@@ -206,7 +201,7 @@ def _capacity(plt, folder, rows):
 
 def _noise(plt, folder, rows):
     fig, ax = plt.subplots(figsize=(7.5, 4.8))
-    for group, members in _groups(rows).items():
+    for group, members in groups(rows).items():
         sigmas = sorted({s for r in members for s in r.noise})
         if not sigmas:
             continue

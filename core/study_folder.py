@@ -157,8 +157,12 @@ class StudyFolder:
         state = self.state(name)
         if state.state in ("running", "paused"):
             raise NeuratermError(f"{state.path} is being trained already")
-        self.log_path(name).parent.mkdir(exist_ok=True)
-        with open(self.log_path(name), "ab") as log:
+        try:
+            self.log_path(name).parent.mkdir(exist_ok=True)
+            log = open(self.log_path(name), "ab")
+        except OSError as exc:
+            raise NeuratermError(f"cannot start {name}: {self.log_path(name)} ({exc.strerror or exc})") from None
+        with log:
             return subprocess.Popen(self.command(name, threads), stdin=subprocess.DEVNULL, stdout=log,
                                     stderr=subprocess.STDOUT, start_new_session=True,
                                     preexec_fn=_parent_death_signal() if die_with_parent else None,
@@ -181,20 +185,20 @@ class StudyFolder:
 
     def lock(self) -> WriterLock:
         """The driver's lock: one `neuraterm study` per study folder at a time."""
+        from neuraterm.core.lock import holder
         try:
             return WriterLock(self.path).acquire()
         except NeuratermError:
-            from neuraterm.core.lock import holder
-            who = holder(self.path) or {}
+            who = holder(self.path)
+            if who is None:  # not another driver: the lock itself could not be taken, and that error says why
+                raise
             raise NeuratermError(f"{self.path} is being run by pid {who.get('pid', '?')} on {who.get('host', '?')}; "
                                  f"one driver per study folder") from None
 
 
 def _write(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    checkpoint.write_atomic(path, text.encode("utf-8"))
 
 
 def _parent_death_signal():

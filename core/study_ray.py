@@ -29,7 +29,8 @@ from pathlib import Path
 from neuraterm.core import checkpoint, events, threads as threads_mod
 from neuraterm.core.errors import NeuratermError, RunFailed
 from neuraterm.core.study_folder import DONE, StudyFolder
-from neuraterm.core.study_runner import STOP_SIGNALS, MemberProgress, threads_per_member
+from neuraterm.core.errors import STOP_SIGNALS
+from neuraterm.core.study_runner import MemberProgress, threads_per_member
 
 EXPERIMENTS = "ray"
 CHECKPOINT_FILE = "member.json"

@@ -12,7 +12,6 @@ from __future__ import annotations
 import csv
 import io
 import math
-import os
 import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +36,7 @@ class Row:
     noise: dict = field(default_factory=dict)  # sigma -> test accuracy under that noise
     history: list = field(default_factory=list)  # the member's history.csv rows
     message: str = ""  # why it failed
+    report: dict | None = None  # the member's test report, once it finished
 
     @property
     def name(self) -> str:
@@ -54,13 +54,7 @@ def _best_epoch(history: list[dict], monitor: str) -> int | None:
 def row_of(folder: StudyFolder, name: str) -> Row:
     state = folder.state(name)
     info, config = state.info, state.member.config
-    folder_ckpt = checkpoint.checkpoint_dir(state.path)
-    report = None
-    if folder_ckpt is not None and (folder_ckpt / "report.json").is_file():
-        try:
-            report = checkpoint.read_json(folder_ckpt / "report.json")
-        except Exception:  # a damaged report is shown as missing; `neuraterm eval` says why
-            report = None
+    report = info.report
     history = info.history
     last = history[-1] if history else {}
     seconds = [r["seconds"] for r in history if math.isfinite(r["seconds"])]
@@ -79,7 +73,7 @@ def row_of(folder: StudyFolder, name: str) -> Row:
     }
     noise = {float(n["sigma"]): float(n["accuracy"]) for n in (report or {}).get("noise", [])
              if isinstance(n, dict) and "sigma" in n and "accuracy" in n}
-    return Row(state.member, state.state, metrics, noise, history, info.failure or info.problem)
+    return Row(state.member, state.state, metrics, noise, history, info.failure or info.problem, report)
 
 
 def collect(folder: StudyFolder) -> list[Row]:
@@ -144,12 +138,9 @@ def table(folder: StudyFolder, rows: list[Row]) -> tuple[list[str], list[list[st
 def spread(folder: StudyFolder, rows: list[Row]) -> tuple[list[str], list[list[str]]]:
     """Mean ± standard deviation over the seeds of each group (members that differ only by seed)."""
     metrics = [m for m in folder.study.results.metrics if m not in ("parameters",)]
-    groups: dict[str, list[Row]] = {}
-    for r in rows:
-        groups.setdefault(r.member.group, []).append(r)
     header = ["group", "seeds", "done", *[HEADINGS[m] for m in metrics]]
     cells = []
-    for group, members in groups.items():
+    for group, members in groups(rows).items():
         line = [group, str(len(members)), str(sum(r.state in ("finished",) for r in members))]
         for m in metrics:
             values = [float(r.metrics[m]) for r in members if r.metrics[m] is not None
@@ -167,6 +158,14 @@ def spread(folder: StudyFolder, rows: list[Row]) -> tuple[list[str], list[list[s
                 line.append(f"{mean:.3g} ± {sd:.2g}")
         cells.append(line)
     return header, cells
+
+
+def groups(rows: list[Row]) -> dict[str, list[Row]]:
+    """Rows by group: the members that differ only by their seed."""
+    found: dict[str, list[Row]] = {}
+    for r in rows:
+        found.setdefault(r.member.group, []).append(r)
+    return found
 
 
 def markdown_table(header: list[str], cells: list[list[str]]) -> str:
@@ -214,6 +213,4 @@ def write(folder: StudyFolder, rows: list[Row] | None = None, figures: list[Path
 
 def replace_file(path: Path, text: str) -> None:
     """Write `text` to `path` by an atomic replace (a reader never sees half a table)."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    checkpoint.write_atomic(path, text.encode("utf-8"))

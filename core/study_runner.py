@@ -23,13 +23,11 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from neuraterm.core import events, threads as threads_mod
-from neuraterm.core.errors import NeuratermError
+from neuraterm.core.errors import EXIT_BAD_INPUT, EXIT_FAILED, STOP_SIGNALS, NeuratermError
 from neuraterm.core.event_log import LogReader
 from neuraterm.core.lock import holder
 from neuraterm.core.study_folder import DONE, MemberState, StudyFolder
 
-STOP_SIGNALS = {signal.SIGINT: 130, signal.SIGTERM: 143, signal.SIGHUP: 129}
-EXIT_FAILED, EXIT_BAD_INPUT = 1, 2
 
 
 @dataclass

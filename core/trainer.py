@@ -14,6 +14,7 @@ resume with a wild learning rate is judged against the run's own start.
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import threading
@@ -196,7 +197,7 @@ class Trainer:
     def _setup(self) -> None:
         c = self.config
         self.xp = backend.select(c.train.device)
-        snap = checkpoint.load(self.run_dir) if self.resume else None
+        snap = checkpoint.load(self.run_dir, with_best=True) if self.resume else None
         if self.data is None:
             self.data = load_data(c, self.download_progress, snap.meta.get("dataset_source") if snap else None)
         data = self.data
@@ -207,7 +208,9 @@ class Trainer:
                 raise NeuratermError(f"{self.run_dir}: the model is {saved}, but {c.data.dataset} now gives {sizes}")
             data.normalizer.restore(snap.normalization)
         check_fits_in_memory(sizes, c.train.batch_size, c.optimizer.name)
-        self.threads, self.threads_why = threads.choose(c.train.threads, sizes, c.train.batch_size)
+        # BLAS threads matter on the CPU only (choosing them samples the machine's load for 0.2 s)
+        self.threads, self.threads_why = threads.choose(c.train.threads, sizes, c.train.batch_size) \
+            if self.xp is np else (0, "")
         self.model = build_model(c, data.num_features, data.num_classes, self.xp)
         self.optimizer = build_optimizer(c, self.model)
         self.schedule = build_schedule(c)
@@ -276,12 +279,15 @@ class Trainer:
         return checkpoint.Snapshot(c, meta, weights, self.optimizer.state_dict(), state,
                                    self.history, data.normalizer.arrays(), report=report_dict)
 
+    def _kept(self) -> str:
+        """What a failed run leaves: its last checkpoint, current and untouched, or nothing yet."""
+        return "the last checkpoint is kept" if checkpoint.checkpoint_dir(self.run_dir) else "nothing was saved"
+
     def _save(self, report_dict: dict | None = None, best: bool = False) -> None:
         """A new checkpoint made current (and best); the best epoch's checkpoint is kept beside it."""
         weights = self.model.state_dict()
         if not all(np.isfinite(a).all() for a in weights.values()):
-            kept = "the previous checkpoint is kept" if checkpoint.checkpoint_dir(self.run_dir) else "nothing was saved"
-            raise RunFailed(f"weights are not finite: the run diverged (try a lower learning rate); {kept}")
+            raise RunFailed(f"weights are not finite: the run diverged (try a lower learning rate); {self._kept()}")
         self.control.saving = True
         try:
             self.writer.save(self._snapshot(weights, report_dict), best=best)
@@ -364,9 +370,9 @@ class Trainer:
             limit = DIVERGED * (self.reference_loss or math.log(self.data.num_classes))
             if not math.isfinite(window) or window > limit:
                 shown = f"{window:.4g}" if math.isfinite(window) else str(window)
-                kept = "the last checkpoint is kept" if checkpoint.checkpoint_dir(self.run_dir) else "nothing was saved"
                 raise RunFailed(f"loss became {shown} by epoch {self.epoch + 1}, step {step} (over {DIVERGED:g}x its "
-                                f"reference {limit / DIVERGED:.3g}): the run diverged (try a lower learning rate); {kept}")
+                                f"reference {limit / DIVERGED:.3g}): the run diverged (try a lower learning rate); "
+                                f"{self._kept()}")
             self._window = (loss_sum, seen)
         return loss_sum, correct
 
@@ -389,7 +395,7 @@ class Trainer:
             self.listeners = [*self.listeners, log]
             watcher.start()
             try:
-                with threads.limited(self.threads):
+                with threads.limited(self.threads) if self.threads else contextlib.nullcontext():
                     return self._run()
             finally:
                 watcher.stop()
@@ -411,7 +417,7 @@ class Trainer:
                                     len(data.train.y), len(data.val.y), len(data.test.y), len(self.order),
                                     self.epoch, total_epochs, self.feeder.describe(), data.counts(),
                                     self.step.describe(),
-                                    f"{self.threads} ({self.threads_why})" if self.xp is np else ""))
+                                    f"{self.threads} ({self.threads_why})" if self.threads else ""))
         run_start = time.perf_counter()
         early_stopped = self.early.should_stop  # a run killed between its early stop and its report
         try:

@@ -6,6 +6,7 @@ line on stderr, never a traceback.
 """
 from __future__ import annotations
 
+import io
 import json
 import math
 import os
@@ -19,11 +20,9 @@ from neuraterm import __version__
 from neuraterm.core import checkpoint, config as config_mod
 from neuraterm.core.backend import DEVICES
 from neuraterm.core.data import registry
-from neuraterm.core.errors import NeuratermError, RunFailed
+from neuraterm.core.errors import (EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED, STOP_SIGNALS, NeuratermError,
+                                   RunFailed)
 
-EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 1, 2, 130
-# A dropped SSH session (SIGHUP) and `kill` (SIGTERM) save and stop like Ctrl-C; the exit code says which.
-STOP_SIGNALS = {signal.SIGINT: 130, signal.SIGTERM: 143, signal.SIGHUP: 129}
 
 
 class Stopped(Exception):
@@ -79,7 +78,7 @@ TRAIN_OPTIONS = {
     "seed": click.option("--seed", type=int, help="Seed for initialization, splits, shuffling and dropout."),
     "device": click.option("--device", type=click.Choice(DEVICES), help="Where to compute."),
     "threads": click.option("--threads", type=int,
-                            help="BLAS threads on the CPU (default: 1 for small models, every core for big ones)."),
+                            help="BLAS threads on the CPU (default: 1 for small models, the free cores for big ones)."),
     "data_dir": click.option("--data-dir", type=click.Path(file_okay=False),
                              help="A folder holding the dataset's original files."),
     "tf32": click.option("--tf32/--no-tf32", default=None, help="TF32 tensor-core matmuls on the GPU (faster, ~3 digits)."),
@@ -251,14 +250,9 @@ def export_cmd(run_dir, out, force):
     target = Path(out if out.endswith(".npz") else out + ".npz")
     if target.exists() and not force:
         raise NeuratermError(f"{target} exists; pass --force to replace it")
-    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            np.savez(f, **state)
-        os.replace(tmp, target)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    data = io.BytesIO()
+    np.savez(data, **state)
+    checkpoint.write_atomic(target, data.getvalue())
     click.echo(f"wrote {target} (epoch {snap.epoch}): {', '.join(state)}")
 
 
@@ -339,7 +333,7 @@ def parse_seeds(text: str) -> list[int]:
 @click.option("--epochs", type=int, help="Epochs of every member.")
 @click.option("--seeds", help="Repeat every member over these seeds, e.g. 0,1,2.")
 @click.option("--jobs", type=int, default=0, help="Members trained at once (default 1, or one per GPU).")
-@click.option("--threads", type=int, default=0, help="BLAS threads per member (default: cores // jobs).")
+@click.option("--threads", type=int, default=0, help="BLAS threads per member (default: each member chooses; with --jobs N at most cores // N).")
 @click.option("--ray", "ray_address", metavar="local|ADDRESS",
               help="Run the members as Ray Tune trials: a local Ray, or join a cluster (needs neuraterm[ray]).")
 @click.option("--out", type=click.Path(file_okay=False), help="The study folder (default studies/<name>).")

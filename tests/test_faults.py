@@ -161,7 +161,7 @@ class Injector:
 
 def _shifted(snap: checkpoint.Snapshot, delta: float) -> checkpoint.Snapshot:
     return dataclasses.replace(snap, weights={k: v + np.float32(delta) for k, v in snap.weights.items()},
-                               best_weights={}, path=None)
+                               best_weights={})
 
 
 def _same_weights(a: dict, b: dict) -> bool:
@@ -222,7 +222,7 @@ def test_a_save_broken_at_every_filesystem_operation_keeps_a_complete_checkpoint
 def test_claiming_a_new_folder_broken_at_every_filesystem_operation_can_be_claimed_again(scratch, base_run, failure):
     """`train --out X` killed (or out of space) anywhere between creating X and its first checkpoint:
     the same `train --out X` works afterwards, and a full disk leaves no temporary file."""
-    snap = dataclasses.replace(checkpoint.load(base_run), report=None, path=None)
+    snap = dataclasses.replace(checkpoint.load(base_run), report=None)
     fired = []
     for k in range(1, 400):
         run = scratch / f"new{k}"
@@ -542,7 +542,7 @@ def test_readers_beside_a_writer_always_read_a_complete_checkpoint(tmp_path, str
     wait_for(lambda: current_number(run), 120, "the first checkpoint", writer)
     epochs_seen, reads, problems = set(), 0, []
     while writer.poll() is None:
-        snap = checkpoint.load(run)  # raises on a torn read
+        snap = checkpoint.load(run, with_best=True)  # raises on a torn read; the best link is read too
         assert len(snap.history) == snap.epoch and snap.best_weights
         epochs_seen.add(snap.epoch)
         info = runs.describe(run)

@@ -318,7 +318,8 @@ def test_eta_comes_from_the_measured_pace_not_zero_before_an_epoch_ends():
     assert state.progress() == (41, 1000) and state.eta() == pytest.approx((1000 - 41) * 0.1)
 
     resumed = RunState(epochs=10)
-    resumed.seed([{"epoch": e, "train_loss": 1.0, "seconds": 0.5} for e in (1, 2, 3, 4)])
+    for e in (1, 2, 3, 4):  # the epochs of an earlier session, as the log replays them
+        resumed.apply(events.EpochEnded(e, 10, 1.0, 0.5, 1.0, 0.5, 0.1, 1000.0, 0.5, e * 0.5), now=-1.0)
     resumed.apply(events.RunStarted("r", "tiny", "cpu", 10, 900, 100, 200, 100, 4, 10), now=0.0)
     resumed.apply(events.StepEnded(5, 10, 100, 1.0, 1000.0), now=1.0)
     resumed.apply(events.StepEnded(5, 30, 100, 1.0, 1000.0), now=3.0)

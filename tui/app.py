@@ -62,6 +62,7 @@ class NeuratermApp(App):
         self.run_id = 0  # bumped at each attachment; messages of older ones are ignored
         self.attached: Path | None = None  # the run folder the dashboard follows
         self.launched = None  # the training process this app started for it, if it did
+        self.holder: dict | None = None  # who trains it, as the follower last saw
         self.study_dir: Path | None = None  # the study folder the Study screen shows
 
     def on_mount(self) -> None:
@@ -99,7 +100,7 @@ class NeuratermApp(App):
 
     def resume_run(self, run_dir: str) -> None:
         try:
-            config = self.service.run_config(run_dir)
+            snap = self.service.snapshot(run_dir)
         except NeuratermError as exc:
             self.notify(str(exc), severity="error")
             return
@@ -107,9 +108,9 @@ class NeuratermApp(App):
             self.notify("already training: watching it")
             self.watch_run(run_dir)
             return
-        history = self.service.history(run_dir)
+        config, history = snap.config, snap.history
         epochs = None
-        if len(history) >= config.train.epochs and self.service.report(run_dir):
+        if len(history) >= config.train.epochs and snap.report:
             epochs = len(history) + max(5, config.train.epochs // 2)
             self.notify(f"continuing to {epochs} epochs")
         self.attach(Path(run_dir), RunState(name=config.name, epochs=epochs or config.train.epochs, status="starting"),
@@ -152,7 +153,8 @@ class NeuratermApp(App):
         failed = False
         while not worker.is_cancelled:
             alive = launched is not None and launched.process.poll() is None
-            live = self.service.is_live(run_dir)
+            self.holder = self.service.holder(run_dir)
+            live = self.holder is not None
             batch = reader.read_new()
             if batch:
                 failed = failed or any(isinstance(e, events.RunFailed) for e in batch)

@@ -36,17 +36,6 @@ class RunState:
     _pace_from: tuple[float, int] | None = None  # (time, steps done) at the first step update of this run
     _pace_to: tuple[float, int] | None = None  # the same at the latest one
 
-    def seed(self, rows: list[dict]) -> None:
-        """The epochs a resumed run already trained (its history.csv rows), drawn before new ones."""
-        nan = float("nan")
-        self.history = [events.EpochEnded(int(r["epoch"]), self.epochs, r.get("train_loss", nan), r.get("train_acc", nan),
-                                          r.get("val_loss", nan), r.get("val_acc", nan), r.get("lr", nan),
-                                          r.get("samples_per_s", nan), r.get("seconds", nan), nan) for r in rows]
-        if rows:
-            self.epoch = self.history[-1].epoch
-            self.log.append(f"resuming after epoch {self.epoch}")
-        self.version += 1
-
     def progress(self) -> tuple[int, int]:
         """(steps done, steps in the whole run), counting the epoch under way."""
         total = max(self.epochs * max(self.steps, 1), 1)

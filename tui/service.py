@@ -94,21 +94,20 @@ class TrainingService:
         replay = [events.EpochEnded(int(r["epoch"]), info.epochs, r["train_loss"], r["train_acc"], r["val_loss"],
                                     r["val_acc"], r["lr"], r.get("samples_per_s", nan), r.get("seconds", nan), nan)
                   for r in info.history]
-        report = self.report(folder)
-        return replay + ([events.RunFinished(str(folder), report)] if report else [])
+        return replay + ([events.RunFinished(str(folder), info.report)] if info.report else [])
 
     def evaluation(self, folder: Path) -> dict:
         """A finished run's stored report, else an evaluation of its last checkpoint (seconds on big
         datasets: call it from a worker). Either way the result says which epoch it describes."""
         snap = checkpoint.load(Path(folder))
         if snap.report is None:
-            return evaluate_folder(Path(folder), snap.config.train.noise)
+            return evaluate_folder(Path(folder), snap.config.train.noise, snap=snap)
         epoch = int(snap.report.get("epochs_trained", snap.train_state.get("epoch", len(snap.history))))
         return {**snap.report, "epoch": epoch, "mid_epoch": False, "epochs": snap.config.train.epochs,
                 "finished": True}
 
-    def run_config(self, folder: Path) -> config_mod.Config:
-        return checkpoint.load(Path(folder)).config
+    def snapshot(self, folder: Path) -> checkpoint.Snapshot:
+        return checkpoint.load(Path(folder))
 
     # -- studies ------------------------------------------------------------------------------
     def study_folders(self) -> list[Path]:
@@ -131,7 +130,7 @@ class TrainingService:
         from neuraterm.core import study_results
         rows = study_results.collect(folder)
         for row in rows:
-            report = self.report(folder.member_dir(row.name)) or {}
+            report = row.report or {}
             names, f1 = report.get("class_names") or [], (report.get("per_class") or {}).get("f1") or []
             row.f1 = dict(zip(names, f1))
         return rows
@@ -159,9 +158,9 @@ class TrainingService:
         """pause, resume, stop or save: a command to whichever process trains the folder."""
         commands.send(Path(run_dir), action)
 
-    def run_memory(self, run_dir: Path) -> int | None:
-        """Resident memory in bytes of the process training `run_dir`, when it runs on this machine."""
-        who = lock.holder(Path(run_dir)) or {}
+    def process_memory(self, who: dict | None) -> int | None:
+        """Resident memory in bytes of the process a lock holder names, when it runs on this machine."""
+        who = who or {}
         if who.get("host") != socket.gethostname():
             return None
         try:
@@ -170,5 +169,9 @@ class TrainingService:
         except (OSError, ValueError, KeyError, StopIteration):
             return None
 
+    def holder(self, run_dir: Path) -> dict | None:
+        """The process training `run_dir` (pid, host...), or None."""
+        return lock.holder(Path(run_dir))
+
     def is_live(self, run_dir: Path) -> bool:
-        return lock.holder(Path(run_dir)) is not None
+        return self.holder(run_dir) is not None

@@ -146,8 +146,7 @@ class DashboardScreen(Screen):
         text += f"  {state.device}"
         if state.data_placement and self.app.size.width >= 110:
             text += f"  data {state.data_placement.split(' (')[0]}"
-        memory = None if self.app.deterministic or self.app.attached is None else \
-            self.app.service.run_memory(self.app.attached)
+        memory = None if self.app.deterministic else self.app.service.process_memory(self.app.holder)
         if memory:
             text += f"  RSS {memory / 2**20:,.0f} MB"  # the training process's, when it runs on this machine
         return text

@@ -12,7 +12,8 @@ from neuraterm.tui.widgets.keys_footer import KeysFooter
 
 
 def pct(value) -> str:
-    return "-" if value is None else f"{100 * value:.2f}%"
+    """A fraction as a percentage; '-' for none (and for NaN: a diverged run has no accuracy to show)."""
+    return "-" if value is None or value != value else f"{100 * value:.2f}%"
 
 
 class RunsScreen(Screen):
@@ -37,10 +38,14 @@ class RunsScreen(Screen):
         table = self.query_one(DataTable)
         self.columns = table.add_columns(" ", "run", "status", "dataset", "epochs", "val acc", "test acc")
         self.action_refresh_runs()
-        self.set_interval(2.0, self.refresh_live)
+        self.live_timer = self.set_interval(2.0, self.refresh_live)
+
+    def on_screen_suspend(self) -> None:
+        self.live_timer.pause()  # a hidden screen reads no folders
 
     def on_screen_resume(self) -> None:
         self.action_refresh_runs()
+        self.live_timer.resume()
 
     def action_refresh_runs(self) -> None:
         table = self.query_one(DataTable)
@@ -88,7 +93,7 @@ class RunsScreen(Screen):
         series = {}
         x_max = 2
         for key in keys:
-            history = self.app.service.history(key)
+            history = self.runs[key].history if key in self.runs else self.app.service.history(key)
             series[self.runs[key].name if key in self.runs else key] = (
                 [r["epoch"] for r in history], [r["val_acc"] for r in history])
             x_max = max(x_max, len(history))

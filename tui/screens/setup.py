@@ -1,41 +1,32 @@
 """Setup: pick a preset, adjust the experiment, and start it; invalid values are flagged inline."""
 from __future__ import annotations
 
-import sys
-
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Checkbox, Input, Label, OptionList, Select, Static
 
-from neuraterm.core import config as config_mod
-from neuraterm.core.activations import ACTIVATIONS
+from neuraterm.core import config as config_mod, toml_text
 from neuraterm.core.backend import DEVICES
 from neuraterm.core.errors import NeuratermError
-from neuraterm.core.initializers import INITIALIZERS
 from neuraterm.core.optimizers import OPTIMIZERS
+from neuraterm.core.schedules import SCHEDULES
 from neuraterm.tui.screens.dialogs import ConfirmDialog, DatasetPathDialog
 from neuraterm.tui.widgets.keys_footer import KeysFooter
 from neuraterm.tui.widgets.number_field import NumberField
 from neuraterm.tui.widgets.on_off_box import OnOffBox
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
-
 KINDS = {"int": "whole number", "float": "number", "ints": "list of layer sizes like 64,32 or [64, 32]"}
-SCHEDULES = ("constant", "linear", "exponential", "step", "cosine", "plateau")
 # (widget id, config path, kind, choices)
 FIELDS = [
     ("dataset", "data.dataset", "dataset", None),  # a listed name, or a path typed in a dialog
     ("limit", "data.limit", "int", None),
     ("hidden", "model.hidden", "ints", None),
-    ("activation", "model.activation", "select", tuple(a for a in ACTIVATIONS if a != "identity")),
+    ("activation", "model.activation", "select", config_mod.ACTIVATION_CHOICES),
     ("batchnorm", "model.batchnorm", "bool", None),
     ("dropout", "model.dropout", "float", None),
-    ("init", "model.init", "select", ("auto", *INITIALIZERS)),
+    ("init", "model.init", "select", config_mod.INIT_CHOICES),
     ("optimizer", "optimizer.name", "select", tuple(OPTIMIZERS)),
     ("lr", "optimizer.lr", "float", None),
     ("momentum", "optimizer.momentum", "float", None),
@@ -54,11 +45,6 @@ FIELDS = [
 OTHER_DATASET = "\0other"  # the Select's last option: type a path instead
 
 
-def _get(values: dict, path: str):
-    section, key = path.split(".")
-    return values[section][key]
-
-
 def _format(value) -> str:
     if isinstance(value, list):
         return ",".join(str(v) for v in value)
@@ -69,11 +55,8 @@ def parse_ints(raw: str) -> list[int]:
     """Layer sizes as `64,32` or as the TOML list `[64, 32]`."""
     text = raw.strip()
     if text.startswith("["):
-        try:
-            value = tomllib.loads(f"v = {text}")["v"]
-        except tomllib.TOMLDecodeError:
-            raise ValueError(text) from None
-        if not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+        value = toml_text.assigned(text)
+        if not isinstance(value, list) or not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
             raise ValueError(text)
         return value
     return [int(v) for v in text.replace(" ", "").split(",") if v]
@@ -112,7 +95,9 @@ class SetupScreen(Screen):
         yield KeysFooter()
 
     def dataset_options(self, extra: str | None = None) -> list[tuple[str, str]]:
-        options = [(self.dataset_label(d), d[0]) for d in self.app.service.datasets()]
+        if not hasattr(self, "listed_datasets"):  # looked up once: locating every dataset reads the disk
+            self.listed_datasets = [(self.dataset_label(d), d[0]) for d in self.app.service.datasets()]
+        options = list(self.listed_datasets)
         if extra and extra not in [value for _, value in options]:
             options.append((extra, extra))
         return options + [("a file or folder of your own…", OTHER_DATASET)]
@@ -147,7 +132,7 @@ class SetupScreen(Screen):
             if wid == "dataset":
                 continue
             widget = self.query_one(f"#{wid}")
-            value = _get(values, path)
+            value = config_mod.value_at(values, path)
             if kind == "select":
                 widget.value = value
             elif kind == "bool":
@@ -202,7 +187,7 @@ class SetupScreen(Screen):
 
     def on_select_changed(self, event: Select.Changed) -> None:
         if event.select.id == "dataset" and event.value == OTHER_DATASET:
-            listed = {name for name, *_ in self.app.service.datasets()}
+            listed = {name for _, name in self.listed_datasets}
 
             def use(path: str | None) -> None:
                 self.set_dataset(path or self.dataset)
@@ -236,8 +221,8 @@ class SetupScreen(Screen):
                 raise NeuratermError(f"{wid.replace('_', ' ')}: {raw!r} is not a valid {KINDS[kind]}") from None
             values[section][key] = value
         base = self.base.to_dict()
-        changes = [f"{path} = {_format(_get(values, path))}" for _, path, _, _ in FIELDS
-                   if _get(values, path) != _get(base, path)]
+        changes = [f"{path} = {_format(config_mod.value_at(values, path))}" for _, path, _, _ in FIELDS
+                   if config_mod.value_at(values, path) != config_mod.value_at(base, path)]
         if changes:
             values["name"] = f"{self.base.name}-edited"
             values["description"] = f"{self.base.name}, edited: " + ", ".join(changes)

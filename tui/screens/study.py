@@ -15,6 +15,7 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Static
 
 from neuraterm.core.errors import NeuratermError
+from neuraterm.tui.screens.runs import pct
 from neuraterm.tui.widgets.curve_chart import CurveChart
 from neuraterm.tui.widgets.keys_footer import KeysFooter
 
@@ -36,10 +37,6 @@ def sparkline(values: list[float], width: int = 12) -> str:
         return BLOCKS[3] * len(shown)
     span = high - low
     return "".join(BLOCKS[min(len(BLOCKS) - 1, int((v - low) / span * len(BLOCKS)))] for v in shown)
-
-
-def pct(value) -> str:
-    return "-" if value is None or value != value else f"{100 * value:.2f}%"
 
 
 def flat(values: dict, prefix: str = "") -> dict:
@@ -101,9 +98,13 @@ class StudyScreen(Screen):
         self.columns = self.query_one(DataTable).add_columns(" ", "member", "state", "epoch", "val acc", "test acc",
                                                              "val acc curve")
         self.show_study(self.app.study_dir)
-        self.set_interval(1.0, self.refresh_rows)
+        self.rows_timer = self.set_interval(1.0, self.refresh_rows)
+
+    def on_screen_suspend(self) -> None:
+        self.rows_timer.pause()  # a hidden screen reads no folders
 
     def on_screen_resume(self) -> None:
+        self.rows_timer.resume()
         if self.app.study_dir is not None and (self.folder is None or self.folder.path != self.app.study_dir):
             self.show_study(self.app.study_dir)
 
@@ -155,8 +156,15 @@ class StudyScreen(Screen):
                 for column, old, new in zip(self.columns, self.cells(self.rows[name]), self.cells(r)):
                     if old != new:
                         table.update_cell(name, column, new)
+        drawn = self.signature(self.rows)
         self.rows = fresh
-        self.draw_chart()
+        if self.signature(fresh) != drawn:
+            self.draw_chart()
+
+    @staticmethod
+    def signature(rows: dict) -> list:
+        """What the chart and the comparison show: redraw only when it changed."""
+        return [(name, r.state, len(r.history), tuple(sorted(r.noise.items()))) for name, r in rows.items()]
 
     def cells(self, row) -> tuple[str, ...]:
         epochs = row.member.config.train.epochs
