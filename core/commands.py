@@ -4,8 +4,8 @@
 
 Files rather than a socket: they work from any process, any terminal and, on a shared filesystem,
 any machine that can see the folder, and they need no path-length tricks. A file is written under a
-temporary name and renamed, so the run never reads half a command. `commands/` is the one place in a
-model folder where anyone but its writer may write.
+temporary name and renamed (`checkpoint.write_atomic`), so the run never reads half a command.
+`commands/` is the one place in a model folder where anyone but its writer may write.
 """
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import time
 import uuid
 from pathlib import Path
 
-from neuraterm.core import events, lock
+from neuraterm.core import checkpoint, events, lock
 from neuraterm.core.errors import NeuratermError
 
 COMMANDS_DIR = "commands"
@@ -34,12 +34,10 @@ def send(run_dir: Path, action: str) -> str:
     if lock.holder(run_dir) is None or not folder.is_dir():
         raise NeuratermError(f"{run_dir} is not training now; nothing to {action}")
     command_id = f"{time.time_ns()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
-    tmp = folder / f".{command_id}.tmp"
-    try:
-        tmp.write_text(json.dumps({"id": command_id, "action": action, "sent": time.time()}), encoding="utf-8")
-        os.replace(tmp, folder / f"{command_id}.json")
+    command = json.dumps({"id": command_id, "action": action, "sent": time.time()}).encode("utf-8")
+    try:  # the run reads only `*.json`, so never the temporary file of a command being written
+        checkpoint.write_atomic(folder / f"{command_id}.json", command)
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
         raise NeuratermError(f"cannot send {action!r} to {run_dir} ({exc.strerror or exc})") from None
     return command_id
 
