@@ -20,11 +20,11 @@ import time
 
 import numpy as np
 
-from neuraterm.core import adam_kernel
-from neuraterm.core.losses import cross_entropy
-from neuraterm.core.mlp import MLP
-from neuraterm.core.optimizers import build
-from neuraterm.core.tensor import Tensor
+from neuraterm.core.optim import adam_kernel
+from neuraterm.core.nn.losses import cross_entropy
+from neuraterm.core.nn.mlp import MLP
+from neuraterm.core.optim.optimizers import build
+from neuraterm.core.nn.tensor import Tensor
 
 # label, sizes, optimizer, options, batch, samples per epoch
 CONFIGS = [

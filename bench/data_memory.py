@@ -30,7 +30,8 @@ API = r'''
 import sys
 from pathlib import Path
 from neuraterm import presets
-from neuraterm.core.trainer import Trainer, load_data
+from neuraterm.core.run.build import load_data
+from neuraterm.core.run.trainer import Trainer
 config = presets.load("quick")
 config.train.epochs, config.data.dataset, config.data.normalize = 1, sys.argv[1], sys.argv[2]
 Trainer(config, Path(sys.argv[3]), data=load_data(config)).run()

@@ -16,7 +16,8 @@ import numpy as np
 
 from neuraterm import presets
 from neuraterm.core.data.batches import BatchOrder
-from neuraterm.core.trainer import Trainer, build_model, build_schedule, load_data
+from neuraterm.core.run.build import build_model, build_schedule, load_data
+from neuraterm.core.run.trainer import Trainer
 
 
 def torch_run(config, data, init_state, epochs):

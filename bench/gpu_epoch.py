@@ -45,9 +45,9 @@ def ours_epoch_fns(cp, x_np, y_np, sizes, opt_name, lr, batch):
     from neuraterm.core.data.normalize import Normalizer
     from neuraterm.core.fused import ops_for
     from neuraterm.core.fused.step import FusedStep
-    from neuraterm.core.mlp import MLP
-    from neuraterm.core.optimizers import build
-    from neuraterm.core.steps import AutogradStep
+    from neuraterm.core.nn.mlp import MLP
+    from neuraterm.core.optim.optimizers import build
+    from neuraterm.core.run.steps import AutogradStep
     n = len(y_np)
 
     def make(kind):

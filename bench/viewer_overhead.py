@@ -22,7 +22,7 @@ from pathlib import Path
 
 NO_LOG = """
 import sys
-from neuraterm.core import trainer
+from neuraterm.core.run import trainer
 class NoLog:
     def __init__(self, run_dir, *a, **k): self.last_write = 0.0
     def __call__(self, event): pass

@@ -15,14 +15,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from neuraterm.core import toml_text
-from neuraterm.core.activations import ACTIVATIONS
+from neuraterm.core.nn.activations import ACTIVATIONS
 from neuraterm.core.backend import DEVICES
 from neuraterm.core.data.feeder import PLACEMENTS
 from neuraterm.core.data.normalize import MODES as NORMALIZATIONS
 from neuraterm.core.errors import NeuratermError, did_you_mean
-from neuraterm.core.initializers import INITIALIZERS
-from neuraterm.core.optimizers import OPTIMIZERS
-from neuraterm.core.schedules import SCHEDULES
+from neuraterm.core.nn.initializers import INITIALIZERS
+from neuraterm.core.optim.optimizers import OPTIMIZERS
+from neuraterm.core.optim.schedules import SCHEDULES
 
 
 
@@ -83,7 +83,7 @@ class TrainConfig:
     device: str = "cpu"
     tf32: bool = False  # TF32 tensor-core GEMMs in the fused GPU step (about 3 significant digits)
     graphs: bool = True  # replay the fused GPU step as a CUDA graph
-    threads: int = 0  # BLAS threads on the CPU; 0 = chosen from the model's size (see core/threads.py)
+    threads: int = 0  # BLAS threads on the CPU; 0 = chosen from the model's size (see core/run/threads.py)
     early_stopping: int = 0  # patience in epochs; 0 = off
     monitor: str = "val_loss"
     min_delta: float = 0.0

@@ -1,3 +1,3 @@
-from neuraterm import main
+from neuraterm.entry import main
 
 main()

@@ -17,7 +17,8 @@ from pathlib import Path
 import click
 
 from neuraterm import __version__
-from neuraterm.core import checkpoint, config as config_mod
+from neuraterm.core.run import checkpoint
+from neuraterm.core import config as config_mod
 from neuraterm.core.backend import DEVICES
 from neuraterm.core.data import registry
 from neuraterm.core.errors import (EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED, STOP_SIGNALS, NeuratermError,
@@ -48,7 +49,7 @@ def with_overrides(config: config_mod.Config, overrides: tuple[str, ...] = (), *
 def run_training(config: config_mod.Config, run_dir: Path, resume: bool) -> None:
     """Run with the headless printer. The first SIGINT/SIGTERM/SIGHUP asks the loop to stop, which saves
     at the next step boundary; a second one aborts at once, except while a checkpoint is being written."""
-    from neuraterm.core.trainer import Trainer
+    from neuraterm.core.run.trainer import Trainer
     from neuraterm.printer import HeadlessPrinter
     printer = HeadlessPrinter()
     trainer = Trainer(config, run_dir, [printer], resume=resume, download_progress=printer.download)
@@ -182,7 +183,7 @@ def parse_sigmas(text: str) -> list[float]:
 @click.option("--data-dir", type=click.Path(file_okay=False))
 def evaluate_cmd(run_dir, noise, data_dir):
     """Evaluate a model folder's last checkpoint on its test split (with Gaussian-noise robustness)."""
-    from neuraterm.core.evaluate import evaluate_folder
+    from neuraterm.core.run.evaluate import evaluate_folder
     from neuraterm.printer import HeadlessPrinter
     sigmas = parse_sigmas(noise)
     result = evaluate_folder(Path(run_dir), sigmas, data_dir)
@@ -228,7 +229,7 @@ def datasets_cmd(paths, data_dir):
               help="name, status, dataset, epoch, val_acc, best_val_acc, test_acc, parameters or updated.")
 def runs_cmd(root, sort_key):
     """List model folders with their status and metrics (a folder, or the folders inside it)."""
-    from neuraterm.core import runs
+    from neuraterm.core.run import status as runs
     from neuraterm.printer import runs_table
     found = runs.sort(runs.find(Path(root)), sort_key)
     if not found:
@@ -244,7 +245,7 @@ def runs_cmd(root, sort_key):
 def export_cmd(run_dir, out, force):
     """Write the weights as a PyTorch nn.Sequential state_dict-compatible .npz (OUT gets '.npz' if it lacks it)."""
     import numpy as np
-    from neuraterm.core.export import torch_state_dict
+    from neuraterm.core.run.export import torch_state_dict
     snap = checkpoint.load(Path(run_dir))
     state = torch_state_dict(snap)
     target = Path(out if out.endswith(".npz") else out + ".npz")
@@ -277,7 +278,7 @@ def serve(run_dir, host, port, public):
     if host not in LOOPBACK and not public:
         raise NeuratermError(f"--host {host} would let anyone who can reach it control your runs (no "
                              f"authentication); use ssh -L with the default 127.0.0.1, or pass --public")
-    from neuraterm.core.study import STUDY_FILE
+    from neuraterm.core.study.spec import STUDY_FILE
     if run_dir and not checkpoint.is_run_folder(Path(run_dir)) and not (Path(run_dir) / STUDY_FILE).is_file():
         raise NeuratermError(f"{run_dir}: not a neuraterm model folder or study folder")
     if host not in LOOPBACK:
@@ -292,7 +293,7 @@ def watch(run_dir):
     """Open the dashboard of any run folder: its history so far, then live while a process trains it,
     with pause (p), stop (x) and save now (s) working from here. Several viewers may watch one run.
     A study folder opens the Study screen: every member live, stop and resume them from there."""
-    from neuraterm.core.study import STUDY_FILE
+    from neuraterm.core.study.spec import STUDY_FILE
     if not sys.stdout.isatty() and "TEXTUAL_DRIVER" not in os.environ:
         raise NeuratermError("watch needs a terminal; use 'ssh -t', 'neuraterm serve RUN_DIR', or 'neuraterm runs'")
     if not checkpoint.is_run_folder(Path(run_dir)) and not (Path(run_dir) / STUDY_FILE).is_file():
@@ -343,8 +344,8 @@ def study_cmd(study_ref, overrides, epochs, seeds, jobs, threads, ray_address, o
 
     A study run again continues: finished members are skipped, interrupted ones resume. Pass a study
     folder to continue it or re-draw its results."""
-    from neuraterm.core import study as study_mod, study_results
-    from neuraterm.core.study_folder import StudyFolder
+    from neuraterm.core.study import spec as study_mod, results as study_results
+    from neuraterm.core.study.folder import StudyFolder
     from neuraterm.printer import StudyPrinter, study_table
     if jobs < 0 or threads < 0:
         raise NeuratermError("--jobs and --threads must be >= 0")
@@ -361,15 +362,15 @@ def study_cmd(study_ref, overrides, epochs, seeds, jobs, threads, ray_address, o
         click.echo(f"{study.name}: {len(names)} members in {folder.path}" + (f" (Ray: {ray_address})" if ray_address else ""))
         with StudyPrinter(names) as printer:
             if ray_address:
-                from neuraterm.core import study_ray
+                from neuraterm.core.study import ray_tune as study_ray
                 code = study_ray.run(folder, ray_address, jobs, [printer], threads)
             else:
-                from neuraterm.core.study_runner import LocalRunner, default_jobs
+                from neuraterm.core.study.runner import LocalRunner, default_jobs
                 code = LocalRunner(folder, jobs or default_jobs(folder), [printer], threads).run()
     rows = study_results.collect(folder)
     figures = []
     if code == 0:
-        from neuraterm.core import study_figures
+        from neuraterm.core.study import figures as study_figures
         try:
             figures = study_figures.draw(folder, rows)
         except study_figures.PlotUnavailable as exc:
@@ -386,8 +387,8 @@ def study_cmd(study_ref, overrides, epochs, seeds, jobs, threads, ray_address, o
 
 
 def _ce_study(folder) -> int:
-    from neuraterm.core import study_ce
-    from neuraterm.core.study_results import RESULTS_MD
+    from neuraterm.core.study import cross_entropy as study_ce
+    from neuraterm.core.study.results import RESULTS_MD
     from neuraterm.printer import study_table
     summary, figures, note = study_ce.run(folder)
     if note:
@@ -401,7 +402,7 @@ def _ce_study(folder) -> int:
 @cli.command("studies")
 def studies_cmd():
     """List the shipped studies with their member counts."""
-    from neuraterm.core import study as study_mod
+    from neuraterm.core.study import spec as study_mod
     from neuraterm.presets import studies
     for name in studies.names():
         study = study_mod.load(name)

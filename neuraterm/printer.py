@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from neuraterm.core import events
+from neuraterm.core.run import events
 
 
 def percent(x: float) -> str:

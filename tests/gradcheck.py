@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from neuraterm.core.tensor import Tensor
+from neuraterm.core.nn.tensor import Tensor
 
 
 def relative_error(build, inputs: list[np.ndarray], eps: float = 1e-6, seed: int = 0) -> float:

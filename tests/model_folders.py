@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from neuraterm import cli as cli_mod
-from neuraterm.core import checkpoint
+from neuraterm.core.run import checkpoint
 
 # A model small enough that a run is a fraction of a second: 420 train / 60 val / 120 test digits.
 TINY = ["--set", "data.limit=600", "--set", "model.hidden=[16]"]

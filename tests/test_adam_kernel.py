@@ -2,9 +2,9 @@
 import numpy as np
 import pytest
 
-from neuraterm.core import adam_kernel
-from neuraterm.core.mlp import MLP
-from neuraterm.core.optimizers import build
+from neuraterm.core.optim import adam_kernel
+from neuraterm.core.nn.mlp import MLP
+from neuraterm.core.optim.optimizers import build
 
 pytest.importorskip("numba", reason="the `fast` extra (Numba) is not installed; .ci/run installs it")
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from neuraterm.core import checkpoint, event_log, events, lock
+from neuraterm.core.run import checkpoint, event_log, events, lock
 from terminal import Tmux
 
 pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed (.ci/run installs it)")

@@ -17,7 +17,8 @@ from hypothesis import HealthCheck, event, given, settings, strategies as st
 from model_folders import TINY, cli, command, edit, env_with, main, npy, one_line, read, tree
 from neuraterm import cli as cli_mod
 from neuraterm.core import toml_text
-from neuraterm.core import checkpoint, config as config_mod
+from neuraterm.core.run import checkpoint
+from neuraterm.core import config as config_mod
 from neuraterm.core.errors import NeuratermError
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from neuraterm.core import checkpoint
+from neuraterm.core.run import checkpoint
 
 SMALL = ["--set", "data.limit=1500", "--set", "model.hidden=[32]"]
 
@@ -331,9 +331,9 @@ def test_runs_lists_model_folders_with_status_and_sorts_them(tmp_path):
 
 def test_threads_limit_the_blas_pool_during_training(tmp_path):
     from threadpoolctl import threadpool_info
-    from neuraterm.core import events
+    from neuraterm.core.run import events
     from neuraterm.core.config import Config
-    from neuraterm.core.trainer import Trainer
+    from neuraterm.core.run.trainer import Trainer
     seen = []
     config = Config()
     config.data.limit, config.model.hidden, config.train.epochs, config.train.threads = 600, [16], 1, 1
@@ -363,7 +363,7 @@ def test_resume_finds_moved_data_by_its_content_and_refuses_other_data(tmp_path)
 
 
 def test_automatic_threads_give_small_models_one_and_big_ones_only_the_free_cores():
-    from neuraterm.core import threads
+    from neuraterm.core.run import threads
     assert threads.choose(0, [784, 128, 10], 64) == (1, "automatic: a small model")
     assert threads.choose(3, [784, 512, 256, 10], 128)[0] == 3
     cores = threads.available_cores()

@@ -16,8 +16,8 @@ from neuraterm.core.data.normalize import Normalizer
 from neuraterm.core.fused import cuda_ops
 from neuraterm.core.fused.numpy_ops import NumpyOps
 from neuraterm.core.fused.step import FusedStep
-from neuraterm.core.mlp import MLP
-from neuraterm.core.optimizers import build
+from neuraterm.core.nn.mlp import MLP
+from neuraterm.core.optim.optimizers import build
 
 import fake_cupy
 

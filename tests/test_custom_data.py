@@ -16,7 +16,7 @@ from neuraterm.core.data.noise import Gaussian, gaussian
 from neuraterm.core.data.normalize import Normalizer, moments
 from neuraterm.core.data.prepare import prepare
 from neuraterm.core.errors import NeuratermError
-from neuraterm.core.trainer import Trainer
+from neuraterm.core.run.trainer import Trainer
 
 
 def images(n=240, classes=3, seed=0, side=6):

@@ -5,13 +5,14 @@ import sys
 import numpy as np
 import pytest
 
-from neuraterm.core import initializers, metrics
+from neuraterm.core.nn import initializers
+from neuraterm.core import metrics
 from neuraterm.core.backend import select
 from neuraterm.core.errors import NeuratermError
-from neuraterm.core.losses import cross_entropy, naive_cross_entropy
-from neuraterm.core.mlp import MLP
-from neuraterm.core.optimizers import build
-from neuraterm.core.tensor import Tensor, no_grad
+from neuraterm.core.nn.losses import cross_entropy, naive_cross_entropy
+from neuraterm.core.nn.mlp import MLP
+from neuraterm.core.optim.optimizers import build
+from neuraterm.core.nn.tensor import Tensor, no_grad
 
 
 def test_naive_ce_overflows_where_stable_does_not():
@@ -170,7 +171,7 @@ def test_training_learns_a_separable_problem():
 
 def test_cpu_path_never_imports_cupy_or_ui_packages():
     code = ("import sys, numpy as np\n"
-            "from neuraterm.core import mlp, optimizers, losses, tensor, backend\n"
+            "from neuraterm.core.nn import mlp, losses, tensor\nfrom neuraterm.core.optim import optimizers\nfrom neuraterm.core import backend\n"
             "backend.select('cpu')\n"
             "net = mlp.MLP([4, 3, 2]); optimizers.build('adam', net.parameters())\n"
             "bad = [m for m in ('cupy', 'textual', 'click', 'rich', 'plotext') if m in sys.modules]\n"

@@ -6,10 +6,11 @@ from pathlib import Path
 
 import numpy as np
 
-from neuraterm.core import checkpoint, events
+from neuraterm.core.run import checkpoint, events
 from neuraterm.core.config import Config
-from neuraterm.core.evaluate import evaluate_folder, report
-from neuraterm.core.trainer import Trainer, build_model, load_data
+from neuraterm.core.run.evaluate import evaluate_folder, report
+from neuraterm.core.run.build import build_model, load_data
+from neuraterm.core.run.trainer import Trainer
 
 
 def stopped_after(folder: Path, epoch: int, epochs: int) -> Path:

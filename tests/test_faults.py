@@ -24,8 +24,8 @@ from model_folders import (STEPPY, TINY, assert_same_run, cli, current_number, l
                            top_level_weights, tree, wait_for)
 from neuraterm import cli as cli_mod
 from neuraterm.core import toml_text
-from neuraterm.core import checkpoint, event_log, events, lock, runs
-from neuraterm.core.checkpoint import RunWriter
+from neuraterm.core.run import checkpoint, event_log, events, lock, status as runs
+from neuraterm.core.run.checkpoint import RunWriter
 from neuraterm.core.errors import NeuratermError, RunFailed
 
 DELAY = checkpoint.SAVE_DELAY_ENV
@@ -455,8 +455,8 @@ def test_a_second_ctrl_c_during_a_save_waits_for_it(tmp_path, straight, first):
     assert_same_run(run, reference)
 
 
-STARTER = ("import sys, neuraterm; sys.argv = ['neuraterm'] + sys.argv[1:]; "
-           "print('started', flush=True); neuraterm.main()")
+STARTER = ("import sys, neuraterm.entry; sys.argv = ['neuraterm'] + sys.argv[1:]; "
+           "print('started', flush=True); neuraterm.entry.main()")
 
 
 def test_ctrl_c_at_any_instant_of_start_up_is_exit_130_without_a_traceback(tmp_path, capsys):

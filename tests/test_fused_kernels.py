@@ -12,13 +12,13 @@ import subprocess
 import numpy as np
 import pytest
 
-from neuraterm.core import activations as act
+from neuraterm.core.nn import activations as act
 from neuraterm.core.data.normalize import Normalizer
 from neuraterm.core.fused.codes import ACT_CODES
 from neuraterm.core.fused.cuda_ops import KERNELS
 from neuraterm.core.fused.numpy_ops import NumpyOps
-from neuraterm.core.mlp import MLP
-from neuraterm.core.optimizers import build
+from neuraterm.core.nn.mlp import MLP
+from neuraterm.core.optim.optimizers import build
 from fake_cupy import CTYPES, SOURCE, compile_kernels, kernel_signatures
 
 ops = NumpyOps()

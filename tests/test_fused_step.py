@@ -6,9 +6,9 @@ from neuraterm.core.data.feeder import Feeder
 from neuraterm.core.data.normalize import Normalizer
 from neuraterm.core.fused.numpy_ops import NumpyOps
 from neuraterm.core.fused.step import FusedStep, unsupported
-from neuraterm.core.mlp import MLP
-from neuraterm.core.optimizers import build
-from neuraterm.core.steps import AutogradStep, make_step
+from neuraterm.core.nn.mlp import MLP
+from neuraterm.core.optim.optimizers import build
+from neuraterm.core.run.steps import AutogradStep, make_step
 
 OPTIMIZERS = [
     ("sgd", {"lr": 0.05}),
@@ -93,8 +93,8 @@ def test_batch_norm_falls_back_to_autograd_with_a_reason():
 def test_unsupported_names_what_it_cannot_fuse():
     net = MLP([4, 3, 2])
     assert unsupported(net, build("sgd", net.parameters(), lr=0.1)) is None
-    from neuraterm.core.linear import Linear
-    from neuraterm.core.module import Sequential
+    from neuraterm.core.nn.linear import Linear
+    from neuraterm.core.nn.module import Sequential
     no_bias = Sequential(Linear(4, 3, "relu", bias=False), Linear(3, 2))
     assert "without bias" in unsupported(no_bias, build("sgd", no_bias.parameters(), lr=0.1))
     squashed = Sequential(Linear(4, 3, "relu"), Linear(3, 2, "sigmoid"))
@@ -118,7 +118,7 @@ def test_a_single_linear_layer_equals_autograd():
 
 
 def test_kernels_that_fail_to_load_fall_back_to_autograd_and_say_why(monkeypatch):
-    from neuraterm.core import steps
+    from neuraterm.core.run import steps
 
     def broken(xp, tf32=False):
         raise RuntimeError("NVRTC_ERROR_COMPILATION (6)\nkernels.cu(12): error")

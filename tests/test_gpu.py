@@ -9,10 +9,10 @@ pytestmark = pytest.mark.gpu
 
 
 def _train(xp, sizes, optimizer, options, activation="relu", batchnorm=False, steps=20):
-    from neuraterm.core.losses import cross_entropy
-    from neuraterm.core.mlp import MLP
-    from neuraterm.core.optimizers import build
-    from neuraterm.core.tensor import Tensor
+    from neuraterm.core.nn.losses import cross_entropy
+    from neuraterm.core.nn.mlp import MLP
+    from neuraterm.core.optim.optimizers import build
+    from neuraterm.core.nn.tensor import Tensor
     rng = np.random.default_rng(0)
     net = MLP(sizes, activation=activation, batchnorm=batchnorm, seed=1, xp=xp)
     opt = build(optimizer, net.parameters(), **options)
@@ -55,9 +55,9 @@ def test_layers_and_activations_match_numpy(activation, batchnorm):
 
 def test_tensor_ops_match_numpy():
     import cupy
-    from neuraterm.core import activations as act
-    from neuraterm.core.losses import naive_cross_entropy, mse
-    from neuraterm.core.tensor import Tensor
+    from neuraterm.core.nn import activations as act
+    from neuraterm.core.nn.losses import naive_cross_entropy, mse
+    from neuraterm.core.nn.tensor import Tensor
     rng = np.random.default_rng(3)
     a, b = rng.standard_normal((6, 5)).astype(np.float32), rng.uniform(0.5, 2, (6, 5)).astype(np.float32)
     labels = np.arange(6) % 5
@@ -77,7 +77,7 @@ def test_tensor_ops_match_numpy():
 
 def test_trainer_runs_on_gpu(tmp_path):
     from neuraterm.core.config import Config
-    from neuraterm.core.trainer import Trainer
+    from neuraterm.core.run.trainer import Trainer
     config = Config()
     config.train.device = "gpu"
     config.train.epochs = 3
@@ -107,7 +107,7 @@ def test_feeder_delivers_the_same_batches_resident_or_streamed(placement):
 
 def test_streamed_training_equals_resident_training(tmp_path):
     from neuraterm.core.config import Config
-    from neuraterm.core.trainer import Trainer
+    from neuraterm.core.run.trainer import Trainer
     reports = []
     for placement in ("device", "host"):
         config = Config()
@@ -117,9 +117,9 @@ def test_streamed_training_equals_resident_training(tmp_path):
 
 
 def test_gpu_run_with_dropout_checkpoints_and_resumes(tmp_path):
-    from neuraterm.core import checkpoint
+    from neuraterm.core.run import checkpoint
     from neuraterm.core.config import Config
-    from neuraterm.core.trainer import Trainer
+    from neuraterm.core.run.trainer import Trainer
     config = Config()
     config.train.device, config.train.epochs, config.model.dropout = "gpu", 2, 0.2
     config.data.limit = 1000
@@ -136,8 +136,8 @@ def _fused_epochs(xp, ops, activation="relu", dropout=0.0, opt_name="adam", opti
     from neuraterm.core.data.feeder import Feeder
     from neuraterm.core.data.normalize import Normalizer
     from neuraterm.core.fused.step import FusedStep
-    from neuraterm.core.mlp import MLP
-    from neuraterm.core.optimizers import build
+    from neuraterm.core.nn.mlp import MLP
+    from neuraterm.core.optim.optimizers import build
     rng = np.random.default_rng(0)
     x = rng.integers(0, 256, (n, features), dtype=np.uint8)
     y = (x[:, :4].sum(axis=1) % classes).astype(np.int64)
@@ -222,7 +222,7 @@ def test_direct_cublas_gemm_equals_matmul(trans_a, trans_b):
 def test_fused_trainer_on_gpu_resumes_exactly_with_dropout(tmp_path):
     """Counter-based dropout masks and device-side step counts: a GPU resume continues the same run."""
     from neuraterm.core.config import Config
-    from neuraterm.core.trainer import Trainer
+    from neuraterm.core.run.trainer import Trainer
     config = Config()
     config.train.device, config.train.epochs, config.model.dropout = "gpu", 4, 0.2
     config.data.limit = 2000

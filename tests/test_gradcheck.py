@@ -2,13 +2,13 @@
 import numpy as np
 import pytest
 
-from neuraterm.core import activations as act
-from neuraterm.core.batchnorm import BatchNorm1d, batch_norm
-from neuraterm.core.dropout import dropout
-from neuraterm.core.linear import Linear, linear
-from neuraterm.core.losses import cross_entropy, mse, naive_cross_entropy
-from neuraterm.core.mlp import MLP
-from neuraterm.core.tensor import Tensor
+from neuraterm.core.nn import activations as act
+from neuraterm.core.nn.batchnorm import BatchNorm1d, batch_norm
+from neuraterm.core.nn.dropout import dropout
+from neuraterm.core.nn.linear import Linear, linear
+from neuraterm.core.nn.losses import cross_entropy, mse, naive_cross_entropy
+from neuraterm.core.nn.mlp import MLP
+from neuraterm.core.nn.tensor import Tensor
 from gradcheck import relative_error
 
 rng = np.random.default_rng(42)

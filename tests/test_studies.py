@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from neuraterm.core import study as study_mod
+from neuraterm.core.study import spec as study_mod
 from neuraterm.core.errors import NeuratermError
-from neuraterm.core.study_folder import StudyFolder
+from neuraterm.core.study.folder import StudyFolder
 
 TINY = ["--set", 'data.dataset="mnist-5k"', "--set", "data.limit=1000", "--set", "model.hidden=[16]", "--epochs", "3"]
 INIT = ["study-init", *TINY, "--seeds", "0,1"]
@@ -126,7 +126,7 @@ def test_listing_studies():
 
 def test_study_modules_import_no_ui_and_no_optional_extra():
     code = ("import sys\n"
-            "from neuraterm.core import study, study_folder, study_runner, study_results, study_figures, study_ce, study_ray\n"
+            "from neuraterm.core.study import spec, folder, runner, results, figures, cross_entropy, ray_tune\n"
             "print(','.join(m for m in ('textual', 'click', 'rich', 'ray', 'matplotlib') if m in sys.modules))\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
@@ -167,7 +167,7 @@ def test_jobs_2_gives_the_same_members_as_jobs_1(init_study, tmp_path):
     assert table(tmp_path / "two") == table(folder)
     configs = study_mod.parse((tmp_path / "two" / "study.toml").read_bytes(), "x")
     assert configs == study_mod.parse((folder / "study.toml").read_bytes(), "y")
-    from neuraterm.core import checkpoint, threads
+    from neuraterm.core.run import checkpoint, threads
     share = max(1, threads.available_cores() // 2)  # BLAS threads divided between the two jobs
     assert checkpoint.load(tmp_path / "two" / "init-he_normal_seed-0").config.train.threads == share
     assert checkpoint.load(folder / "init-he_normal_seed-0").config.train.threads == 0  # one job: automatic
@@ -219,7 +219,7 @@ def test_ctrl_c_stops_every_member_with_a_checkpoint_and_exits_130(tmp_path):
 
 
 def _locked(path: Path) -> bool:
-    from neuraterm.core.lock import holder
+    from neuraterm.core.run.lock import holder
     return holder(path) is not None
 
 

@@ -7,7 +7,7 @@ import sys
 import time
 from pathlib import Path
 
-from neuraterm.core import lock
+from neuraterm.core.run import lock
 from neuraterm.tui.app import make_app
 from neuraterm.tui.screens.study import StudyScreen, differences, sparkline
 

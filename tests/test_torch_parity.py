@@ -9,13 +9,13 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from neuraterm.core import schedules  # noqa: E402
-from neuraterm.core.batchnorm import BatchNorm1d  # noqa: E402
-from neuraterm.core.linear import Linear  # noqa: E402
-from neuraterm.core.losses import cross_entropy  # noqa: E402
-from neuraterm.core.mlp import MLP, ActivationLayer  # noqa: E402
-from neuraterm.core.optimizers import build  # noqa: E402
-from neuraterm.core.tensor import Tensor  # noqa: E402
+from neuraterm.core.optim import schedules# noqa: E402
+from neuraterm.core.nn.batchnorm import BatchNorm1d  # noqa: E402
+from neuraterm.core.nn.linear import Linear  # noqa: E402
+from neuraterm.core.nn.losses import cross_entropy  # noqa: E402
+from neuraterm.core.nn.mlp import MLP, ActivationLayer  # noqa: E402
+from neuraterm.core.optim.optimizers import build  # noqa: E402
+from neuraterm.core.nn.tensor import Tensor  # noqa: E402
 
 torch.set_num_threads(1)
 STEPS, BATCH, STEPS_PER_EPOCH = 50, 32, 5

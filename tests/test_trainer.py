@@ -4,9 +4,9 @@ import time
 
 import numpy as np
 
-from neuraterm.core import checkpoint, events
+from neuraterm.core.run import checkpoint, events
 from neuraterm.core.config import Config
-from neuraterm.core.trainer import EarlyStopping, Trainer
+from neuraterm.core.run.trainer import EarlyStopping, Trainer
 
 
 def small_config(**train) -> Config:

@@ -12,10 +12,10 @@ import pytest
 from textual.binding import Binding
 from textual.command import CommandList
 
-from neuraterm.core import checkpoint, events
+from neuraterm.core.run import checkpoint, events
 from neuraterm.core.config import Config
-from neuraterm.core.evaluate import evaluate_folder
-from neuraterm.core.trainer import Trainer
+from neuraterm.core.run.evaluate import evaluate_folder
+from neuraterm.core.run.trainer import Trainer
 from neuraterm.tui.app import NeuratermApp, make_app
 from neuraterm.tui.run_state import RunState
 from neuraterm.tui.smoothing import smooth

@@ -19,9 +19,9 @@ from textual.widgets import Static
 
 from textual.worker import get_current_worker
 
-from neuraterm.core import events
+from neuraterm.core.run import events
 from neuraterm.core.errors import NeuratermError
-from neuraterm.core.event_log import LOG_FILE, LogReader
+from neuraterm.core.run.event_log import LOG_FILE, LogReader
 from neuraterm.tui.messages import RunDetached, RunError, RunEvents
 from neuraterm.tui.run_state import RunState
 from neuraterm.tui.screens.dialogs import QuitDialog

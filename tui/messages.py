@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from textual.message import Message
 
-from neuraterm.core import events
+from neuraterm.core.run import events
 
 
 class RunEvents(Message):

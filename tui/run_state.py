@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-from neuraterm.core import events
+from neuraterm.core.run import events
 
 
 @dataclass

@@ -19,10 +19,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from neuraterm import presets
-from neuraterm.core import checkpoint, commands, config as config_mod, lock, runs
+from neuraterm.core.run import checkpoint, commands, lock, status as runs
+from neuraterm.core import config as config_mod
 from neuraterm.core.data import registry
 from neuraterm.core.errors import NeuratermError
-from neuraterm.core.evaluate import evaluate_folder
+from neuraterm.core.run.evaluate import evaluate_folder
 
 
 @dataclass
@@ -89,7 +90,7 @@ class TrainingService:
     def replay_history(self, folder: Path) -> list:
         """A folder without an event log (written before there was one) told as events: its epochs, and
         its end when it has a report."""
-        from neuraterm.core import events
+        from neuraterm.core.run import events
         info, nan = runs.describe(Path(folder)), float("nan")
         replay = [events.EpochEnded(int(r["epoch"]), info.epochs, r["train_loss"], r["train_acc"], r["val_loss"],
                                     r["val_acc"], r["lr"], r.get("samples_per_s", nan), r.get("seconds", nan), nan)
@@ -112,22 +113,22 @@ class TrainingService:
     # -- studies ------------------------------------------------------------------------------
     def study_folders(self) -> list[Path]:
         """The study folders under the studies folder (each holds its resolved study.toml)."""
-        from neuraterm.core.study import STUDY_FILE
+        from neuraterm.core.study.spec import STUDY_FILE
         if not self.studies_root.is_dir():
             return []
         return sorted(p for p in self.studies_root.iterdir() if (p / STUDY_FILE).is_file())
 
     def is_study(self, path: Path) -> bool:
-        from neuraterm.core.study import STUDY_FILE
+        from neuraterm.core.study.spec import STUDY_FILE
         return (Path(path) / STUDY_FILE).is_file()
 
     def open_study(self, path: Path):
-        from neuraterm.core.study_folder import StudyFolder
+        from neuraterm.core.study.folder import StudyFolder
         return StudyFolder.open(Path(path))
 
     def study_rows(self, folder) -> list:
         """Every member's state, metrics and history, plus `f1` (class -> F1 of its test report)."""
-        from neuraterm.core import study_results
+        from neuraterm.core.study import results as study_results
         rows = study_results.collect(folder)
         for row in rows:
             report = row.report or {}

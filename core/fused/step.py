@@ -23,8 +23,8 @@ from __future__ import annotations
 import numpy as np
 
 from neuraterm.core.backend import to_host
-from neuraterm.core.dropout import Dropout
-from neuraterm.core.linear import Linear
+from neuraterm.core.nn.dropout import Dropout
+from neuraterm.core.nn.linear import Linear
 
 
 def unsupported(model, optimizer) -> str | None:

@@ -10,8 +10,8 @@ from textual.widgets import Checkbox, Input, Label, OptionList, Select, Static
 from neuraterm.core import config as config_mod, toml_text
 from neuraterm.core.backend import DEVICES
 from neuraterm.core.errors import NeuratermError
-from neuraterm.core.optimizers import OPTIMIZERS
-from neuraterm.core.schedules import SCHEDULES
+from neuraterm.core.optim.optimizers import OPTIMIZERS
+from neuraterm.core.optim.schedules import SCHEDULES
 from neuraterm.tui.screens.dialogs import ConfirmDialog, DatasetPathDialog
 from neuraterm.tui.widgets.keys_footer import KeysFooter
 from neuraterm.tui.widgets.number_field import NumberField

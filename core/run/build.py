@@ -1,0 +1,90 @@
+"""What a run is built from: its model, optimizer, schedule and data splits, from a `Config`.
+
+Out of the trainer so that readers (evaluate, studies, benchmarks) build the same things without
+importing the training loop, and the trainer can import evaluation without a circle.
+"""
+from __future__ import annotations
+
+import os
+
+from neuraterm.core.config import Config
+from neuraterm.core.data import registry
+from neuraterm.core.data.prepare import Prepared, prepare
+from neuraterm.core.errors import NeuratermError
+from neuraterm.core.nn.mlp import MLP
+from neuraterm.core.optim import optimizers, schedules
+
+
+def build_model(config: Config, num_features: int, num_classes: int, xp):
+    m = config.model
+    return MLP([num_features, *m.hidden, num_classes], activation=m.activation, batchnorm=m.batchnorm,
+               dropout=m.dropout, init=m.init, seed=config.train.seed, xp=xp)
+
+
+def build_optimizer(config: Config, model):
+    o = config.optimizer
+    common = {"lr": o.lr, "l2": o.l2, "clip_norm": o.clip_norm or None}
+    specific = {
+        "sgd": {"momentum": o.momentum, "nesterov": o.nesterov},
+        "adam": {"betas": (o.beta1, o.beta2), "eps": o.eps, "weight_decay": o.weight_decay},
+        "adamw": {"betas": (o.beta1, o.beta2), "eps": o.eps, "weight_decay": o.weight_decay},
+        "rmsprop": {"alpha": o.alpha, "eps": o.eps, "momentum": o.momentum},
+    }
+    return optimizers.build(o.name, model.parameters(), **common, **specific.get(o.name, {}))
+
+
+def build_schedule(config: Config):
+    s = config.schedule
+    return schedules.build(s.name, config.optimizer.lr, config.train.epochs, lr_min=s.lr_min, gamma=s.gamma,
+                           step_size=s.step_size, warmup=s.warmup,
+                           decay_epochs=s.decay_epochs or config.train.epochs)
+
+
+def load_data(config: Config, progress=None, recorded: dict | None = None) -> Prepared:
+    """The run's splits; `recorded` is the model folder's `dataset_source` (your own data is checked against it)."""
+    d = config.data
+    dataset = registry.load(d.dataset, d.data_dir or None, progress=progress, recorded=recorded)
+    data = prepare(dataset, d.val_fraction, d.test_fraction, d.limit, d.normalize, config.train.seed, d.pool)
+    check_data(data, d.dataset)
+    return data
+
+
+def check_data(data: Prepared, name: str) -> None:
+    """What would otherwise fail after hours, or silently: checked before the first step."""
+    if len(data.train.y) == 0 or len(data.test.y) == 0:
+        empty = "training" if len(data.train.y) == 0 else "test"
+        raise NeuratermError(f"{name}: the {empty} split is empty; lower data.val_fraction/test_fraction or limit less")
+    for split_name, split in (("train", data.train), ("validation", data.val), ("test", data.test)):
+        if split.images.ndim != 2 or split.images.shape[1] != data.num_features:
+            raise NeuratermError(f"{name}: {split_name} images have {split.images.shape[1:]} values each, "
+                                 f"train images {data.num_features}")
+        if len(split.y) and (split.y.min() < 0 or split.y.max() >= data.num_classes):
+            raise NeuratermError(f"{name}: {split_name} labels outside 0..{data.num_classes - 1}")
+
+
+def check_fits_in_memory(sizes: list[int], batch_size: int, optimizer: str) -> None:
+    """Refuse a model that cannot fit before allocating it (hidden = [1000000000] would ask for TiB)."""
+    params = sum(a * b + b for a, b in zip(sizes, sizes[1:]))
+    states = {"sgd": 1, "rmsprop": 2, "adam": 2, "adamw": 2}.get(optimizer, 2)
+    # weights, gradient, optimizer states, an update buffer and the best weights; activations and their gradients
+    need = 4 * params * (4 + states) + 4 * 3 * batch_size * sum(sizes)
+    have = _available_memory()
+    if have and need > have:
+        raise NeuratermError(f"the model needs about {need / 2**30:,.1f} GiB ({params:,} parameters) but this "
+                             f"machine has {have / 2**30:,.1f} GiB available; make model.hidden smaller")
+
+
+def _available_memory() -> int | None:
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError):
+        pass
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):  # pragma: no cover
+        return None
+
+

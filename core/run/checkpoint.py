@@ -1,0 +1,683 @@
+"""Model folders: plain `.npy`, JSON, TOML and CSV that users own, saved so that no crash can lose them.
+
+Layout of a run folder (format 2):
+
+    .neuraterm               marks the folder as a neuraterm model folder (format, creation time)
+    .lock                    held by the one process that trains it (see `lock.py`)
+    checkpoints/000007/      one complete checkpoint per save (the files below plus MANIFEST.json)
+    current -> checkpoints/000007      the checkpoint that counts; switched by one atomic rename
+    best -> checkpoints/000005         the checkpoint of the best epoch so far
+    config.toml model.json history.csv report.json weights/ normalization/ state/
+                             links into `current/`, so `numpy.load("run/weights/0.weight.npy")` reads
+                             the current checkpoint
+
+Inside a checkpoint:
+
+    config.toml            the resolved configuration (every key written)
+    model.json             architecture, dataset, class names, normalization, version, array shapes
+    weights/<name>.npy     one file per parameter or buffer (`0.weight.npy`, PyTorch-style names)
+    normalization/*.npy    per-feature mean/std when the inputs are standardized
+    state/train.json       epoch, step, RNG states, early-stopping and plateau counters
+    state/optimizer/*.npy  optimizer moments and step count
+    history.csv            one row per epoch
+    report.json            the final evaluation (once the run has finished)
+    MANIFEST.json          size and SHA-256 of every file above
+
+A save (LevelDB's CURRENT file, as a symlink) writes a new checkpoint under a temporary name, fsyncs
+every file and folder, renames it into place, then replaces the `current` link atomically; the
+checkpoints that are neither current nor best go only after that switch. A crash at any instant
+therefore leaves the previous complete checkpoint current, and the next writer sweeps the leftovers.
+The folder itself is created once and never renamed, replaced or deleted, and files the program did
+not write are never touched. Loading never unpickles, verifies every file against the manifest, and
+checks every field, so a damaged folder is one `NeuratermError` naming the file, never a traceback.
+"""
+from __future__ import annotations
+
+import csv
+import dataclasses
+import errno
+import hashlib
+import io
+import json
+import math
+import os
+import re
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from neuraterm import __version__
+from neuraterm.core import config as config_mod
+from neuraterm.core.errors import NeuratermError, RunFailed
+from neuraterm.core.run.lock import LOCK_FILE, WriterLock, busy, holder
+
+FORMAT = 2
+MARKER, CHECKPOINTS, CURRENT, BEST, MANIFEST = ".neuraterm", "checkpoints", "current", "best", "MANIFEST.json"
+LINKED = ("config.toml", "model.json", "history.csv", "report.json", "weights", "normalization", "state")
+HISTORY_COLUMNS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds", "samples_per_s")
+ARRAY_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.]*$")
+NUMBERED = re.compile(r"^\d{6,}$")
+# Test-only: seconds to sleep between writing a checkpoint and switching to it (widens kill windows).
+SAVE_DELAY_ENV = "NEURATERM_TEST_SAVE_DELAY"
+
+
+@dataclass
+class Snapshot:
+    config: config_mod.Config
+    meta: dict
+    weights: dict[str, np.ndarray]
+    optimizer: dict[str, np.ndarray]
+    train_state: dict
+    history: list[dict] = field(default_factory=list)
+    normalization: dict[str, np.ndarray] = field(default_factory=dict)
+    best_weights: dict[str, np.ndarray] = field(default_factory=dict)
+    report: dict | None = None
+
+    @property
+    def epoch(self) -> int:
+        return int(self.train_state.get("epoch", 0))
+
+
+# -- writing --------------------------------------------------------------------------------------
+def history_csv(history: list[dict]) -> str:
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=HISTORY_COLUMNS, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    for row in history:
+        writer.writerow({k: (repr(float(v)) if isinstance(v, float) else v) for k, v in row.items()})
+    return out.getvalue()
+
+
+def _npy_bytes(array) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, np.asarray(array), allow_pickle=False)
+    return buffer.getvalue()
+
+
+def _checkpoint_files(snap: Snapshot) -> dict[str, bytes]:
+    """Every file of a checkpoint, by relative path, as the bytes to write."""
+    meta = dict(snap.meta, format=FORMAT,
+                arrays={n: {"shape": list(a.shape), "dtype": str(a.dtype)} for n, a in snap.weights.items()})
+    files = {"config.toml": config_mod.to_toml(snap.config).encode(), "model.json": json.dumps(meta, indent=2).encode(),
+             "history.csv": history_csv(snap.history).encode(),
+             "state/train.json": json.dumps(snap.train_state, indent=1).encode()}
+    for folder, arrays in (("weights", snap.weights), ("normalization", snap.normalization),
+                           ("state/optimizer", snap.optimizer)):
+        for name, array in arrays.items():
+            files[f"{folder}/{name}.npy"] = _npy_bytes(array)
+    if snap.report is not None:
+        files["report.json"] = json.dumps(snap.report, indent=2).encode()
+    return files
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_tree(root: Path, files: dict[str, bytes]) -> None:
+    """Every file written and fsynced, then every folder fsynced, deepest first."""
+    folders = {root}
+    for rel, data in files.items():
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        folders.update(p for p in path.parents if p.is_relative_to(root))
+        with open(path, "xb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+    for folder in sorted(folders, key=lambda p: len(p.parts), reverse=True):
+        _fsync_dir(folder)
+
+
+def _point(run_dir: Path, name: str, target: str) -> None:
+    """Make `run_dir/name` a link to `target`, atomically (a new link renamed over the old one)."""
+    tmp = run_dir / f".{name}.tmp-{os.getpid()}"
+    if tmp.is_symlink():
+        tmp.unlink()
+    os.symlink(target, tmp)
+    try:
+        os.replace(tmp, run_dir / name)
+    except OSError:
+        tmp.unlink()
+        raise
+
+
+def _checkpoint_number(run_dir: Path, name: str) -> int | None:
+    link = run_dir / name
+    if not link.is_symlink():
+        return None
+    target = Path(os.readlink(link))
+    return int(target.name) if target.parent == Path(CHECKPOINTS) and NUMBERED.match(target.name) else None
+
+
+def sanitize_name(name: str, default: str = "run", limit: int | None = 80) -> str:
+    """One safe path component for a folder named after a preset or a study member ('a/../b' -> 'a-b')."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip(".-")[:limit] or default
+
+
+def new_run_dir(root: Path, name: str) -> Path:
+    """A fresh model folder path, `<root>/<name>-<date>-<time>`, with `-2`, `-3`... if that one exists."""
+    base = Path(root) / f"{sanitize_name(name)}-{time.strftime('%Y%m%d-%H%M%S')}"
+    path, k = base, 1
+    while path.exists() or path.is_symlink():
+        k += 1
+        path = base.with_name(f"{base.name}-{k}")
+    return path
+
+
+def is_run_folder(path: Path) -> bool:
+    return (Path(path) / MARKER).is_file() or _legacy(Path(path))
+
+
+def _legacy(path: Path) -> bool:
+    """A format-1 folder (neuraterm 0.1 before checkpoints/): plain files at the top level."""
+    model = path / "model.json"
+    return model.is_file() and not model.is_symlink() and not (path / MARKER).exists()
+
+
+class RunWriter:
+    """The one process allowed to write a model folder: it holds the lock, writes checkpoints and
+    switches `current` (and `best`) to them. `new=True` claims a folder for a new run: one that does
+    not exist yet, an empty one, or a model folder that never got its first checkpoint."""
+
+    def __init__(self, run_dir: Path, new: bool):
+        run_dir = Path(run_dir).expanduser().resolve()
+        if new:
+            self._claim(run_dir)
+        elif not run_dir.is_dir():
+            raise NeuratermError(f"{run_dir}: no such model folder")
+        elif _legacy(run_dir):
+            raise NeuratermError(f"{run_dir}: written by an older neuraterm (format 1); evaluate or export it, "
+                                 f"or train a new run")
+        elif not (run_dir / MARKER).is_file():
+            raise NeuratermError(f"{run_dir}: not a neuraterm model folder")
+        self.run_dir = run_dir
+        try:
+            self.lock = WriterLock(run_dir).acquire()
+        except OSError as exc:  # the lock could not be written down: a full disk
+            raise _save_failed(exc, run_dir, _previous(run_dir)) from None
+        try:
+            if not (run_dir / MARKER).exists():
+                try:
+                    write_atomic(run_dir / MARKER, json.dumps({"format": FORMAT, "created": time.time(),
+                                                                   "neuraterm_version": __version__}).encode())
+                except OSError as exc:
+                    raise _save_failed(exc, run_dir, "no checkpoint was saved yet") from None
+            if not new and _checkpoint_number(run_dir, CURRENT) is None:
+                raise NeuratermError(f"{run_dir}: has no checkpoint to resume from")
+            if new and _checkpoint_number(run_dir, CURRENT) is not None:
+                raise NeuratermError(f"{run_dir} already holds a model; use 'neuraterm resume {run_dir}' or another --out")
+            self.sweep()
+        except BaseException:
+            self.lock.release()
+            raise
+
+    @staticmethod
+    def check_new(run_dir: Path) -> None:
+        """Whether a new run may claim `run_dir`, asked before anything is created (so bad input leaves
+        no folder behind); the claim itself checks again under the lock."""
+        run_dir = Path(run_dir).expanduser().resolve()
+        if run_dir.exists() and not run_dir.is_dir():
+            raise NeuratermError(f"{run_dir}: exists and is not a folder")
+        if run_dir.is_dir():
+            if _legacy(run_dir) or (run_dir / MARKER).is_file():
+                who = holder(run_dir)
+                if who is not None:
+                    raise busy(run_dir, who)
+                if _legacy(run_dir) or _checkpoint_number(run_dir, CURRENT) is not None:
+                    raise NeuratermError(f"{run_dir} already holds a model; use 'neuraterm resume {run_dir}' "
+                                         f"or another --out")
+            elif any(not _claim_leftover(p.name) for p in run_dir.iterdir()):  # a claim killed after its lock
+                raise NeuratermError(f"{run_dir} is not empty and is not a neuraterm model folder; "
+                                     f"pass a new or empty folder to --out")
+
+    @classmethod
+    def _claim(cls, run_dir: Path) -> None:
+        cls.check_new(run_dir)
+        try:
+            run_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise _save_failed(exc, run_dir, "no checkpoint was saved yet") from None
+            raise NeuratermError(f"{run_dir}: cannot create the model folder ({exc.strerror})") from None
+
+    def sweep(self) -> None:
+        """Remove what a killed save left (temporary checkpoints and links) and checkpoints that are
+        neither current nor best; only names this program writes, only files its manifests list."""
+        keep = {_checkpoint_number(self.run_dir, CURRENT), _checkpoint_number(self.run_dir, BEST)}
+        for entry in self.run_dir.iterdir():
+            if entry.name.startswith(".") and ".tmp-" in entry.name and entry.is_symlink():
+                entry.unlink()
+            elif entry.name.startswith(MARKER + ".tmp-") and entry.is_file() and not entry.is_symlink():
+                entry.unlink()
+        folder = self.run_dir / CHECKPOINTS
+        if not folder.is_dir():
+            return
+        for entry in folder.iterdir():
+            if entry.name.startswith(".tmp-") and entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry, ignore_errors=True)
+            elif NUMBERED.match(entry.name) and int(entry.name) not in keep and entry.is_dir():
+                _remove_checkpoint(entry)
+
+    def save(self, snap: Snapshot, best: bool = False) -> Path:
+        """Write `snap` as a new checkpoint and make it current (and best); returns its folder."""
+        folder = self.run_dir / CHECKPOINTS
+        try:
+            folder.mkdir(exist_ok=True)
+        except OSError as exc:
+            raise _save_failed(exc, self.run_dir, _previous(self.run_dir)) from None
+        numbers = [int(p.name) for p in folder.iterdir() if NUMBERED.match(p.name)]
+        number = max(numbers + [_checkpoint_number(self.run_dir, CURRENT) or 0]) + 1
+        name = f"{number:06d}"
+        tmp = folder / f".tmp-{name}-{os.getpid()}"
+        files = _checkpoint_files(snap)
+        manifest = {"format": FORMAT, "files": {rel: {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+                                               for rel, data in files.items()}}
+        files[MANIFEST] = json.dumps(manifest, indent=1).encode()
+        try:
+            _write_tree(tmp, files)
+            if os.environ.get(SAVE_DELAY_ENV):
+                time.sleep(float(os.environ[SAVE_DELAY_ENV]))
+            os.rename(tmp, folder / name)
+            _fsync_dir(folder)
+            _point(self.run_dir, CURRENT, f"{CHECKPOINTS}/{name}")
+            if best:
+                _point(self.run_dir, BEST, f"{CHECKPOINTS}/{name}")
+            _fsync_dir(self.run_dir)
+        except OSError as exc:
+            shutil.rmtree(tmp, ignore_errors=True)
+            if (folder / name).is_dir() and _checkpoint_number(self.run_dir, CURRENT) != number:
+                shutil.rmtree(folder / name, ignore_errors=True)
+            raise _save_failed(exc, self.run_dir, _previous(self.run_dir)) from None
+        self._link_top_level(folder / name)
+        self.sweep()
+        return folder / name
+
+    def _link_top_level(self, checkpoint: Path) -> None:
+        """Static links (`weights -> current/weights`...) for what the checkpoint holds; a name the user
+        already uses for something else is left alone."""
+        for name in LINKED:
+            top = self.run_dir / name
+            if (checkpoint / name).exists() and not top.exists() and not top.is_symlink():
+                try:
+                    os.symlink(f"{CURRENT}/{name}", top)
+                except OSError:
+                    pass  # a filesystem without links: readers go through `current/`
+
+    def close(self) -> None:
+        self.lock.release()
+
+
+def _claim_leftover(name: str) -> bool:
+    """What a claim killed before its first checkpoint leaves in a folder: the lock, a half-written marker."""
+    return name == LOCK_FILE or name.startswith(MARKER + ".tmp-")
+
+
+def _previous(run_dir: Path) -> str:
+    return "the previous checkpoint is intact" if _checkpoint_number(run_dir, CURRENT) else "no checkpoint was saved yet"
+
+
+def _save_failed(exc: OSError, run_dir: Path, previous: str) -> RunFailed:
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return RunFailed(f"no space left on device while saving {run_dir}; {previous}")
+    return RunFailed(f"could not save {run_dir} ({exc.strerror or exc}); {previous}")
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write a whole file or nothing: a temporary sibling, fsynced, renamed over `path` (a reader never
+    sees half of it; a failure, a full disk included, leaves no temporary file)."""
+    path = Path(path)
+    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")  # the marker's leftover is recognized by this name
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _remove_checkpoint(folder: Path) -> None:
+    """Delete the files a checkpoint's manifest lists, then its folders if they are empty: a file a
+    user put there stays (with its folders). Without a manifest (a removal killed after deleting it)
+    only empty folders go."""
+    try:
+        listed = json.loads((folder / MANIFEST).read_text(encoding="utf-8")).get("files", {})
+    except (OSError, ValueError, AttributeError):
+        listed = None  # not a checkpoint we can account for: no file of it is deleted
+    for rel in [*listed, MANIFEST] if isinstance(listed, dict) else []:
+        try:
+            (folder / rel).unlink()
+        except OSError:
+            pass
+    for sub in sorted((p for p in folder.rglob("*") if p.is_dir() and not p.is_symlink()),
+                      key=lambda p: len(p.parts), reverse=True) + [folder]:
+        try:
+            sub.rmdir()
+        except OSError:
+            pass
+
+
+# -- reading --------------------------------------------------------------------------------------
+class _Vanished(Exception):
+    """A checkpoint file disappeared while it was read: a writer switched and swept meanwhile."""
+
+
+class _Reader:
+    """Reads one checkpoint's files, each checked against its manifest entry (when there is one)."""
+
+    def __init__(self, folder: Path, shown: Path, manifest: dict | None):
+        self.folder, self.shown, self.manifest = folder, shown, manifest
+
+    def exists(self, rel: str) -> bool:
+        return rel in self.manifest if self.manifest is not None else (self.folder / rel).is_file()
+
+    def names(self, sub: str) -> list[str]:
+        if self.manifest is not None:
+            return sorted(rel[len(sub) + 1:-4] for rel in self.manifest
+                          if rel.startswith(sub + "/") and rel.endswith(".npy") and "/" not in rel[len(sub) + 1:])
+        return sorted(p.name[:-4] for p in (self.folder / sub).glob("*.npy")) if (self.folder / sub).is_dir() else []
+
+    def bytes(self, rel: str) -> bytes:
+        shown = self.shown / rel
+        try:
+            data = (self.folder / rel).read_bytes()
+        except FileNotFoundError:
+            if self.manifest is not None:
+                raise _Vanished(rel) from None
+            raise NeuratermError(f"{shown}: missing") from None
+        except OSError as exc:
+            raise NeuratermError(f"{shown}: cannot be read ({exc.strerror})") from None
+        if self.manifest is not None:
+            entry = self.manifest.get(rel)
+            if entry is None:
+                raise NeuratermError(f"{shown}: not part of the checkpoint")
+            if len(data) != entry["bytes"] or hashlib.sha256(data).hexdigest() != entry["sha256"]:
+                raise NeuratermError(f"{shown}: changed since it was saved (size or SHA-256 differs from "
+                                     f"{self.shown / MANIFEST})")
+        return data
+
+    def json(self, rel: str) -> dict:
+        return parse_json(self.bytes(rel), self.shown / rel)
+
+    def array(self, rel: str) -> np.ndarray:
+        return parse_array(self.bytes(rel), self.shown / rel)
+
+    def arrays(self, sub: str) -> dict[str, np.ndarray]:
+        return {name: self.array(f"{sub}/{name}.npy") for name in self.names(sub)}
+
+
+def parse_json(data: bytes, shown: Path) -> dict:
+    try:
+        value = json.loads(data.decode("utf-8"))
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+        raise NeuratermError(f"{shown}: not valid JSON ({exc.__class__.__name__})") from None
+    if not isinstance(value, dict):
+        raise NeuratermError(f"{shown}: expected a JSON object")
+    return value
+
+
+def read_json(path: Path) -> dict:
+    try:
+        data = Path(path).read_bytes()
+    except FileNotFoundError:
+        raise NeuratermError(f"{path}: missing") from None
+    except OSError as exc:
+        raise NeuratermError(f"{path}: cannot be read ({exc.strerror})") from None
+    return parse_json(data, Path(path))
+
+
+def parse_array(data: bytes, shown: Path) -> np.ndarray:
+    """One `.npy` file's bytes: a plain numeric array, or one line saying what the file really is."""
+    if not data.startswith(b"\x93NUMPY"):
+        raise NeuratermError(f"{shown}: not a .npy file" + (" (it is empty)" if not data else ""))
+    try:
+        array = np.lib.format.read_array(io.BytesIO(data), allow_pickle=False)
+    except ValueError as exc:
+        if "allow_pickle" in str(exc) or "Object arrays" in str(exc):
+            raise NeuratermError(f"{shown}: holds Python objects (pickled), which are never loaded") from None
+        raise NeuratermError(f"{shown}: a damaged .npy file ({exc})") from None
+    except (OSError, EOFError, SyntaxError) as exc:
+        raise NeuratermError(f"{shown}: a damaged .npy file ({exc.__class__.__name__})") from None
+    if array.dtype.kind not in "fiub":
+        raise NeuratermError(f"{shown}: not a numeric array (dtype {array.dtype})")
+    return array
+
+
+def read_array(path: Path) -> np.ndarray:
+    try:
+        data = Path(path).read_bytes()
+    except FileNotFoundError:
+        raise NeuratermError(f"{path}: missing") from None
+    return parse_array(data, Path(path))
+
+
+def parse_history(text: str, shown: Path) -> list[dict]:
+    """history.csv: exactly the known columns, numbers in every cell, epochs 1, 2, 3..."""
+    rows = []
+    try:
+        reader = csv.reader(io.StringIO(text))
+        header = next(reader, None)
+        if header is None:
+            return []
+        if tuple(header) != HISTORY_COLUMNS:
+            raise NeuratermError(f"{shown}: unexpected columns {header}; expected {list(HISTORY_COLUMNS)}")
+        for line, cells in enumerate(reader, start=2):
+            if len(cells) != len(HISTORY_COLUMNS):
+                raise NeuratermError(f"{shown}: line {line} has {len(cells)} fields, expected {len(HISTORY_COLUMNS)}")
+            row = {k: (int(v) if k == "epoch" else float(v)) for k, v in zip(HISTORY_COLUMNS, cells)}
+            if row["epoch"] != len(rows) + 1:
+                raise NeuratermError(f"{shown}: line {line} is epoch {row['epoch']}, expected {len(rows) + 1}")
+            rows.append(row)
+    except (ValueError, csv.Error) as exc:
+        raise NeuratermError(f"{shown}: malformed history ({exc})") from None
+    return rows
+
+
+def read_history(path: Path) -> list[dict]:
+    path = Path(path)
+    if not path.is_file():
+        return []
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise NeuratermError(f"{path}: cannot be read ({exc.__class__.__name__})") from None
+    return parse_history(text, path)
+
+
+def checkpoint_dir(run_dir: Path, which: str = CURRENT) -> Path | None:
+    """The folder of the current (or best) checkpoint; a format-1 folder is its own checkpoint."""
+    run_dir = Path(run_dir)
+    number = _checkpoint_number(run_dir, which)
+    if number is not None:
+        return run_dir / CHECKPOINTS / f"{number:06d}"
+    return run_dir if which == CURRENT and _legacy(run_dir) else None
+
+
+def _check_meta(meta: dict, shown: Path) -> None:
+    arrays = meta.get("arrays")
+    if not isinstance(arrays, dict) or not arrays:
+        raise NeuratermError(f"{shown}: 'arrays' must be a table of the model's arrays")
+    for name, spec in arrays.items():
+        if not ARRAY_NAME.match(name) or ".." in name:
+            raise NeuratermError(f"{shown}: array name {name!r} is not a plain file name")
+        if (not isinstance(spec, dict) or not isinstance(spec.get("shape"), list) or not isinstance(spec.get("dtype"), str)
+                or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in spec["shape"])):
+            raise NeuratermError(f"{shown}: arrays.{name} needs a shape (list of sizes) and a dtype")
+    names = meta.get("class_names")
+    if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
+        raise NeuratermError(f"{shown}: 'class_names' must be a list of names")
+    if meta.get("normalization") not in ("scale", "standardize"):
+        raise NeuratermError(f"{shown}: 'normalization' must be 'scale' or 'standardize'")
+    arch = meta.get("architecture")
+    if not (isinstance(arch, dict) and isinstance(arch.get("sizes"), list) and len(arch["sizes"]) >= 2
+            and all(_is_int(n) and n >= 1 for n in arch["sizes"]) and isinstance(arch.get("layers"), list)
+            and all(isinstance(layer, str) for layer in arch["layers"])):
+        raise NeuratermError(f"{shown}: 'architecture' must hold the layer sizes (integers >= 1) and the layers")
+
+
+def _check_architecture(meta: dict, config: config_mod.Config, shown: Path) -> None:
+    """config.toml, model.json's sizes and the arrays describe one model, so nothing is built (or
+    allocated) from a hand-edited size that the saved weights do not have."""
+    sizes, layers = meta["architecture"]["sizes"], meta["architecture"]["layers"]
+    if sizes[1:-1] != config.model.hidden:
+        raise NeuratermError(f"{shown / 'config.toml'}: model.hidden {config.model.hidden} does not match the saved "
+                             f"model's sizes {sizes} ({shown / 'model.json'})")
+    index = {name: name.split(".", 1)[0] for name in meta["arrays"]}
+    if not all(i.isdigit() and int(i) < len(layers) for i in index.values()):
+        raise NeuratermError(f"{shown / 'model.json'}: the arrays {sorted(meta['arrays'])} do not fit its "
+                             f"{len(layers)} layers")
+    linear = [tuple(spec["shape"]) for name, spec in sorted(meta["arrays"].items(), key=lambda kv: int(index[kv[0]]))
+              if name.endswith(".weight") and len(spec["shape"]) == 2]
+    if linear != [(b, a) for a, b in zip(sizes, sizes[1:])]:
+        raise NeuratermError(f"{shown / 'model.json'}: the weight shapes {linear} do not match the sizes {sizes}")
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_number(v) -> bool:
+    return (isinstance(v, (int, float)) and not isinstance(v, bool)) and math.isfinite(v)
+
+
+def _is_generator_state(state) -> bool:
+    """A NumPy PCG64 state (what `default_rng` uses for the batch order and dropout masks)."""
+    try:
+        np.random.PCG64().state = state
+    except (TypeError, ValueError, KeyError, OverflowError):
+        return False
+    return True
+
+
+def _is_plateau_state(plateau) -> bool:
+    """ReduceLROnPlateau's fields, each of its type (they are set back on the schedule one by one)."""
+    from neuraterm.core.optim.schedules import ReduceLROnPlateau
+    if not isinstance(plateau, dict) or not set(plateau) <= {f.name for f in dataclasses.fields(ReduceLROnPlateau)}:
+        return False
+    rules = {"lr": lambda v: _is_number(v) and v > 0, "factor": _is_number, "min_lr": _is_number,
+             "threshold": _is_number, "patience": lambda v: _is_int(v) and v >= 0,
+             "bad_epochs": lambda v: _is_int(v) and v >= 0, "mode": lambda v: v in ("min", "max"),
+             "best": lambda v: v is None or _is_number(v)}
+    return all(rules[k](v) for k, v in plateau.items())
+
+
+def check_train_state(state: dict, shown: Path) -> None:
+    """Every field the trainer reads, with its type and range (a hand-edited file is one line, not a traceback)."""
+    def need(ok: bool, what: str) -> None:
+        if not ok:
+            raise NeuratermError(f"{shown}: {what}")
+    need(_is_int(state.get("epoch")) and state["epoch"] >= 0, "'epoch' must be an integer >= 0")
+    need(_is_generator_state(state.get("order_rng")), "'order_rng' must be a NumPy PCG64 generator state")
+    dropout = state.get("dropout_rng", [])
+    need(isinstance(dropout, list) and all(s is None or _is_generator_state(s) for s in dropout),
+         "'dropout_rng' must be a list of NumPy PCG64 generator states")
+    early = state.get("early")
+    need(isinstance(early, dict) and (early.get("best") is None or _is_number(early.get("best")))
+         and _is_int(early.get("best_epoch")) and early["best_epoch"] >= 0 and _is_int(early.get("wait"))
+         and early["wait"] >= 0, "'early' must hold best (a number or null), best_epoch and wait (integers >= 0)")
+    need(state.get("plateau") is None or _is_plateau_state(state["plateau"]),
+         "'plateau' must be null or the plateau schedule's fields (lr, best, bad_epochs...) with their types")
+    partial = state.get("partial")
+    need(partial is None or (isinstance(partial, dict) and _is_int(partial.get("step")) and partial["step"] >= 0
+                             and _is_number(partial.get("loss_sum")) and _is_int(partial.get("correct"))
+                             and _is_int(partial.get("seen")) and 0 <= partial["correct"] <= partial["seen"]),
+         "'partial' must be null or hold step, loss_sum, correct and seen (integers >= 0) and order_rng")
+    need(partial is None or _is_generator_state(partial.get("order_rng")),
+         "'partial.order_rng' must be a NumPy PCG64 generator state")
+    need(state.get("reference_loss") is None or _is_number(state["reference_loss"]), "'reference_loss' must be a number")
+
+
+def load(run_dir: Path, which: str = CURRENT, with_best: bool = False) -> Snapshot:
+    """Read and validate a model folder's current (or best) checkpoint; never writes anything.
+
+    A writer may switch and sweep while this reads: a file that vanishes under a checkpoint that is no
+    longer current sends the read to the new current one."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise NeuratermError(f"{run_dir}: no such model folder")
+    for _ in range(20):
+        folder = checkpoint_dir(run_dir, which)
+        best = checkpoint_dir(run_dir, BEST) if which == CURRENT and with_best else None
+        if folder is None:
+            if (run_dir / MARKER).is_file():
+                raise NeuratermError(f"{run_dir}: no checkpoint saved yet")
+            raise NeuratermError(f"{run_dir}: not a neuraterm model folder (no {CURRENT} checkpoint, no model.json)")
+        try:
+            legacy = folder == run_dir
+            snap = _load_checkpoint(folder, run_dir if legacy else run_dir / which, legacy)
+            if best is not None:  # a resume needs the best weights (restore_best); readers do not
+                snap.best_weights = dict(snap.weights) if best == folder else \
+                    _load_checkpoint(best, run_dir / BEST, False).weights
+            return snap
+        except _Vanished:  # a writer switched and swept meanwhile: read again, unless nothing moved
+            moved = checkpoint_dir(run_dir, which) != folder or (
+                best is not None and checkpoint_dir(run_dir, BEST) != best)
+            if not moved:
+                raise NeuratermError(f"{folder}: incomplete checkpoint (a file listed in its manifest is missing)") from None
+    raise NeuratermError(f"{run_dir}: the checkpoint kept changing while it was read")
+
+
+def _load_checkpoint(folder: Path, shown: Path, legacy: bool) -> Snapshot:
+    manifest = None
+    if not legacy:
+        try:
+            manifest = parse_json((folder / MANIFEST).read_bytes(), shown / MANIFEST)
+        except FileNotFoundError:
+            raise _Vanished(MANIFEST) from None
+        files = manifest.get("files")
+        if not isinstance(files, dict) or not all(isinstance(v, dict) and _is_int(v.get("bytes"))
+                                                  and isinstance(v.get("sha256"), str) for v in files.values()):
+            raise NeuratermError(f"{shown / MANIFEST}: not a checkpoint manifest")
+        manifest = files
+    read = _Reader(folder, shown, manifest)
+    meta = read.json("model.json")
+    if meta.get("format") not in (1, FORMAT):
+        raise NeuratermError(f"{shown / 'model.json'}: not a neuraterm model description (format {meta.get('format')!r})")
+    _check_meta(meta, shown / "model.json")
+    config = config_mod.parse_toml(read.bytes("config.toml"), str(shown / "config.toml"), complete=True)
+    _check_architecture(meta, config, shown)
+    weights = {}
+    for name, spec in meta["arrays"].items():
+        rel = f"weights/{name}.npy"
+        array = read.array(rel)
+        if list(array.shape) != spec["shape"] or str(array.dtype) != spec["dtype"]:
+            raise NeuratermError(f"{shown / rel}: shape {list(array.shape)} {array.dtype} does not match model.json "
+                                 f"({spec['shape']} {spec['dtype']})")
+        if not np.isfinite(array).all():
+            raise NeuratermError(f"{shown / rel}: holds NaN or infinite values")
+        weights[name] = array
+    on_disk = set(read.names("weights")) | {p.name[:-4] for p in (folder / "weights").glob("*.npy")}
+    extra = sorted(on_disk - set(weights))
+    if extra:
+        raise NeuratermError(f"{shown / 'weights'}: unexpected files {extra}")
+    normalization = read.arrays("normalization")
+    if meta["normalization"] == "standardize":
+        features = meta.get("architecture", {}).get("sizes", [None])[0]
+        for key in ("mean", "std"):
+            array = normalization.get(key)
+            if array is None or array.shape != (features,) or not np.isfinite(array).all():
+                raise NeuratermError(f"{shown / 'normalization' / (key + '.npy')}: missing, or not {features} finite values")
+        if (normalization["std"] <= 0).any():
+            raise NeuratermError(f"{shown / 'normalization' / 'std.npy'}: deviations must be > 0")
+    train_state = read.json("state/train.json") if read.exists("state/train.json") else {}
+    history = parse_history(read.bytes("history.csv").decode("utf-8", "replace"), shown / "history.csv") \
+        if read.exists("history.csv") else []
+    if train_state:
+        check_train_state(train_state, shown / "state" / "train.json")
+        if len(history) != train_state["epoch"]:
+            raise NeuratermError(f"{shown / 'history.csv'}: {len(history)} epochs, but state/train.json says "
+                                 f"{train_state['epoch']}")
+    report = read.json("report.json") if read.exists("report.json") else None
+    best = read.arrays("state/best")  # format 1 kept the best weights here
+    return Snapshot(config, meta, weights, read.arrays("state/optimizer"), train_state, history, normalization,
+                    best, report)

@@ -1,0 +1,123 @@
+"""A run speaks through its folder: `events.jsonl`, one JSON event a line, appended by the process
+that trains it (Jupyter's message stream, as a file). A viewer that arrives late reads the whole
+history from the top; one that is attached keeps reading new lines as they are flushed.
+
+Every line is flushed as it is written and the file is fsynced at each epoch, checkpoint and end, so
+a viewer sees an epoch within its polling interval and a crash loses at most step progress. Step
+progress is thinned to `step_interval` (a few lines a second) whatever rate the trainer reports at.
+Records of types a viewer does not know, and a torn last line, are skipped, never fatal.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import threading
+import time
+from pathlib import Path
+
+from neuraterm.core.run import events
+
+LOG_FILE = "events.jsonl"
+DURABLE = (events.RunStarted, events.EpochEnded, events.CheckpointSaved, events.EarlyStopped, events.RunFinished,
+           events.RunFailed)
+
+
+def _plain(value):
+    """JSON has no NaN or infinity: they travel as strings ('nan', 'inf') and come back as floats."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
+
+
+class EventLog:
+    """The writing side: a listener the trainer publishes to, plus `write` for other threads."""
+
+    def __init__(self, run_dir: Path, step_interval: float = 0.25):
+        self.path = Path(run_dir) / LOG_FILE
+        self.step_interval = step_interval
+        self._file = open(self.path, "ab", buffering=0)  # one write per line: nothing is held back to fail later
+        self._lock = threading.Lock()
+        self._last_step = 0.0
+        self.last_write = time.monotonic()
+
+    def __call__(self, event: events.Event) -> None:
+        if isinstance(event, events.StepEnded):
+            now = time.monotonic()
+            if now - self._last_step < self.step_interval and event.step != event.steps:
+                return
+            self._last_step = now
+        self.write(event)
+
+    def write(self, event: events.Event) -> None:
+        line = (json.dumps(_plain(events.to_record(event)), allow_nan=False) + "\n").encode("utf-8")
+        with self._lock:
+            if self._file.closed:
+                return
+            try:
+                self._file.write(line)
+                if isinstance(event, DURABLE):
+                    os.fsync(self._file.fileno())
+            except OSError:
+                pass  # a full disk must not stop training; the checkpoint path reports it
+            self.last_write = time.monotonic()
+
+    def close(self) -> None:
+        with self._lock:
+            self._file.close()
+
+
+class LogReader:
+    """The reading side: `read_new()` returns the events appended since the last call (all of them the
+    first time); only whole lines are taken, so a line still being written is read next time."""
+
+    def __init__(self, run_dir: Path):
+        self.path = Path(run_dir) / LOG_FILE
+        self.offset = 0
+        self._identity = None
+
+    def read_new(self) -> list[events.Event]:
+        try:
+            with open(self.path, "rb") as f:
+                identity = os.fstat(f.fileno()).st_ino
+                if identity != self._identity:  # a new file (a run claimed this folder again): start over
+                    self._identity, self.offset = identity, 0
+                f.seek(self.offset)
+                data = f.read()
+        except FileNotFoundError:
+            return []
+        end = data.rfind(b"\n")
+        if end < 0:
+            return []
+        self.offset += end + 1
+        return _parse(data[:end].split(b"\n"))
+
+
+def last_events(run_dir: Path, nbytes: int = 65536) -> list[events.Event]:
+    """The events in the log's last `nbytes` (enough for the latest state of a run), oldest first."""
+    path = Path(run_dir) / LOG_FILE
+    try:
+        with open(path, "rb") as f:
+            size = f.seek(0, os.SEEK_END)
+            f.seek(max(0, size - nbytes))
+            data = f.read()
+    except OSError:
+        return []
+    return _parse(data.split(b"\n")[1:] if size > nbytes else data.split(b"\n"))  # a cut first line is skipped
+
+
+def _parse(lines: list[bytes]) -> list[events.Event]:
+    """The events of whole log lines; a torn or unknown line is skipped, never fatal."""
+    found = []
+    for line in lines:
+        try:
+            event = events.from_record(json.loads(line)) if line.strip() else None
+        except (ValueError, UnicodeDecodeError, RecursionError):
+            continue
+        if event is not None:
+            found.append(event)
+    return found

@@ -1,0 +1,215 @@
+"""A study on disk, and what a driver or a viewer does with one member of it.
+
+    studies/<study>/
+        study.toml            the resolved study (every override included): `neuraterm study <folder>`
+                              resumes it, `--results-only` re-draws its results from it
+        .lock                 held by the one driver running the study (`neuraterm study`)
+        configs/<member>.toml each member's complete config, what its `train` reads
+        logs/<member>.log     each member process's output (its one-line error, when it failed)
+        <member>/             an ordinary model folder: eval, resume, export and watch work on it
+        results.csv results.md figures/
+        pruned.txt            members that Ray Tune's ASHA stopped early (never resumed)
+
+A member's state is read from its folder (`runs.describe`), so any process can tell it: the driver,
+the app's Study screen, a second terminal. A member runs as its own `neuraterm train`/`resume`
+process, so its lock, event log, commands and signals are exactly those of any run.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from neuraterm.core.run import checkpoint, commands, status as runs
+from neuraterm.core import config as config_mod
+from neuraterm.core.study import spec as study_mod
+from neuraterm.core.errors import NeuratermError
+from neuraterm.core.run.lock import WriterLock
+
+CONFIGS, LOGS, FIGURES, PRUNED = "configs", "logs", "figures", "pruned.txt"
+# What a member can be. Done states are never started again by a driver.
+STATES = ("waiting", "running", "paused", "finished", "diverged", "failed", "interrupted", "pruned", "damaged")
+DONE = ("finished", "diverged", "failed", "pruned")
+
+
+@dataclass
+class MemberState:
+    member: study_mod.Member
+    path: Path  # the member's model folder
+    state: str  # one of STATES
+    info: runs.RunInfo  # what `neuraterm runs` says about the folder (history, metrics, holder)
+
+    @property
+    def name(self) -> str:
+        return self.member.name
+
+
+class StudyFolder:
+    """`StudyFolder.create(study)` for a driver; `StudyFolder.open(path)` for anyone who looks."""
+
+    def __init__(self, path: Path, study: study_mod.Study, members: list[study_mod.Member]):
+        self.path, self.study, self.members = Path(path), study, members
+        self._by_name = {m.name: m for m in members}
+
+    # -- creating and opening ------------------------------------------------------------------
+    @classmethod
+    def create(cls, study: study_mod.Study, path: Path | None = None) -> "StudyFolder":
+        """The folder for `study` (default `studies/<name>`): made and filled on the first run; on a
+        later run it must hold the same study, or a changed study would mix two experiments."""
+        path = Path(path) if path is not None else Path("studies") / study.name
+        copy = path / study_mod.STUDY_FILE
+        if path.exists() and not path.is_dir():
+            raise NeuratermError(f"{path}: exists and is not a folder")
+        if copy.is_file():
+            saved = study_mod.load(str(path))
+            changed = study_mod.differences(saved, study)
+            if changed:
+                raise NeuratermError(f"{path} holds a study whose {', '.join(changed)} differ from this one; run "
+                                     f"'neuraterm study {path}' to continue it, or pass --out for a new folder")
+        elif path.is_dir() and any(p.name != ".lock" for p in path.iterdir()):
+            raise NeuratermError(f"{path} is not empty and holds no {study_mod.STUDY_FILE}; pass --out for a new folder")
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise NeuratermError(f"{path}: cannot create the study folder ({exc.strerror})") from None
+        folder = cls(path, study, cls._members(study, path))
+        if not copy.is_file():
+            _write(copy, study_mod.to_toml(study))
+        for member in folder.members:
+            target = folder.config_path(member.name)
+            if not target.is_file():
+                _write(target, config_mod.to_toml(member.config))
+        return folder
+
+    @classmethod
+    def open(cls, path: Path) -> "StudyFolder":
+        path = Path(path)
+        study = study_mod.load(str(path))
+        return cls(path, study, cls._members(study, path))
+
+    @staticmethod
+    def _members(study: study_mod.Study, path: Path) -> list[study_mod.Member]:
+        def full_batch(config: config_mod.Config) -> int:
+            saved = path / CONFIGS / f"{config.name.split('/', 1)[-1]}.toml"
+            return config_mod.load_toml(saved).train.batch_size if saved.is_file() \
+                else study_mod.training_samples(config)
+        return study_mod.members(study, full_batch)
+
+    # -- members ---------------------------------------------------------------------------------
+    def member(self, name: str) -> study_mod.Member:
+        if name not in self._by_name:
+            from neuraterm.core.errors import did_you_mean
+            raise NeuratermError(f"{self.path}: no member {name!r}{did_you_mean(name, self._by_name)}")
+        return self._by_name[name]
+
+    def member_dir(self, name: str) -> Path:
+        return self.path / self.member(name).name
+
+    def config_path(self, name: str) -> Path:
+        return self.path / CONFIGS / f"{name}.toml"
+
+    def log_path(self, name: str) -> Path:
+        return self.path / LOGS / f"{name}.log"
+
+    def state(self, name: str) -> MemberState:
+        member = self.member(name)
+        path = self.path / member.name
+        info = runs.describe(path)
+        state = {"empty": "waiting"}.get(info.status, info.status)
+        if state == "failed" and "diverged" in info.failure:
+            state = "diverged"
+        if state in ("waiting", "interrupted") and name in self.pruned():
+            state = "pruned"
+        return MemberState(member, path, state, info)
+
+    def states(self) -> list[MemberState]:
+        return [self.state(m.name) for m in self.members]
+
+    def pruned(self) -> set[str]:
+        try:
+            return set((self.path / PRUNED).read_text(encoding="utf-8").split())
+        except OSError:
+            return set()
+
+    def mark_pruned(self, name: str) -> None:
+        with open(self.path / PRUNED, "a", encoding="utf-8") as f:
+            f.write(name + "\n")
+
+    # -- running one member ----------------------------------------------------------------------
+    def command(self, name: str, threads: int = 0) -> list[str]:
+        """The `neuraterm` command line that trains `name` (a new run) or continues it (a resume)."""
+        path = self.member_dir(name)
+        extra = ["--threads", str(threads)] if threads else []
+        if checkpoint.checkpoint_dir(path) is not None:
+            return [sys.executable, "-m", "neuraterm", "resume", str(path), *extra]
+        return [sys.executable, "-m", "neuraterm", "train", "--preset", str(self.config_path(name)),
+                "--out", str(path), *extra]
+
+    def start(self, name: str, threads: int = 0, env: dict | None = None,
+              die_with_parent: bool = False) -> subprocess.Popen:
+        """Train or resume one member in its own process (its output appended to logs/<member>.log).
+
+        The process gets a session of its own, so a Ctrl-C at the terminal reaches the driver only
+        (which passes exactly one signal on). `die_with_parent` (Linux) sends it SIGTERM when the
+        thread that started it ends, so a member never trains on unwatched after its driver was killed;
+        start it from a thread that lives as long as the caller (not a short-lived worker)."""
+        state = self.state(name)
+        if state.state in ("running", "paused"):
+            raise NeuratermError(f"{state.path} is being trained already")
+        try:
+            self.log_path(name).parent.mkdir(exist_ok=True)
+            log = open(self.log_path(name), "ab")
+        except OSError as exc:
+            raise NeuratermError(f"cannot start {name}: {self.log_path(name)} ({exc.strerror or exc})") from None
+        with log:
+            return subprocess.Popen(self.command(name, threads), stdin=subprocess.DEVNULL, stdout=log,
+                                    stderr=subprocess.STDOUT, start_new_session=True,
+                                    preexec_fn=_parent_death_signal() if die_with_parent else None,
+                                    env={**os.environ, "NO_COLOR": "1", **(env or {})})
+
+    def stop(self, name: str) -> str:
+        """Ask a running member to stop (it saves a checkpoint); `start` resumes it later."""
+        return commands.send(self.member_dir(name), "stop")
+
+    def last_error(self, name: str) -> str:
+        """The member process's one-line error, from the end of its log."""
+        try:
+            lines = self.log_path(name).read_text(encoding="utf-8", errors="replace").splitlines()
+        except OSError:
+            return ""
+        for line in reversed(lines[-50:]):
+            if line.startswith("neuraterm: "):
+                return line[len("neuraterm: "):].removeprefix("error: ")
+        return lines[-1] if lines else ""
+
+    def lock(self) -> WriterLock:
+        """The driver's lock: one `neuraterm study` per study folder at a time."""
+        from neuraterm.core.run.lock import holder
+        try:
+            return WriterLock(self.path).acquire()
+        except NeuratermError:
+            who = holder(self.path)
+            if who is None:  # not another driver: the lock itself could not be taken, and that error says why
+                raise
+            raise NeuratermError(f"{self.path} is being run by pid {who.get('pid', '?')} on {who.get('host', '?')}; "
+                                 f"one driver per study folder") from None
+
+
+def _write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    checkpoint.write_atomic(path, text.encode("utf-8"))
+
+
+def _parent_death_signal():
+    """Linux: a function for the child (between fork and exec) that asks for SIGTERM when its parent
+    dies (the member then saves and exits 143). Looked up here, in the parent, so that the child runs
+    no import while other threads of the parent (a live display) may hold the import lock."""
+    try:
+        import ctypes
+        prctl = ctypes.CDLL("libc.so.6", use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    return lambda: prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
