@@ -89,6 +89,7 @@ class TrainConfig:
     min_delta: float = 0.0
     restore_best: bool = True
     noise: list[float] = field(default_factory=lambda: [0.0, 0.1, 0.2, 0.3])
+    keep: typing.Union[int, str] = "auto"  # which epochs' checkpoints stay: "auto", "all" or every N-th (retention.py)
 
 
 @dataclass
@@ -110,11 +111,16 @@ INIT_CHOICES = ("auto", *INITIALIZERS)
 SECTIONS = {"data": DataConfig, "model": ModelConfig, "optimizer": OptimizerConfig,
             "schedule": ScheduleConfig, "train": TrainConfig}
 MONITORS = ("val_loss", "val_acc", "train_loss", "train_acc")
+KEEP_WORDS = ("auto", "all")  # train.keep, besides every N-th epoch (see core/run/retention.py)
 
 
 def _coerce(value, kind, where: str):
     """Check `value` against an annotation (int, float, str, bool, list[int], list[float])."""
     origin = typing.get_origin(kind)
+    if origin is typing.Union:  # train.keep: a word or a number; validate() checks which
+        if isinstance(value, bool) or not isinstance(value, (int, str)):
+            raise NeuratermError(f"{where}: expected a string or an integer, got {value!r}")
+        return _coerce(value, type(value), where)
     if origin is list:
         (item,) = typing.get_args(kind)
         if not isinstance(value, list):
@@ -141,12 +147,17 @@ def _coerce(value, kind, where: str):
     return value
 
 
+# Keys a model folder written before they existed may lack: their default is filled in, which is safe
+# only because they do not change what the run computes (train.keep decides which files stay).
+ADDED_LATER = ("keep",)
+
+
 def check_keys(values: dict, known: list[str], where: str, complete: bool = False) -> None:
     for key in values:
         if key not in known:
             hint = did_you_mean(key, known) or f" (known: {', '.join(sorted(known))})"
             raise NeuratermError(f"{where}: unknown key {key!r}{hint}")
-    missing = [k for k in known if k not in values]
+    missing = [k for k in known if k not in values and k not in ADDED_LATER]
     if complete and missing:
         raise NeuratermError(f"{where}: missing {', '.join(missing)} (a model folder's config lists every key)")
 
@@ -215,6 +226,8 @@ def validate(c: Config, source: str = "config") -> None:
         (t.min_delta >= 0, "train.min_delta must be >= 0"),
         (all(v >= 0 for v in t.noise), "train.noise sigmas must be >= 0"),
         (0 <= t.threads <= 1024, "train.threads must be >= 0 (0 = automatic)"),
+        (t.keep in KEEP_WORDS or (isinstance(t.keep, int) and t.keep >= 1),
+         f"train.keep must be \"auto\", \"all\" or an integer >= 1 (every N-th epoch), not {t.keep!r}"),
         _choice(t.device, DEVICES, "train.device"),
         (all(1 <= h <= 2**31 - 1 for h in m.hidden), "model.hidden sizes must be >= 1"),
         _choice(m.activation, ACTIVATION_CHOICES, "model.activation"),

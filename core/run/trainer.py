@@ -152,6 +152,7 @@ class Trainer:
         self.epoch = 0  # epochs completed
         self.partial: dict | None = None  # position inside an interrupted epoch
         self.reference_loss: float | None = None  # the divergence guard's yardstick
+        self.lineage = snap.meta.get("lineage") if snap is not None else None  # a fork's parents (fork.py)
         if snap is not None:
             self._restore(snap)
 
@@ -194,6 +195,8 @@ class Trainer:
             "normalization": data.normalizer.mode,
             "device": backend.name_of(self.xp),
         }
+        if self.lineage:
+            meta["lineage"] = self.lineage
         state = {
             "epoch": self.epoch,
             "order_rng": self.order.get_state(),
