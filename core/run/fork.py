@@ -102,9 +102,14 @@ def check(source: Source, config: config_mod.Config) -> None:
                              f"N > {source.epoch} (the parent asked for {source.snap.config.train.epochs})")
 
 
-def default_folder(source: Source) -> Path:
+def folder_for(parent: Path, epoch: int) -> Path:
     """Beside the parent: `<parent's name>-e<K>-<date>-<time>`."""
-    return checkpoint.new_run_dir(source.parent.parent, f"{source.parent.name}-e{source.epoch}")
+    parent = Path(parent).expanduser().resolve()
+    return checkpoint.new_run_dir(parent.parent, f"{parent.name}-e{epoch}")
+
+
+def default_folder(source: Source) -> Path:
+    return folder_for(source.parent, source.epoch)
 
 
 def _fresh_optimizer(config: config_mod.Config, snap: checkpoint.Snapshot) -> dict[str, np.ndarray] | None:

@@ -77,6 +77,8 @@ class CurveChart(PlotextPlot):
         self.series: list[Series] = []
         self.x_max: float | None = None
         self.note = ""  # under the chart, in the bottom border: its keys and settings
+        self.cursor: float | None = None  # an x marked by a vertical line (the Runs screen's epoch cursor)
+        self.legend_rows = 1  # 2: a legend too long for the top border goes on in the bottom one, uncut
 
     def on_mount(self) -> None:
         self.plt.xaxes(True, False)  # no top and right frame: one more row and column for data
@@ -174,6 +176,8 @@ class CurveChart(PlotextPlot):
             return px, py
 
         limit = 2 * across * columns
+        if self.cursor is not None and x_lo <= self.cursor <= x_hi:
+            plt.vline(dots([self.cursor], [axis.lo])[0][0], "white")
         for k, s, xs, ys in sorted(drawn, key=lambda d: not d[1].faint):
             color = FAINT if s.faint else COLORS[k % len(COLORS)]
             plt.plot(*dots(*downsample(xs, ys, limit)), marker=marker, color=color)
@@ -189,13 +193,27 @@ class CurveChart(PlotextPlot):
         shown = [(k, s) for k, s in enumerate(self.series) if any(y == y for y in s.ys)]
         if len(shown) == 1 and shown[0][1].name == self.title:
             shown = []  # "lr" needs no legend saying "lr"
-        budget = max(6, (self.size.width - len(title) - 4) // max(len(shown), 1) - 3) if self.size.width else 24
-        names = distinct_names([s.name for _, s in shown], budget)
+        room = self.size.width - 4 if self.size.width else 0
+        whole = len(title) + sum(len(s.name) + 3 for _, s in shown)
+        # With two rows, a legend too long for the top border continues in the bottom one when that holds
+        # no note (a family of forks: 'lr 0.1 -> 0.01 @ 10' says more than a name, and is not cut).
+        below = [] if not room or whole <= room or self.note or self.legend_rows < 2 else shown
+        while below and len(title) + sum(len(s.name) + 3 for _, s in shown[:len(shown) - len(below) + 1]) <= room:
+            below = below[1:]
+        above = shown[:len(shown) - len(below)]
+        if below and sum(len(s.name) + 3 for _, s in below) > room:
+            above, below = shown, []  # two rows are not enough either: names are cut instead
+        budget = max(6, (self.size.width - len(title) - 4) // max(len(above), 1) - 3) if self.size.width else 24
+        fits = len(title) + sum(len(s.name) + 3 for _, s in above) <= room
+        names = ([s.name for _, s in above] if fits else distinct_names([s.name for _, s in above], budget)) + \
+            [s.name for _, s in below]
         legend = []
-        for (k, s), name in zip(shown, names):
+        for (k, s), name in zip(above + below, names):
             if s.faint:
                 legend.append(f"[{FAINT}]· {escape(name)}[/]")
             else:
                 glyph = MARKERS[k % len(MARKERS)] if s.markers else "─"
                 legend.append(f"[{COLORS[k % len(COLORS)]}]{escape(glyph)} {escape(name)}[/]")
-        self.border_title = " ".join([escape(title), *legend])
+        self.border_title = " ".join([escape(title), *legend[:len(above)]])
+        if self.legend_rows > 1 and not self.note:
+            self.border_subtitle = " ".join(legend[len(above):])
