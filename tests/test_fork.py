@@ -188,3 +188,17 @@ def test_killing_a_fork_at_any_moment_leaves_the_parent_untouched(tmp_path):
     assert tree(parent) == before
     assert leftovers(fork) == []
     assert_same_run(fork, parent)
+
+
+# -- suggested forks -------------------------------------------------------------------------------------
+def test_a_fork_is_suggested_from_the_last_good_kept_epoch_once_val_loss_rises_while_train_loss_falls():
+    from neuraterm.core.run import suggestions
+    train = [1.0, 0.6, 0.4, 0.3, 0.2, 0.15, 0.1]
+    val = [0.9, 0.7, 0.5, 0.45, 0.5, 0.55, 0.6]  # best at epoch 4, above it for 3 epochs
+    found = suggestions.suggest(train, val, lr=0.01, kept=[1, 2, 3, 5, 6, 7])
+    assert found.epoch == 3 and found.changes == {"optimizer.lr": [0.01, 0.00333]}  # 4 is not kept: 3 is
+    assert "epoch-4 minimum for 3 epochs" in found.reason
+    assert suggestions.suggest(train[:6], val[:6], 0.01, list(range(1, 8))) is None  # only 2 epochs above
+    assert suggestions.suggest([1.0] * 7, val, 0.01, list(range(1, 8))) is None  # train loss did not fall
+    assert suggestions.suggest(train, val[:4] + [0.44, 0.43, 0.42], 0.01, list(range(1, 8))) is None  # still improving
+    assert suggestions.suggest(train, [float("nan")] * 7, 0.01, list(range(1, 8))) is None  # no validation split

@@ -203,6 +203,34 @@ def test_f_on_runs_forks_at_the_cursor_epoch_as_a_process_of_its_own(family):
     drive(steps)
 
 
+def test_the_dashboard_suggests_a_fork_when_the_run_overfits_and_F_starts_it(workdir):
+    """A small net on 300 digits with a high LR overfits within 12 epochs: the dashboard of that run
+    says from which epoch and with what change, and F starts the fork as a process of its own."""
+    from neuraterm import cli as cli_mod
+    overfit = ["--set", "data.limit=300", "--set", "model.hidden=[128]", "--set", "optimizer.lr=0.01",
+               "--set", "train.batch_size=16", "--set", 'train.keep="all"']
+    assert cli_mod.main(["train", "--out", "runs/over", "--epochs", "12", *overfit]) == 0
+    parent = checkpoint.load(Path("runs/over"))
+    best = min(parent.history, key=lambda r: r["val_loss"])["epoch"]
+    assert best <= 12 - 3, "the run did not overfit: the test has nothing to show"
+
+    async def steps(app, pilot):
+        assert "F Fork" not in screen_text(app)[-1]
+        app.watch_run("runs/over")
+        await settle(pilot)
+        screen = app.screen
+        shown = " ".join(line.text for line in screen.query_one("#log").lines)
+        assert f"F forks at epoch {best} with lr 0.01 -> 0.00333" in " ".join(shown.split()), shown
+        assert "F Fork" in await footer_shows(app, pilot, ["F Fork"])
+        await pilot.press("F")
+        await settle(pilot)
+        fork = Path(app.run_state.run_dir)
+        assert app.run_state.status == "finished" and fork != Path("runs/over").resolve()
+        (entry,) = checkpoint.load(fork).meta["lineage"]
+        assert entry["epoch"] == best and entry["changes"] == {"optimizer.lr": [0.01, 0.00333]}
+    drive(steps)
+
+
 @pytest.mark.parametrize("size", SIZES)
 def test_snapshot_evaluate(snap_compare, size, runs):
     async def open_alpha(pilot):

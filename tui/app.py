@@ -133,6 +133,19 @@ class NeuratermApp(App):
         self.attach(run_dir, RunState(name=config.name, epochs=config.train.epochs, status="starting"),
                     self.service.launch_fork(parent, epoch, config, run_dir))
 
+    def accept_suggestion(self, suggestion) -> None:
+        """Fork the run on the dashboard as the curves suggest, at once (one key)."""
+        if self.attached is None:
+            return
+        try:
+            config = self.service.fork_config_with(self.attached, suggestion.epoch, suggestion.changes)
+        except NeuratermError as exc:
+            self.notify(str(exc), severity="error")
+            return
+        if self.attached_is_live():
+            self.notify("the parent keeps training in its own process (Runs lists it)")
+        self.start_fork(self.attached, suggestion.epoch, config)
+
     def watch_run(self, run_dir: str) -> None:
         """Attach the dashboard to any model folder, even one whose first epoch is under way: its whole
         history, then whatever it does next."""

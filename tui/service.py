@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from neuraterm import presets
-from neuraterm.core.run import checkpoint, commands, fork, lock, status as runs
-from neuraterm.core import config as config_mod
+from neuraterm.core.run import checkpoint, commands, fork, lock, status as runs, suggestions
+from neuraterm.core import config as config_mod, toml_text
 from neuraterm.core.data import registry
 from neuraterm.core.errors import NeuratermError
 from neuraterm.core.run.evaluate import evaluate_folder
@@ -167,6 +167,25 @@ class TrainingService:
         changed = entry.get("changes", {})
         shown = {k: v for k, v in changed.items() if k != "train.epochs"} or changed
         return ", ".join(runs.change_text(k, *v) for k, v in shown.items())
+
+    def suggest_fork(self, run_dir: Path, train_loss: list[float], val_loss: list[float]):
+        """A fork the curves suggest (`suggestions.Suggestion`), or None; reads the folder only when the
+        rule fires (its kept epochs and learning rate)."""
+        if suggestions.overfitting(train_loss, val_loss) is None:
+            return None
+        folder = checkpoint.checkpoint_dir(Path(run_dir))
+        try:
+            lr = config_mod.load_toml(folder / "config.toml").optimizer.lr if folder else None
+        except NeuratermError:
+            lr = None
+        return suggestions.suggest(train_loss, val_loss, lr, self.kept_epochs(run_dir)) if lr else None
+
+    def fork_config_with(self, run_dir: Path, epoch: int, changes: dict) -> config_mod.Config:
+        """The parent's settings at `epoch` with `changes` ({key: [old, new]}) applied."""
+        config = self.fork_config(run_dir, epoch)
+        for key, (_, new) in changes.items():
+            config = config_mod.apply_override(config, f"{key}={toml_text.value(new)}")
+        return config
 
     def new_fork_dir(self, parent: Path, epoch: int) -> Path:
         return fork.folder_for(Path(parent), epoch)
