@@ -82,6 +82,36 @@ def test_a_fork_with_nothing_changed_equals_the_parent_bit_for_bit(tmp_path, par
     assert leftovers(tmp_path / "fork") == []
 
 
+OVERFIT = ["--set", "data.limit=300", "--set", "model.hidden=[128]", "--set", "optimizer.lr=0.01",
+           "--set", "train.batch_size=16", "--set", "train.early_stopping=3"]
+
+
+def test_a_fork_after_the_best_epoch_carries_the_best_checkpoint_and_still_ends_bit_for_bit(tmp_path, capsys):
+    """With early stopping (restore_best), what the parent's best epoch was at K matters: the fork's
+    `best` is that epoch's checkpoint, so a fork with nothing changed still ends where the parent did."""
+    run = tmp_path / "parent"
+    assert main(capsys, "train", "--out", run, "--epochs", 10, *OVERFIT)[0] == 0
+    states = {e: checkpoint.load_checkpoint(p).train_state for e, p in checkpoint.epoch_checkpoints(run).items()}
+    at = next((e for e, s in sorted(states.items()) if 0 < s["early"]["best_epoch"] < e), None)
+    assert at is not None, "no epoch after a better one: the test has nothing to show"
+    best = states[at]["early"]["best_epoch"]
+    fork = tmp_path / "fork"
+    result = cli("fork", run, "--epoch", at, "--out", fork)
+    assert result.returncode == 0, result.stderr
+    assert_same_run(fork, run)
+    carried = checkpoint.load_checkpoint(checkpoint.epoch_checkpoints(fork)[best])
+    theirs = checkpoint.load_checkpoint(checkpoint.epoch_checkpoints(run)[best])
+    for name in theirs.weights:
+        np.testing.assert_array_equal(carried.weights[name], theirs.weights[name])
+
+
+def test_a_fork_writes_nothing_inside_its_parent(tmp_path, parent, capsys):
+    before = tree(parent)
+    code, _, err = main(capsys, "fork", parent, "--epoch", 3, "--out", parent / "inner")
+    assert code == 2 and "inside the parent" in one_line(err)
+    assert tree(parent) == before
+
+
 def test_a_fork_with_a_new_lr_starts_from_the_parents_checkpoint_and_records_its_lineage(tmp_path, parent):
     fork = tmp_path / "fork"
     result = cli("fork", parent, "--epoch", 3, "--set", "optimizer.lr=0.01", "--out", fork)

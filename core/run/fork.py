@@ -162,11 +162,17 @@ def create(source: Source, config: config_mod.Config, run_dir: Path) -> Plan:
 
     def as_fork(s: checkpoint.Snapshot) -> checkpoint.Snapshot:
         state = dict(s.train_state, partial=None)
+        if plan.changes and state.get("early"):  # early stopping counts afresh from a changed fork's start
+            state["early"] = dict(state["early"], wait=0)
         if s.train_state.get("plateau") and any(k.startswith("schedule.") or k == "optimizer.lr" for k in plan.changes):
             state["plateau"] = None  # a changed LR or schedule starts its plateau counter afresh
         return replace(s, config=config, meta=dict(s.meta, lineage=plan.lineage), train_state=state,
                        optimizer=fresh if fresh is not None else s.optimizer, report=None, best_weights={})
 
+    target = Path(run_dir).expanduser().resolve()
+    if target == source.parent or source.parent in target.parents:
+        raise NeuratermError(f"{run_dir}: inside the parent {source.parent}, which a fork only reads; "
+                             f"pass another --out")
     writer = checkpoint.RunWriter(run_dir, new=True)
     try:
         plan.run_dir = writer.run_dir
