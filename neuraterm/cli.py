@@ -379,10 +379,12 @@ def study_cmd(study_ref, overrides, epochs, seeds, jobs, threads, ray_address, o
     study_table(*study_results.table(folder, rows), title=f"{study.name}: {folder.path / study_results.RESULTS_MD}")
     if figures:
         click.echo(f"figures: {', '.join(str(p) for p in figures if p.suffix == '.png')} (and .svg)")
-    undone = [r.name for r in rows if r.state in ("waiting", "interrupted", "running", "paused")]
-    if undone and code == 0 and not results_only:
-        click.echo(f"{len(undone)} members did not finish ({', '.join(undone[:5])}{'...' if len(undone) > 5 else ''}); "
-                   f"run 'neuraterm study {folder.path}' to continue")
+    if code == 0 and not results_only:
+        from neuraterm.core.study.runner import shortfall
+        line = shortfall(folder)
+        if line:
+            say(f"error: {line}")
+            return EXIT_FAILED
     return code
 
 

@@ -253,6 +253,29 @@ def test_a_member_with_bad_input_stops_the_study_with_its_line(tmp_path):
     assert set(states.values()) == {"waiting"}  # nothing else was started
 
 
+TWO = ('name = "two"\npreset = "quick"\n[set]\n"data.dataset" = "mnist-5k"\n"data.limit" = 1000\n'
+       '"model.hidden" = [16]\n"train.epochs" = 2\n[grid]\n"optimizer.lr" = [0.01, 0.02]\n')
+
+
+def test_a_study_whose_members_all_fail_exits_1_with_one_line_naming_their_logs(tmp_path):
+    """A disk that refuses the members' checkpoints (a 100 kB file-size limit: each member's first
+    checkpoint holds 200 kB of weights) fails every member; the study says so and exits 1."""
+    import resource
+
+    def small_files():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (100_000, 100_000))
+    (tmp_path / "two.toml").write_text(TWO)
+    result = subprocess.run([sys.executable, "-m", "neuraterm", "study", "two.toml", "--set", "model.hidden=[64]",
+                             "--jobs", "2"], capture_output=True, text=True, cwd=tmp_path, timeout=300,
+                            preexec_fn=small_files, env={**os.environ, "NO_COLOR": "1"})
+    assert result.returncode == 1, result.stdout + result.stderr
+    logs = tmp_path / "studies" / "two" / "logs"
+    assert result.stderr == ("neuraterm: error: 2 of 2 members failed: lr-0.01 (studies/two/logs/lr-0.01.log), "
+                             "lr-0.02 (studies/two/logs/lr-0.02.log)\n")
+    assert "(File too large)" in (logs / "lr-0.01.log").read_text()
+    assert {s.state for s in StudyFolder.open(tmp_path / "studies" / "two").states()} == {"failed"}
+
+
 def test_the_folder_api_starts_stops_and_resumes_one_member(tmp_path):
     """What the app's Study screen uses: members with their folders and states, start, stop, resume."""
     study = study_mod.with_overrides(study_mod.load("study-lr"), ['data.dataset="mnist-5k"', "data.limit=3000",
