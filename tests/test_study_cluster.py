@@ -157,3 +157,21 @@ def test_a_worker_without_the_drivers_disk_trains_through_storage_and_survives_i
         assert checkpoint.load(s.path).config.train.epochs == 3
         assert (s.path / "report.json").is_file() and (s.path / "events.jsonl").is_file()
     assert (driver / "studies" / "two" / "ray" / "driver.log").is_file()
+
+
+def test_a_cluster_with_token_authentication_is_one_line_naming_ray_auth_mode(tmp_path):
+    """A head started with RAY_AUTH_MODE=token refuses a driver without its token: Ray itself says only
+    'Failed to connect' (and prints a warning a second on stderr); the study says what to set."""
+    token_cluster = Cluster(tmp_path / "cluster")
+    try:
+        token_cluster.wait(token_cluster.start(
+            "--head", f"--port={token_cluster.port}", "--num-cpus=1", "--include-dashboard=false",
+            f"--temp-dir={token_cluster.temp}", RAY_AUTH_MODE="token", RAY_AUTH_TOKEN="0123456789abcdef" * 4))
+        (tmp_path / "two.toml").write_text(TWO)
+        result = study("two.toml", "--ray", token_cluster.address, cwd=tmp_path, RAY_py_gcs_connect_timeout_s="4")
+    finally:
+        token_cluster.shutdown()
+    assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stdout + result.stderr
+    assert result.stderr.startswith(f"neuraterm: error: --ray {token_cluster.address}: the cluster uses token "
+                                    f"authentication") and "RAY_AUTH_MODE=token" in result.stderr
+    assert "InvalidAuthToken" in (tmp_path / "studies" / "two" / "ray" / "driver.log").read_text()
