@@ -24,6 +24,7 @@ import json
 import logging
 import os
 import re
+import shutil
 import signal
 import sys
 import tempfile
@@ -119,16 +120,22 @@ def train_member(params: dict, configs: dict | None = None, seeds: dict | None =
     With `configs` (`--storage`) the member trains in a scratch folder of this node, restored from
     Tune's checkpoint (or from `seeds`, what the driver had of it) and shipped back with every report;
     without, it trains in its folder in the study folder, which every node sees."""
+    name = params["member"]
+    if configs is None:
+        state = StudyFolder.open(Path(params["folder"])).state(name)
+        _train(name, state.path, state.member.config, params, False, seeds)
+        return
+    scratch = Path(tempfile.mkdtemp(prefix="neuraterm-member-"))
+    try:
+        config = config_mod.parse_toml(configs[name].encode("utf-8"), f"{name}.toml")
+        _train(name, scratch / name, config, params, True, seeds)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _train(name: str, run_dir: Path, config, params: dict, ship: bool, seeds: dict | None) -> None:
     from ray import tune
     from neuraterm.core.run.trainer import Trainer
-    name = params["member"]
-    ship = configs is not None
-    if ship:
-        run_dir = Path(tempfile.mkdtemp(prefix="neuraterm-member-")) / name
-        config = config_mod.parse_toml(configs[name].encode("utf-8"), f"{name}.toml")
-    else:
-        state = StudyFolder.open(Path(params["folder"])).state(name)
-        run_dir, config = state.path, state.member.config
     restored = tune.get_checkpoint()
     if restored is not None:
         with restored.as_directory() as d:
