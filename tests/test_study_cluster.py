@@ -140,6 +140,7 @@ def test_a_worker_without_the_drivers_disk_trains_through_storage_and_survives_i
     deadline = time.time() + 180
     while not (member / "current").is_symlink() and run.poll() is None and time.time() < deadline:
         time.sleep(0.1)
+    assert StudyFolder.open(driver / "studies" / "two").state("lr-0.01").state == "running"  # as `watch` sees it
     cluster.kill(first)  # the node dies mid-study; its member's first epoch is already in the driver's folder
     cluster.worker(hide=driver)
     stdout, stderr = run.communicate(timeout=300)

@@ -1,20 +1,27 @@
 """Running a study with Ray Tune (the `[ray]` extra): `--ray local` or `--ray ADDRESS`.
 
 Each member that is not done is one Tune trial of the function trainable `train_member`, which runs
-the member's `Trainer` in the Ray worker, writing the member's model folder in the study folder, and
-calls `tune.report` after every epoch's checkpoint with the epoch's metrics and a Tune checkpoint
-that points at that model-folder checkpoint (`member.json`: the folder and the epoch). So Ray
-schedules the trials over the cluster's CPUs and GPUs (one GPU per trial when the members train on
-the GPU), retries a trial whose worker died (`FailureConfig`), and hands the retry its last
-checkpoint, from which the trainable resumes the folder exactly. A study run again (through Ray or
-not) never retrains a finished member: the study folder is the record of what is done.
+the member's `Trainer` in a Ray worker and calls `tune.report` after every epoch's checkpoint with the
+epoch's metrics and a Tune checkpoint. So Ray schedules the trials over the cluster's CPUs and GPUs
+(one GPU per trial when the members train on the GPU), retries a trial whose worker or node died
+(`FailureConfig`), and hands the retry its last checkpoint, from which the member resumes exactly. A
+study run again (through Ray or not) never retrains a finished member: the study folder is the record
+of what is done.
 
-The study folder must be where every worker can read and write it (a shared filesystem on a
-cluster; any local folder for `--ray local`); Tune's own experiment state goes to `<study>/ray/`.
-With `scheduler = "asha"`, Tune's ASHA stops members whose validation metric falls behind at each
-rung; they are listed in `pruned.txt` and never resumed. Divergence is a result here too: the trial
-ends normally with the member's folder marked failed. Ctrl-C ends the Tune run; each member keeps
-its last epoch's checkpoint (Ray stops the workers, so the epoch under way is recomputed on resume).
+Where the member folders live:
+- a shared filesystem (the default): the trial trains in the member's folder in the study folder,
+  and its Tune checkpoint only points there (`member.json`). Every node must see the study folder at
+  the same path; `_check_shared` asks each one before any member starts. Tune's state: `<study>/ray/`.
+- `--storage URI`: the trial trains in a scratch folder of its node; its Tune checkpoint carries the
+  member's folder (`member_transfer`), Tune uploads it to the storage, and the driver unpacks it into
+  the study folder after every epoch (holding the member's writer lock meanwhile).
+
+The driver's terminal shows the table only: Ray's and Tune's output goes to `<study>/ray/driver.log`
+(`--verbose` shows it). With `scheduler = "asha"`, Tune's ASHA stops members whose validation metric
+falls behind at each rung; they are listed in `pruned.txt` and never resumed. Divergence is a result
+here too: the trial ends normally with the member's folder marked failed. Ctrl-C ends the Tune run;
+each member keeps its last epoch's checkpoint (Ray stops the workers, so the epoch under way is
+recomputed on resume).
 """
 from __future__ import annotations
 
@@ -35,6 +42,7 @@ from pathlib import Path
 from neuraterm.core import config as config_mod
 from neuraterm.core.run import checkpoint, events, status as runs, threads as threads_mod
 from neuraterm.core.errors import NeuratermError, RunFailed
+from neuraterm.core.run.lock import WriterLock
 from neuraterm.core.study import member_transfer
 from neuraterm.core.study.folder import DONE, StudyFolder
 from neuraterm.core.errors import STOP_SIGNALS
@@ -189,12 +197,13 @@ def _scheduler(folder: StudyFolder, epochs: int):
                          reduction_factor=asha.reduction_factor, stop_last_trials=False)
 
 
-def _callback(tune, folder: StudyFolder, listeners, ship: bool):
+def _callback(tune, folder: StudyFolder, listeners, held: dict | None):
     class Progress(tune.Callback):
         """Tune's trial events as the CLI's member rows (the driver side): results, retries after a
-        lost node, failures (written to the member's log), and with `--storage` each shipped checkpoint
-        unpacked into the study folder. Tune pickles its callbacks with the experiment's state; a
-        restored copy has no listeners (a terminal is not state)."""
+        lost node, failures (written to the member's log), and with `--storage` (`held` is then the
+        members' writer locks the driver holds) each shipped checkpoint unpacked into the study
+        folder. Tune pickles its callbacks with the experiment's state; a restored copy has no
+        listeners (a terminal is not state)."""
 
         def __getstate__(self):
             return {}
@@ -205,6 +214,13 @@ def _callback(tune, folder: StudyFolder, listeners, ship: bool):
 
         def on_trial_start(self, iteration, trials, trial, **info):
             name = trial.config["member"]
+            held = self.__dict__.get("held")
+            if held is not None and name not in held:  # the driver writes this folder now: it reads as running
+                try:
+                    folder.member_dir(name).mkdir(parents=True, exist_ok=True)
+                    held[name] = WriterLock(folder.member_dir(name)).acquire()
+                except (NeuratermError, OSError):
+                    pass
             if name not in self.retried:
                 self.emit(MemberProgress(name, "running"))
 
@@ -220,7 +236,7 @@ def _callback(tune, folder: StudyFolder, listeners, ship: bool):
                                      result.get("val_acc"), None, result.get("seconds"), message))
 
         def on_checkpoint(self, iteration, trials, trial, checkpoint, **info):
-            if ship:
+            if self.__dict__.get("held") is not None:
                 with checkpoint.as_directory() as d:
                     member_transfer.unpack(Path(d), folder.member_dir(trial.config["member"]))
 
@@ -233,8 +249,17 @@ def _callback(tune, folder: StudyFolder, listeners, ship: bool):
             self.emit(MemberProgress(name, "retrying", epoch, int(last.get("epochs", 0)), last.get("val_acc"),
                                      message=message))
 
+        def on_trial_complete(self, iteration, trials, trial, **info):
+            self.release(trial.config["member"])
+
+        def release(self, name: str) -> None:
+            lock = (self.__dict__.get("held") or {}).pop(name, None)
+            if lock is not None:
+                lock.release()
+
         def on_trial_error(self, iteration, trials, trial, **info):
             name = trial.config["member"]
+            self.release(name)
             why = _why(trial)
             self.log(name, trial, f"neuraterm: error: the Ray trial failed {trial.num_failures} times: {why}")
             self.emit(MemberProgress(name, "failed", message=why))
@@ -255,7 +280,7 @@ def _callback(tune, folder: StudyFolder, listeners, ship: bool):
             except OSError:
                 pass
     progress = Progress()
-    progress.listeners, progress.retried, progress.bad_input = listeners, {}, {}
+    progress.listeners, progress.retried, progress.bad_input, progress.held = listeners, {}, {}, held
     return progress
 
 
@@ -406,7 +431,7 @@ def _fit(ray, tune, folder, pending, address, jobs, listeners, threads, storage,
             ray.init(**({"num_cpus": cores} if local else {"address": address}), **init)
         except (ConnectionError, ValueError, RuntimeError) as exc:
             raise NeuratermError(_refused(address, exc, log)) from None
-        previous = {}
+        previous, held = {}, {}
 
         def on_signal(signum, frame):
             raise _Interrupted(STOP_SIGNALS[signum])
@@ -428,7 +453,7 @@ def _fit(ray, tune, folder, pending, address, jobs, listeners, threads, storage,
                 trainable, space = tune.with_parameters(train_member, configs=configs, seeds=seeds), {}
                 where = storage if "://" in storage else str(Path(storage).expanduser().resolve())
                 name = f"{folder.path.resolve().name}-{hashlib.sha256(str(folder.path.resolve()).encode()).hexdigest()[:8]}"
-            progress = _callback(tune, folder, listeners, storage is not None)
+            progress = _callback(tune, folder, listeners, held if storage is not None else None)
             tuner = tune.Tuner(
                 tune.with_resources(trainable, {"cpu": per_member, "gpu": 1 if gpu else 0}),
                 param_space={"member": tune.grid_search([m.name for m in pending]), "threads": per_member, **space},
@@ -448,6 +473,8 @@ def _fit(ray, tune, folder, pending, address, jobs, listeners, threads, storage,
             for s, handler in previous.items():
                 signal.signal(s, handler)
             ray.shutdown()
+            for lock in held.values():
+                lock.release()
     for member, error in progress.bad_input.items():
         if folder.state(member).state not in DONE:
             raise NeuratermError(f"member {member}: {error}")
