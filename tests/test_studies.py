@@ -297,6 +297,45 @@ def test_the_folder_api_starts_stops_and_resumes_one_member(tmp_path):
     assert folder.state(name).state == "finished" and folder.state(name).info.epoch == 40
 
 
+def test_a_packed_member_folder_unpacks_into_a_complete_model_folder_and_leaves_user_files(tmp_path):
+    """What --storage ships: a member folder packed on a worker, unpacked in the driver's study folder
+    over an older copy of it: the same checkpoint (verified against its manifest), `current` switched,
+    the older checkpoint gone, a file the user put there kept; a packed name that leaves the folder
+    is refused."""
+    import numpy as np
+    from neuraterm.core.run import checkpoint
+    from neuraterm.core.study import member_transfer
+    run = tmp_path / "worker" / "m"
+    trained = cli("train", "--preset", "quick", "--set", 'data.dataset="mnist-5k"', "--set", "data.limit=1000",
+                  "--set", "model.hidden=[16]", "--epochs", 2, "--out", run)
+    assert trained.returncode == 0, trained.stderr
+    driver, early = tmp_path / "driver" / "m", tmp_path / "early"
+    early.mkdir()
+    (run / "current").rename(run / "current.keep")  # an earlier shipment: the first epoch's checkpoint only
+    oldest = sorted((run / "checkpoints").iterdir())[0].name
+    (run / "current").symlink_to(f"checkpoints/{oldest}")
+    member_transfer.pack(run, early)
+    (run / "current").unlink()
+    (run / "current.keep").rename(run / "current")
+    member_transfer.unpack(early, driver)
+    (driver / "notes.txt").write_text("mine")
+    shipped = tmp_path / "shipped"
+    shipped.mkdir()
+    member_transfer.pack(run, shipped)
+    member_transfer.unpack(shipped, driver)
+    here, there = checkpoint.load(driver), checkpoint.load(run)
+    assert here.epoch == there.epoch == 2 and (driver / "report.json").is_file()
+    assert all(np.array_equal(here.weights[k], there.weights[k]) for k in there.weights)
+    assert os.readlink(driver / "current") == os.readlink(run / "current")
+    assert {p.name for p in (driver / "checkpoints").iterdir()} == {Path(os.readlink(run / link)).name
+                                                                    for link in ("current", "best")}
+    assert (driver / "notes.txt").read_text() == "mine"
+    assert (driver / "events.jsonl").read_bytes() == (run / "events.jsonl").read_bytes()
+    (shipped / "packed.json").write_text('{"format": 1, "links": {"current": "../../etc"}}')
+    with pytest.raises(NeuratermError, match="unexpected checkpoint names"):
+        member_transfer.unpack(shipped, driver)
+
+
 # -- Ray ------------------------------------------------------------------------------------------------
 def _kill_after(out: Path, member: str, args) -> None:
     """Start `neuraterm study ARGS --out OUT` and SIGKILL it once `member` has its first checkpoint."""
