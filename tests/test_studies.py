@@ -394,3 +394,15 @@ def test_ray_asha_stops_bad_members_of_a_random_search_early(tmp_path):
     assert {r["state"] for r in rows} == {"pruned", "finished"}
     again = cli("study", folder.path)  # a pruned member is never resumed, with or without Ray
     assert again.returncode == 0 and {s.state for s in folder.states()} == {"pruned", "finished"}
+
+
+@pytest.mark.skipif(not HAS_RAY, reason="Ray is not installed (pip install 'neuraterm[ray]')")
+def test_a_storage_ray_cannot_use_is_one_line_before_ray_starts(tmp_path):
+    (tmp_path / "two.toml").write_text(TWO)
+    for storage, expected in (("foo://bar/x", "Unrecognized filesystem type in URI"),
+                              ("/proc/x/y", "cannot create the folder")):
+        result = cli("study", "two.toml", "--ray", "local", "--storage", storage, cwd=tmp_path, timeout=120)
+        assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
+        assert result.stderr.startswith(f"neuraterm: error: --storage {storage}: {expected}")
+    lonely = cli("study", "two.toml", "--storage", "/tmp/x", cwd=tmp_path)
+    assert lonely.returncode == 2 and "--storage goes with --ray" in lonely.stderr

@@ -415,6 +415,24 @@ def _check_shared(ray, folder: StudyFolder, address: str) -> None:
                              f"the members travel through it")
 
 
+def _storage(uri: str) -> str:
+    """`--storage` as Tune's `storage_path`, checked before Ray starts: a URI pyarrow knows, or a
+    folder (made if missing) given as an absolute path."""
+    if "://" in uri:
+        try:
+            import pyarrow.fs
+            pyarrow.fs.FileSystem.from_uri(uri)
+        except Exception as exc:  # noqa: BLE001 -- pyarrow's errors have no common base
+            raise NeuratermError(f"--storage {uri}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+        return uri
+    path = Path(uri).expanduser().resolve()
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise NeuratermError(f"--storage {uri}: cannot create the folder ({exc.strerror})") from None
+    return str(path)
+
+
 def _fit(ray, tune, folder, pending, address, jobs, listeners, threads, storage, verbose) -> int:
     local = address == "local"
     cores = threads_mod.available_cores()
@@ -426,6 +444,8 @@ def _fit(ray, tune, folder, pending, address, jobs, listeners, threads, storage,
     init = {"include_dashboard": False, "logging_level": logging.WARNING if verbose else logging.ERROR,
             "log_to_driver": verbose}
     log = folder.path / EXPERIMENTS / DRIVER_LOG
+    if storage is not None:
+        storage = _storage(storage)
     with _quiet(log, verbose):
         try:
             ray.init(**({"num_cpus": cores} if local else {"address": address}), **init)
@@ -451,7 +471,7 @@ def _fit(ray, tune, folder, pending, address, jobs, listeners, threads, storage,
                 seeds = {m.name: member_transfer.packed_bytes(folder.member_dir(m.name)) for m in pending
                          if checkpoint.checkpoint_dir(folder.member_dir(m.name)) is not None}
                 trainable, space = tune.with_parameters(train_member, configs=configs, seeds=seeds), {}
-                where = storage if "://" in storage else str(Path(storage).expanduser().resolve())
+                where = storage
                 name = f"{folder.path.resolve().name}-{hashlib.sha256(str(folder.path.resolve()).encode()).hexdigest()[:8]}"
             progress = _callback(tune, folder, listeners, held if storage is not None else None)
             tuner = tune.Tuner(
