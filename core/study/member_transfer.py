@@ -68,11 +68,14 @@ def unpack(src: Path, run_dir: Path) -> None:
         tmp = folder / f".tmp-{name}-{os.getpid()}"
         shutil.rmtree(tmp, ignore_errors=True)
         shutil.copytree(src / CHECKPOINTS / name, tmp)
-        if final.is_dir():  # an older attempt's checkpoint of that number, never the one readers use
-            if current is not None and final == current:
+        was_current = final.is_dir() and final == current
+        if final.is_dir():  # an older attempt's checkpoint of that number (a retry from further back)
+            if was_current:  # readers keep a complete checkpoint while the old one goes
                 checkpoint._point(run_dir, CURRENT, f"{CHECKPOINTS}/{tmp.name}")
             checkpoint._remove_checkpoint(final)
         os.rename(tmp, final)
+        if was_current:
+            checkpoint._point(run_dir, CURRENT, f"{CHECKPOINTS}/{name}")
     if (src / LOG_FILE).is_file():
         checkpoint.write_atomic(run_dir / LOG_FILE, (src / LOG_FILE).read_bytes())
     for link in (BEST, CURRENT):
