@@ -106,12 +106,15 @@ class Cluster:
 
 @pytest.fixture
 def cluster(tmp_path):
+    scratch = set(Path(tempfile.gettempdir()).glob("neuraterm-member-*"))
     c = Cluster(tmp_path / "cluster")
     try:
         c.head()
         yield c
     finally:
         c.shutdown()
+        for left in set(Path(tempfile.gettempdir()).glob("neuraterm-member-*")) - scratch:
+            shutil.rmtree(left, ignore_errors=True)  # a killed node's member never got to clean its scratch
 
 
 def test_a_worker_without_the_drivers_disk_trains_through_storage_and_survives_its_node_loss(cluster, tmp_path):
