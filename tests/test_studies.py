@@ -450,6 +450,12 @@ def test_fork_members_train_from_their_parent_members_kept_epoch(tmp_path):
     assert chain == [("base", 2), ("base-lr", 3)]
     with open(folder / "results.csv", newline="") as f:
         assert [row["member"] for row in csv.DictReader(f)] == ["base", "wide", "base-lr", "base-lr-late"]
+    if importlib.util.find_spec("matplotlib") is not None:  # the curves draw each branch from its fork epoch
+        from neuraterm.core.study import figures, results
+        opened = StudyFolder.open(folder)
+        fig = figures._curves(figures.pyplot(), opened, results.collect(opened))
+        starts = {line.get_label(): int(line.get_xdata()[0]) for line in fig.axes[0].get_lines()}
+        assert starts == {"base": 1, "wide": 1, "base-lr": 2, "base-lr-late": 3}
 
 
 @pytest.mark.parametrize("row, message", [
