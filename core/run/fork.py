@@ -29,6 +29,9 @@ from neuraterm.core.run.event_log import LOG_FILE
 
 # What a resume cannot change, less the optimizer: a new folder can start fresh moments.
 FROZEN_ON_FORK = tuple(k for k in config_mod.FROZEN_ON_RESUME if k != "optimizer.name")
+# Settings that change where or how long a fork runs, not what it trains (its counters carry over).
+BOOKKEEPING = ("train.epochs", "train.device", "train.threads", "train.keep", "train.tf32", "train.graphs",
+               "data.data_dir", "data.placement")
 
 
 @dataclass
@@ -162,7 +165,8 @@ def create(source: Source, config: config_mod.Config, run_dir: Path) -> Plan:
 
     def as_fork(s: checkpoint.Snapshot) -> checkpoint.Snapshot:
         state = dict(s.train_state, partial=None)
-        if plan.changes and state.get("early"):  # early stopping counts afresh from a changed fork's start
+        if set(plan.changes) - set(BOOKKEEPING) and state.get("early"):  # a changed experiment: early
+            # stopping counts afresh from the fork's start
             state["early"] = dict(state["early"], wait=0)
         if s.train_state.get("plateau") and any(k.startswith("schedule.") or k == "optimizer.lr" for k in plan.changes):
             state["plateau"] = None  # a changed LR or schedule starts its plateau counter afresh
