@@ -570,3 +570,167 @@ def test_real_terminal_trains_quick_and_shows_charts(tmp_path):
         assert list((tmp_path / "runs").iterdir())
     finally:
         subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)
+
+
+# -- Evaluate at real sizes: Fashion-MNIST's full test set and EMNIST ByMerge's 47 classes --------------
+FASHION = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
+FASHION_CM = [  # a fashion-mlp run's shape: 1,000 test images per class, shirts taken for T-shirts and coats
+    [850, 2, 15, 30, 5, 1, 90, 0, 7, 0], [3, 970, 2, 18, 4, 0, 2, 0, 1, 0], [15, 1, 800, 12, 100, 0, 68, 0, 4, 0],
+    [25, 8, 12, 890, 35, 0, 25, 0, 5, 0], [1, 1, 90, 30, 820, 0, 55, 0, 3, 0], [0, 0, 0, 1, 0, 960, 0, 25, 2, 12],
+    [140, 1, 85, 30, 70, 0, 660, 0, 14, 0], [0, 0, 0, 0, 0, 20, 0, 955, 0, 25], [4, 1, 4, 5, 3, 3, 6, 4, 968, 2],
+    [0, 0, 0, 0, 0, 8, 1, 35, 1, 955]]
+DEFAULT_RUN = "runs/fashion-mlp-20261202-164653"  # a default run name: the preset and the start time
+
+
+def report_of(cm, names, epoch: int = 10) -> dict:
+    """A finished run's evaluation as the service returns it, computed from a confusion matrix."""
+    import numpy as np
+    from neuraterm.core import metrics
+    cm = np.asarray(cm, dtype=np.int64)
+    stats = metrics.per_class(cm)
+    return {"test_accuracy": float(np.trace(cm) / cm.sum()), "test_loss": 0.3412, "macro_f1": metrics.macro_f1(cm),
+            "test_size": int(cm.sum()), "class_names": list(names),
+            "per_class": {k: [float(v) for v in stats[k]] for k in ("precision", "recall", "f1")},
+            "support": [int(v) for v in stats["support"]], "confusion_matrix": cm.tolist(),
+            "most_confused": [{"true": names[i], "predicted": names[j], "count": c}
+                              for i, j, c in metrics.most_confused(cm)],
+            "noise": [{"sigma": s, "accuracy": float(np.trace(cm) / cm.sum()) - s / 2} for s in (0.0, 0.1, 0.2, 0.3)],
+            "epoch": epoch, "epochs": epoch, "mid_epoch": False, "finished": True}
+
+
+def bymerge_cm():
+    """47 classes with ByMerge's uneven test sizes (hundreds to thousands per class) and its confusions."""
+    import numpy as np
+    rng = np.random.default_rng(47)
+    n = 47
+    cm = np.zeros((n, n), dtype=np.int64)
+    for i in range(n):
+        support = int(rng.integers(300, 6000)) if i >= 10 else int(rng.integers(10000, 12000))
+        right = int(support * rng.uniform(0.6, 0.98))
+        cm[i, i] = right
+        others = rng.choice([j for j in range(n) if j != i], size=3, replace=False)
+        split = rng.multinomial(support - right, [0.6, 0.3, 0.1])
+        cm[i, others] += split
+    return cm.tolist()
+
+
+def bymerge_names():
+    from neuraterm.core.data.registry import BYMERGE
+    return list(BYMERGE)
+
+
+def evaluate_app(report: dict):
+    """The app whose service returns `report` for any folder (no dataset needed)."""
+    from neuraterm.tui.service import TrainingService
+
+    class Service(TrainingService):
+        def evaluation(self, folder):
+            return report
+    return NeuratermApp(Service(Path("runs")), deterministic=True)
+
+
+async def open_evaluation(pilot, run_dir: str = DEFAULT_RUN):
+    pilot.app.push_screen(EvaluateScreen(run_dir))
+    await pilot.app.workers.wait_for_complete()
+    await pilot.pause()
+    await pilot.pause(0.2)
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_snapshot_evaluate_fashion_full_test_set(snap_compare, size, workdir):
+    assert snap_compare(evaluate_app(report_of(FASHION_CM, FASHION)), terminal_size=SIZES[size],
+                        run_before=open_evaluation)
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_snapshot_evaluate_47_classes(snap_compare, size, workdir):
+    assert snap_compare(evaluate_app(report_of(bymerge_cm(), bymerge_names())), terminal_size=SIZES[size],
+                        run_before=open_evaluation)
+
+
+def run_evaluate(report: dict, size, steps) -> None:
+    async def scenario():
+        app = evaluate_app(report)
+        async with app.run_test(size=size) as pilot:
+            await pilot.pause()
+            await open_evaluation(pilot)
+            await steps(app, pilot)
+    asyncio.run(scenario())
+
+
+def test_confusion_counts_of_a_thousand_per_class_stay_apart(workdir):
+    """At 120 columns the counts of 10 x 1,000 are columns of numbers that read back as the matrix."""
+    async def steps(app, pilot):
+        rows = screen_text(app)
+        header = next(k for k, row in enumerate(rows) if "t\\p" in row)
+        start = header + 1
+        column = rows[header].index("t\\p")
+        assert rows[header][column:].split()[1:] == ["T-s", "Tro", "Pul", "Dre", "Coa", "San", "Shi", "Sne", "Bag", "Ank"]
+        for i, expected in enumerate(FASHION_CM):
+            shown = rows[start + i][column:].split()
+            assert [int(v) for v in shown[1:]] == expected, rows[start + i]
+    run_evaluate(report_of(FASHION_CM, FASHION), (120, 40), steps)
+
+
+def test_confusion_heatmap_cursor_reads_the_cell(workdir):
+    """Where counts do not fit (10 x 1,000 at 80 columns, 47 classes anywhere), a heatmap with a cursor
+    that reads its cell: true class, predicted class, count and rate."""
+    async def steps(app, pilot):
+        text = "\n".join(screen_text(app))
+        assert "true Shirt → predicted T-shirt/top" in text and "140 of 1,000 (14.0%), confused" in text
+        assert "█" in text and "<20%" in text  # the heatmap, with its legend
+        await pilot.press("right", "right")
+        text = "\n".join(screen_text(app))
+        assert "true Shirt → predicted Pullover" in text and "85 of 1,000 (8.5%), confused" in text
+        assert "most confused" in text and "Shirt → T-shirt/top: 140" in text
+    run_evaluate(report_of(FASHION_CM, FASHION), (80, 24), steps)
+
+    cm, names = bymerge_cm(), bymerge_names()
+    last = len(names) - 1
+
+    async def corner(app, pilot):
+        await pilot.press(*["down"] * 50, *["right"] * 50)  # the grid scrolls to keep the cursor in view
+        text = "\n".join(screen_text(app))
+        total = sum(cm[last])
+        assert f"true {names[last]} → predicted {names[last]}" in text
+        assert f"{cm[last][last]:,} of {total:,} ({100 * cm[last][last] / total:.1f}%" in text
+        assert "correct" in text
+    run_evaluate(report_of(cm, names), (80, 24), corner)
+    run_evaluate(report_of(cm, names), (120, 40), corner)
+
+
+def test_confusion_matrix_takes_counts_up_to_a_million():
+    from neuraterm.tui.widgets.confusion_matrix import ConfusionMatrix
+    matrix = ConfusionMatrix()
+    matrix.set_matrix([[1_000_000, 3], [999_999, 1]], ["cat", "dog"])
+    assert matrix.drawing(36) == ("numbers", 7)
+    matrix.set_matrix([[1_000_000] * 100] * 100, [f"c{k}" for k in range(100)])
+    assert matrix.drawing(200)[0] == "heatmap" and matrix.cursor == (0, 1)
+
+
+def test_evaluate_header_keeps_its_metrics_at_80x24_and_shortens_the_name_in_the_middle(workdir):
+    async def steps(app, pilot):
+        rows = screen_text(app)
+        assert "test accuracy 88.28%   macro-F1 0.8822   cross-entropy 0.3412" in rows[1], rows[1]
+        assert rows[0].strip() == f"{DEFAULT_RUN}  finished after 10 epochs"
+        svg = app.export_screenshot()  # a span that starts with spaces loses them when drawn ("76.00%macro-F1")
+        assert "macro-F1" in svg and ">&#160;&#160;&#160;macro" not in svg and ">&#160;macro" not in svg
+        assert "most confused" in "\n".join(rows)
+    run_evaluate(report_of(FASHION_CM, FASHION), (80, 24), steps)
+
+    unfinished = {**report_of(FASHION_CM, FASHION), "finished": False, "epoch": 843, "epochs": 3000, "mid_epoch": True}
+
+    async def long_source(app, pilot):
+        rows = screen_text(app)
+        assert rows[0].strip().startswith("runs/fashion") and "…" in rows[0] and "164653" in rows[0], rows[0]
+        assert "not finished: checkpoint after epoch 843 of 3000" in rows[0], rows[0]
+        assert "test accuracy 88.28%" in rows[1] and "cross-entropy 0.3412" in rows[1], rows[1]
+    run_evaluate(unfinished, (80, 24), long_source)
+
+
+def test_evaluate_has_no_blank_band_above_the_noise_chart(workdir):
+    async def steps(app, pilot):
+        rows = screen_text(app)
+        top = next(k for k, row in enumerate(rows) if "accuracy % vs noise sigma" in row)
+        assert rows[top - 1].strip() and rows[top - 2].strip(), rows[top - 3: top + 1]
+    run_evaluate(report_of(FASHION_CM, FASHION), (120, 40), steps)
