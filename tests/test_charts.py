@@ -185,3 +185,11 @@ def test_legend_names_stay_distinct_when_cut():
 def test_tiny_charts_draw_without_hanging(size):
     lines = render([Series("train", EPOCHS, LOSS)], size=size)
     assert len(lines) == size[1]
+
+
+def test_epoch_axis_fits_the_epochs_seen_with_headroom_not_the_plan():
+    from neuraterm.tui.screens.dashboard import epoch_axis_end
+    assert epoch_axis_end(30, 600) == 40
+    assert epoch_axis_end(843, 3000) == 1250
+    assert epoch_axis_end(3, 10) == 10 and epoch_axis_end(0, 600) == 10 and epoch_axis_end(600, 600) == 600
+    assert epoch_axis_end(0, 1) == 2

@@ -734,3 +734,64 @@ def test_evaluate_has_no_blank_band_above_the_noise_chart(workdir):
         top = next(k for k, row in enumerate(rows) if "accuracy % vs noise sigma" in row)
         assert rows[top - 1].strip() and rows[top - 2].strip(), rows[top - 3: top + 1]
     run_evaluate(report_of(FASHION_CM, FASHION), (120, 40), steps)
+
+
+# -- long runs: the epoch axis, the status line, the ETA of any viewer -------------------------------------
+def long_run_state(seen: int = 30, planned: int = 600, period: float = 3.0, now: float = 0.0) -> RunState:
+    """A run's log as a viewer that attaches after `seen` epochs reads it: in one go, a millisecond
+    an event, each epoch having taken `period` seconds."""
+    state = RunState(name="fashion-mlp", epochs=planned)
+    state.apply(events.RunStarted("runs/long", "fashion-mlp", "cpu", 235_146, 54_000, 6_000, 10_000, 422, 0, planned),
+                now=now)
+    for e in range(1, seen + 1):
+        state.apply(events.StepEnded(e, 211, 422, 0.5, 30_000.0), now=now + 0.001 * e)
+        state.apply(events.EpochEnded(e, planned, 0.5, 0.8, 0.5, 0.8, 0.001, 30_000.0, period * 0.9, period * e),
+                    now=now + 0.001 * e)
+    state.apply(events.StepEnded(seen + 1, 211, 422, 0.5, 30_000.0), now=now + 0.001 * (seen + 1))
+    return state
+
+
+def test_eta_of_a_viewer_attaching_mid_run_comes_from_the_epoch_times_in_the_log():
+    """`epoch 9/20 ETA 3s` at 3 s an epoch was the pace of the replay itself."""
+    state = long_run_state(seen=9, planned=20, period=3.0)
+    assert state.eta() == pytest.approx((20 - 9.5) * 3.0)
+    late = long_run_state(seen=843, planned=3000, period=0.15)
+    assert late.eta() == pytest.approx((3000 - 843.5) * 0.15)  # ~5.4 min, not 5 s
+    paused_once = long_run_state(seen=12, planned=20, period=3.0)
+    paused_once.history[-1].elapsed += 600  # a ten-minute pause in the last epoch: the median ignores it
+    assert paused_once.eta() == pytest.approx((20 - 12.5) * 3.0)
+
+
+def test_long_run_axis_fits_the_epochs_seen_and_the_bar_shows_the_plan(workdir):
+    async def steps(app, pilot):
+        app.run_state = long_run_state(seen=30, planned=600)
+        await pilot.press("d")
+        await pilot.pause(0.7)
+        for chart in ("#loss-chart", "#acc-chart", "#lr-chart"):
+            lo, hi = app.screen.query_one(chart).x_range()
+            assert 30 < hi <= 40, (chart, hi)  # 30 epochs fill most of the axis, not 1/20 of it
+        bar = app.screen.query_one("#progress")
+        assert bar.total == 600 * 422 and bar.progress == 30 * 422 + 211
+        status = next(row for row in screen_text(app) if "epoch 31/600" in row)
+        assert "5%" in status
+    drive(steps)
+
+
+@pytest.mark.parametrize("size, wanted", [((100, 30), ("RSS 345 MB", "samples/s", "ETA")),
+                                          ((80, 24), ("ETA", "30k samples/s"))])
+def test_status_line_keeps_what_matters_whole(workdir, monkeypatch, size, wanted):
+    from neuraterm.tui.service import TrainingService
+    monkeypatch.setattr(TrainingService, "process_memory", lambda self, who: 345 * 2**20)
+
+    async def scenario():
+        app = make_app("runs")  # not deterministic: rates, ETA and memory show
+        async with app.run_test(size=size) as pilot:
+            await pilot.pause()
+            app.run_state = long_run_state(seen=843, planned=3000, period=0.15)
+            await pilot.press("d")
+            await pilot.pause(0.7)
+            status = next(row for row in screen_text(app) if "epoch 844/3000" in row)
+            for text in wanted:
+                assert text in status, status
+            assert status.rstrip().endswith(("MB", "cpu", "samples/s")), status  # nothing cut mid-word
+    asyncio.run(scenario())
