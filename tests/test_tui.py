@@ -203,10 +203,22 @@ def test_snapshot_help(snap_compare, size, workdir):
     assert snap_compare(app_for_snapshot(), terminal_size=SIZES[size], press=["question_mark"])
 
 
-def test_too_small_terminal_says_so(workdir):
+def test_too_small_terminal_says_so_on_every_screen(runs):
+    async def says_so(app, pilot, where):
+        await pilot.pause(0.1)
+        text = "\n".join(screen_text(app))
+        assert "terminal too small: 60x20" in text and "at least 80x24" in text, where
+        assert "20 more columns and 4 more rows" in text, where
+
     async def steps(app, pilot):
         assert app.has_class("-too-small")
-        assert app.query_one("#too-small").display
+        await says_so(app, pilot, "setup")
+        for key, where in (("d", "dashboard"), ("r", "runs"), ("enter", "evaluate"), ("question_mark", "help")):
+            await pilot.press(key)
+            await settle(pilot)
+            await says_so(app, pilot, where)
+        await pilot.press("escape", "escape", "S")
+        await says_so(app, pilot, "study")
     drive(steps, size=(60, 20))
 
 

@@ -15,7 +15,6 @@ from textual import work
 from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.screen import ModalScreen
-from textual.widgets import Static
 
 from textual.worker import get_current_worker
 
@@ -32,8 +31,8 @@ from neuraterm.tui.screens.runs import RunsScreen
 from neuraterm.tui.screens.setup import SetupScreen
 from neuraterm.tui.screens.study import StudyScreen
 from neuraterm.tui.service import TrainingService
+from neuraterm.tui.widgets.too_small import MIN_HEIGHT, MIN_WIDTH, TooSmall
 
-MIN_WIDTH, MIN_HEIGHT = 80, 24
 
 
 class NeuratermApp(App):
@@ -66,7 +65,8 @@ class NeuratermApp(App):
         self.study_dir: Path | None = None  # the study folder the Study screen shows
 
     def on_mount(self) -> None:
-        self.mount(Static("terminal too small: neuraterm needs at least 80x24", id="too-small"))
+        self.screen_change_signal.subscribe(self, self.cover_when_small)
+        self.cover_when_small(self.screen)
         self.check_size()
         if self.initial_watch:
             self.watch_run(self.initial_watch)
@@ -89,6 +89,11 @@ class NeuratermApp(App):
 
     def check_size(self) -> None:
         self.set_class(self.size.width < MIN_WIDTH or self.size.height < MIN_HEIGHT, "-too-small")
+
+    def cover_when_small(self, screen) -> None:
+        """Give each screen shown its own too-small notice, once."""
+        if not screen.query(TooSmall):
+            screen.mount(TooSmall())
 
     # -- runs: each a process of its own; the dashboard follows its folder -------------------
     def start_run(self, config, run_dir: Path | None = None) -> None:
