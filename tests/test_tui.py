@@ -236,7 +236,10 @@ def test_pilot_trains_from_setup_then_resumes_from_runs(workdir):
         assert json.loads((run_dir / "report.json").read_text())["test_accuracy"] > 0.3  # well above the 10% of chance after 2 tiny epochs
         await pilot.press("r")
         await pilot.pause()
-        await pilot.press("R")  # resume the highlighted (only) run
+        await pilot.press("R")  # resume the highlighted (only) run: finished, so it asks first
+        await pilot.pause()
+        assert isinstance(app.screen, ConfirmDialog)
+        await pilot.press("y")
         await settle(pilot)
         assert app.run_state.status == "finished"
         snap = checkpoint.load(run_dir)
@@ -308,6 +311,8 @@ def test_resume_draws_the_epochs_already_trained_before_new_ones(runs):
     async def scenario():
         app = make_app("runs", deterministic=True, resume_dir="runs/alpha")
         async with app.run_test(size=(100, 32)) as pilot:
+            await until(pilot, lambda: isinstance(app.screen, ConfirmDialog))  # alpha is finished: it asks
+            await pilot.press("y")
             await until(pilot, lambda: len(app.run_state.history) >= 3)
             first = app.run_state.history[:3]
             assert [e.epoch for e in first] == [1, 2, 3]
@@ -807,3 +812,48 @@ def test_status_line_keeps_what_matters_whole(workdir, monkeypatch, size, wanted
                 assert text in status, status
             assert status.rstrip().endswith(("MB", "cpu", "samples/s")), status  # nothing cut mid-word
     asyncio.run(scenario())
+
+
+
+# -- the Runs screen acts on the run the user picked --------------------------------------------------------
+def test_runs_cursor_stays_on_the_picked_run_and_extending_a_finished_one_asks(runs):
+    alpha_report = Path("runs/alpha/report.json").read_bytes()
+    beta_report = Path("runs/beta/report.json").read_bytes()
+
+    async def steps(app, pilot):
+        await pilot.press("r")
+        await pilot.pause()
+        screen = app.screen
+        first = screen.current()
+        await pilot.press("down")
+        picked = screen.current()
+        assert picked != first
+        await pilot.press("enter")
+        await settle(pilot)
+        assert isinstance(app.screen, EvaluateScreen) and app.screen.run_dir == picked
+        await pilot.press("escape")
+        await pilot.pause()
+        assert app.screen is screen and screen.current() == picked  # not back on row 0
+        screen.action_refresh_runs()
+        screen.refresh_live()
+        assert screen.current() == picked
+        await pilot.press("R")
+        await pilot.pause()
+        dialog = app.screen
+        assert isinstance(dialog, ConfirmDialog)
+        question = dialog.question
+        history = len(checkpoint.load(Path(picked)).history)
+        assert picked in question and f"finished after {history} epochs" in question
+        assert f"to [b]{history + 5}[/] epochs" in question
+        await pilot.press("n")
+        await pilot.pause()
+        assert app.screen is screen and app.launched is None and app.current_mode == "runs"
+        assert Path("runs/alpha/report.json").read_bytes() == alpha_report
+        assert Path("runs/beta/report.json").read_bytes() == beta_report
+        await pilot.press("R", "y")
+        await settle(pilot)
+        assert app.run_state.run_dir == picked and app.run_state.status == "finished"
+        assert len(checkpoint.load(Path(picked)).history) == history + 5
+        other = ({"runs/alpha", "runs/beta"} - {picked}).pop()
+        assert Path(f"{other}/report.json").read_bytes() == (alpha_report if other == "runs/alpha" else beta_report)
+    drive(steps)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from rich.markup import escape
 from textual import work
 from textual.app import App, SystemCommand
 from textual.binding import Binding
@@ -23,7 +24,7 @@ from neuraterm.core.errors import NeuratermError
 from neuraterm.core.run.event_log import LOG_FILE, LogReader
 from neuraterm.tui.messages import RunDetached, RunError, RunEvents
 from neuraterm.tui.run_state import RunState
-from neuraterm.tui.screens.dialogs import QuitDialog
+from neuraterm.tui.screens.dialogs import ConfirmDialog, QuitDialog
 from neuraterm.tui.screens.dashboard import DashboardScreen
 from neuraterm.tui.screens.evaluate import EvaluateScreen
 from neuraterm.tui.screens.help import HelpScreen
@@ -103,7 +104,9 @@ class NeuratermApp(App):
         self.attach(run_dir, RunState(name=config.name, epochs=config.train.epochs, status="starting"),
                     self.service.launch(config, run_dir))
 
-    def resume_run(self, run_dir: str) -> None:
+    def resume_run(self, run_dir: str, confirmed: bool = False) -> None:
+        """Continue a model folder; a finished one is extended only after the user says yes to the
+        run and the new total by name (as the CLI asks for `resume --epochs N`)."""
         try:
             snap = self.service.snapshot(run_dir)
         except NeuratermError as exc:
@@ -117,6 +120,19 @@ class NeuratermApp(App):
         epochs = None
         if len(history) >= config.train.epochs and snap.report:
             epochs = len(history) + max(5, config.train.epochs // 2)
+            if not confirmed:
+                accuracy = snap.report.get("test_accuracy")
+                done = f"finished after {len(history)} epochs" + (
+                    f", test accuracy {100 * accuracy:.2f}%" if isinstance(accuracy, float) else "")
+
+                def answer(yes: bool | None) -> None:
+                    if yes:
+                        self.resume_run(run_dir, confirmed=True)
+                self.push_screen(ConfirmDialog(
+                    f"[b]{escape(str(run_dir))}[/] is {done}.\nTrain it on to [b]{epochs}[/] epochs? Its report "
+                    f"is rewritten at the end (neuraterm resume {escape(str(run_dir))} --epochs {epochs}).",
+                    f"train on to {epochs} epochs", "leave it as it is"), answer)
+                return
             self.notify(f"continuing to {epochs} epochs")
         self.attach(Path(run_dir), RunState(name=config.name, epochs=epochs or config.train.epochs, status="starting"),
                     self.service.launch_resume(Path(run_dir), epochs))

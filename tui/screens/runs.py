@@ -48,11 +48,15 @@ class RunsScreen(Screen):
         self.live_timer.resume()
 
     def action_refresh_runs(self) -> None:
+        """Read the folders again; the cursor stays on the run it was on (by its folder, not its row)."""
         table = self.query_one(DataTable)
+        picked = self.current()
         table.clear()
         self.runs = {str(r.path): r for r in self.app.service.list_runs()}
         for key, run in self.runs.items():
             table.add_row("●" if key in self.selected else " ", run.name, *self.cells(run), key=key)
+        if picked in self.runs:
+            table.move_cursor(row=table.get_row_index(picked))
         hint = ("no model folders yet in " + str(self.app.service.runs_root) if not self.runs else
                 "space: overlay  enter: evaluate  w: watch  R: resume  S: studies")
         self.query_one("#runs-hint", Static).update(hint)
@@ -68,9 +72,7 @@ class RunsScreen(Screen):
         the whole table when folders came or went."""
         fresh = {str(r.path): r for r in self.app.service.list_runs()}
         if fresh.keys() != self.runs.keys():
-            row = self.query_one(DataTable).cursor_row
             self.action_refresh_runs()
-            self.query_one(DataTable).move_cursor(row=row)
             return
         table = self.query_one(DataTable)
         for key, run in fresh.items():
@@ -81,7 +83,7 @@ class RunsScreen(Screen):
 
     def current(self) -> str | None:
         table = self.query_one(DataTable)
-        if not self.runs or table.cursor_row is None:
+        if not getattr(self, "runs", None) or table.cursor_row is None or not table.row_count:
             return None
         return table.coordinate_to_cell_key((table.cursor_row, 0)).row_key.value
 
@@ -104,9 +106,7 @@ class RunsScreen(Screen):
         if key is None:
             return
         self.selected.symmetric_difference_update({key})
-        row = self.query_one(DataTable).cursor_row
         self.action_refresh_runs()
-        self.query_one(DataTable).move_cursor(row=row)
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
         """A click on the highlighted row evaluates it, as enter does."""
