@@ -857,3 +857,45 @@ def test_runs_cursor_stays_on_the_picked_run_and_extending_a_finished_one_asks(r
         other = ({"runs/alpha", "runs/beta"} - {picked}).pop()
         assert Path(f"{other}/report.json").read_bytes() == (alpha_report if other == "runs/alpha" else beta_report)
     drive(steps)
+
+
+def test_runs_at_80_columns_keep_the_metrics_and_shorten_names_in_the_middle(workdir):
+    """Default names of runs from an edited form: the last column's header used to read `test ac`."""
+    for stamp in ("164653", "171210"):
+        Trainer(tiny_config("fashion-mlp-edited", epochs=2), Path(f"runs/fashion-mlp-edited-20261202-{stamp}")).run()
+
+    async def scenario():
+        app = app_for_snapshot()
+        async with app.run_test(size=(80, 24)) as pilot:
+            await pilot.press("r")
+            await pilot.pause()
+            rows = screen_text(app)
+            header = next(row for row in rows if " run " in row)
+            assert header.rstrip().endswith("val acc  test acc"), header
+            names = [row for row in rows if "fashion" in row and "%" in row and "validation" not in row]
+            assert len(names) == 2 and all("…" in row and "fashion-mlp" in row for row in names), names
+            assert "164653" in names[0] + names[1] and "171210" in names[0] + names[1], names
+            assert all(row.rstrip().endswith("%") for row in names), names
+            await pilot.press("space", "down", "space")
+            await pilot.pause()
+            legend = next(row for row in screen_text(app) if "validation accuracy" in row)
+            assert legend.count("fashion-mlp") == 2, legend  # the preset stays in both legends
+    asyncio.run(scenario())
+
+
+def test_dashboard_at_80_columns_keeps_chart_titles_and_the_last_epoch_tick(workdir):
+    recorded = []
+    Trainer(tiny_config(epochs=7), Path("runs/tiny"), [recorded.append], step_events_per_s=1e9).run()
+
+    async def steps(app, pilot):
+        app.run_state = RunState(name="tiny", epochs=7)
+        for event in recorded:
+            app.run_state.apply(event)
+        await pilot.press("d", "l")  # log scale: the step-loss title grows by " (log)"
+        await pilot.pause(0.8)
+        rows = screen_text(app)
+        assert any("step loss (log)" in row for row in rows) and any("─ ema" in row for row in rows), rows
+        lr = app.screen.query_one("#lr-chart")
+        ticks = lr.render().plain.splitlines()[-1].split()
+        assert ticks[0] == "1" and ticks[-1] == "7", ticks  # the last epoch is labelled
+    drive(steps, size=(80, 24))

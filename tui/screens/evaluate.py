@@ -14,7 +14,8 @@ from textual.widgets import DataTable, Static
 from textual.worker import Worker, WorkerState
 
 from neuraterm.core.errors import NeuratermError
-from neuraterm.tui.widgets.confusion_matrix import ConfusionMatrix, middle
+from neuraterm.tui.shorten import middle
+from neuraterm.tui.widgets.confusion_matrix import ConfusionMatrix
 from neuraterm.tui.widgets.curve_chart import CurveChart
 from neuraterm.tui.widgets.keys_footer import KeysFooter
 

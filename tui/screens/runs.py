@@ -7,6 +7,7 @@ from textual.containers import Vertical
 from textual.screen import Screen
 from textual.widgets import DataTable, Static
 
+from neuraterm.tui.shorten import middle
 from neuraterm.tui.widgets.curve_chart import CurveChart
 from neuraterm.tui.widgets.keys_footer import KeysFooter
 
@@ -53,14 +54,28 @@ class RunsScreen(Screen):
         picked = self.current()
         table.clear()
         self.runs = {str(r.path): r for r in self.app.service.list_runs()}
+        room = self.name_room()
         for key, run in self.runs.items():
-            table.add_row("●" if key in self.selected else " ", run.name, *self.cells(run), key=key)
+            table.add_row("●" if key in self.selected else " ", middle(run.name, room), *self.cells(run), key=key)
         if picked in self.runs:
             table.move_cursor(row=table.get_row_index(picked))
         hint = ("no model folders yet in " + str(self.app.service.runs_root) if not self.runs else
                 "space: overlay  enter: evaluate  w: watch  R: resume  S: studies")
         self.query_one("#runs-hint", Static).update(hint)
         self.update_overlay()
+
+    def name_room(self) -> int:
+        """The width the run column can have with every other column whole: long names are shortened
+        in the middle (the preset and the start time stay), never the metrics at the right edge."""
+        headers = ("status", "dataset", "epochs", "val acc", "test acc")
+        widths = [max([len(h)] + [len(c) for c in cells]) for h, *cells in
+                  zip(headers, *(self.cells(run) for run in self.runs.values()))] if self.runs else []
+        used = sum(w + 2 for w in widths) + 3 + 2 + 2  # the marker column, the run column's padding, a scrollbar
+        return max(12, self.size.width - used)
+
+    def on_resize(self) -> None:
+        if getattr(self, "runs", None):
+            self.action_refresh_runs()
 
     @staticmethod
     def cells(run) -> tuple[str, ...]:

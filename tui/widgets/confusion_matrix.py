@@ -13,22 +13,14 @@ from rich.text import Text
 from textual.binding import Binding
 from textual.widget import Widget
 
+from neuraterm.tui.shorten import middle
+
 SHADES = ("grey23", "grey37", "dark_cyan", "cyan3", "cyan1")  # numbers: off-diagonal shares, small to large
 # heatmap: (share of the row below which, glyph, off-diagonal color); a zero count is a faint dot
 LEVELS = ((0.01, "░", "grey50"), (0.05, "▒", "yellow3"), (0.20, "▓", "dark_orange"), (2.0, "█", "red1"))
 DIAGONAL = ((0.5, "grey50"), (0.8, "green4"), (0.9, "green3"), (2.0, "green1"))
 READING_ROWS = 2
 LABEL_WIDTH = 6  # the longest row label in the numbers drawing
-
-
-def middle(text: str, width: int) -> str:
-    """`text` in at most `width` characters, shortened in the middle (both ends tell names apart)."""
-    if len(text) <= width:
-        return text
-    if width <= 1:
-        return text[:width]
-    head = width // 2
-    return text[:head] + "…" + text[len(text) - (width - 1 - head):]
 
 
 def short_labels(names: list[str], width: int) -> list[str]:
