@@ -565,7 +565,7 @@ def test_real_terminal_trains_quick_and_shows_charts(tmp_path):
             return screen()
 
         assert "presets" in wait_for("ready: press", 30)
-        keys("Tab", "Tab", "Tab")  # presets, dataset, then the limit field
+        keys("Tab", "Tab")  # from the presets: dataset, then the limit field
         time.sleep(0.5)
         keys("t")
         text = wait_for("test acc", 120)
@@ -899,3 +899,64 @@ def test_dashboard_at_80_columns_keeps_chart_titles_and_the_last_epoch_tick(work
         ticks = lr.render().plain.splitlines()[-1].split()
         assert ticks[0] == "1" and ticks[-1] == "7", ticks  # the last epoch is labelled
     drive(steps, size=(80, 24))
+
+
+# -- small things -------------------------------------------------------------------------------------------
+def test_save_while_paused_confirms_once_the_run_saved(workdir):
+    async def steps(app, pilot):
+        config = tiny_config(epochs=500)
+        config.train.batch_size = 8
+        app.start_run(config)
+        await until(pilot, lambda: app.run_state.history)
+        await pilot.press("p")
+        await until(pilot, lambda: app.run_state.status == "paused")
+        await pilot.press("s")
+        await until(pilot, lambda: any(line.startswith("saved: checkpoint after epoch") for line in app.run_state.log))
+        line = next(line for line in app.run_state.log if line.startswith("saved:"))
+        epoch = checkpoint.load(Path(app.run_state.run_dir)).train_state["epoch"]
+        assert line.startswith(f"saved: checkpoint after epoch {epoch}")
+        await pilot.pause(0.7)
+        assert any("saved: checkpoint" in row for row in screen_text(app))  # in the dashboard's log
+        await pilot.press("x")
+        await settle(pilot)
+    drive(steps)
+
+
+def test_setup_checks_a_typed_dataset_path_at_once(workdir):
+    import numpy as np
+    np.savez("mine.npz", x=np.zeros((40, 4), dtype=np.float32), y=np.arange(40) % 2)
+
+    async def type_path(app, pilot, path):
+        app.screen.query_one("#dataset").focus()
+        await pilot.press("enter", "a", "enter")  # "a file or folder of your own…"
+        await pilot.pause()
+        assert isinstance(app.screen, DatasetPathDialog)
+        await pilot.press(*path, "enter")
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+
+    async def steps(app, pilot):
+        screen = app.screen
+        await type_path(app, pilot, "data/missing.npz")
+        errors = str(screen.query_one("#errors").render())
+        assert "data/missing.npz: no such file or folder" in errors and "ready" not in errors
+        assert screen.query_one("#dataset").has_class("-invalid") or "✗" in errors
+        await pilot.press("t")  # refused: nothing starts
+        assert app.current_mode == "setup" and app.launched is None
+        await type_path(app, pilot, "mine.npz")
+        assert "ready" in str(screen.query_one("#errors").render())
+    drive(steps)
+
+
+def test_first_tab_from_the_presets_lands_on_a_field_and_focus_shows_without_color(workdir):
+    async def steps(app, pilot):
+        app.screen.query_one("#presets").focus()
+        await pilot.press("tab")
+        assert app.focused.id == "dataset"
+        await pilot.press("tab")
+        await pilot.pause()
+        label = app.focused.parent.query_one(".field-label")
+        assert app.focused.id == "limit" and label.rich_style.reverse  # reverse video: no color needed
+        other = app.screen.query_one("#hidden").parent.query_one(".field-label")
+        assert not other.rich_style.reverse
+    drive(steps)

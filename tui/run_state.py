@@ -33,6 +33,7 @@ class RunState:
     report: dict | None = None
     version: int = 0
     _running_mean: float = 0.0
+    _save_asked: bool = False  # a viewer's save command was answered and its checkpoint is not logged yet
     _session_first: int = 0  # index in `history` of this session's first epoch (after the latest RunStarted)
     _pace_from: tuple[float, int] | None = None  # (time, steps done) at the first step update of this run
     _pace_to: tuple[float, int] | None = None  # the same at the latest one
@@ -121,7 +122,12 @@ class RunState:
         elif isinstance(event, events.Resumed):
             self.status = "running"
             self.log.append("resumed")
+        elif isinstance(event, events.CheckpointSaved) and self._save_asked:
+            self._save_asked = False  # the save a viewer asked for (every epoch's own save goes unsaid)
+            part = " and part of the next" if self.epoch > len(self.history) else ""
+            self.log.append(f"saved: checkpoint after epoch {event.epoch}{part}")
         elif isinstance(event, events.CommandAnswered) and event.action in ("stop", "save"):
+            self._save_asked = self._save_asked or event.action == "save"
             self.log.append(event.result)
             if event.action == "stop" and self.status in ("running", "paused"):
                 self.status = "stopping"
