@@ -211,9 +211,7 @@ class SetupScreen(Screen):
             self.app.push_screen(DatasetPathDialog("" if self.dataset in listed else self.dataset), use)
             return
         if event.select.id == "dataset":
-            self.dataset = event.value
-            if self.dataset != self.dataset_problem[0]:
-                self.dataset_problem = ("", None)
+            self.dataset = event.value  # a path's problem applies while it is the dataset (validate_form)
         self.validate_soon()
 
     @work(thread=True, exclusive=True, group="dataset", exit_on_error=False)
