@@ -221,6 +221,15 @@ def test_too_small_terminal_says_so_on_every_screen(runs):
         await says_so(app, pilot, "study")
     drive(steps, size=(60, 20))
 
+    async def shrink_and_grow(app, pilot):  # a terminal made smaller while the app runs, then larger again
+        await pilot.press("r")
+        await pilot.resize_terminal(60, 20)
+        await says_so(app, pilot, "runs, resized")
+        await pilot.resize_terminal(80, 24)
+        await pilot.pause(0.1)
+        assert not any("terminal too small" in row for row in screen_text(app))
+    drive(shrink_and_grow, size=(100, 32))
+
 
 def test_pilot_trains_from_setup_then_resumes_from_runs(workdir):
     async def steps(app, pilot):

@@ -90,10 +90,14 @@ class NeuratermApp(App):
             self.switch_mode("setup")
 
     def on_resize(self, event) -> None:
-        self.check_size()
+        self.check_size(event.size)
 
-    def check_size(self) -> None:
-        self.set_class(self.size.width < MIN_WIDTH or self.size.height < MIN_HEIGHT, "-too-small")
+    def check_size(self, size=None) -> None:
+        """The too-small class from the new size (`self.size` still says the old one while the resize is
+        handled), and the shown screen's styles again: they do not follow the app's classes by themselves."""
+        width, height = size or self.size
+        self.set_class(width < MIN_WIDTH or height < MIN_HEIGHT, "-too-small")
+        self.update_styles(self.screen)
 
     def cover_when_small(self, screen) -> None:
         """Give each screen shown its own too-small notice, once."""
@@ -135,7 +139,7 @@ class NeuratermApp(App):
                 self.push_screen(ConfirmDialog(
                     f"[b]{escape(str(run_dir))}[/] is {done}.\nTrain it on to [b]{epochs}[/] epochs? Its report "
                     f"is rewritten at the end (neuraterm resume {escape(str(run_dir))} --epochs {epochs}).",
-                    f"train on to {epochs} epochs", "leave it as it is"), answer)
+                    f"train on to {epochs} epochs", "leave it"), answer)
                 return
             self.notify(f"continuing to {epochs} epochs")
         self.attach(Path(run_dir), RunState(name=config.name, epochs=epochs or config.train.epochs, status="starting"),

@@ -120,7 +120,7 @@ class ConfusionMatrix(Widget, can_focus=True):
         total = sum(self.matrix[i])
         count = self.matrix[i][j]
         rate = count / total if total else 0.0
-        what = "correct" if i == j else "confused"
+        what = "correct" if i == j else "confused" if count else "never confused"
         line1 = f"true {self.names[i]} → predicted {self.names[j]}"
         if len(line1) > width:
             each = max(3, (width - len("true  → pred ")) // 2)
