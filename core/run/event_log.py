@@ -16,7 +16,8 @@ import threading
 import time
 from pathlib import Path
 
-from neuraterm.core.run import events
+from neuraterm.core.errors import NeuratermError
+from neuraterm.core.run import events, folder_files
 
 LOG_FILE = "events.jsonl"
 DURABLE = (events.RunStarted, events.EpochEnded, events.CheckpointSaved, events.EarlyStopped, events.RunFinished,
@@ -40,7 +41,11 @@ class EventLog:
     def __init__(self, run_dir: Path, step_interval: float = 0.25):
         self.path = Path(run_dir) / LOG_FILE
         self.step_interval = step_interval
-        self._file = open(self.path, "ab", buffering=0)  # one write per line: nothing is held back to fail later
+        try:  # never appended through a planted link, never to a FIFO
+            fd = folder_files.open_file(self.path.parent, LOG_FILE, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+        except folder_files.Refused as exc:
+            raise NeuratermError(f"{exc}; move it away to train this folder") from None
+        self._file = os.fdopen(fd, "ab", buffering=0)  # one write per line: nothing is held back to fail later
         self._lock = threading.Lock()
         self._last_step = 0.0
         self.last_write = time.monotonic()
@@ -82,13 +87,13 @@ class LogReader:
 
     def read_new(self) -> list[events.Event]:
         try:
-            with open(self.path, "rb") as f:
+            with os.fdopen(folder_files.open_file(self.path.parent, LOG_FILE), "rb") as f:
                 identity = os.fstat(f.fileno()).st_ino
                 if identity != self._identity:  # a new file (a run claimed this folder again): start over
                     self._identity, self.offset = identity, 0
                 f.seek(self.offset)
                 data = f.read()
-        except FileNotFoundError:
+        except OSError:  # absent, or not a regular file (a link, a FIFO): nothing to show
             return []
         end = data.rfind(b"\n")
         if end < 0:
@@ -101,7 +106,7 @@ def last_events(run_dir: Path, nbytes: int = 65536) -> list[events.Event]:
     """The events in the log's last `nbytes` (enough for the latest state of a run), oldest first."""
     path = Path(run_dir) / LOG_FILE
     try:
-        with open(path, "rb") as f:
+        with os.fdopen(folder_files.open_file(Path(run_dir), LOG_FILE), "rb") as f:
             size = f.seek(0, os.SEEK_END)
             f.seek(max(0, size - nbytes))
             data = f.read()
