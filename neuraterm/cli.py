@@ -21,6 +21,7 @@ from neuraterm.core.run import checkpoint
 from neuraterm.core import config as config_mod
 from neuraterm.core.backend import DEVICES
 from neuraterm.core.data import registry
+from neuraterm.core.screen_text import visible
 from neuraterm.core.errors import (EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED, STOP_SIGNALS, NeuratermError,
                                    RunFailed)
 
@@ -188,7 +189,7 @@ def evaluate_cmd(run_dir, noise, data_dir):
     sigmas = parse_sigmas(noise)
     result = evaluate_folder(Path(run_dir), sigmas, data_dir)
     if not result["finished"]:
-        click.echo(f"{run_dir}: the run has not finished; evaluating its checkpoint after epoch "
+        click.echo(f"{visible(run_dir)}: the run has not finished; evaluating its checkpoint after epoch "
                    f"{result['epoch']} of {result['epochs']}{' (and part of the next)' if result['mid_epoch'] else ''}")
     HeadlessPrinter().print_report(result, run_dir)
 

@@ -52,7 +52,7 @@ import numpy as np
 from neuraterm import __version__
 from neuraterm.core import config as config_mod
 from neuraterm.core.errors import NeuratermError, RunFailed
-from neuraterm.core.run import folder_files
+from neuraterm.core.run import events, folder_files
 from neuraterm.core.run.lock import LOCK_FILE, WriterLock, busy, holder
 
 FORMAT = 2
@@ -543,6 +543,14 @@ def checkpoint_dir(run_dir: Path, which: str = CURRENT) -> Path | None:
     return run_dir if which == CURRENT and _legacy(run_dir) else None
 
 
+def check_report(report: dict, shown: Path) -> dict:
+    """report.json with every field a viewer shows of its type (the schema a `RunFinished` event has)."""
+    try:
+        return events.check_report(report)
+    except events.Invalid as exc:
+        raise NeuratermError(f"{shown}: {exc}") from None
+
+
 def _check_meta(meta: dict, shown: Path) -> None:
     arrays = meta.get("arrays")
     if not isinstance(arrays, dict) or not arrays:
@@ -722,7 +730,7 @@ def _load_checkpoint(folder: Path, shown: Path, legacy: bool) -> Snapshot:
         if len(history) != train_state["epoch"]:
             raise NeuratermError(f"{shown / 'history.csv'}: {len(history)} epochs, but state/train.json says "
                                  f"{train_state['epoch']}")
-    report = read.json("report.json") if read.exists("report.json") else None
+    report = check_report(read.json("report.json"), shown / "report.json") if read.exists("report.json") else None
     best = read.arrays("state/best")  # format 1 kept the best weights here
     return Snapshot(config, meta, weights, read.arrays("state/optimizer"), train_state, history, normalization,
                     best, report)

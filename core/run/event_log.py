@@ -76,35 +76,70 @@ class EventLog:
             self._file.close()
 
 
+LINE_LIMIT = 1 << 20  # no event is near this; a longer line is skipped (counted), never parsed
+CHUNK = 8 << 20  # what one read takes at most, so a viewer's memory does not grow with the log
+SKIM_TAIL = 1 << 20  # a first read parses step-level lines only in the log's last MiB
+FREQUENT = (b'{"type": "StepEnded"', b'{"type": "Heartbeat"')  # how the writer starts those lines
+
+
 class LogReader:
     """The reading side: `read_new()` returns the events appended since the last call (all of them the
-    first time); only whole lines are taken, so a line still being written is read next time."""
+    first time); only whole lines are taken, so a line still being written is read next time.
 
-    def __init__(self, run_dir: Path):
+    The first read of a long log skims: step progress and heartbeats before its last MiB are passed
+    over without parsing (the epochs, checkpoints and the end are all read), so a viewer opens a
+    month-long log as fast as a short one. A line that is not a valid event of its type (`events.Invalid`,
+    not JSON, longer than LINE_LIMIT) is skipped and counted in `skipped`."""
+
+    def __init__(self, run_dir: Path, skim: bool = True):
         self.path = Path(run_dir) / LOG_FILE
         self.offset = 0
+        self.skipped = 0
+        self.skim = skim
         self._identity = None
+        self._in_long_line = False
 
     def read_new(self) -> list[events.Event]:
         try:
-            with os.fdopen(folder_files.open_file(self.path.parent, LOG_FILE), "rb") as f:
-                identity = os.fstat(f.fileno()).st_ino
-                if identity != self._identity:  # a new file (a run claimed this folder again): start over
-                    self._identity, self.offset = identity, 0
-                f.seek(self.offset)
-                data = f.read()
+            f = os.fdopen(folder_files.open_file(self.path.parent, LOG_FILE), "rb")
         except OSError:  # absent, or not a regular file (a link, a FIFO): nothing to show
             return []
-        end = data.rfind(b"\n")
-        if end < 0:
-            return []
-        self.offset += end + 1
-        return _parse(data[:end].split(b"\n"))
+        found: list[events.Event] = []
+        with f:
+            stat = os.fstat(f.fileno())
+            if stat.st_ino != self._identity:  # a new file (a run claimed this folder again): start over
+                self._identity, self.offset, self._in_long_line = stat.st_ino, 0, False
+            skim_before = stat.st_size - SKIM_TAIL if self.skim and self.offset == 0 else 0
+            while True:
+                f.seek(self.offset)
+                data = f.read(CHUNK)
+                end = data.rfind(b"\n")
+                if end < 0:
+                    if len(data) >= min(CHUNK, LINE_LIMIT):  # one line longer than any event: passed over
+                        self.offset += len(data)
+                        self.skipped += 0 if self._in_long_line else 1
+                        self._in_long_line = True
+                        continue
+                    return found
+                lines = data[:end].split(b"\n")
+                if self._in_long_line:  # the rest of a line already counted
+                    lines, self._in_long_line = lines[1:], False
+                skim = self.offset + end < skim_before
+                self.offset += end + 1
+                found.extend(self._parse(lines, skim))
+                if len(data) < CHUNK:
+                    return found
+
+    def _parse(self, lines: list[bytes], skim: bool) -> list[events.Event]:
+        if skim:
+            lines = [line for line in lines if not line.startswith(FREQUENT)]
+        found, skipped = _parse(lines)
+        self.skipped += skipped
+        return found
 
 
 def last_events(run_dir: Path, nbytes: int = 65536) -> list[events.Event]:
     """The events in the log's last `nbytes` (enough for the latest state of a run), oldest first."""
-    path = Path(run_dir) / LOG_FILE
     try:
         with os.fdopen(folder_files.open_file(Path(run_dir), LOG_FILE), "rb") as f:
             size = f.seek(0, os.SEEK_END)
@@ -112,17 +147,23 @@ def last_events(run_dir: Path, nbytes: int = 65536) -> list[events.Event]:
             data = f.read()
     except OSError:
         return []
-    return _parse(data.split(b"\n")[1:] if size > nbytes else data.split(b"\n"))  # a cut first line is skipped
+    return _parse(data.split(b"\n")[1:] if size > nbytes else data.split(b"\n"))[0]  # a cut first line is skipped
 
 
-def _parse(lines: list[bytes]) -> list[events.Event]:
-    """The events of whole log lines; a torn or unknown line is skipped, never fatal."""
-    found = []
+def _parse(lines: list[bytes]) -> tuple[list[events.Event], int]:
+    """The events of whole log lines and how many lines were not valid events; a torn, malformed or
+    unknown line is skipped, never fatal (unknown types are not counted: a newer writer may add some)."""
+    found, skipped = [], 0
     for line in lines:
+        if not line.strip():
+            continue
         try:
-            event = events.from_record(json.loads(line)) if line.strip() else None
-        except (ValueError, UnicodeDecodeError, RecursionError):
+            if len(line) > LINE_LIMIT:
+                raise ValueError("too long")
+            event = events.from_record(json.loads(line))
+        except (ValueError, RecursionError):  # events.Invalid, JSON and UTF-8 errors are ValueErrors
+            skipped += 1
             continue
         if event is not None:
             found.append(event)
-    return found
+    return found, skipped

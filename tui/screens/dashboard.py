@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
@@ -11,6 +12,7 @@ from textual.screen import Screen
 from textual.widget import Widget
 from textual.widgets import ProgressBar, RichLog
 
+from neuraterm.core.screen_text import visible
 from neuraterm.tui.smoothing import WEIGHTS, Smoother
 from neuraterm.tui.widgets.curve_chart import CurveChart, Series
 from neuraterm.tui.widgets.keys_footer import KeysFooter
@@ -29,8 +31,8 @@ class StatusLine(Widget):
             self.text = text
             self.refresh()
 
-    def render(self) -> str:
-        return self.text
+    def render(self) -> Text:
+        return Text(self.text)  # plain text: a device or folder name is never markup
 
 
 class DashboardScreen(Screen):
@@ -143,9 +145,9 @@ class DashboardScreen(Screen):
         if not self.app.deterministic and state.samples_per_s and state.status == "running":
             eta = state.eta()  # most wanted first: the line is cut at the right on narrow terminals
             text += f"  ETA {'…' if eta is None else duration(eta)}  {state.samples_per_s:,.0f} samples/s"
-        text += f"  {state.device}"
+        text += f"  {visible(state.device, 60)}"
         if state.data_placement and self.app.size.width >= 110:
-            text += f"  data {state.data_placement.split(' (')[0]}"
+            text += f"  data {visible(state.data_placement.split(' (')[0], 60)}"
         memory = None if self.app.deterministic else self.app.service.process_memory(self.app.holder)
         if memory:
             text += f"  RSS {memory / 2**20:,.0f} MB"  # the training process's, when it runs on this machine

@@ -14,6 +14,7 @@ from textual.widgets import DataTable, Static
 from textual.worker import Worker, WorkerState
 
 from neuraterm.core.errors import NeuratermError
+from neuraterm.core.screen_text import markup, visible
 from neuraterm.tui.widgets.curve_chart import CurveChart
 from neuraterm.tui.widgets.keys_footer import KeysFooter
 
@@ -23,7 +24,7 @@ SHADES = ("grey23", "grey37", "dark_cyan", "cyan3", "cyan1")
 def confusion_grid(cm: list[list[int]], names: list[str]) -> Table:
     """Cells shaded by their share of the true class's row; the diagonal in green."""
     table = Table(show_header=True, header_style="bold", box=None, padding=(0, 0), pad_edge=False)
-    short = [n[:3] for n in names]
+    short = [markup(n[:3]) for n in names]
     table.add_column("t\\p", no_wrap=True)
     for name in short:
         table.add_column(name, justify="right", no_wrap=True)
@@ -66,7 +67,7 @@ class EvaluateScreen(Screen):
         yield KeysFooter()
 
     def on_mount(self) -> None:
-        self.query_one("#eval-summary", Static).update(f"[b]{self.run_dir}[/]\nevaluating…")
+        self.query_one("#eval-summary", Static).update(f"[b]{markup(self.run_dir)}[/]\nevaluating…")
         self.evaluate()
 
     @work(thread=True, exclusive=True, group="evaluate", exit_on_error=False)
@@ -82,22 +83,22 @@ class EvaluateScreen(Screen):
             error = event.worker.error
             reason = str(error) if isinstance(error, NeuratermError) else f"{type(error).__name__}: {error}"
             self.query_one("#eval-summary", Static).update(
-                Text.assemble((self.run_dir, "bold"), "\n", ("cannot evaluate: ", "bold red"), reason))
+                Text.assemble((visible(self.run_dir), "bold"), "\n", ("cannot evaluate: ", "bold red"), visible(reason)))
 
     def show(self, r: dict) -> None:
         self.result = r
         self.query_one("#eval-summary", Static).update(
-            Text.assemble((self.run_dir, "bold"), "  ", source_of(r, self.live), "\n",
+            Text.assemble((visible(self.run_dir), "bold"), "  ", source_of(r, self.live), "\n",
                           "test accuracy ", (f"{100 * r['test_accuracy']:.2f}%", "bold"),
                           f"   macro-F1 {r['macro_f1']:.4f}   cross-entropy {r['test_loss']:.4f}   "
                           f"{r['test_size']:,} samples"))
         table = self.query_one("#per-class", DataTable)
         table.add_columns("class", "prec", "recall", "F1", "n")
         for k, name in enumerate(r["class_names"]):
-            table.add_row(name, *(f"{r['per_class'][m][k]:.3f}" for m in ("precision", "recall", "f1")),
+            table.add_row(Text(visible(name)), *(f"{r['per_class'][m][k]:.3f}" for m in ("precision", "recall", "f1")),
                           str(r["support"][k]))
         self.query_one("#confusion", Static).update(confusion_grid(r["confusion_matrix"], r["class_names"]))
-        pairs = "\n".join(f"{p['true']} → {p['predicted']}: {p['count']}" for p in r["most_confused"])
+        pairs = "\n".join(f"{markup(p['true'])} → {markup(p['predicted'])}: {p['count']}" for p in r["most_confused"])
         self.query_one("#confused-pairs", Static).update("[b]most confused[/]\n" + (pairs or "none"))
         noise = r.get("noise", [])
         chart = self.query_one("#noise-chart", CurveChart)
