@@ -57,6 +57,7 @@ from neuraterm.core.run.lock import LOCK_FILE, WriterLock, busy, holder
 
 FORMAT = 2
 MARKER, CHECKPOINTS, CURRENT, BEST, MANIFEST = ".neuraterm", "checkpoints", "current", "best", "MANIFEST.json"
+LOG_FILE = "events.jsonl"  # event_log's; its compaction's leftover (`events.jsonl.tmp-*`) is swept here
 LINKED = ("config.toml", "model.json", "history.csv", "report.json", "weights", "normalization", "state")
 HISTORY_COLUMNS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds", "samples_per_s")
 ARRAY_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.]*$")
@@ -260,7 +261,7 @@ class RunWriter:
         for name, kind in folder_files.list_dir(self.run_dir):
             if name.startswith(".") and ".tmp-" in name and kind == "link":
                 folder_files.remove_link(self.run_dir, name)
-            elif name.startswith(MARKER + ".tmp-") and kind == "file":
+            elif name.startswith((MARKER + ".tmp-", LOG_FILE + ".tmp-")) and kind == "file":
                 folder_files.remove_file(self.run_dir, name)
         if not folder_files.is_dir(self.run_dir, CHECKPOINTS):  # absent, or a link: nothing in it is ours
             return

@@ -6,6 +6,12 @@ Every line is flushed as it is written and the file is fsynced at each epoch, ch
 a viewer sees an epoch within its polling interval and a crash loses at most step progress. Step
 progress is thinned to `step_interval` (a few lines a second) whatever rate the trainer reports at.
 Records of types a viewer does not know, and a torn last line, are skipped, never fatal.
+
+The log stays bounded however long a run lasts: once step-level lines (progress, heartbeats) take
+more than STEP_BUDGET bytes, the file is compacted (written anew, fsynced, renamed over the old one)
+keeping every other line (epochs, checkpoints, commands, the end) and the latest STEP_BUDGET / 2 bytes
+of step lines. A reader sees a new file and reads it again from the top (replaying from the top gives
+the same state as following live).
 """
 from __future__ import annotations
 
@@ -20,6 +26,12 @@ from neuraterm.core.errors import NeuratermError
 from neuraterm.core.run import events, folder_files
 
 LOG_FILE = "events.jsonl"
+STEP_BUDGET = 8 << 20  # bytes of step-level lines a log keeps (the latest ones)
+FREQUENT_EVENTS = (events.StepEnded, events.Heartbeat)
+LINE_LIMIT = 1 << 20  # no event is near this; a longer line is skipped (counted), never parsed
+CHUNK = 8 << 20  # what one read takes at most, so a viewer's memory does not grow with the log
+SKIM_TAIL = 256 << 10  # a first read parses step-level lines only in the log's last 256 KiB
+FREQUENT = (b'{"type": "StepEnded"', b'{"type": "Heartbeat"')  # how the writer starts those lines
 DURABLE = (events.RunStarted, events.EpochEnded, events.CheckpointSaved, events.EarlyStopped, events.RunFinished,
            events.RunFailed)
 
@@ -47,6 +59,8 @@ class EventLog:
             raise NeuratermError(f"{exc}; move it away to train this folder") from None
         self._file = os.fdopen(fd, "ab", buffering=0)  # one write per line: nothing is held back to fail later
         self._lock = threading.Lock()
+        self._size = os.fstat(fd).st_size
+        self._frequent = self._size  # not known for an existing log: counted as step lines (compacted sooner)
         self._last_step = 0.0
         self.last_write = time.monotonic()
 
@@ -65,28 +79,59 @@ class EventLog:
                 return
             try:
                 self._file.write(line)
+                self._size += len(line)
+                if isinstance(event, FREQUENT_EVENTS):
+                    self._frequent += len(line)
                 if isinstance(event, DURABLE):
                     os.fsync(self._file.fileno())
+                if self._frequent > STEP_BUDGET:
+                    self._compact()
             except OSError:
                 pass  # a full disk must not stop training; the checkpoint path reports it
             self.last_write = time.monotonic()
+
+    def _compact(self) -> None:
+        """Rewrite the log with every line but the step-level ones older than the last STEP_BUDGET / 2
+        bytes of them; atomic (a new file renamed over the old), so a crash leaves one or the other."""
+        run_dir = self.path.parent
+        data = folder_files.read_bytes(run_dir, LOG_FILE)
+        lines = data.split(b"\n")
+        kept, frequent = [], 0
+        for line in reversed(lines):
+            if not line:
+                continue
+            if line.startswith(FREQUENT):
+                if frequent + len(line) + 1 > STEP_BUDGET // 2:
+                    continue
+                frequent += len(line) + 1
+            kept.append(line)
+        text = b"".join(line + b"\n" for line in reversed(kept))
+        fd, tmp = folder_files.temporary(run_dir, f"{LOG_FILE}.tmp-")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                os.fchmod(f.fileno(), 0o666 & ~folder_files.UMASK)
+                f.write(text)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, self.path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        self._file.close()
+        fd = folder_files.open_file(run_dir, LOG_FILE, os.O_WRONLY | os.O_APPEND)
+        self._file = os.fdopen(fd, "ab", buffering=0)
+        self._size, self._frequent = len(text), frequent
 
     def close(self) -> None:
         with self._lock:
             self._file.close()
 
 
-LINE_LIMIT = 1 << 20  # no event is near this; a longer line is skipped (counted), never parsed
-CHUNK = 8 << 20  # what one read takes at most, so a viewer's memory does not grow with the log
-SKIM_TAIL = 1 << 20  # a first read parses step-level lines only in the log's last MiB
-FREQUENT = (b'{"type": "StepEnded"', b'{"type": "Heartbeat"')  # how the writer starts those lines
-
-
 class LogReader:
     """The reading side: `read_new()` returns the events appended since the last call (all of them the
     first time); only whole lines are taken, so a line still being written is read next time.
 
-    The first read of a long log skims: step progress and heartbeats before its last MiB are passed
+    The first read of a long log skims: step progress and heartbeats before its last 256 KiB are passed
     over without parsing (the epochs, checkpoints and the end are all read), so a viewer opens a
     month-long log as fast as a short one. A line that is not a valid event of its type (`events.Invalid`,
     not JSON, longer than LINE_LIMIT) is skipped and counted in `skipped`."""
@@ -121,12 +166,15 @@ class LogReader:
                         self._in_long_line = True
                         continue
                     return found
-                lines = data[:end].split(b"\n")
+                cut = min(max(skim_before - self.offset, 0), end)  # lines before it are skimmed
+                cut = data.rfind(b"\n", 0, cut) + 1 if cut < end else end + 1
+                skimmed, lines = data[:cut].split(b"\n")[:-1], data[cut:end].split(b"\n") if cut <= end else []
                 if self._in_long_line:  # the rest of a line already counted
-                    lines, self._in_long_line = lines[1:], False
-                skim = self.offset + end < skim_before
+                    (skimmed if skimmed else lines).pop(0)
+                    self._in_long_line = False
                 self.offset += end + 1
-                found.extend(self._parse(lines, skim))
+                found.extend(self._parse(skimmed, True))
+                found.extend(self._parse(lines, False))
                 if len(data) < CHUNK:
                     return found
 
