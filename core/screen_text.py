@@ -37,4 +37,5 @@ def visible(text, limit: int | None = None) -> str:
 
 def markup(text, limit: int | None = None) -> str:
     """`visible(text)` with markup escaped: shows as itself wherever Rich or Textual parse markup."""
-    return MARKUP_TAG.sub(lambda m: f"{m.group(1)}{m.group(1)}\\{m.group(2)}", visible(text, limit))
+    escaped = MARKUP_TAG.sub(lambda m: f"{m.group(1)}{m.group(1)}\\{m.group(2)}", visible(text, limit))
+    return escaped + "\\" if escaped.endswith("\\") and not escaped.endswith("\\\\") else escaped
