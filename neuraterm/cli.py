@@ -212,8 +212,8 @@ def datasets_cmd(paths, data_dir):
     summaries = [custom.describe(path, validate=True) for path in paths]
     click.echo(f"{'name':16} {'classes':>7} {'train':>9} {'test':>8}  where")
     for summary in summaries:
-        click.echo(f"{summary.name:16} {summary.classes:>7} {summary.train:>9,} {summary.test:>8,}  "
-                   f"{summary.path} ({summary.format}, {' x '.join(map(str, summary.image_shape))}, checked)")
+        click.echo(visible(f"{summary.name:16} {summary.classes:>7} {summary.train:>9,} {summary.test:>8,}  "
+                           f"{summary.path} ({summary.format}, {' x '.join(map(str, summary.image_shape))}, checked)"))
     if paths:
         return
     for name, spec in registry.DATASETS.items():

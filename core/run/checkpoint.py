@@ -410,6 +410,8 @@ class _Reader:
         shown = self.shown / rel
         entry = self.manifest.get(rel) if self.manifest is not None else None
         if self.manifest is not None and entry is None:
+            if not folder_files.is_file(self.root, self._rel(rel)):
+                raise _Vanished(rel)
             raise NeuratermError(f"{shown}: not part of the checkpoint")
         try:  # a manifest bounds what is read: a file bigger than listed is refused unread
             data = folder_files.read_bytes(self.root, self._rel(rel), entry["bytes"] if entry else None)

@@ -255,7 +255,9 @@ def from_record(record: dict) -> Event | None:
         return None
     values = {}
     for f in dataclasses.fields(cls):
-        if f.name in record:
+        if cls is RunFinished and f.name == "report" and record.get("stopped") is True and record.get("report") == {}:
+            values["report"] = {}  # a run stopped by the user has no report
+        elif f.name in record:
             values[f.name] = _field(cls, f.name, f.type, record[f.name])
         elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
             raise Invalid(f"{f.name}: missing")
