@@ -263,7 +263,10 @@ class RunWriter:
                 folder_files.remove_link(self.run_dir, name)
             elif name.startswith((MARKER + ".tmp-", LOG_FILE + ".tmp-")) and kind == "file":
                 folder_files.remove_file(self.run_dir, name)
-        if not folder_files.is_dir(self.run_dir, CHECKPOINTS):  # absent, or a link: nothing in it is ours
+        if (self.run_dir / CHECKPOINTS).is_symlink():
+            raise NeuratermError(f"{self.run_dir / CHECKPOINTS}: is a symbolic link; links are not followed "
+                                 f"(move it away to train this folder)")
+        if not folder_files.is_dir(self.run_dir, CHECKPOINTS):
             return
         for name, kind in folder_files.list_dir(self.run_dir, CHECKPOINTS):
             if kind != "dir":  # a link named like a checkpoint is never entered
@@ -453,10 +456,11 @@ def parse_json(data: bytes, shown: Path) -> dict:
 
 
 def read_file(path: Path, limit: int | None = TEXT_LIMIT) -> bytes:
-    """A file of a checkpoint folder (or any file, by name in its folder), never through a link."""
+    """A file of a model folder (see `in_model_folder`) or any file by name in its folder, never
+    through a link the program did not make."""
     path = Path(path)
     try:
-        return read_checkpoint_file(path.parent, path.name, limit)
+        return folder_files.read_bytes(*in_model_folder(path), limit)
     except FileNotFoundError:
         raise NeuratermError(f"{path}: missing") from None
     except folder_files.Refused as exc:
@@ -529,6 +533,32 @@ def _root_and_prefix(folder: Path) -> tuple[Path, str]:
     if NUMBERED.match(folder.name) and folder.parent.name == CHECKPOINTS:
         return folder.parent.parent, f"{CHECKPOINTS}/{folder.name}"
     return folder, ""
+
+
+def in_model_folder(path: Path) -> tuple[Path, str]:
+    """`path` as (folder, relative name) for `folder_files`, with the program's own links read through:
+    `run/current/x`, `run/best/x` and the top-level `run/weights/x` (-> current/weights) become
+    `checkpoints/NNNNNN/...`, but only when the link has exactly the shape this program writes; any
+    other link stays a link and is refused when opened."""
+    path = Path(path)
+    for depth, folder in enumerate(path.parents):
+        if folder.is_symlink():  # `current` or `best`: read through from the model folder above
+            continue
+        if NUMBERED.match(folder.name) and folder.parent.name == CHECKPOINTS:  # already below the checkpoints
+            root = folder.parent.parent
+            return root, path.relative_to(root).as_posix()
+        if (folder / MARKER).is_file() or _legacy(folder):
+            parts = path.relative_to(folder).parts
+            which = parts[0] if parts[0] in (CURRENT, BEST) else CURRENT if parts[0] in LINKED and \
+                (folder / parts[0]).is_symlink() and os.readlink(folder / parts[0]) == f"{CURRENT}/{parts[0]}" else None
+            number = _checkpoint_number(folder, which) if which else None
+            if number is not None:
+                rest = parts[1:] if parts[0] in (CURRENT, BEST) else parts
+                return folder, "/".join((CHECKPOINTS, f"{number:06d}", *rest))
+            return folder, "/".join(parts)
+        if depth >= 3:  # a model folder's files are at most three levels down (state/optimizer/x.npy)
+            break
+    return path.parent, path.name
 
 
 def read_checkpoint_file(folder: Path, rel: str, limit: int | None = TEXT_LIMIT) -> bytes:
