@@ -23,7 +23,7 @@ import numpy as np
 
 from neuraterm.core import config as config_mod
 from neuraterm.core.errors import NeuratermError
-from neuraterm.core.run import checkpoint, retention
+from neuraterm.core.run import checkpoint, folder_files, retention
 from neuraterm.core.run.build import build_model, build_optimizer
 from neuraterm.core.run.event_log import LOG_FILE
 
@@ -69,7 +69,8 @@ def read(parent: Path, epoch: int) -> Source:
         raise NeuratermError(f"{parent}: epoch {epoch} is not kept; kept epochs: {kept}")
     folder = ends[epoch]
     try:
-        manifest = (folder / checkpoint.MANIFEST).read_bytes()
+        manifest = folder_files.read_bytes(parent, f"{checkpoint.CHECKPOINTS}/{folder.name}/{checkpoint.MANIFEST}",
+                                           checkpoint.TEXT_LIMIT)
         snap = checkpoint.load_checkpoint(folder)
         best = None
         best_epoch = snap.train_state.get("early", {}).get("best_epoch")
@@ -79,6 +80,8 @@ def read(parent: Path, epoch: int) -> Source:
         raise NeuratermError(f"{parent}: the checkpoint of epoch {epoch} was removed while it was read (the run "
                              f"trained on and no longer keeps it); kept epochs now: "
                              f"{retention.describe(kept_epochs(parent))}") from None
+    except OSError as exc:  # a link or an oversized file where the manifest should be (folder_files.Refused)
+        raise NeuratermError(f"{folder}: cannot be read ({exc})") from None
     if snap.epoch != epoch or len(snap.history) != epoch:
         raise NeuratermError(f"{folder}: holds epoch {snap.epoch}, not {epoch}")
     return Source(parent.resolve(), epoch, folder, snap, hashlib.sha256(manifest).hexdigest(), best)
@@ -131,7 +134,7 @@ def _events_up_to(parent: Path, epoch: int) -> bytes:
     <= K, less those that name a later one (whatever their type, so events this version does not know,
     such as layer health, come along)."""
     try:
-        lines = (parent / LOG_FILE).read_bytes().splitlines(keepends=True)
+        lines = folder_files.read_bytes(parent, LOG_FILE).splitlines(keepends=True)
     except OSError:
         return b""
     marks = []

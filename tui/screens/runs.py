@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
@@ -13,6 +12,8 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Static
 
 from neuraterm.core.run.status import families
+from neuraterm.core.screen_text import markup, visible
+from neuraterm.tui.shorten import middle
 from neuraterm.tui.widgets.curve_chart import CurveChart, Series
 from neuraterm.tui.widgets.keys_footer import KeysFooter
 
@@ -61,28 +62,47 @@ class RunsScreen(Screen):
         self.live_timer.resume()
 
     def action_refresh_runs(self) -> None:
+        """Read the folders again; the cursor stays on the run it was on (by its folder, not its row)."""
         table = self.query_one(DataTable)
+        picked = self.current()
         table.clear()
         self.runs = {str(r.path): r for r, _ in families(self.app.service.list_runs())}
         self.depth = {str(r.path): depth for r, depth in families(list(self.runs.values()))}
         self.kept = {}
+        room = self.name_room()
         for key, run in self.runs.items():
-            table.add_row("●" if key in self.selected else " ", self.tree_name(run, self.depth[key]), *self.cells(run),
-                          key=key)
+            table.add_row("●" if key in self.selected else " ", self.tree_name(run, self.depth[key], room),
+                          *self.cells(run), key=key)
+        if picked in self.runs:
+            table.move_cursor(row=table.get_row_index(picked))
         self.update_hint()
         self.update_overlay()
 
+    def name_room(self) -> int:
+        """The width the run column can have with every other column whole: long names are shortened
+        in the middle (the preset and the start time stay), never the metrics at the right edge."""
+        headers = ("status", "dataset", "epochs", "val acc", "test acc")
+        widths = [max([len(h)] + [len(c) for c in cells]) for h, *cells in
+                  zip(headers, *(self.cells(run) for run in self.runs.values()))] if self.runs else []
+        used = sum(w + 2 for w in widths) + 3 + 2 + 2  # the marker column, the run column's padding, a scrollbar
+        return max(12, self.size.width - used)
+
+    def on_resize(self) -> None:
+        if getattr(self, "runs", None):
+            self.action_refresh_runs()
+
     @staticmethod
-    def tree_name(run, depth: int) -> Text:
-        """A fork under its parent: indented, with the epoch it started from."""
+    def tree_name(run, depth: int, room: int) -> str:
+        """A fork under its parent: indented, with the epoch it started from (the name shortened to fit)."""
         if not depth:
-            return Text(run.name)
-        return Text("  " * (depth - 1) + "└ " + run.name + f" @{run.lineage[-1]['epoch']}")
+            return markup(middle(visible(run.name), room))
+        prefix, suffix = "  " * (depth - 1) + "└ ", f" @{run.lineage[-1]['epoch']}"
+        return prefix + markup(middle(visible(run.name), max(6, room - len(prefix) - len(suffix)))) + suffix
 
     def update_hint(self) -> None:
         hint = self.query_one("#runs-hint", Static)
         if not self.runs:
-            hint.update("no model folders yet in " + str(self.app.service.runs_root))
+            hint.update("no model folders yet in " + markup(self.app.service.runs_root))
             return
         if self.cursor is None or self.cursor[0] != self.current():
             hint.update("space: overlay  enter: evaluate  w: watch  R: resume  [ ]: epoch  f: fork")
@@ -90,11 +110,11 @@ class RunsScreen(Screen):
         key, epoch = self.cursor
         row = next((r for r in self.runs[key].history if r["epoch"] == epoch), None)
         metrics = f": val acc {pct(row['val_acc'])}, val loss {row['val_loss']:.4f}" if row else ""
-        hint.update(Text(f"epoch {epoch} of {self.runs[key].name}{metrics}  f: fork here  [ ]: move"))
+        hint.update(f"epoch {epoch} of {markup(visible(self.runs[key].name))}{metrics}  f: fork here  [ ]: move")
 
     @staticmethod
     def cells(run) -> tuple[str, ...]:
-        return (run.status, run.dataset or "-", f"{run.epoch}/{run.epochs}" if run.epochs else "-", pct(run.val_acc),
+        return (run.status, markup(run.dataset or "-"), f"{run.epoch}/{run.epochs}" if run.epochs else "-", pct(run.val_acc),
                 pct(run.test_acc))
 
     def refresh_live(self) -> None:
@@ -102,9 +122,7 @@ class RunsScreen(Screen):
         the whole table when folders came or went."""
         fresh = {str(r.path): r for r, _ in families(self.app.service.list_runs())}
         if fresh.keys() != self.runs.keys():
-            row = self.query_one(DataTable).cursor_row
             self.action_refresh_runs()
-            self.query_one(DataTable).move_cursor(row=row)
             return
         table = self.query_one(DataTable)
         for key, run in fresh.items():
@@ -115,7 +133,7 @@ class RunsScreen(Screen):
 
     def current(self) -> str | None:
         table = self.query_one(DataTable)
-        if not self.runs or table.cursor_row is None:
+        if not getattr(self, "runs", None) or table.cursor_row is None or not table.row_count:
             return None
         return table.coordinate_to_cell_key((table.cursor_row, 0)).row_key.value
 
@@ -148,7 +166,7 @@ class RunsScreen(Screen):
                 branched = True
                 name = f"{self.app.service.change_legend(run.lineage[-1]) or run.name} @ {start}"
             rows = [r for r in history if r["epoch"] >= start]
-            series.append(Series(name, [r["epoch"] for r in rows], [r["val_acc"] for r in rows]))
+            series.append(Series(visible(name), [r["epoch"] for r in rows], [r["val_acc"] for r in rows]))
             x_max = max(x_max, len(history))
         chart = self.query_one("#overlay-chart", CurveChart)
         chart.cursor = self.cursor[1] if self.cursor and self.cursor[0] == current else None
@@ -190,9 +208,7 @@ class RunsScreen(Screen):
         if key is None:
             return
         self.selected.symmetric_difference_update({key})
-        row = self.query_one(DataTable).cursor_row
         self.action_refresh_runs()
-        self.query_one(DataTable).move_cursor(row=row)
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
         """A click on the highlighted row evaluates it, as enter does."""
