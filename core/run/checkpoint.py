@@ -21,6 +21,10 @@ Inside a checkpoint:
     state/optimizer/*.npy  optimizer moments and step count
     history.csv            one row per epoch
     report.json            the final evaluation (once the run has finished)
+    health/                layer health per epoch (core/run/health.py), when it is on: values.npy
+                           (epochs x layers x fields, float32), epochs.npy, confidence.npy (epochs x
+                           classes), probe.npy (the probe batch's rows in the training split) and
+                           layout.json (the names of the layers, their activations and the fields)
     MANIFEST.json          size and SHA-256 of every file above
 
 A save (LevelDB's CURRENT file, as a symlink) writes a new checkpoint under a temporary name, fsyncs
@@ -56,8 +60,9 @@ from neuraterm.core.run.lock import LOCK_FILE, WriterLock, busy, holder
 
 FORMAT = 2
 MARKER, CHECKPOINTS, CURRENT, BEST, MANIFEST = ".neuraterm", "checkpoints", "current", "best", "MANIFEST.json"
-LINKED = ("config.toml", "model.json", "history.csv", "report.json", "weights", "normalization", "state")
+LINKED = ("config.toml", "model.json", "history.csv", "report.json", "weights", "normalization", "state", "health")
 HISTORY_COLUMNS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds", "samples_per_s")
+HEALTH_ARRAYS = ("values", "epochs", "confidence", "probe")
 ARRAY_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.]*$")
 NUMBERED = re.compile(r"^\d{6,}$")
 # Test-only: seconds to sleep between writing a checkpoint and switching to it (widens kill windows).
@@ -75,6 +80,7 @@ class Snapshot:
     normalization: dict[str, np.ndarray] = field(default_factory=dict)
     best_weights: dict[str, np.ndarray] = field(default_factory=dict)
     report: dict | None = None
+    health: dict | None = None  # {"layout": dict, "values", "epochs", "confidence", "probe": arrays}
 
     @property
     def epoch(self) -> int:
@@ -108,6 +114,10 @@ def _checkpoint_files(snap: Snapshot) -> dict[str, bytes]:
                            ("state/optimizer", snap.optimizer)):
         for name, array in arrays.items():
             files[f"{folder}/{name}.npy"] = _npy_bytes(array)
+    if snap.health is not None:
+        files["health/layout.json"] = json.dumps(snap.health["layout"], indent=1).encode()
+        for name in HEALTH_ARRAYS:
+            files[f"health/{name}.npy"] = _npy_bytes(snap.health[name])
     if snap.report is not None:
         files["report.json"] = json.dumps(snap.report, indent=2).encode()
     return files
@@ -679,5 +689,26 @@ def _load_checkpoint(folder: Path, shown: Path, legacy: bool) -> Snapshot:
                                  f"{train_state['epoch']}")
     report = read.json("report.json") if read.exists("report.json") else None
     best = read.arrays("state/best")  # format 1 kept the best weights here
+    health = _read_health(read, shown, len(meta["architecture"]["sizes"]) - 1, len(meta["class_names"]))
     return Snapshot(config, meta, weights, read.arrays("state/optimizer"), train_state, history, normalization,
-                    best, report)
+                    best, report, health)
+
+
+def _read_health(read: _Reader, shown: Path, layers: int, classes: int) -> dict | None:
+    """The health/ folder, its shapes checked against each other and the model (None when absent)."""
+    if not read.exists("health/layout.json"):
+        return None
+    layout = read.json("health/layout.json")
+    health = {"layout": layout, **{name: read.array(f"health/{name}.npy") for name in HEALTH_ARRAYS}}
+    names, fields = layout.get("layers"), layout.get("fields")
+    values, epochs, confidence = health["values"], health["epochs"], health["confidence"]
+    ok = (isinstance(names, list) and len(names) == layers and all(isinstance(n, str) for n in names)
+          and isinstance(layout.get("kinds"), list) and len(layout["kinds"]) == layers
+          and isinstance(fields, list) and all(isinstance(f, str) for f in fields)
+          and values.ndim == 3 and values.shape[1:] == (layers, len(fields)) and epochs.shape == (len(values),)
+          and epochs.dtype.kind in "iu" and confidence.shape == (len(values), classes)
+          and health["probe"].ndim == 1 and health["probe"].dtype.kind in "iu")
+    if not ok:
+        raise NeuratermError(f"{shown / 'health'}: layout.json and the arrays beside it do not describe "
+                             f"{layers} layers and {classes} classes")
+    return health

@@ -109,11 +109,51 @@ class Heartbeat:
     paused: bool
 
 
+@dataclass
+class HealthMeasured:
+    """Layer health at an epoch's end (see `core/run/health.py`): each field a list over `layers`, None
+    where it does not apply (no dead fraction for tanh, no batch-norm range without batch norm)."""
+    epoch: int
+    layers: list  # names: hidden1, hidden2, ..., output
+    kinds: list  # each layer's activation (relu, tanh, ..., identity for the logits)
+    weight_norm: list
+    grad_norm: list  # of the epoch's last step
+    update_ratio: list  # ||delta W|| / ||W|| of the epoch's last step
+    update_ratio_median: list  # over the steps sampled this epoch
+    act_mean: list  # on the probe batch, from here on
+    act_std: list
+    dead_fraction: list
+    saturated_fraction: list
+    unit_spread: list
+    bn_scale_min: list
+    bn_scale_max: list
+    bn_shift_min: list
+    bn_shift_max: list
+    weight_bands: list  # per layer the percentiles 0, 7, 16, 31, 50, 69, 84, 93, 100 of the weights
+    act_bands: list  # ... of the activations on the probe batch
+    class_confidence: list  # per class, the mean probability of the true class on the probe batch
+    probe_size: int = 0
+    samples: int = 0  # steps sampled this epoch
+    every: int = 0  # steps between samples
+
+
+@dataclass
+class HealthAlert:
+    """A layer's health went wrong (see `core/run/alerts.py`): what, where, the figure, why, what to try."""
+    epoch: int
+    layer: str
+    kind: str
+    figure: str
+    message: str
+    advice: str
+
+
 Event = Union[RunStarted, StepEnded, EpochEnded, CheckpointSaved, EarlyStopped, RunFinished, RunFailed, Paused,
-              Resumed, CommandAnswered, Heartbeat]
+              Resumed, CommandAnswered, Heartbeat, HealthMeasured, HealthAlert]
 Listener = Callable[[Event], None]
 KINDS = {cls.__name__: cls for cls in (RunStarted, StepEnded, EpochEnded, CheckpointSaved, EarlyStopped, RunFinished,
-                                       RunFailed, Paused, Resumed, CommandAnswered, Heartbeat)}
+                                       RunFailed, Paused, Resumed, CommandAnswered, Heartbeat, HealthMeasured,
+                                       HealthAlert)}
 
 
 def to_record(event: Event) -> dict:
