@@ -107,6 +107,17 @@ class TrainingService:
         return {**snap.report, "epoch": epoch, "mid_epoch": False, "epochs": snap.config.train.epochs,
                 "finished": True}
 
+    def first_layer(self, folder: Path):
+        """The first layer's weights (units x inputs) of the current checkpoint, for the weight pictures."""
+        snap = checkpoint.load(Path(folder))
+        first = min((name for name in snap.weights if name.endswith(".weight")), key=lambda n: int(n.split(".")[0]))
+        return snap.epoch, snap.weights[first]
+
+    def mistakes(self, folder: Path, k: int = 8) -> dict:
+        """The test samples the last checkpoint gets wrong most confidently (loads the dataset: a worker)."""
+        from neuraterm.core.run.evaluate import confident_mistakes
+        return confident_mistakes(Path(folder), k)
+
     def snapshot(self, folder: Path) -> checkpoint.Snapshot:
         return checkpoint.load(Path(folder))
 
