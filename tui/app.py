@@ -28,6 +28,7 @@ from neuraterm.tui.screens.dialogs import QuitDialog
 from neuraterm.tui.screens.dashboard import DashboardScreen
 from neuraterm.tui.screens.evaluate import EvaluateScreen
 from neuraterm.tui.screens.help import HelpScreen
+from neuraterm.tui.screens.inside import InsideScreen
 from neuraterm.tui.screens.runs import RunsScreen
 from neuraterm.tui.screens.setup import SetupScreen
 from neuraterm.tui.screens.study import StudyScreen
@@ -39,11 +40,13 @@ MIN_WIDTH, MIN_HEIGHT = 80, 24
 class NeuratermApp(App):
     CSS_PATH = "app.tcss"
     TITLE = "neuraterm"
-    MODES = {"setup": SetupScreen, "dashboard": DashboardScreen, "runs": RunsScreen, "study": StudyScreen}
+    MODES = {"setup": SetupScreen, "dashboard": DashboardScreen, "runs": RunsScreen, "study": StudyScreen,
+             "inside": InsideScreen}
     BINDINGS = [
         Binding("n", "show_mode('setup')", "Setup", tooltip="Go to the Setup screen"),
         Binding("d", "show_mode('dashboard')", "Dashboard", tooltip="Go to the Dashboard"),
         Binding("r", "show_mode('runs')", "Runs", tooltip="Go to the Runs screen"),
+        Binding("i", "show_mode('inside')", "Inside", tooltip="Look inside the run's layers (health, weights, alerts)"),
         Binding("S", "show_mode('study')", "Studies", show=False,  # in Help, the palette and the Runs hint
                 tooltip="Go to the Study screen (the members of a study)"),
         Binding("question_mark", "help", "Help", tooltip="Show every key"),
@@ -237,7 +240,8 @@ class NeuratermApp(App):
         sections = [("everywhere", None, list(self.BINDINGS)), *(
             (name, mode, list(screen.BINDINGS)) for name, mode, screen in (
                 ("setup", "setup", SetupScreen), ("dashboard", "dashboard", DashboardScreen),
-                ("runs", "runs", RunsScreen), ("study", "study", StudyScreen), ("evaluate", None, EvaluateScreen)))]
+                ("runs", "runs", RunsScreen), ("study", "study", StudyScreen), ("inside", "inside", InsideScreen),
+                ("evaluate", None, EvaluateScreen)))]
         result = []
         for name, mode, bindings in sections:
             by_action: dict[str, list[Binding]] = {}

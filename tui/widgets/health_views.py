@@ -93,9 +93,10 @@ def bands_chart(health: list, layer: int, which: str, width: int, height: int) -
     columns = [h_bands[layer] if layer < len(h_bands) else None for h_bands in (getattr(h, key) for h in health)]
     label_width = 8
     plot_w = max(4, width - label_width)
-    if len(columns) > plot_w:
-        idx = [k * len(columns) // plot_w for k in range(plot_w)]
-        columns, epochs = [columns[k] for k in idx], [epochs[k] for k in idx]
+    # one column per epoch squeezed into the width, or each epoch widened to fill it
+    idx = [k * len(columns) // plot_w for k in range(plot_w)] if len(columns) > plot_w else \
+        [k for k in range(len(columns)) for _ in range(plot_w // len(columns))]
+    columns, epochs = [columns[k] for k in idx], [epochs[k] for k in idx]
     values = [v for c in columns if c for v in c if v is not None]
     if not values:
         return Text("no values yet", style="grey42")
@@ -104,15 +105,16 @@ def bands_chart(health: list, layer: int, which: str, width: int, height: int) -
         hi = lo + 1e-12
     rows = max(3, height)
     grid = [[(" ", "")] * len(columns) for _ in range(rows)]
+    step = (hi - lo) / rows
     for x, c in enumerate(columns):
         if not c or any(v is None for v in c):
             continue
         for r in range(rows):
-            centre = hi - (r + 0.5) * (hi - lo) / rows
-            for depth in range(4):  # band depth: p0-p100, p7-p93, p16-p84, p31-p69
-                if c[depth] <= centre <= c[8 - depth] or (depth == 0 and abs(centre - c[4]) < (hi - lo) / rows / 2):
+            top, bottom = hi - r * step, hi - (r + 1) * step
+            for depth in range(4):  # the deepest band reaching into this row's range shows
+                if c[depth] <= top and c[8 - depth] >= bottom:
                     grid[r][x] = BAND_SHADES[depth]
-            if abs(centre - c[4]) <= (hi - lo) / rows / 2:
+            if bottom <= c[4] <= top:
                 grid[r][x] = ("━", "bold white")
     text = Text()
     for r, line in enumerate(grid):
@@ -127,10 +129,11 @@ def bands_chart(health: list, layer: int, which: str, width: int, height: int) -
     return text
 
 
-def weight_tiles(weights: np.ndarray, width: int, height: int, epoch: int) -> Text:
+def weight_tiles(weights: np.ndarray, width: int, height: int, epoch: int, learned: bool = False) -> Text:
     """The first layer's units with the largest weight norms, each as its input image (28x28 for
     784 inputs, blue negative and red positive); inputs that are not a square image show as a heatmap
-    of units x inputs instead."""
+    of units x inputs instead. `learned`: the weights are the change since initialization (W - W0)."""
+    what = "W - W0 (learned)" if learned else "W"
     norms = np.linalg.norm(weights, axis=1)
     order = np.argsort(-norms, kind="stable")
     side = image_side(weights.shape[1])
@@ -140,15 +143,15 @@ def weight_tiles(weights: np.ndarray, width: int, height: int, epoch: int) -> Te
         picked = weights[np.sort(order[:rows])]
         edges = np.linspace(0, weights.shape[1], cols + 1).astype(int)
         small = np.stack([picked[:, a:max(b, a + 1)].mean(axis=1) for a, b in zip(edges, edges[1:])], axis=1)
-        text = Text(f"first-layer weights after epoch {epoch}: {rows} units (rows) x {weights.shape[1]} inputs "
+        text = Text(f"layer 1 {what}, epoch {epoch}: {rows} units (rows) x {weights.shape[1]} inputs "
                     f"(columns), blue < 0 < red\n", style="bold")
         text.append_text(half_blocks(diverging(small)))
         return text
     per_row = max(1, (width + 1) // (side + 1))
-    tile_rows = max(1, (height - 1) // (side // 2 + 1))
+    tile_rows = max(1, (height - 1) // ((side + 1) // 2 + 1))
     k = min(len(order), per_row * tile_rows)
-    text = Text(f"first-layer weights after epoch {epoch}: the {k} units of {len(order)} with the largest "
-                f"norm, blue < 0 < red", style="bold")
+    text = Text(f"layer 1 {what}, epoch {epoch}: top {k} of {len(order)} units by norm, blue<0<red",
+                style="bold")
     for start in range(0, k, per_row):
         units = order[start:start + per_row]
         pictures = [half_blocks(diverging(weights[u].reshape(side, side))).split("\n") for u in units]
@@ -188,7 +191,7 @@ def mistake_tiles(result: dict, width: int) -> Text:
     """The most confident mistakes: each image with its true class, the prediction and its probability."""
     mistakes = result["mistakes"]
     text = Text(f"the {len(mistakes)} most confident mistakes of {result['wrong']:,} on {result['test_size']:,} "
-                f"test samples (checkpoint after epoch {result['epoch']})", style="bold")
+                f"test samples after epoch {result['epoch']}: true→predicted, confidence, sample #", style="bold")
     if not mistakes:
         return text
     side = image_side(int(np.asarray(mistakes[0]["image"]).size))

@@ -13,11 +13,12 @@ def diverging(values: np.ndarray) -> np.ndarray:
     """RGB for weights: blue below zero, red above, black at zero, scaled by the largest magnitude."""
     scale = float(np.abs(values).max()) or 1.0
     v = np.clip(values / scale, -1, 1)
+    m = np.sqrt(np.abs(v))  # sqrt: faint strokes stay visible
     rgb = np.zeros((*v.shape, 3))
-    rgb[..., 0] = np.clip(v, 0, 1)
-    rgb[..., 2] = np.clip(-v, 0, 1)
-    rgb[..., 1] = 0.35 * np.abs(v)
-    return (255 * np.sqrt(rgb)).astype(np.uint8)  # sqrt: faint strokes stay visible
+    rgb[..., 0] = np.where(v > 0, m, 0)
+    rgb[..., 1] = 0.25 * m * (v < 0)
+    rgb[..., 2] = np.where(v < 0, m, 0)
+    return (255 * rgb).astype(np.uint8)
 
 
 def gray(values: np.ndarray) -> np.ndarray:
