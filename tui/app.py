@@ -46,7 +46,8 @@ class NeuratermApp(App):
         Binding("n", "show_mode('setup')", "Setup", tooltip="Go to the Setup screen"),
         Binding("d", "show_mode('dashboard')", "Dashboard", tooltip="Go to the Dashboard"),
         Binding("r", "show_mode('runs')", "Runs", tooltip="Go to the Runs screen"),
-        Binding("i", "show_mode('inside')", "Inside", tooltip="Look inside the run's layers (health, weights, alerts)"),
+        Binding("i", "show_mode('inside')", "Inside", show=False,  # in Help, the palette and the dashboard's alerts
+                tooltip="Look inside the run's layers (health, weights, alerts)"),
         Binding("S", "show_mode('study')", "Studies", show=False,  # in Help, the palette and the Runs hint
                 tooltip="Go to the Study screen (the members of a study)"),
         Binding("question_mark", "help", "Help", tooltip="Show every key"),

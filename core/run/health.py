@@ -33,6 +33,7 @@ from neuraterm.core.nn.tensor import Tensor, no_grad
 
 PERCENTILES = (0, 7, 16, 31, 50, 69, 84, 93, 100)
 PROBE_SIZE = 512
+BAND_SAMPLE = 16384
 PROBE_SEED = 0x5EED  # added to the run's seed: the probe's own generator, never a training stream
 SCALARS = ("weight_norm", "grad_norm", "update_ratio", "update_ratio_median", "act_mean", "act_std",
            "dead_fraction", "saturated_fraction", "unit_spread", "bn_scale_min", "bn_scale_max",
@@ -78,6 +79,32 @@ def _signif(v: float, digits: int = 4):
     return float(f"{v:.{digits}g}")
 
 
+def band_sample(a):
+    """The values percentile bands are taken over: every k-th of the flattened array, k chosen so at most
+    BAND_SAMPLE remain (sorting 10^5-10^6 values each epoch would cost more than the rest of the
+    measuring; 16,384 evenly strided values place each band within about 1% of the distribution)."""
+    flat = a.ravel()
+    return flat[::-(-flat.size // BAND_SAMPLE)]
+
+
+def _percentiles(xp, sample):
+    """`numpy.percentile(sample, PERCENTILES)` (its linear interpolation) from one sort: a sort of 16k
+    values is several times faster than percentile's nine partitions."""
+    v = xp.sort(sample).astype(xp.float64)
+    pos = np.array(PERCENTILES, np.float64) / 100 * (v.size - 1)
+    lo = np.floor(pos).astype(np.int64)
+    hi = np.minimum(lo + 1, v.size - 1)
+    frac = xp.asarray(pos - lo)
+    return v[xp.asarray(lo)] + (v[xp.asarray(hi)] - v[xp.asarray(lo)]) * frac
+
+
+def _norm(xp, a):
+    """The Frobenius norm, as BLAS's dot of the flattened array with itself (no copy, no cast: about
+    5 significant digits in float32, plenty for a health figure)."""
+    flat = a.ravel()
+    return xp.sqrt(xp.dot(flat, flat))
+
+
 class HealthMonitor:
     """Samples steps (`before_step`/`after_step`) and measures everything at an epoch's end (`measure`)."""
 
@@ -101,8 +128,8 @@ class HealthMonitor:
             w = layer.linear.weight
             grad = getattr(w, "_grad_buffer", None)
             grad = grad if grad is not None else w.grad
-            rows.append(xp.stack([xp.linalg.norm(grad) if grad is not None else xp.asarray(np.nan),
-                                  xp.linalg.norm(w.data - before), xp.linalg.norm(before)]).astype(xp.float64))
+            rows.append(xp.stack([_norm(xp, grad) if grad is not None else xp.asarray(np.nan),
+                                  _norm(xp, w.data - before), _norm(xp, before)]))
         self.samples.append(xp.stack(rows))
         self._before = None
 
@@ -119,25 +146,24 @@ class HealthMonitor:
             values[:, col["update_ratio"]] = ratio[-1]
             values[:, col["update_ratio_median"]] = xp.median(ratio, axis=0)
         self.samples = []
-        q = xp.asarray(np.array(PERCENTILES, np.float64))
         bands = slice(col["weight_p0"], col["weight_p0"] + len(PERCENTILES))
         act_bands = slice(col["act_p0"], col["act_p0"] + len(PERCENTILES))
-        for layer in self.layers:
-            w = layer.linear.weight.data.astype(xp.float64)
+        for layer in self.layers:  # in the parameters' own dtype (float32)
+            w = layer.linear.weight.data
             row = values[layer.index]
-            norm = xp.linalg.norm(w)
+            norm = _norm(xp, w)
             row[col["weight_norm"]] = norm
-            row[bands] = xp.percentile(w.ravel(), q)
+            row[bands] = _percentiles(xp, band_sample(w))
             if w.shape[0] > 1:
-                row[col["unit_spread"]] = xp.linalg.norm(w - w.mean(axis=0)) / xp.maximum(norm, 1e-30)
+                row[col["unit_spread"]] = _norm(xp, w - w.mean(axis=0)) / xp.maximum(norm, 1e-30)
             if layer.bn is not None:
                 g, b = layer.bn.weight.data, layer.bn.bias.data
                 row[col["bn_scale_min"]], row[col["bn_scale_max"]] = g.min(), g.max()
                 row[col["bn_shift_min"]], row[col["bn_shift_max"]] = b.min(), b.max()
-        confidence = self._probe(values, col, q, act_bands)
+        confidence = self._probe(values, col, act_bands)
         return to_host(values), to_host(confidence), n_samples
 
-    def _probe(self, values, col, q, act_bands):
+    def _probe(self, values, col, act_bands):
         """Forward the probe batch in evaluation mode (no dropout, batch norm's running statistics)."""
         xp, was_training = self.xp, self.model.training
         self.model.eval()
@@ -150,10 +176,10 @@ class HealthMonitor:
                         h = m(h)
                         if not isinstance(m, Dropout):
                             out = h
-                    a = out.data.astype(xp.float64)
+                    a = out.data
                     row = values[layer.index]
-                    row[col["act_mean"]], row[col["act_std"]] = a.mean(), a.std()
-                    row[act_bands] = xp.percentile(a.ravel(), q)
+                    row[col["act_mean"]], row[col["act_std"]] = a.mean(dtype=xp.float64), a.std(dtype=xp.float64)
+                    row[act_bands] = _percentiles(xp, band_sample(a))
                     if layer.kind in DEAD_KINDS:
                         row[col["dead_fraction"]] = 1.0 - (a > 0).any(axis=0).mean()
                     elif layer.kind == "tanh":
@@ -185,19 +211,6 @@ def record(epoch: int, layers: list[Layer] | list[str], kinds: list[str], values
     return HealthMeasured(epoch=epoch, layers=names, kinds=list(kinds), weight_bands=wb, act_bands=ab,
                           class_confidence=[_signif(float(v)) for v in confidence], probe_size=probe_size,
                           samples=samples, every=every, **fields)
-
-
-def values_of(event) -> np.ndarray:
-    """A `HealthMeasured` event back as a (layers, FIELDS) array (NaN where a value is not applicable)."""
-    out = np.full((len(event.layers), len(FIELDS)), np.nan)
-    for j, name in enumerate(SCALARS):
-        out[:, j] = [np.nan if v is None else v for v in getattr(event, name)]
-    n = len(PERCENTILES)
-    start = len(SCALARS)
-    for i in range(len(event.layers)):
-        out[i, start:start + n] = [np.nan if v is None else v for v in event.weight_bands[i]]
-        out[i, start + n:start + 2 * n] = [np.nan if v is None else v for v in event.act_bands[i]]
-    return out
 
 
 def history_of(saved: dict | None) -> list:

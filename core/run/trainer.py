@@ -216,10 +216,13 @@ class Trainer:
         c, data, saved = self.config, self.data, self.saved_health
         self.health = None
         self.health_history: list[events.HealthMeasured] = []
+        self.health_values: dict[int, tuple] = {}  # epoch -> (values, confidence) at full precision
         self.alerting: set = set()
         names = [layer.name for layer in health.layers_of(self.model)]
         if saved is not None and saved["layout"]["layers"] == names:
             self.health_history = health.history_of(saved)
+            self.health_values = {int(e): (v, conf) for e, v, conf in
+                                  zip(saved["epochs"], saved["values"], saved["confidence"])}
             if self.health_history:
                 self.alerting = {(a.kind, a.layer) for a in alerts.check(self.health_history[-1])}
         probe = saved["probe"] if saved is not None else None
@@ -239,7 +242,6 @@ class Trainer:
         event = health.record(self.epoch, layers, [layer.kind for layer in layers], values, confidence,
                               len(self.probe), samples, self.health.every)
         self.health_history.append(event)
-        self.health_values = getattr(self, "health_values", {})
         self.health_values[self.epoch] = (values, confidence)
         self.emit(event)
         now = alerts.check(event)
@@ -249,17 +251,13 @@ class Trainer:
         self.alerting = {(a.kind, a.layer) for a in now}
 
     def _health_arrays(self) -> dict | None:
-        """The health of every epoch so far, for the checkpoint (full float32 precision where this
-        process measured it, the event's 4 digits for epochs read back from an earlier checkpoint)."""
+        """The health of every epoch so far, for the checkpoint."""
         if not getattr(self, "health_history", None):
             return None
-        known = getattr(self, "health_values", {})
+        known = self.health_values
         first = self.health_history[0]
-        values = np.stack([known[h.epoch][0] if h.epoch in known else health.values_of(h)
-                           for h in self.health_history]).astype(np.float32)
-        confidence = np.array([known[h.epoch][1] if h.epoch in known else
-                               [np.nan if v is None else v for v in h.class_confidence]
-                               for h in self.health_history], np.float32)
+        values = np.stack([known[h.epoch][0] for h in self.health_history]).astype(np.float32)
+        confidence = np.stack([known[h.epoch][1] for h in self.health_history]).astype(np.float32)
         layout = {"layers": first.layers, "kinds": first.kinds, "fields": list(health.FIELDS),
                   "percentiles": list(health.PERCENTILES), "every": self.config.train.health_every,
                   "probe_seed": self.config.train.seed + health.PROBE_SEED}
