@@ -3,7 +3,7 @@
     python bench/health_cost.py [--presets quick,fashion-mlp,emnist] [--epochs 4] [--repeats 3]
 
 Each run is a real `Trainer` over its model folder (checkpoints, event log and all); the two modes take
-turns (off, on, off, on...) so drift of this shared machine hits both, and the table shows medians.
+turns (off, on, then on, off, ...) so drift of this shared machine hits both, and the table shows medians.
 An epoch's time is the gap between two `EpochEnded` events, so it holds everything an epoch costs: the
 steps (with the sampled ones), the validation pass, the end-of-epoch health measurement (probe batch
 forward, percentiles) and the checkpoint; the first epoch is left out (start-up).
@@ -123,7 +123,7 @@ def main() -> int:
             times = {0: [], 50: []}
             shares = []
             for k in range(args.repeats):
-                for every in (0, 50):
+                for every in ((0, 50) if k % 2 == 0 else (50, 0)):  # the order reversed every other repeat
                     gaps, share = epoch_times(name, folder, args.epochs, every, k)
                     times[every] += gaps
                     if every:

@@ -84,7 +84,7 @@ def test_inside_shows_every_epoch_and_layer_of_the_watched_run(watched):
         assert [h.epoch for h in app.run_state.health] == list(range(1, 11))
         head = str(screen.query_one("#inside-head").render())
         assert "layer health, epoch 10/10" in head and "probe 512 samples" in head
-        table = screen.query_one("#layer-table").render()
+        table = screen.query_one("#layer-table").content
         assert "hidden1" in str(table.columns[0]._cells[0]) and "output" in str(table.columns[0]._cells[1])
         assert "no alerts" in str(screen.query_one("#inside-alerts").render())
         await pilot.press("right_square_bracket")
@@ -149,5 +149,6 @@ def test_half_blocks_put_two_pixels_in_a_cell():
     text = half_blocks(rgb)
     lines = text.split("\n")
     assert len(lines) == 2 and all(line.plain == "▀▀" for line in lines)
-    first = text.get_style_at_offset(None, 0)
-    assert first.color.triplet == (255, 0, 0) and first.bgcolor.triplet == (0, 0, 255)
+    first = text.spans[0].style
+    assert text.spans[0].start == 0
+    assert tuple(first.color.triplet) == (255, 0, 0) and tuple(first.bgcolor.triplet) == (0, 0, 255)

@@ -47,7 +47,7 @@ class NeuratermApp(App):
         Binding("d", "show_mode('dashboard')", "Dashboard", tooltip="Go to the Dashboard"),
         Binding("r", "show_mode('runs')", "Runs", tooltip="Go to the Runs screen"),
         Binding("i", "show_mode('inside')", "Inside", show=False,  # in Help, the palette and the dashboard's alerts
-                tooltip="Look inside the run's layers (health, weights, alerts)"),
+                tooltip="Inside the run's layers: health, weights, alerts"),
         Binding("S", "show_mode('study')", "Studies", show=False,  # in Help, the palette and the Runs hint
                 tooltip="Go to the Study screen (the members of a study)"),
         Binding("question_mark", "help", "Help", tooltip="Show every key"),

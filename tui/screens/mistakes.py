@@ -3,6 +3,8 @@ most confidence, each with its true class, the prediction and the probability it
 its own, so Evaluate's layout stays as it is."""
 from __future__ import annotations
 
+from pathlib import Path
+
 from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
@@ -54,6 +56,16 @@ class MistakesScreen(Screen):
 
     def draw(self) -> None:
         if self.result is not None:
-            text = Text(self.run_dir + "\n", style="bold")
+            text = Text(shown_path(self.run_dir) + "\n", style="bold")
             text.append_text(mistake_tiles(self.result, self.size.width - 2))
             self.query_one("#gallery", Static).update(text)
+
+
+def shown_path(run_dir: str) -> str:
+    """The run folder relative to the working directory when it lies under it (shorter, and the same on
+    every machine), else as given."""
+    path = Path(run_dir)
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)

@@ -119,13 +119,17 @@ def bands_chart(health: list, layer: int, which: str, width: int, height: int) -
     text = Text()
     for r, line in enumerate(grid):
         label = f"{hi:.3g}" if r == 0 else f"{lo:.3g}" if r == rows - 1 else ""
-        text.append(label.rjust(label_width - 1)[:label_width - 1] + " ", style="grey62")
-        for ch, style in line:
+        label = label[:label_width - 1]
+        text.append(label, style="grey62")
+        text.append(" " * (label_width - len(label)))  # a segment of its own: an SVG export trims spaces that
+        for ch, style in line:                         # begin or end a segment holding text
             text.append(ch, style=style)
         text.append("\n")
     first, last = epochs[0], epochs[-1]
-    axis = f"epoch {first}".ljust(max(len(columns) - len(str(last)), 0)) + str(last)
-    text.append(" " * label_width + axis[:plot_w], style="grey62")
+    axis = str(first).ljust(max(len(columns) - len(str(last)), len(str(first)) + 1)) + str(last)
+    text.append("epoch", style="grey62")
+    text.append(" " * (label_width - 5))
+    text.append(axis[:plot_w], style="grey62")
     return text
 
 
