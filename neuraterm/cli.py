@@ -207,7 +207,7 @@ def evaluate_cmd(run_dir, noise, data_dir):
 @click.option("--json", "as_json", is_flag=True, help="Print every epoch's health and the alerts as JSON.")
 def inspect_cmd(run_dir, epoch, as_json):
     """Layer health of a model folder (weights, gradients, updates, activations) and the alerts it raises."""
-    from neuraterm.core.run import alerts, health
+    from neuraterm.core.run import alerts, checkpoint, health
     from neuraterm.printer import health_table
     snap = checkpoint.load(Path(run_dir))
     history = health.history_of(snap.health)
