@@ -241,7 +241,9 @@ def _health(plt, folder, rows):
             flagged = any(a.layer == layers[i] and a.kind.startswith("updates") for r in members for a in r.alerts)
             ax.plot(epochs, mean, color=colors(k % colors.N), marker="o" if length <= 3 else None, ms=3,
                     label=group if i == 0 else None, linestyle="--" if flagged else "-")
+    from matplotlib.ticker import MaxNLocator
     for i, ax in enumerate(axes[0]):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.axhline(-3, color="green", alpha=0.4, linewidth=1)
         for bound in (alerts.RATIO_LOW, alerts.RATIO_HIGH):
             ax.axhline(np.log10(bound), color="red", alpha=0.3, linewidth=1, linestyle=":")
