@@ -213,7 +213,7 @@ def inspect_cmd(run_dir, epoch, as_json):
     history = health.history_of(snap.health)
     if not history:
         raise NeuratermError(f"{run_dir}: no layer health saved (trained with train.health_every = 0, "
-                             f"or by a neuraterm before 0.2)")
+                             f"or by a neuraterm without layer health)")
     epochs = [h.epoch for h in history]
     if epoch is not None:
         if epoch not in epochs:
