@@ -25,6 +25,7 @@ if typing.TYPE_CHECKING:
 
 from neuraterm import __version__
 from neuraterm.core.backend import DEVICES
+from neuraterm.core.screen_text import visible
 from neuraterm.core.errors import (EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED, STOP_SIGNALS, NeuratermError,
                                    RunFailed)
 
@@ -196,7 +197,7 @@ def evaluate_cmd(run_dir, noise, data_dir):
     sigmas = parse_sigmas(noise)
     result = evaluate_folder(Path(run_dir), sigmas, data_dir)
     if not result["finished"]:
-        click.echo(f"{run_dir}: the run has not finished; evaluating its checkpoint after epoch "
+        click.echo(f"{visible(run_dir)}: the run has not finished; evaluating its checkpoint after epoch "
                    f"{result['epoch']} of {result['epochs']}{' (and part of the next)' if result['mid_epoch'] else ''}")
     HeadlessPrinter().print_report(result, run_dir)
 
@@ -250,8 +251,8 @@ def datasets_cmd(paths, data_dir):
     summaries = [custom.describe(path, validate=True) for path in paths]
     click.echo(f"{'name':16} {'classes':>7} {'train':>9} {'test':>8}  where")
     for summary in summaries:
-        click.echo(f"{summary.name:16} {summary.classes:>7} {summary.train:>9,} {summary.test:>8,}  "
-                   f"{summary.path} ({summary.format}, {' x '.join(map(str, summary.image_shape))}, checked)")
+        click.echo(visible(f"{summary.name:16} {summary.classes:>7} {summary.train:>9,} {summary.test:>8,}  "
+                           f"{summary.path} ({summary.format}, {' x '.join(map(str, summary.image_shape))}, checked)"))
     if paths:
         return
     for name, spec in registry.DATASETS.items():
@@ -304,28 +305,38 @@ LOOPBACK = ("127.0.0.1", "localhost", "::1")
 @click.argument("run_dir", required=False, type=click.Path(file_okay=False))
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535))
-@click.option("--public", is_flag=True, help="Allow a non-loopback --host (anyone who reaches it controls your runs).")
-def serve(run_dir, host, port, public):
+@click.option("--public", is_flag=True, help="Allow a non-loopback --host (anyone with the token controls your runs).")
+@click.option("--token", default=None, help="The token the page asks for (default: a new random one per server).")
+@click.option("--no-token", is_flag=True, help="No token (loopback --host only, never with --public).")
+def serve(run_dir, host, port, public, token, no_token):
     """Serve the app to a browser (each tab is a viewer; with RUN_DIR, of that run's dashboard).
 
-    textual-serve has no authentication: it listens on 127.0.0.1 unless --public is given, so reach it
-    through 'ssh -L 8000:localhost:8000 HOST' and open http://localhost:8000."""
+    Like Jupyter, the page needs a token: open the URL it prints (http://127.0.0.1:8000/?token=...);
+    the browser then keeps it as a cookie. It listens on 127.0.0.1 unless --public is given: reach it
+    through 'ssh -L 8000:localhost:8000 HOST'."""
     from neuraterm.core.run import checkpoint
     import shlex
     try:
-        from textual_serve.server import Server
+        from neuraterm.web_server import TokenServer, new_token
     except ImportError:
         raise NeuratermError("neuraterm serve needs the web extra: pip install 'neuraterm[web]'") from None
     if host not in LOOPBACK and not public:
-        raise NeuratermError(f"--host {host} would let anyone who can reach it control your runs (no "
-                             f"authentication); use ssh -L with the default 127.0.0.1, or pass --public")
+        raise NeuratermError(f"--host {host} would let anyone who can reach it and has the token control your "
+                             f"runs; use ssh -L with the default 127.0.0.1, or pass --public")
+    if no_token and (public or host not in LOOPBACK):
+        raise NeuratermError("--no-token is allowed on a loopback --host only, never with --public")
+    if no_token and token is not None:
+        raise NeuratermError("--token and --no-token contradict each other; pass one")
+    if token is not None and (len(token) < 8 or not token.isascii() or not token.isprintable() or " " in token):
+        raise NeuratermError("--token must be at least 8 printable ASCII characters without spaces")
     from neuraterm.core.study.spec import STUDY_FILE
     if run_dir and not checkpoint.is_run_folder(Path(run_dir)) and not (Path(run_dir) / STUDY_FILE).is_file():
-        raise NeuratermError(f"{run_dir}: not a neuraterm model folder or study folder")
+        raise NeuratermError(f"{visible(run_dir)}: not a neuraterm model folder or study folder")
     if host not in LOOPBACK:
-        say(f"warning: serving on {host}:{port} without authentication; anyone who reaches it controls your runs")
+        say(f"warning: serving on {host}:{port} to anyone who reaches it and has the token; prefer ssh -L")
     command = [sys.executable, "-m", "neuraterm"] + (["watch", str(Path(run_dir).resolve())] if run_dir else ["tui"])
-    Server(shlex.join(command), host=host, port=port, title="neuraterm").serve()
+    TokenServer(shlex.join(command), None if no_token else (token or new_token()), host=host, port=port,
+                title="neuraterm").serve()
 
 
 @cli.command()
@@ -380,18 +391,26 @@ def parse_seeds(text: str) -> list[int]:
 @click.option("--threads", type=int, default=0, help="BLAS threads per member (default: each member chooses; with --jobs N at most cores // N).")
 @click.option("--ray", "ray_address", metavar="local|ADDRESS",
               help="Run the members as Ray Tune trials: a local Ray, or join a cluster (needs neuraterm[ray]).")
+@click.option("--storage", metavar="URI",
+              help="With --ray ADDRESS on machines without a shared disk: where members' checkpoints travel "
+                   "(a folder every node reaches, or s3://, gs://...).")
+@click.option("--verbose", is_flag=True, help="With --ray: show Ray's and Tune's own output (else in <study>/ray/driver.log).")
 @click.option("--out", type=click.Path(file_okay=False), help="The study folder (default studies/<name>).")
 @click.option("--results-only", is_flag=True, help="Only re-draw results.csv, results.md and the figures.")
-def study_cmd(study_ref, overrides, epochs, seeds, jobs, threads, ray_address, out, results_only):
+def study_cmd(study_ref, overrides, epochs, seeds, jobs, threads, ray_address, storage, verbose, out, results_only):
     """Run a study: its members as model folders under studies/<name>/, then its results table and figures.
 
     A study run again continues: finished members are skipped, interrupted ones resume. Pass a study
-    folder to continue it or re-draw its results."""
+    folder to continue it or re-draw its results. Exits 0 when every member finished (or diverged, or
+    was pruned), 1 when members failed or did not finish (one line names them and their logs), 2 when
+    the study could not start, 130/143/129 when stopped by a signal."""
     from neuraterm.core.study import spec as study_mod, results as study_results
     from neuraterm.core.study.folder import StudyFolder
     from neuraterm.printer import StudyPrinter, study_table
     if jobs < 0 or threads < 0:
         raise NeuratermError("--jobs and --threads must be >= 0")
+    if (storage or verbose) and not ray_address:
+        raise NeuratermError(f"{'--storage' if storage else '--verbose'} goes with --ray")
     study = study_mod.with_overrides(study_mod.load(study_ref), overrides, epochs,
                                      parse_seeds(seeds) if seeds is not None else None)
     given = Path(study_ref)
@@ -406,7 +425,7 @@ def study_cmd(study_ref, overrides, epochs, seeds, jobs, threads, ray_address, o
         with StudyPrinter(names) as printer:
             if ray_address:
                 from neuraterm.core.study import ray_tune as study_ray
-                code = study_ray.run(folder, ray_address, jobs, [printer], threads)
+                code = study_ray.run(folder, ray_address, jobs, [printer], threads, storage, verbose)
             else:
                 from neuraterm.core.study.runner import LocalRunner, default_jobs
                 code = LocalRunner(folder, jobs or default_jobs(folder), [printer], threads).run()
@@ -422,10 +441,12 @@ def study_cmd(study_ref, overrides, epochs, seeds, jobs, threads, ray_address, o
     study_table(*study_results.table(folder, rows), title=f"{study.name}: {folder.path / study_results.RESULTS_MD}")
     if figures:
         click.echo(f"figures: {', '.join(str(p) for p in figures if p.suffix == '.png')} (and .svg)")
-    undone = [r.name for r in rows if r.state in ("waiting", "interrupted", "running", "paused")]
-    if undone and code == 0 and not results_only:
-        click.echo(f"{len(undone)} members did not finish ({', '.join(undone[:5])}{'...' if len(undone) > 5 else ''}); "
-                   f"run 'neuraterm study {folder.path}' to continue")
+    if code == 0 and not results_only:
+        from neuraterm.core.study.runner import shortfall
+        line = shortfall(folder)
+        if line:
+            say(f"error: {line}")
+            return EXIT_FAILED
     return code
 
 

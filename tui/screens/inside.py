@@ -17,6 +17,7 @@ from textual.screen import Screen
 from textual.widgets import Static
 from textual.worker import Worker, WorkerState
 
+from neuraterm.core.screen_text import visible
 from neuraterm.tui.widgets.health_views import bands_chart, confidence_lines, layer_table, weight_tiles
 from neuraterm.tui.widgets.keys_footer import KeysFooter
 
@@ -93,10 +94,11 @@ class InsideScreen(Screen):
         last = state.health[-1]
         self.shown_layer = min(self.shown_layer, len(last.layers) - 1)
         width = self.size.width
-        line = (f"{state.name}  layer health, epoch {last.epoch}" + (f"/{state.epochs}" if state.epochs else "")
+        shown_name = visible(state.name, 60)
+        line = (f"{shown_name}  layer health, epoch {last.epoch}" + (f"/{state.epochs}" if state.epochs else "")
                 + f"  probe {last.probe_size:,} samples" + (f", every {last.every} steps" if last.every else ""))
         title = Text(line, no_wrap=True, overflow="ellipsis")
-        title.stylize("bold", 0, len(state.name) + 2)  # the spaces too: an SVG export drops a segment's leading ones
+        title.stylize("bold", 0, len(shown_name) + 2)  # the spaces too: an SVG export trims a segment's leading ones
         head.update(title)
         latest = {a.layer for a in state.alerts if a.epoch == last.epoch}
         self.query_one("#layer-table", Static).update(layer_table(state.health, width, latest))
@@ -115,7 +117,7 @@ class InsideScreen(Screen):
                     tiles.append_text(confidence_lines(state.health, class_names(state), left_w))
                 self.query_one("#tiles", Static).update(tiles)
         else:
-            name = last.layers[self.shown_layer]
+            name = visible(last.layers[self.shown_layer], 40)
             half = max(3, (body_h - 5) // 2)
             text = Text.assemble((f"{name} weights  ", "bold"), "[ ]: layer\n")
             text.append_text(bands_chart(state.health, self.shown_layer, "weights", left_w, half))
@@ -145,8 +147,8 @@ def alert_text(alerts: list) -> Text:
     if not alerts:
         return Text("no alerts: every layer is within the thresholds of core/run/alerts.py\n", style="green")
     text = Text(f"{len(alerts)} alert{'s' if len(alerts) > 1 else ''}, latest first\n", style="bold red")
-    for a in reversed(alerts):
-        text.append(f"epoch {a.epoch}, {a.layer}: {a.kind} ", style="bold")
-        text.append(f"({a.figure})\n", style="yellow")
-        text.append(f"{a.message} Try: {a.advice}\n", style="")
+    for a in reversed(alerts):  # read from the event log: shown, never obeyed
+        text.append(visible(f"epoch {a.epoch}, {a.layer}: {a.kind} ", 200), style="bold")
+        text.append(visible(f"({a.figure})", 200) + "\n", style="yellow")
+        text.append(visible(f"{a.message} Try: {a.advice}", 2000) + "\n", style="")
     return text

@@ -10,6 +10,7 @@ import numpy as np
 from rich.table import Table
 from rich.text import Text
 
+from neuraterm.core.screen_text import visible
 from neuraterm.tui.widgets.pixels import diverging, half_blocks, image_side
 
 TICKS = "▁▂▃▄▅▆▇█"
@@ -80,7 +81,7 @@ def layer_table(health: list, width: int, alerted: set) -> Table:
             (sparkline(series("weight_norm"), spark), _short(last.weight_norm[i])),
             (sparkline(series("grad_norm"), spark), _short(last.grad_norm[i])),
         ]
-        label = Text(f"{name} {last.kinds[i][:4]}", style="bold red" if name in alerted else "")
+        label = Text(visible(f"{name} {last.kinds[i][:4]}", 40), style="bold red" if name in alerted else "")
         table.add_row(label, *(Text.assemble(s, " ", (v.rjust(5), "bold")) for s, v in cells))
     return table
 
@@ -175,7 +176,8 @@ def confidence_lines(health: list, class_names: list[str] | None, width: int) ->
     (Karpathy's prediction dynamics): a sparkline each, several classes a line."""
     last = health[-1]
     k = len(last.class_confidence)
-    names = class_names if class_names and len(class_names) == k else [str(i) for i in range(k)]
+    names = [visible(n, 40) for n in class_names] if class_names and len(class_names) == k else \
+        [str(i) for i in range(k)]
     spark = 8
     cell = max(len(n[:6]) for n in names) + spark + 6
     per_line = max(1, width // (cell + 1))
@@ -210,7 +212,8 @@ def mistake_tiles(result: dict, width: int) -> Text:
         pictures = [half_blocks(gray(np.asarray(m["image"], np.float64).reshape(side, side))).split("\n") for m in group]
         text.append("\n")
         for j, m in enumerate(group):
-            text.append(("" if not j else " ") + f"{m['true'][:5]}→{m['predicted'][:5]}".ljust(side)[:side], style="bold")
+            pair = f"{visible(m['true'])[:5]}→{visible(m['predicted'])[:5]}"
+            text.append(("" if not j else " ") + pair.ljust(side)[:side], style="bold")
         text.append("\n")
         for j, m in enumerate(group):
             text.append(("" if not j else " ") + f"{100 * m['confidence']:.1f}% #{m['index']}".ljust(side)[:side],
