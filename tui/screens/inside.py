@@ -83,7 +83,7 @@ class InsideScreen(Screen):
             return
         self._drawn = key
         head = self.query_one("#inside-head", Static)
-        if not state.health:
+        if not state.health or not state.health[-1].layers:
             what = ("no run yet: start one (n) or watch one (Runs, w)" if not state.run_dir else
                     f"{state.name}: no layer health yet (it arrives at each epoch's end; "
                     f"train.health_every = 0 turns it off)")
