@@ -354,10 +354,14 @@ def study_cmd(study_ref, overrides, epochs, seeds, jobs, threads, ray_address, o
     given = Path(study_ref)
     path = Path(out) if out else (given if (given / study_mod.STUDY_FILE).is_file() else Path("studies") / study.name)
     folder = StudyFolder.create(study, path)
+    if folder.replanned:
+        say(f"note: {folder.path} had no trained member, so it now holds this study ({'; '.join(folder.replanned)})")
     code = 0
     if study.kind == "ce":
         return _ce_study(folder)
     if not results_only:
+        for line in folder.missing_data():
+            say(f"note: {line}")
         names = [m.name for m in folder.members]
         click.echo(f"{study.name}: {len(names)} members in {folder.path}" + (f" (Ray: {ray_address})" if ray_address else ""))
         with StudyPrinter(names) as printer:
@@ -367,15 +371,18 @@ def study_cmd(study_ref, overrides, epochs, seeds, jobs, threads, ray_address, o
             else:
                 from neuraterm.core.study.runner import LocalRunner, default_jobs
                 code = LocalRunner(folder, jobs or default_jobs(folder), [printer], threads).run()
-    rows = study_results.collect(folder)
+    rows = study_results.write(folder)  # the tables first: nothing after this can cost them
     figures = []
     if code == 0:
         from neuraterm.core.study import figures as study_figures
         try:
-            figures = study_figures.draw(folder, rows)
+            figures, problems = study_figures.draw(folder, rows)
         except study_figures.PlotUnavailable as exc:
-            say(f"note: {exc}")
-    study_results.write(folder, rows, figures)
+            problems = [str(exc)]
+        for problem in problems:
+            say(f"note: {problem}")
+        if figures:
+            study_results.write(folder, rows, figures)  # results.md again, now linking its figures
     study_table(*study_results.table(folder, rows), title=f"{study.name}: {folder.path / study_results.RESULTS_MD}")
     if figures:
         click.echo(f"figures: {', '.join(str(p) for p in figures if p.suffix == '.png')} (and .svg)")
