@@ -42,7 +42,8 @@ def with_overrides(config: config_mod.Config, overrides: tuple[str, ...] = (), *
             "tf32": "train.tf32", "graphs": "train.graphs", "threads": "train.threads"}
     for name, value in options.items():
         if value is not None:
-            config = config_mod.apply_override(config, f"{keys[name]}={json.dumps(value)}")
+            config = config_mod.apply_override(config, f"{keys[name]}={json.dumps(value)}",
+                                               f"--{name.replace('_', '-')} {value}")
     return config
 
 
@@ -213,6 +214,14 @@ def datasets_cmd(paths, data_dir):
     for summary in summaries:
         click.echo(f"{summary.name:16} {summary.classes:>7} {summary.train:>9,} {summary.test:>8,}  "
                    f"{summary.path} ({summary.format}, {' x '.join(map(str, summary.image_shape))}, checked)")
+        names = summary.class_names
+        if names == tuple(str(i) for i in range(len(names))):
+            click.echo(f"{'':16} classes: {', '.join(names)}")
+        else:  # label: name, as a file wrote it (escaped: a name is data, never a terminal sequence)
+            click.echo(f"{'':16} classes (label: name): "
+                       + ", ".join(f"{i}: {_printable(name)}" for i, name in enumerate(names)))
+        for note in summary.notes:
+            click.echo(f"{'':16} note: {_printable(note)}")
     if paths:
         return
     for name, spec in registry.DATASETS.items():
@@ -243,18 +252,20 @@ def runs_cmd(root, sort_key):
 @click.argument("out", type=click.Path(dir_okay=False))
 @click.option("--force", is_flag=True, help="Replace OUT if it exists.")
 def export_cmd(run_dir, out, force):
-    """Write the weights as a PyTorch nn.Sequential state_dict-compatible .npz (OUT gets '.npz' if it lacks it)."""
+    """Write a .npz for PyTorch (OUT gets '.npz' if it lacks it): an nn.Sequential state dict (the keys
+    that start with a layer index) and the input transform and class names that reproduce 'eval'."""
     import numpy as np
-    from neuraterm.core.run.export import torch_state_dict
+    from neuraterm.core.run.export import INPUT_KEYS, export_arrays
     snap = checkpoint.load(Path(run_dir))
-    state = torch_state_dict(snap)
     target = Path(out if out.endswith(".npz") else out + ".npz")
     if target.exists() and not force:
         raise NeuratermError(f"{target} exists; pass --force to replace it")
+    arrays = export_arrays(snap)
     data = io.BytesIO()
-    np.savez(data, **state)
+    np.savez(data, **arrays)
     checkpoint.write_atomic(target, data.getvalue())
-    click.echo(f"wrote {target} (epoch {snap.epoch}): {', '.join(state)}")
+    click.echo(f"wrote {target} (epoch {snap.epoch}): {', '.join(k for k in arrays if k not in INPUT_KEYS)}; "
+               f"inputs = (values * input_scale - input_mean) / input_std, and class_names")
 
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
@@ -331,7 +342,7 @@ def parse_seeds(text: str) -> list[int]:
 @click.argument("study_ref", metavar="NAME_OR_TOML_OR_FOLDER")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
               help="Change a config value of every member, e.g. data.dataset=mnist-5k.")
-@click.option("--epochs", type=int, help="Epochs of every member.")
+@click.option("--epochs", type=click.IntRange(min=1), help="Epochs of every member.")
 @click.option("--seeds", help="Repeat every member over these seeds, e.g. 0,1,2.")
 @click.option("--jobs", type=int, default=0, help="Members trained at once (default 1, or one per GPU).")
 @click.option("--threads", type=int, default=0, help="BLAS threads per member (default: each member chooses; with --jobs N at most cores // N).")
@@ -418,9 +429,14 @@ def studies_cmd():
 
 
 # -- the entry point -------------------------------------------------------------------------------
+def _printable(text: str) -> str:
+    """Control characters (a newline or an escape sequence in a path or a class name) shown escaped."""
+    return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in text)
+
+
 def say(message: str) -> None:
     """One line on stderr: control characters (a newline or an escape sequence in a path) are shown escaped."""
-    message = "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in message)
+    message = _printable(message)
     try:
         print(f"neuraterm: {message}", file=sys.stderr, flush=True)
     except OSError:

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import os
 
+import numpy as np
+
 from neuraterm.core.config import Config
 from neuraterm.core.data import registry
 from neuraterm.core.data.prepare import Prepared, prepare
@@ -45,21 +47,32 @@ def load_data(config: Config, progress=None, recorded: dict | None = None) -> Pr
     d = config.data
     dataset = registry.load(d.dataset, d.data_dir or None, progress=progress, recorded=recorded)
     data = prepare(dataset, d.val_fraction, d.test_fraction, d.limit, d.normalize, config.train.seed, d.pool)
-    check_data(data, d.dataset)
+    check_data(data, d.dataset, d.val_fraction)
     return data
 
 
-def check_data(data: Prepared, name: str) -> None:
+def check_data(data: Prepared, name: str, val_fraction: float = 0.1) -> None:
     """What would otherwise fail after hours, or silently: checked before the first step."""
     if len(data.train.y) == 0 or len(data.test.y) == 0:
         empty = "training" if len(data.train.y) == 0 else "test"
         raise NeuratermError(f"{name}: the {empty} split is empty; lower data.val_fraction/test_fraction or limit less")
+    if len(data.val.y) == 0 and val_fraction > 0:  # its loss and accuracy would be NaN in every epoch
+        raise NeuratermError(f"{name}: the validation split is empty ({len(data.train.y):,} train / "
+                             f"{len(data.test.y):,} test samples); raise data.val_fraction or data.limit, "
+                             f"or set data.val_fraction = 0 to train without validation")
+    if len(data.val.y) == 0:
+        data.notes.append("validation is off (data.val_fraction = 0): no validation loss or accuracy in any epoch")
     for split_name, split in (("train", data.train), ("validation", data.val), ("test", data.test)):
         if split.images.ndim != 2 or split.images.shape[1] != data.num_features:
             raise NeuratermError(f"{name}: {split_name} images have {split.images.shape[1:]} values each, "
                                  f"train images {data.num_features}")
         if len(split.y) and (split.y.min() < 0 or split.y.max() >= data.num_classes):
             raise NeuratermError(f"{name}: {split_name} labels outside 0..{data.num_classes - 1}")
+    missing = [data.class_names[k] for k in np.flatnonzero(np.bincount(data.test.y, minlength=data.num_classes) == 0)]
+    if missing:  # its recall is undefined: the test report leaves it out of macro-F1 and balanced accuracy
+        data.notes.append(f"the test split has no sample of class {', '.join(map(repr, missing[:5]))}"
+                          f"{', ...' if len(missing) > 5 else ''} ({len(missing)} of {data.num_classes}): "
+                          f"macro-F1 and balanced accuracy are over the classes it holds (and, for macro-F1, those predicted)")
 
 
 def check_fits_in_memory(sizes: list[int], batch_size: int, optimizer: str) -> None:

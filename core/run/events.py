@@ -29,6 +29,7 @@ class RunStarted:
     class_counts: dict = field(default_factory=dict)
     step_engine: str = ""  # which training step runs (fused kernels and graphs, or autograd, and why)
     blas_threads: str = ""  # on the CPU: how many BLAS threads, and why
+    notes: list = field(default_factory=list)  # about the data, one line each (a remapping, an empty class)
 
 
 @dataclass

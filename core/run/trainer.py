@@ -38,6 +38,7 @@ from neuraterm.core.errors import NeuratermError, RunFailed
 from neuraterm.core.run.build import (build_model, build_optimizer, build_schedule, check_fits_in_memory,
                                       load_data)
 from neuraterm.core.run.evaluate import loss_and_accuracy, report
+from neuraterm.core.run.export import input_record
 from neuraterm.core.run.steps import make_step
 
 
@@ -192,6 +193,7 @@ class Trainer:
             "dataset_source": data.origin,
             "class_names": data.class_names,
             "normalization": data.normalizer.mode,
+            "input": input_record(data),
             "device": backend.name_of(self.xp),
         }
         state = {
@@ -345,7 +347,7 @@ class Trainer:
                                     len(data.train.y), len(data.val.y), len(data.test.y), len(self.order),
                                     self.epoch, total_epochs, self.feeder.describe(), data.counts(),
                                     self.step.describe(),
-                                    f"{self.threads} ({self.threads_why})" if self.threads else ""))
+                                    f"{self.threads} ({self.threads_why})" if self.threads else "", list(data.notes)))
         run_start = time.perf_counter()
         early_stopped = self.early.should_stop  # a run killed between its early stop and its report
         try:
