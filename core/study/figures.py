@@ -133,6 +133,8 @@ def _by_x(folder: StudyFolder, rows: list[Row], metric: str):
         x = _config_value(members[0], key) if key else group
         given = members[0].member.values.get(key, x) if key else group
         text = value_text(x) if given == x else f"{value_text(given)}\n({value_text(x)})"
+        if not values:  # a group with no value (diverged, say): its tick says why, no line passes through it
+            text += "\n(" + ", ".join(dict.fromkeys(r.state for r in members)) + ")"
         points.append((x, values, text))
     return key, points
 
@@ -150,8 +152,8 @@ def _against_x(plt, folder: StudyFolder, rows: list[Row], metrics: list[tuple[st
         scale = 100 if metric.endswith("acc") else 1
         # The spread is clamped at zero: seeds that agree give mean - min = -1e-17 in floating point.
         shown = [(x, scale * np.mean(v), max(0.0, scale * (np.mean(v) - min(v))), max(0.0, scale * (max(v) - np.mean(v))))
-                 for x, (_, v, _) in zip(positions, points) if v]
-        if not shown:
+                 if v else (x, np.nan, 0.0, 0.0) for x, (_, v, _) in zip(positions, points)]
+        if all(np.isnan(s[1]) for s in shown):
             continue
         ax.errorbar([s[0] for s in shown], [s[1] for s in shown], yerr=[[s[2] for s in shown], [s[3] for s in shown]],
                     marker="o", capsize=3, label=name)

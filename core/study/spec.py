@@ -550,11 +550,13 @@ def difference_lines(there: Study, here: Study) -> list[str]:
         if isinstance(a, dict) and isinstance(b, dict):
             for sub in dict.fromkeys([*a, *b]):
                 if a.get(sub) != b.get(sub):
-                    lines.append(f"{key} {json.dumps(sub)}: {_shown(a.get(sub))} there, {_shown(b.get(sub))} here")
+                    unset = "(the preset's)" if key == "set" else "(not set)"
+                    lines.append(f"{key} {json.dumps(sub)}: {_shown(a.get(sub), unset)} there, "
+                                 f"{_shown(b.get(sub), unset)} here")
         else:
             lines.append(f"{key}: {_shown(a)} there, {_shown(b)} here")
     return lines
 
 
-def _shown(value) -> str:
-    return "(not set)" if value is None else json.dumps(value)
+def _shown(value, unset: str = "(not set)") -> str:
+    return unset if value is None else json.dumps(value)
