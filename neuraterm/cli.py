@@ -12,15 +12,19 @@ import math
 import os
 import signal
 import sys
+import typing
 from pathlib import Path
 
 import click
 
+if typing.TYPE_CHECKING:
+    from neuraterm.core import config as config_mod
+
+# Modules are imported by the commands that use them: `--help`, a usage error and `runs` start without
+# NumPy or the engine (bench/startup.py measures it).
+
 from neuraterm import __version__
-from neuraterm.core.run import checkpoint
-from neuraterm.core import config as config_mod
 from neuraterm.core.backend import DEVICES
-from neuraterm.core.data import registry
 from neuraterm.core.errors import (EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED, STOP_SIGNALS, NeuratermError,
                                    RunFailed)
 
@@ -36,6 +40,7 @@ class Stopped(Exception):
 
 def with_overrides(config: config_mod.Config, overrides: tuple[str, ...] = (), **options) -> config_mod.Config:
     """`--set` assignments first, then the dedicated options (`epochs=`, `seed=`...), each validated like a preset."""
+    from neuraterm.core import config as config_mod
     for assignment in overrides:
         config = config_mod.apply_override(config, assignment)
     keys = {"epochs": "train.epochs", "seed": "train.seed", "device": "train.device", "data_dir": "data.data_dir",
@@ -131,6 +136,7 @@ def cli(ctx, **kwargs):
 @options()
 def train(preset=None, out=None, overrides=(), **opts):
     """Train a preset headless and write its model folder."""
+    from neuraterm.core.run import checkpoint
     from neuraterm import presets
     config = with_overrides(presets.load(preset or "quick"), overrides, **opts)
     run_dir = Path(out) if out else checkpoint.new_run_dir(Path("runs"), config.name)
@@ -145,6 +151,8 @@ def resume(run_dir, overrides=(), **opts):
 
     Keys that define the data split, the model or its initialization cannot change; epochs, learning
     rate, schedule, early stopping, device and threads can."""
+    from neuraterm.core.run import checkpoint
+    from neuraterm.core import config as config_mod
     snap = checkpoint.load(Path(run_dir))
     config = with_overrides(snap.config, overrides, **opts)
     changed = config_mod.frozen_changes(snap.config, config)
@@ -208,6 +216,7 @@ def presets_cmd():
 @click.option("--data-dir", type=click.Path(file_okay=False))
 def datasets_cmd(paths, data_dir):
     """List every dataset, its size and whether it is available on this machine; with PATHS, check your own."""
+    from neuraterm.core.data import registry
     from neuraterm.core.data import custom
     summaries = [custom.describe(path, validate=True) for path in paths]
     click.echo(f"{'name':16} {'classes':>7} {'train':>9} {'test':>8}  where")
@@ -254,6 +263,7 @@ def runs_cmd(root, sort_key):
 def export_cmd(run_dir, out, force):
     """Write a .npz for PyTorch (OUT gets '.npz' if it lacks it): an nn.Sequential state dict (the keys
     that start with a layer index) and the input transform and class names that reproduce 'eval'."""
+    from neuraterm.core.run import checkpoint
     import numpy as np
     from neuraterm.core.run.export import INPUT_KEYS, export_arrays
     snap = checkpoint.load(Path(run_dir))
@@ -281,6 +291,7 @@ def serve(run_dir, host, port, public):
 
     textual-serve has no authentication: it listens on 127.0.0.1 unless --public is given, so reach it
     through 'ssh -L 8000:localhost:8000 HOST' and open http://localhost:8000."""
+    from neuraterm.core.run import checkpoint
     import shlex
     try:
         from textual_serve.server import Server
@@ -304,6 +315,7 @@ def watch(run_dir):
     """Open the dashboard of any run folder: its history so far, then live while a process trains it,
     with pause (p), stop (x) and save now (s) working from here. Several viewers may watch one run.
     A study folder opens the Study screen: every member live, stop and resume them from there."""
+    from neuraterm.core.run import checkpoint
     from neuraterm.core.study.spec import STUDY_FILE
     if not sys.stdout.isatty() and "TEXTUAL_DRIVER" not in os.environ:
         raise NeuratermError("watch needs a terminal; use 'ssh -t', 'neuraterm serve RUN_DIR', or 'neuraterm runs'")
@@ -319,6 +331,7 @@ def watch(run_dir):
 @click.option("--resume", "resume_dir", type=click.Path(file_okay=False), help="Open a model folder.")
 def tui(preset, start, resume_dir):
     """Open the terminal app."""
+    from neuraterm.core.run import checkpoint
     if not sys.stdout.isatty() and "TEXTUAL_DRIVER" not in os.environ:  # textual-serve drives it through pipes
         raise NeuratermError("the app needs a terminal; use 'ssh -t' or train headless with --preset NAME")
     if preset:

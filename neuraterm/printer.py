@@ -7,7 +7,6 @@ import os
 import sys
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from neuraterm.core.run import events
@@ -66,7 +65,7 @@ class HeadlessPrinter:
         self.interactive = self.stream.isatty()
         self.console = Console(file=self.stream, no_color="NO_COLOR" in os.environ,
                                force_terminal=self.interactive or None, highlight=False)
-        self.progress: Progress | None = None
+        self.progress = None  # a rich Progress while a bar is shown (imported then: piped output never needs it)
         self.task = None
         self.validating = True  # False once a run says it has no validation split
         self.steps = 0  # steps per epoch, from RunStarted
@@ -75,6 +74,7 @@ class HeadlessPrinter:
         """Progress of a dataset download: a bar on a terminal, one line at the end otherwise."""
         if self.interactive:
             if self.progress is None:
+                from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
                 self.progress = Progress(TextColumn(f"downloading {name}"), BarColumn(), TextColumn("{task.completed:,.0f} B"),
                                          TimeRemainingColumn(), console=self.console, transient=True)
                 self.progress.start()
@@ -111,6 +111,7 @@ class HeadlessPrinter:
             self.steps = event.steps_per_epoch
         elif isinstance(event, events.StepEnded) and self.interactive:
             if self.progress is None:
+                from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
                 self.progress = Progress(TextColumn("epoch {task.fields[epoch]}"), BarColumn(), MofNCompleteColumn(),
                                          TextColumn("loss {task.fields[loss]:.4f}"),
                                          TextColumn("{task.fields[rate]:,.0f} samples/s"), TimeRemainingColumn(),

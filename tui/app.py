@@ -8,6 +8,7 @@ into the folder. One factory, `make_app`, serves the CLI and the tests.
 """
 from __future__ import annotations
 
+import importlib
 import time
 from pathlib import Path
 
@@ -25,21 +26,24 @@ from neuraterm.core.run.event_log import LOG_FILE, LogReader
 from neuraterm.tui.messages import RunDetached, RunError, RunEvents
 from neuraterm.tui.run_state import RunState
 from neuraterm.tui.screens.dialogs import QuitDialog
-from neuraterm.tui.screens.dashboard import DashboardScreen
-from neuraterm.tui.screens.evaluate import EvaluateScreen
-from neuraterm.tui.screens.help import HelpScreen
-from neuraterm.tui.screens.runs import RunsScreen
-from neuraterm.tui.screens.setup import SetupScreen
-from neuraterm.tui.screens.study import StudyScreen
 from neuraterm.tui.service import TrainingService
 
 MIN_WIDTH, MIN_HEIGHT = 80, 24
+# Each screen's module is imported when the screen is first shown (the charts' plotext, the study
+# modules), so the first frame, Setup, waits only for what it draws (bench/startup.py).
+SCREENS = {"setup": "setup:SetupScreen", "dashboard": "dashboard:DashboardScreen", "runs": "runs:RunsScreen",
+           "study": "study:StudyScreen", "evaluate": "evaluate:EvaluateScreen", "help": "help:HelpScreen"}
+
+
+def screen_class(name: str) -> type:
+    module, cls = SCREENS[name].split(":")
+    return getattr(importlib.import_module(f"neuraterm.tui.screens.{module}"), cls)
 
 
 class NeuratermApp(App):
     CSS_PATH = "app.tcss"
     TITLE = "neuraterm"
-    MODES = {"setup": SetupScreen, "dashboard": DashboardScreen, "runs": RunsScreen, "study": StudyScreen}
+    MODES = {mode: (lambda mode=mode: screen_class(mode)()) for mode in ("setup", "dashboard", "runs", "study")}
     BINDINGS = [
         Binding("n", "show_mode('setup')", "Setup", tooltip="Go to the Setup screen"),
         Binding("d", "show_mode('dashboard')", "Dashboard", tooltip="Go to the Dashboard"),
@@ -217,7 +221,7 @@ class NeuratermApp(App):
 
     def open_evaluation(self, run_dir: str) -> None:
         live = str(run_dir) == self.run_state.run_dir and self.run_state.status in ("running", "paused", "stopping")
-        self.push_screen(EvaluateScreen(run_dir, live=live))
+        self.push_screen(screen_class("evaluate")(run_dir, live=live))
 
     def check_action(self, action: str, parameters: tuple) -> bool:
         """The key of the screen already shown is left out of the footer (and does nothing)."""
@@ -235,9 +239,9 @@ class NeuratermApp(App):
         """(section, mode, [(keys as shown, binding)]) for the app and every screen, one entry per
         action: the single source for Help and the command palette."""
         sections = [("everywhere", None, list(self.BINDINGS)), *(
-            (name, mode, list(screen.BINDINGS)) for name, mode, screen in (
-                ("setup", "setup", SetupScreen), ("dashboard", "dashboard", DashboardScreen),
-                ("runs", "runs", RunsScreen), ("study", "study", StudyScreen), ("evaluate", None, EvaluateScreen)))]
+            (name, mode, list(screen_class(name).BINDINGS)) for name, mode in (
+                ("setup", "setup"), ("dashboard", "dashboard"), ("runs", "runs"), ("study", "study"),
+                ("evaluate", None)))]
         result = []
         for name, mode, bindings in sections:
             by_action: dict[str, list[Binding]] = {}
@@ -249,7 +253,7 @@ class NeuratermApp(App):
         return result
 
     def action_help(self) -> None:
-        self.push_screen(HelpScreen([(name, [(keys, b.tooltip or b.description) for keys, b in entries])
+        self.push_screen(screen_class("help")([(name, [(keys, b.tooltip or b.description) for keys, b in entries])
                                      for name, _, entries in self.key_sections()]))
 
     def get_system_commands(self, screen):

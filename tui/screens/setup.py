@@ -182,8 +182,19 @@ class SetupScreen(Screen):
         self.app.push_screen(ConfirmDialog(f"Load preset [b]{name}[/] over your edits ({changed})?",
                                            f"load {name}", "keep the form"), answer)
 
-    def on_input_changed(self, event: Input.Changed) -> None:
+    def validate_soon(self) -> None:
+        """Validate once after the current burst of changes: filling the form changes every field, and
+        each change arrives as its own message (a validation builds a whole config)."""
+        if not getattr(self, "_validation_pending", False):
+            self._validation_pending = True
+            self.call_later(self._validate_pending)
+
+    def _validate_pending(self) -> None:
+        self._validation_pending = False
         self.validate_form()
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        self.validate_soon()
 
     def on_select_changed(self, event: Select.Changed) -> None:
         if event.select.id == "dataset" and event.value == OTHER_DATASET:
@@ -196,10 +207,10 @@ class SetupScreen(Screen):
             return
         if event.select.id == "dataset":
             self.dataset = event.value
-        self.validate_form()
+        self.validate_soon()
 
     def on_checkbox_changed(self, event: Checkbox.Changed) -> None:
-        self.validate_form()
+        self.validate_soon()
 
     def build_config(self) -> config_mod.Config:
         """The preset with the form's values; raises NeuratermError naming the first bad field. A
