@@ -379,7 +379,7 @@ def study_cmd(study_ref, overrides, epochs, seeds, jobs, threads, ray_address, o
     path = Path(out) if out else (given if (given / study_mod.STUDY_FILE).is_file() else Path("studies") / study.name)
     folder = StudyFolder.create(study, path)
     if folder.replanned:
-        say(f"note: {folder.path} had no trained member, so it now holds this study ({'; '.join(folder.replanned)})")
+        say(f"note: no member of {folder.path} had started, so it now holds this study ({'; '.join(folder.replanned)})")
     code = 0
     if study.kind == "ce":
         return _ce_study(folder)

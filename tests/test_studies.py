@@ -319,7 +319,7 @@ def test_a_figure_that_cannot_be_drawn_is_one_line_and_never_costs_the_tables(ag
     assert "figures/curves.png" in markdown and "figures/final.png" not in markdown
 
 
-def test_a_study_folder_where_nothing_trained_takes_the_new_plan(tmp_path):
+def test_a_study_folder_where_no_member_started_takes_the_new_plan(tmp_path):
     """The first run's dataset is not on the machine and cannot be downloaded: the study says so
     before it starts and stops; run again on the embedded digits, the folder takes the new plan. Once
     a member trained, a different plan is refused with what differs and what to do."""
@@ -334,14 +334,14 @@ def test_a_study_folder_where_nothing_trained_takes_the_new_plan(tmp_path):
     assert lines[1].startswith("neuraterm: error: member momentum-0:") and len(lines) == 2
     second = cli(*args, "--set", 'data.dataset="mnist-5k"', cwd=tmp_path, env=offline)
     assert second.returncode == 0, second.stderr
-    assert second.stderr == ('neuraterm: note: m had no trained member, so it now holds this study '
+    assert second.stderr == ('neuraterm: note: no member of m had started, so it now holds this study '
                              '(set "data.dataset": "kmnist" there, "mnist-5k" here)\n')
     folder = StudyFolder.open(tmp_path / "m")
     assert {s.state for s in folder.states()} == {"finished"}
     assert {s.info.dataset for s in folder.states()} == {"mnist-5k"}
     third = cli(*args, "--set", 'data.dataset="mnist-5k"', "--seeds", "0,1", cwd=tmp_path)
     assert third.returncode == 2 and third.stderr.count("\n") == 1
-    assert "differs from this one in seeds: (not set) there, [0, 1] here; 4 of its members trained" in third.stderr
+    assert "differs from this one in seeds: (not set) there, [0, 1] here; 4 of its members started" in third.stderr
     assert "run 'neuraterm study m' to continue it, or pass --out DIR for a new study folder" in third.stderr
 
 

@@ -52,7 +52,7 @@ class StudyFolder:
 
     def __init__(self, path: Path, study: study_mod.Study, members: list[study_mod.Member]):
         self.path, self.study, self.members = Path(path), study, members
-        self.replanned: list[str] = []  # what `create` changed in a folder where no member had trained
+        self.replanned: list[str] = []  # what `create` changed in a folder where no member had started
         self._by_name = {m.name: m for m in members}
 
     # -- creating and opening ------------------------------------------------------------------
@@ -69,14 +69,14 @@ class StudyFolder:
             saved = study_mod.load(str(path))
             changed = study_mod.difference_lines(saved, study)
             if changed:
-                trained = trained_members(path)
-                if trained or _driven(path):
-                    why = (f"{len(trained)} of its members trained ({', '.join(trained[:3])}"
-                           f"{', ...' if len(trained) > 3 else ''})" if trained else "a driver is running it")
+                started = started_members(path)
+                if started or _driven(path):
+                    why = (f"{len(started)} of its members started ({', '.join(started[:3])}"
+                           f"{', ...' if len(started) > 3 else ''})" if started else "a driver is running it")
                     raise NeuratermError(f"{path} holds a study that differs from this one in {'; '.join(changed)}; "
                                          f"{why}, so it is kept as it is: run 'neuraterm study {path}' to continue "
                                          f"it, or pass --out DIR for a new study folder")
-                replan = True  # nothing trained yet (say, its dataset was offline): the new plan replaces it
+                replan = True  # no member started (say, its dataset was offline): the new plan replaces it
         elif path.is_dir() and any(p.name != ".lock" for p in path.iterdir()):
             raise NeuratermError(f"{path} is not empty and holds no {study_mod.STUDY_FILE}; pass --out for a new folder")
         try:
@@ -225,13 +225,16 @@ class StudyFolder:
                                  f"one driver per study folder") from None
 
 
-def trained_members(path: Path) -> list[str]:
-    """The member folders of a study folder that hold a checkpoint (an epoch's work to keep)."""
+def started_members(path: Path) -> list[str]:
+    """The member folders of a study folder where a run started (a checkpoint, or an event log: a
+    member that failed or diverged is a result too). One that failed before it read its data (an
+    offline dataset) never made its folder."""
+    from neuraterm.core.run.event_log import LOG_FILE
     try:
-        found = sorted(p.name for p in Path(path).iterdir() if p.is_dir() and checkpoint.checkpoint_dir(p) is not None)
+        return sorted(p.name for p in Path(path).iterdir() if p.is_dir() and (
+            checkpoint.checkpoint_dir(p) is not None or (p / LOG_FILE).exists()))
     except OSError:
         return []
-    return found
 
 
 def _driven(path: Path) -> bool:
