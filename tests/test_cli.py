@@ -333,6 +333,7 @@ def test_an_empty_validation_split_is_refused_and_validation_off_is_said(tmp_pat
     assert off.returncode == 0, off.stderr
     assert "note: validation is off (data.val_fraction = 0)" in off.stdout
     assert "val off" in off.stdout and "nan" not in off.stdout
+    assert cli("eval", tmp_path / "off").returncode == 0  # evaluating needs no validation split
 
 
 def test_options_are_named_as_typed_in_errors(tmp_path):

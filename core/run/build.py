@@ -47,21 +47,15 @@ def load_data(config: Config, progress=None, recorded: dict | None = None) -> Pr
     d = config.data
     dataset = registry.load(d.dataset, d.data_dir or None, progress=progress, recorded=recorded)
     data = prepare(dataset, d.val_fraction, d.test_fraction, d.limit, d.normalize, config.train.seed, d.pool)
-    check_data(data, d.dataset, d.val_fraction)
+    check_data(data, d.dataset)
     return data
 
 
-def check_data(data: Prepared, name: str, val_fraction: float = 0.1) -> None:
+def check_data(data: Prepared, name: str) -> None:
     """What would otherwise fail after hours, or silently: checked before the first step."""
     if len(data.train.y) == 0 or len(data.test.y) == 0:
         empty = "training" if len(data.train.y) == 0 else "test"
         raise NeuratermError(f"{name}: the {empty} split is empty; lower data.val_fraction/test_fraction or limit less")
-    if len(data.val.y) == 0 and val_fraction > 0:  # its loss and accuracy would be NaN in every epoch
-        raise NeuratermError(f"{name}: the validation split is empty ({len(data.train.y):,} train / "
-                             f"{len(data.test.y):,} test samples); raise data.val_fraction or data.limit, "
-                             f"or set data.val_fraction = 0 to train without validation")
-    if len(data.val.y) == 0:
-        data.notes.append("validation is off (data.val_fraction = 0): no validation loss or accuracy in any epoch")
     for split_name, split in (("train", data.train), ("validation", data.val), ("test", data.test)):
         if split.images.ndim != 2 or split.images.shape[1] != data.num_features:
             raise NeuratermError(f"{name}: {split_name} images have {split.images.shape[1:]} values each, "
@@ -73,6 +67,23 @@ def check_data(data: Prepared, name: str, val_fraction: float = 0.1) -> None:
         data.notes.append(f"the test split has no sample of class {', '.join(map(repr, missing[:5]))}"
                           f"{', ...' if len(missing) > 5 else ''} ({len(missing)} of {data.num_classes}): "
                           f"macro-F1 and balanced accuracy are over the classes it holds (and, for macro-F1, those predicted)")
+
+
+def check_validation(data: Prepared, config: Config, new_run: bool) -> None:
+    """A new run's validation split must hold samples (its loss and accuracy would be NaN in every epoch)
+    unless validation is off by choice (data.val_fraction = 0); the run then says so. Resuming a folder
+    trained before this check, or evaluating one, needs no validation and is not refused."""
+    if len(data.val.y):
+        return
+    d = config.data
+    if d.val_fraction > 0 and new_run:
+        raise NeuratermError(f"{d.dataset}: the validation split is empty ({len(data.train.y):,} train / "
+                             f"{len(data.test.y):,} test samples); raise data.val_fraction or data.limit, "
+                             f"or set data.val_fraction = 0 to train without validation")
+    note = ("validation is off (data.val_fraction = 0): no validation loss or accuracy in any epoch"
+            if d.val_fraction == 0 else "the validation split is empty: no validation loss or accuracy")
+    if note not in data.notes:  # data handed to a second trainer is checked again
+        data.notes.append(note)
 
 
 def check_fits_in_memory(sizes: list[int], batch_size: int, optimizer: str) -> None:

@@ -36,7 +36,7 @@ from neuraterm.core.data.prepare import Prepared
 from neuraterm.core.nn.dropout import Dropout
 from neuraterm.core.errors import NeuratermError, RunFailed
 from neuraterm.core.run.build import (build_model, build_optimizer, build_schedule, check_fits_in_memory,
-                                      load_data)
+                                      check_validation, load_data)
 from neuraterm.core.run.evaluate import loss_and_accuracy, report
 from neuraterm.core.run.export import input_record
 from neuraterm.core.run.steps import make_step
@@ -130,6 +130,7 @@ class Trainer:
         if self.data is None:
             self.data = load_data(c, self.download_progress, snap.meta.get("dataset_source") if snap else None)
         data = self.data
+        check_validation(data, c, new_run=snap is None)
         sizes = [data.num_features, *c.model.hidden, data.num_classes]
         if snap is not None:
             saved = snap.meta.get("architecture", {}).get("sizes")
