@@ -263,6 +263,24 @@ def test_labels_1_to_k_are_read_as_0_to_k_minus_1_with_a_note(tmp_path):
     assert report["test_accuracy"] > 0.9 and report["macro_f1"] > 0.9  # an empty 4th class capped it at 0.75
 
 
+def test_a_model_trained_when_labels_1_to_k_were_k_plus_1_classes_is_not_evaluated_wrong(tmp_path):
+    """A folder from before the remapping (class 0 empty, K+1 outputs) must not be scored against
+    labels shifted by one: eval says why, in one line, and leaves the folder as it was."""
+    from neuraterm.core.data.dataset import Dataset
+    path = tmp_path / "one.npz"
+    np.savez(path, x=X, y=Y + 1)
+    old = Dataset(str(path), X.reshape(240, -1), (Y + 1).astype(np.int64), None, None, ["0", "1", "2", "3"], (6, 6),
+                  str(path), origin={"path": str(path), "format": "npz", "sha256": custom.digest(path, "npz")})
+    config = Config()
+    config.data.dataset, config.model.hidden, config.train.epochs = str(path), [8], 1
+    Trainer(config, tmp_path / "run", data=prepare(old, seed=0)).run()
+    before = {p: p.read_bytes() for p in (tmp_path / "run").rglob("*") if p.is_file()}
+    result = cli("eval", tmp_path / "run")
+    assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
+    assert "the model was trained on 4 classes but " in result.stderr and "now reads as 3 (" in result.stderr
+    assert before == {p: p.read_bytes() for p in (tmp_path / "run").rglob("*") if p.is_file()}
+
+
 def test_an_empty_class_in_the_test_split_is_named_and_left_out_of_macro_f1(tmp_path):
     keep = Y != 2
     np.savez(tmp_path / "gap.npz", x=X, y=Y, x_test=X[keep][:40], y_test=Y[keep][:40],
