@@ -133,6 +133,7 @@ BAD = {
     "one class": ({"x": X, "y": np.zeros(240, np.int64)}, r"one class only"),
     "a gap": ({"x": X, "y": np.where(Y == 1, 3, Y)}, r"no sample has label 1; labels must run 0..3 with a sample of "
                                                        r"every class"),
+    "a huge label": ({"x": X, "y": np.where(Y == 1, 10**12, Y)}, r"label 1000000000000 with 240 samples"),
     "a named class without samples": ({"x": X, "y": Y, "class_names": np.array(["a", "b", "c", "d"])},
                                       r"no sample has label 3 \('d'\)"),
 }

@@ -183,6 +183,10 @@ def _classes(name: str, y: np.ndarray, y_test: np.ndarray | None, top: int, clas
     way R and MATLAB count) are read as 0..K-1 with a note of the mapping, the names keeping the
     labels as given; any other class without a sample is refused, named (it would train an output
     that can never be right and count as F1 0 in macro-F1)."""
+    samples = len(y) + (len(y_test) if y_test is not None else 0)
+    if top > samples:  # more classes than samples: some have none (and counting them would take top x 8 bytes)
+        raise NeuratermError(f"{name}: label {top} with {samples:,} samples; labels must run 0..K-1 with a sample "
+                             f"of every class")
     counts = np.bincount(y, minlength=top + 1)
     if y_test is not None and len(y_test):
         counts = counts + np.bincount(y_test, minlength=top + 1)
