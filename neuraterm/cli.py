@@ -361,18 +361,26 @@ def parse_seeds(text: str) -> list[int]:
 @click.option("--threads", type=int, default=0, help="BLAS threads per member (default: each member chooses; with --jobs N at most cores // N).")
 @click.option("--ray", "ray_address", metavar="local|ADDRESS",
               help="Run the members as Ray Tune trials: a local Ray, or join a cluster (needs neuraterm[ray]).")
+@click.option("--storage", metavar="URI",
+              help="With --ray ADDRESS on machines without a shared disk: where members' checkpoints travel "
+                   "(a folder every node reaches, or s3://, gs://...).")
+@click.option("--verbose", is_flag=True, help="With --ray: show Ray's and Tune's own output (else in <study>/ray/driver.log).")
 @click.option("--out", type=click.Path(file_okay=False), help="The study folder (default studies/<name>).")
 @click.option("--results-only", is_flag=True, help="Only re-draw results.csv, results.md and the figures.")
-def study_cmd(study_ref, overrides, epochs, seeds, jobs, threads, ray_address, out, results_only):
+def study_cmd(study_ref, overrides, epochs, seeds, jobs, threads, ray_address, storage, verbose, out, results_only):
     """Run a study: its members as model folders under studies/<name>/, then its results table and figures.
 
     A study run again continues: finished members are skipped, interrupted ones resume. Pass a study
-    folder to continue it or re-draw its results."""
+    folder to continue it or re-draw its results. Exits 0 when every member finished (or diverged, or
+    was pruned), 1 when members failed or did not finish (one line names them and their logs), 2 when
+    the study could not start, 130/143/129 when stopped by a signal."""
     from neuraterm.core.study import spec as study_mod, results as study_results
     from neuraterm.core.study.folder import StudyFolder
     from neuraterm.printer import StudyPrinter, study_table
     if jobs < 0 or threads < 0:
         raise NeuratermError("--jobs and --threads must be >= 0")
+    if (storage or verbose) and not ray_address:
+        raise NeuratermError(f"{'--storage' if storage else '--verbose'} goes with --ray")
     study = study_mod.with_overrides(study_mod.load(study_ref), overrides, epochs,
                                      parse_seeds(seeds) if seeds is not None else None)
     given = Path(study_ref)
@@ -391,7 +399,7 @@ def study_cmd(study_ref, overrides, epochs, seeds, jobs, threads, ray_address, o
         with StudyPrinter(names) as printer:
             if ray_address:
                 from neuraterm.core.study import ray_tune as study_ray
-                code = study_ray.run(folder, ray_address, jobs, [printer], threads)
+                code = study_ray.run(folder, ray_address, jobs, [printer], threads, storage, verbose)
             else:
                 from neuraterm.core.study.runner import LocalRunner, default_jobs
                 code = LocalRunner(folder, jobs or default_jobs(folder), [printer], threads).run()
@@ -410,10 +418,12 @@ def study_cmd(study_ref, overrides, epochs, seeds, jobs, threads, ray_address, o
     study_table(*study_results.table(folder, rows), title=f"{study.name}: {folder.path / study_results.RESULTS_MD}")
     if figures:
         click.echo(f"figures: {', '.join(str(p) for p in figures if p.suffix == '.png')} (and .svg)")
-    undone = [r.name for r in rows if r.state in ("waiting", "interrupted", "running", "paused")]
-    if undone and code == 0 and not results_only:
-        click.echo(f"{len(undone)} members did not finish ({', '.join(undone[:5])}{'...' if len(undone) > 5 else ''}); "
-                   f"run 'neuraterm study {folder.path}' to continue")
+    if code == 0 and not results_only:
+        from neuraterm.core.study.runner import shortfall
+        line = shortfall(folder)
+        if line:
+            say(f"error: {line}")
+            return EXIT_FAILED
     return code
 
 

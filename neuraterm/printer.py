@@ -218,7 +218,7 @@ class StudyPrinter:
         if self.live is not None:
             self.live.update(self._table())
             return
-        key = (progress.state, progress.epoch, progress.test_acc)
+        key = (progress.state, progress.epoch, progress.test_acc, progress.message)
         if self.printed.get(progress.name) == key or (progress.state == "waiting" and progress.name not in self.printed):
             self.printed.setdefault(progress.name, key)
             return
@@ -236,7 +236,7 @@ class StudyPrinter:
             parts.append(f"val acc {_pct(p.val_acc)}")
         if p.test_acc is not None:
             parts.append(f"test acc {_pct(p.test_acc)}")
-        if p.message and p.state in ("failed", "diverged", "damaged", "interrupted") or "waiting for" in p.message:
+        if p.message and p.state in ("failed", "diverged", "damaged", "interrupted", "retrying", "running", "paused"):
             parts.append(p.message[:120])
         return "  ".join(parts).rstrip()
 
@@ -250,8 +250,8 @@ class StudyPrinter:
                 table.add_row(name, "waiting", "", "", "", "", "")
                 continue
             style = {"running": "cyan", "finished": "green", "diverged": "red", "failed": "red",
-                     "interrupted": "yellow", "pruned": "magenta", "paused": "yellow"}.get(p.state, "")
-            note = p.message[:60] if p.state in ("failed", "diverged", "damaged") else ""
+                     "interrupted": "yellow", "pruned": "magenta", "paused": "yellow", "retrying": "yellow"}.get(p.state, "")
+            note = p.message[:60] if p.state in ("failed", "diverged", "damaged", "retrying", "running") else ""
             table.add_row(name, f"[{style}]{p.state}[/]" if style else p.state,
                           f"{p.epoch}/{p.epochs}" if p.epochs else "", _pct(p.val_acc) if p.val_acc is not None else "",
                           _pct(p.test_acc) if p.test_acc is not None else "",
