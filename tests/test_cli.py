@@ -334,6 +334,13 @@ def test_an_empty_validation_split_is_refused_and_validation_off_is_said(tmp_pat
     assert "note: validation is off (data.val_fraction = 0)" in off.stdout
     assert "val off" in off.stdout and "nan" not in off.stdout
     assert cli("eval", tmp_path / "off").returncode == 0  # evaluating needs no validation split
+    # Monitoring val_acc without validation follows the training accuracy (it maximized the training loss,
+    # and restore_best kept the first epoch's weights).
+    acc = cli("train", *SMALL, "--set", "data.val_fraction=0", "--set", 'train.monitor="val_acc"', "--epochs", 4,
+              "--out", tmp_path / "acc")
+    assert acc.returncode == 0, acc.stderr
+    report = json.loads((tmp_path / "acc" / "report.json").read_text())
+    assert report["best_epoch"] == 4 and report["test_accuracy"] > 0.6
 
 
 def test_options_are_named_as_typed_in_errors(tmp_path):

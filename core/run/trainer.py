@@ -369,7 +369,9 @@ class Trainer:
                 self.emit(events.EpochEnded(self.epoch, total_epochs, train_loss, train_acc, val_loss, val_acc,
                                             self.optimizer.lr, row["samples_per_s"], seconds,
                                             time.perf_counter() - run_start))
-                monitored = row[c.train.monitor] if not math.isnan(row[c.train.monitor]) else train_loss
+                monitored = row[c.train.monitor]
+                if math.isnan(monitored):  # no validation: the training figure of the same kind (an accuracy is maximized)
+                    monitored = train_acc if c.train.monitor.endswith("acc") else train_loss
                 is_best = self.early.update(self.epoch, monitored)
                 if is_best:
                     self.best_weights = self.model.state_dict()
