@@ -25,6 +25,7 @@ if typing.TYPE_CHECKING:
 
 from neuraterm import __version__
 from neuraterm.core.backend import DEVICES
+from neuraterm.core.screen_text import visible
 from neuraterm.core.errors import (EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED, STOP_SIGNALS, NeuratermError,
                                    RunFailed)
 
@@ -197,7 +198,7 @@ def evaluate_cmd(run_dir, noise, data_dir):
     sigmas = parse_sigmas(noise)
     result = evaluate_folder(Path(run_dir), sigmas, data_dir)
     if not result["finished"]:
-        click.echo(f"{run_dir}: the run has not finished; evaluating its checkpoint after epoch "
+        click.echo(f"{visible(run_dir)}: the run has not finished; evaluating its checkpoint after epoch "
                    f"{result['epoch']} of {result['epochs']}{' (and part of the next)' if result['mid_epoch'] else ''}")
     HeadlessPrinter().print_report(result, run_dir)
 
@@ -221,16 +222,15 @@ def datasets_cmd(paths, data_dir):
     summaries = [custom.describe(path, validate=True) for path in paths]
     click.echo(f"{'name':16} {'classes':>7} {'train':>9} {'test':>8}  where")
     for summary in summaries:
-        click.echo(f"{summary.name:16} {summary.classes:>7} {summary.train:>9,} {summary.test:>8,}  "
-                   f"{summary.path} ({summary.format}, {' x '.join(map(str, summary.image_shape))}, checked)")
+        click.echo(visible(f"{summary.name:16} {summary.classes:>7} {summary.train:>9,} {summary.test:>8,}  "
+                           f"{summary.path} ({summary.format}, {' x '.join(map(str, summary.image_shape))}, checked)"))
         names = summary.class_names
         if names == tuple(str(i) for i in range(len(names))):
             click.echo(f"{'':16} classes: {', '.join(names)}")
-        else:  # label: name, as a file wrote it (escaped: a name is data, never a terminal sequence)
-            click.echo(f"{'':16} classes (label: name): "
-                       + ", ".join(f"{i}: {_printable(name)}" for i, name in enumerate(names)))
+        else:  # label: name, as the file wrote it (escaped: a name is data, never a terminal sequence)
+            click.echo(f"{'':16} classes (label: name): " + ", ".join(f"{i}: {visible(name)}" for i, name in enumerate(names)))
         for note in summary.notes:
-            click.echo(f"{'':16} note: {_printable(note)}")
+            click.echo(f"{'':16} note: {visible(note)}")
     if paths:
         return
     for name, spec in registry.DATASETS.items():
@@ -285,28 +285,38 @@ LOOPBACK = ("127.0.0.1", "localhost", "::1")
 @click.argument("run_dir", required=False, type=click.Path(file_okay=False))
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535))
-@click.option("--public", is_flag=True, help="Allow a non-loopback --host (anyone who reaches it controls your runs).")
-def serve(run_dir, host, port, public):
+@click.option("--public", is_flag=True, help="Allow a non-loopback --host (anyone with the token controls your runs).")
+@click.option("--token", default=None, help="The token the page asks for (default: a new random one per server).")
+@click.option("--no-token", is_flag=True, help="No token (loopback --host only, never with --public).")
+def serve(run_dir, host, port, public, token, no_token):
     """Serve the app to a browser (each tab is a viewer; with RUN_DIR, of that run's dashboard).
 
-    textual-serve has no authentication: it listens on 127.0.0.1 unless --public is given, so reach it
-    through 'ssh -L 8000:localhost:8000 HOST' and open http://localhost:8000."""
+    Like Jupyter, the page needs a token: open the URL it prints (http://127.0.0.1:8000/?token=...);
+    the browser then keeps it as a cookie. It listens on 127.0.0.1 unless --public is given: reach it
+    through 'ssh -L 8000:localhost:8000 HOST'."""
     from neuraterm.core.run import checkpoint
     import shlex
     try:
-        from textual_serve.server import Server
+        from neuraterm.web_server import TokenServer, new_token
     except ImportError:
         raise NeuratermError("neuraterm serve needs the web extra: pip install 'neuraterm[web]'") from None
     if host not in LOOPBACK and not public:
-        raise NeuratermError(f"--host {host} would let anyone who can reach it control your runs (no "
-                             f"authentication); use ssh -L with the default 127.0.0.1, or pass --public")
+        raise NeuratermError(f"--host {host} would let anyone who can reach it and has the token control your "
+                             f"runs; use ssh -L with the default 127.0.0.1, or pass --public")
+    if no_token and (public or host not in LOOPBACK):
+        raise NeuratermError("--no-token is allowed on a loopback --host only, never with --public")
+    if no_token and token is not None:
+        raise NeuratermError("--token and --no-token contradict each other; pass one")
+    if token is not None and (len(token) < 8 or not token.isascii() or not token.isprintable() or " " in token):
+        raise NeuratermError("--token must be at least 8 printable ASCII characters without spaces")
     from neuraterm.core.study.spec import STUDY_FILE
     if run_dir and not checkpoint.is_run_folder(Path(run_dir)) and not (Path(run_dir) / STUDY_FILE).is_file():
-        raise NeuratermError(f"{run_dir}: not a neuraterm model folder or study folder")
+        raise NeuratermError(f"{visible(run_dir)}: not a neuraterm model folder or study folder")
     if host not in LOOPBACK:
-        say(f"warning: serving on {host}:{port} without authentication; anyone who reaches it controls your runs")
+        say(f"warning: serving on {host}:{port} to anyone who reaches it and has the token; prefer ssh -L")
     command = [sys.executable, "-m", "neuraterm"] + (["watch", str(Path(run_dir).resolve())] if run_dir else ["tui"])
-    Server(shlex.join(command), host=host, port=port, title="neuraterm").serve()
+    TokenServer(shlex.join(command), None if no_token else (token or new_token()), host=host, port=port,
+                title="neuraterm").serve()
 
 
 @cli.command()
@@ -452,14 +462,9 @@ def studies_cmd():
 
 
 # -- the entry point -------------------------------------------------------------------------------
-def _printable(text: str) -> str:
-    """Control characters (a newline or an escape sequence in a path or a class name) shown escaped."""
-    return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in text)
-
-
 def say(message: str) -> None:
     """One line on stderr: control characters (a newline or an escape sequence in a path) are shown escaped."""
-    message = _printable(message)
+    message = "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in message)
     try:
         print(f"neuraterm: {message}", file=sys.stderr, flush=True)
     except OSError:

@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from neuraterm.core.run import events
+from neuraterm.core.screen_text import markup, visible
 
 
 def percent(x: float) -> str:
@@ -85,7 +86,7 @@ class HeadlessPrinter:
             self._plain(f"downloaded {name} ({done:,} bytes)")
 
     def _plain(self, text: str) -> None:
-        print(text, file=self.stream, flush=True)
+        print(visible(text), file=self.stream, flush=True)  # names and messages from files: escapes shown
 
     def _stop_bar(self) -> None:
         if self.progress is not None:
@@ -151,11 +152,11 @@ class HeadlessPrinter:
         table.add_row("cross-entropy", f"{report['test_loss']:.4f}")
         table.add_row("test samples", f"{report['test_size']:,}")
         confused = ", ".join(f"{c['true']}->{c['predicted']} ({c['count']})" for c in report["most_confused"][:3])
-        table.add_row("most confused", confused or "none")
+        table.add_row("most confused", markup(confused or "none"))
         noise = "  ".join(f"s={n['sigma']:g}: {percent(n['accuracy'])}" for n in report.get("noise", []))
         if noise:
             table.add_row("noise robustness", noise)
-        table.add_row("model folder", str(run_dir))
+        table.add_row("model folder", markup(run_dir))
         self.console.print(table)
 
 
@@ -180,7 +181,7 @@ def runs_table(found, stream=None) -> None:
         why = r.problem or r.failure
         status = r.status + (f" (pid {r.holder.get('pid')})" if r.holder else "") + (
             f": {why[:48]}{'...' if len(why) > 48 else ''}" if why else "")
-        table.add_row(r.name, status, r.dataset or "-", f"{r.epoch}/{r.epochs}" if r.epochs else "-", _pct(r.val_acc),
+        table.add_row(markup(r.name), markup(status), markup(r.dataset or "-"), f"{r.epoch}/{r.epochs}" if r.epochs else "-", _pct(r.val_acc),
                       best, _pct(r.test_acc), f"{r.parameters:,}" if r.parameters else "-", updated)
     console.print(table)
 
@@ -238,7 +239,7 @@ class StudyPrinter:
             parts.append(f"test acc {_pct(p.test_acc)}")
         if p.message and p.state in ("failed", "diverged", "damaged", "interrupted", "retrying", "running", "paused"):
             parts.append(p.message[:120])
-        return "  ".join(parts).rstrip()
+        return visible("  ".join(parts).rstrip())
 
     def _table(self):
         table = Table(box=None, header_style="bold", pad_edge=False)
@@ -247,15 +248,15 @@ class StudyPrinter:
             table.add_column(column, justify=justify, no_wrap=True)
         for name, p in self.rows.items():
             if p is None:
-                table.add_row(name, "waiting", "", "", "", "", "")
+                table.add_row(markup(name), "waiting", "", "", "", "", "")
                 continue
             style = {"running": "cyan", "finished": "green", "diverged": "red", "failed": "red",
                      "interrupted": "yellow", "pruned": "magenta", "paused": "yellow", "retrying": "yellow"}.get(p.state, "")
             note = p.message[:60] if p.state in ("failed", "diverged", "damaged", "retrying", "running") else ""
-            table.add_row(name, f"[{style}]{p.state}[/]" if style else p.state,
+            table.add_row(markup(name), f"[{style}]{markup(p.state)}[/]" if style else markup(p.state),
                           f"{p.epoch}/{p.epochs}" if p.epochs else "", _pct(p.val_acc) if p.val_acc is not None else "",
                           _pct(p.test_acc) if p.test_acc is not None else "",
-                          f"{p.seconds:.3g}" if p.seconds is not None else "", note)
+                          f"{p.seconds:.3g}" if p.seconds is not None else "", markup(note))
         return table
 
 
@@ -264,9 +265,9 @@ def study_table(header: list[str], cells: list[list[str]], title: str = "", stre
     out = SafeStream(stream or sys.stdout)
     console = Console(file=out, no_color="NO_COLOR" in os.environ, highlight=False,
                       width=None if out.isatty() else 250)
-    table = Table(title=title or None, box=None, header_style="bold", pad_edge=False, title_justify="left")
+    table = Table(title=markup(title) or None, box=None, header_style="bold", pad_edge=False, title_justify="left")
     for i, column in enumerate(header):
-        table.add_column(column, justify="left" if i == 0 else "right", no_wrap=True)
+        table.add_column(markup(column), justify="left" if i == 0 else "right", no_wrap=True)
     for row in cells:
-        table.add_row(*row)
+        table.add_row(*(markup(cell) for cell in row))
     console.print(table)

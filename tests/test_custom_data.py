@@ -259,6 +259,10 @@ def test_labels_1_to_k_are_read_as_0_to_k_minus_1_with_a_note(tmp_path):
                   "--epochs", 4, "--out", tmp_path / "run")
     assert trained.returncode == 0, trained.stderr
     assert "note: " + d.notes[0] in trained.stdout
+    from neuraterm.core.run import events
+    from neuraterm.core.run.event_log import LogReader
+    started = [e for e in LogReader(tmp_path / "run").read_new() if isinstance(e, events.RunStarted)]
+    assert [e.notes for e in started] == [d.notes]  # a viewer reads the note from the run's log
     assert json.loads((tmp_path / "run" / "model.json").read_text())["class_names"] == ["1", "2", "3"]
     report = json.loads((tmp_path / "run" / "report.json").read_text())
     assert report["test_accuracy"] > 0.9 and report["macro_f1"] > 0.9  # an empty 4th class capped it at 0.75

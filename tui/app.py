@@ -22,6 +22,7 @@ from textual.worker import get_current_worker
 
 from neuraterm.core.run import events
 from neuraterm.core.errors import NeuratermError
+from neuraterm.core.screen_text import visible
 from neuraterm.core.run.event_log import LOG_FILE, LogReader
 from neuraterm.tui.messages import RunDetached, RunError, RunEvents
 from neuraterm.tui.run_state import RunState
@@ -88,6 +89,10 @@ class NeuratermApp(App):
             self.start_run(config)
         else:
             self.switch_mode("setup")
+
+    def notify(self, message: str, *, markup: bool = True, **kwargs) -> None:
+        """Every toast (screens' included) as plain text: its message may name a folder or quote a file."""
+        super().notify(visible(message, 500), markup=False, **kwargs)
 
     def on_resize(self, event) -> None:
         self.check_size(event.size)
@@ -184,10 +189,11 @@ class NeuratermApp(App):
             alive = launched is not None and launched.process.poll() is None
             self.holder = self.service.holder(run_dir)
             live = self.holder is not None
+            skipped = reader.skipped
             batch = reader.read_new()
-            if batch:
+            if batch or reader.skipped != skipped:
                 failed = failed or any(isinstance(e, events.RunFailed) for e in batch)
-                self.post_message(RunEvents(run_id, batch))
+                self.post_message(RunEvents(run_id, batch, reader.skipped))
             if not live and not alive:
                 problem = launched.failure() if launched is not None else None
                 if problem and not failed:
@@ -202,6 +208,7 @@ class NeuratermApp(App):
         if message.run_id == self.run_id:
             for event in message.batch:
                 self.run_state.apply(event)
+            self.run_state.skipped_lines(message.skipped)
 
     def on_run_error(self, message: RunError) -> None:
         if message.run_id == self.run_id:

@@ -274,6 +274,9 @@ def describe(spec: str, validate: bool = False) -> Summary:
         Image = image_folder.pillow()
         with Image.open(files[0][0]) as image:
             shape = (image.size[1], image.size[0]) + (() if image.mode in image_folder.GRAY_MODES else (3,))
-    except (NeuratermError, OSError):
+    except (NeuratermError, OSError, ValueError):
         pass
+    except Exception as exc:  # noqa: BLE001 - Pillow's DecompressionBombError: the size stays unknown here
+        if type(exc).__name__ != "DecompressionBombError":
+            raise
     return Summary(spec, str(path), fmt, len(classes), sum(len(f) for f in files), 0, shape)

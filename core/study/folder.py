@@ -23,7 +23,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from neuraterm.core.run import checkpoint, commands, status as runs
+from neuraterm.core.run import checkpoint, commands, folder_files, status as runs
 from neuraterm.core import config as config_mod
 from neuraterm.core.study import spec as study_mod
 from neuraterm.core.errors import NeuratermError
@@ -157,12 +157,13 @@ class StudyFolder:
 
     def pruned(self) -> set[str]:
         try:
-            return set((self.path / PRUNED).read_text(encoding="utf-8").split())
+            return set(folder_files.read_bytes(self.path, PRUNED, 1 << 20).decode("utf-8", "replace").split())
         except OSError:
             return set()
 
     def mark_pruned(self, name: str) -> None:
-        with open(self.path / PRUNED, "a", encoding="utf-8") as f:
+        fd = folder_files.open_file(self.path, PRUNED, os.O_WRONLY | os.O_APPEND | os.O_CREAT)  # never through a link
+        with os.fdopen(fd, "a", encoding="utf-8") as f:
             f.write(name + "\n")
 
     # -- running one member ----------------------------------------------------------------------
@@ -187,8 +188,10 @@ class StudyFolder:
         if state.state in ("running", "paused"):
             raise NeuratermError(f"{state.path} is being trained already")
         try:
-            self.log_path(name).parent.mkdir(exist_ok=True)
-            log = open(self.log_path(name), "ab")
+            if not self.log_path(name).parent.is_symlink():
+                self.log_path(name).parent.mkdir(exist_ok=True)
+            log = os.fdopen(folder_files.open_file(self.path, f"{LOGS}/{name}.log", os.O_WRONLY | os.O_APPEND | os.O_CREAT),
+                            "ab")
         except OSError as exc:
             raise NeuratermError(f"cannot start {name}: {self.log_path(name)} ({exc.strerror or exc})") from None
         with log:
@@ -204,7 +207,7 @@ class StudyFolder:
     def last_error(self, name: str) -> str:
         """The member process's one-line error, from the end of its log."""
         try:
-            lines = self.log_path(name).read_text(encoding="utf-8", errors="replace").splitlines()
+            lines = folder_files.read_bytes(self.path, f"{LOGS}/{name}.log").decode("utf-8", "replace").splitlines()
         except OSError:
             return ""
         for line in reversed(lines[-50:]):
