@@ -271,8 +271,9 @@ def load_toml(path: Path, complete: bool = False) -> Config:
     return parse_toml(data, str(path), complete)
 
 
-def apply_override(config: Config, assignment: str) -> Config:
-    """`--set optimizer.lr=0.01`: the value is parsed as TOML, so types are checked as in a file."""
+def apply_override(config: Config, assignment: str, source: str = "") -> Config:
+    """`--set optimizer.lr=0.01`: the value is parsed as TOML, so types are checked as in a file.
+    `source` names the option in errors when it is not `--set` (`--epochs`)."""
     if "=" not in assignment:
         raise NeuratermError(f"--set {assignment!r}: expected section.key=value")
     key, raw = assignment.split("=", 1)
@@ -285,7 +286,7 @@ def apply_override(config: Config, assignment: str) -> Config:
             raise NeuratermError(f"--set {key}: unknown section {part!r}{did_you_mean(part, SECTIONS)}")
         target = target[part]
     target[parts[-1]] = value
-    return from_dict(values, f"--set {key}")
+    return from_dict(values, source or f"--set {key}")
 
 
 def to_toml(config: Config) -> str:

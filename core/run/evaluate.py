@@ -11,6 +11,7 @@ from neuraterm.core.run.build import build_model, load_data
 from neuraterm.core.backend import to_host
 from neuraterm.core.data import noise
 from neuraterm.core.data.normalize import Normalizer, unit
+from neuraterm.core.errors import NeuratermError
 from neuraterm.core.nn.module import Module
 from neuraterm.core.nn.tensor import Tensor, no_grad
 
@@ -85,6 +86,11 @@ def evaluate_folder(run_dir: Path | str, sigmas=(0.0,), data_dir: str | None = N
     if data_dir:
         config.data.data_dir = str(data_dir)
     data = load_data(config, recorded=snap.meta.get("dataset_source"))
+    trained = snap.meta.get("class_names")
+    if trained is not None and len(trained) != len(data.class_names):  # labels 1..K were once read as K+1 classes
+        raise NeuratermError(f"the model was trained on {len(trained)} classes but {config.data.dataset} now reads "
+                             f"as {len(data.class_names)}" + (f" ({data.notes[0]})" if data.notes else "")
+                             + "; train a new model on it")
     data.normalizer.restore(snap.normalization)
     xp = backend.select("cpu")
     model = build_model(config, data.num_features, data.num_classes, xp)

@@ -36,8 +36,9 @@ from neuraterm.core.data.prepare import Prepared
 from neuraterm.core.nn.dropout import Dropout
 from neuraterm.core.errors import NeuratermError, RunFailed
 from neuraterm.core.run.build import (build_model, build_optimizer, build_schedule, check_fits_in_memory,
-                                      load_data)
+                                      check_validation, load_data)
 from neuraterm.core.run.evaluate import loss_and_accuracy, report
+from neuraterm.core.run.export import input_record
 from neuraterm.core.run.steps import make_step
 
 
@@ -129,6 +130,7 @@ class Trainer:
         if self.data is None:
             self.data = load_data(c, self.download_progress, snap.meta.get("dataset_source") if snap else None)
         data = self.data
+        check_validation(data, c, new_run=snap is None)
         sizes = [data.num_features, *c.model.hidden, data.num_classes]
         if snap is not None:
             saved = snap.meta.get("architecture", {}).get("sizes")
@@ -193,6 +195,7 @@ class Trainer:
             "dataset_source": data.origin,
             "class_names": data.class_names,
             "normalization": data.normalizer.mode,
+            "input": input_record(data),
             "device": backend.name_of(self.xp),
         }
         state = {
@@ -408,7 +411,7 @@ class Trainer:
                                     len(data.train.y), len(data.val.y), len(data.test.y), len(self.order),
                                     self.epoch, total_epochs, self.feeder.describe(), data.counts(),
                                     self.step.describe(),
-                                    f"{self.threads} ({self.threads_why})" if self.threads else ""))
+                                    f"{self.threads} ({self.threads_why})" if self.threads else "", list(data.notes)))
         run_start = time.perf_counter()
         early_stopped = self.early.should_stop  # a run killed between its early stop and its report
         try:
@@ -431,7 +434,9 @@ class Trainer:
                                             time.perf_counter() - run_start))
                 if self.health is not None:
                     self._measure_health()
-                monitored = row[c.train.monitor] if not math.isnan(row[c.train.monitor]) else train_loss
+                monitored = row[c.train.monitor]
+                if math.isnan(monitored):  # no validation: the training figure of the same kind (an accuracy is maximized)
+                    monitored = train_acc if c.train.monitor.endswith("acc") else train_loss
                 is_best = self.early.update(self.epoch, monitored)
                 if is_best:
                     self.best_weights = self.model.state_dict()

@@ -134,6 +134,8 @@ def _by_x(folder: StudyFolder, rows: list[Row], metric: str):
         x = _config_value(members[0], key) if key else group
         given = members[0].member.values.get(key, x) if key else group
         text = value_text(x) if given == x else f"{value_text(given)}\n({value_text(x)})"
+        if not values:  # a group with no value (diverged, say): its tick says why, no line passes through it
+            text += "\n(" + ", ".join(dict.fromkeys(r.state for r in members)) + ")"
         points.append((x, values, text))
     return key, points
 
@@ -149,9 +151,10 @@ def _against_x(plt, folder: StudyFolder, rows: list[Row], metrics: list[tuple[st
         numeric = _numeric(xs)
         positions = xs if numeric else list(range(len(xs)))
         scale = 100 if metric.endswith("acc") else 1
-        shown = [(x, scale * np.mean(v), scale * (np.mean(v) - min(v)), scale * (max(v) - np.mean(v)))
-                 for x, (_, v, _) in zip(positions, points) if v]
-        if not shown:
+        # The spread is clamped at zero: seeds that agree give mean - min = -1e-17 in floating point.
+        shown = [(x, scale * np.mean(v), max(0.0, scale * (np.mean(v) - min(v))), max(0.0, scale * (max(v) - np.mean(v))))
+                 if v else (x, np.nan, 0.0, 0.0) for x, (_, v, _) in zip(positions, points)]
+        if all(np.isnan(s[1]) for s in shown):
             continue
         ax.errorbar([s[0] for s in shown], [s[1] for s in shown], yerr=[[s[2] for s in shown], [s[3] for s in shown]],
                     marker="o", capsize=3, label=name)
@@ -261,22 +264,36 @@ def _health(plt, folder, rows):
 CHARTS = {"curves": _curves, "final": _final, "time": _time, "capacity": _capacity, "noise": _noise}
 
 
-def draw(folder: StudyFolder, rows: list[Row]) -> list[Path]:
-    """Every chart the study asks for, under `figures/`; returns the files written."""
+def draw(folder: StudyFolder, rows: list[Row]) -> tuple[list[Path], list[str]]:
+    """Every chart the study asks for, under `figures/`: the files written, and one line for each chart
+    that could not be drawn (a figure is never worth the study's tables: the caller says the line and
+    goes on). Raises PlotUnavailable without matplotlib."""
     plt = pyplot()
-    written = []
+    written, problems = [], []
     for chart in folder.study.results.charts:
         if chart not in CHARTS:
             continue
-        fig = CHARTS[chart](plt, folder, rows)
+        fig = None
         try:
+            fig = CHARTS[chart](plt, folder, rows)
             written += save(fig, folder.path / FIGURES, chart)
+        except Exception as exc:  # noqa: BLE001 - any drawing error costs this figure only
+            text = " ".join(str(exc).split()) or type(exc).__name__
+            problems.append(f"figure {chart!r} could not be drawn ({type(exc).__name__}: {text[:200]})")
+            plt.close("all")  # a chart that failed half-way leaves its figure open
         finally:
-            plt.close(fig)
+            if fig is not None:
+                plt.close(fig)
     if any(r.health for r in rows):  # every study whose members measured layer health gets this one
-        fig = _health(plt, folder, rows)
+        fig = None
         try:
+            fig = _health(plt, folder, rows)
             written += save(fig, folder.path / FIGURES, "update-ratio")
+        except Exception as exc:  # noqa: BLE001 - any drawing error costs this figure only
+            text = " ".join(str(exc).split()) or type(exc).__name__
+            problems.append(f"figure 'update-ratio' could not be drawn ({type(exc).__name__}: {text[:200]})")
+            plt.close("all")
         finally:
-            plt.close(fig)
-    return written
+            if fig is not None:
+                plt.close(fig)
+    return written, problems
