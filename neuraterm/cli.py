@@ -203,6 +203,36 @@ def evaluate_cmd(run_dir, noise, data_dir):
     HeadlessPrinter().print_report(result, run_dir)
 
 
+@cli.command("inspect")
+@click.argument("run_dir", type=click.Path(file_okay=False))
+@click.option("--epoch", type=int, help="The health of this epoch (default: the last one trained).")
+@click.option("--json", "as_json", is_flag=True, help="Print every epoch's health and the alerts as JSON.")
+def inspect_cmd(run_dir, epoch, as_json):
+    """Layer health of a model folder (weights, gradients, updates, activations) and the alerts it raises."""
+    from neuraterm.core.run import alerts, checkpoint, health
+    from neuraterm.printer import health_table
+    snap = checkpoint.load(Path(run_dir))
+    history = health.history_of(snap.health)
+    if not history:
+        raise NeuratermError(f"{run_dir}: no layer health saved (trained with train.health_every = 0, "
+                             f"or by a neuraterm without layer health)")
+    epochs = [h.epoch for h in history]
+    if epoch is not None:
+        if epoch not in epochs:
+            raise NeuratermError(f"--epoch {epoch}: {run_dir} has layer health for epochs "
+                                 f"{epochs[0]}..{epochs[-1]}")
+        history = [h for h in history if h.epoch == epoch]
+    found = alerts.summary(history)
+    if as_json:
+        click.echo(json.dumps({"run_dir": str(run_dir), "checkpoint_epoch": snap.epoch,
+                               "probe_size": history[-1].probe_size,
+                               "epochs": [{"epoch": h.epoch, "layers": health.layer_rows(h),
+                                           "class_confidence": h.class_confidence} for h in history],
+                               "alerts": [a.as_dict() for a in found]}, indent=1))
+        return
+    health_table(history[-1], found)
+
+
 @cli.command("presets")
 def presets_cmd():
     """List the shipped presets."""
