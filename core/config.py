@@ -89,6 +89,7 @@ class TrainConfig:
     min_delta: float = 0.0
     restore_best: bool = True
     noise: list[float] = field(default_factory=lambda: [0.0, 0.1, 0.2, 0.3])
+    health_every: int = 50  # steps between layer-health samples (core/run/health.py); 0 = off
     keep: typing.Union[int, str] = "auto"  # which epochs' checkpoints stay: "auto", "all" or every N-th (retention.py)
 
 
@@ -147,9 +148,9 @@ def _coerce(value, kind, where: str):
     return value
 
 
-# Keys a model folder written before they existed may lack: their default is filled in, which is safe
-# only because they do not change what the run computes (train.keep decides which files stay).
-ADDED_LATER = ("keep",)
+# Keys a model folder written before them may lack: their default changes nothing the run trained
+# (health_every how often layers are sampled, keep which checkpoints stay).
+ADDED_LATER = ("health_every", "keep")
 
 
 def check_keys(values: dict, known: list[str], where: str, complete: bool = False) -> None:
@@ -226,6 +227,7 @@ def validate(c: Config, source: str = "config") -> None:
         (t.min_delta >= 0, "train.min_delta must be >= 0"),
         (all(v >= 0 for v in t.noise), "train.noise sigmas must be >= 0"),
         (0 <= t.threads <= 1024, "train.threads must be >= 0 (0 = automatic)"),
+        (t.health_every >= 0, "train.health_every must be >= 0 (0 = off)"),
         (t.keep in KEEP_WORDS or (isinstance(t.keep, int) and t.keep >= 1),
          f"train.keep must be \"auto\", \"all\" or an integer >= 1 (every N-th epoch), not {t.keep!r}"),
         _choice(t.device, DEVICES, "train.device"),
@@ -278,8 +280,9 @@ def load_toml(path: Path, complete: bool = False) -> Config:
     return parse_toml(data, str(path), complete)
 
 
-def apply_override(config: Config, assignment: str) -> Config:
-    """`--set optimizer.lr=0.01`: the value is parsed as TOML, so types are checked as in a file."""
+def apply_override(config: Config, assignment: str, source: str = "") -> Config:
+    """`--set optimizer.lr=0.01`: the value is parsed as TOML, so types are checked as in a file.
+    `source` names the option in errors when it is not `--set` (`--epochs`)."""
     if "=" not in assignment:
         raise NeuratermError(f"--set {assignment!r}: expected section.key=value")
     key, raw = assignment.split("=", 1)
@@ -292,7 +295,7 @@ def apply_override(config: Config, assignment: str) -> Config:
             raise NeuratermError(f"--set {key}: unknown section {part!r}{did_you_mean(part, SECTIONS)}")
         target = target[part]
     target[parts[-1]] = value
-    return from_dict(values, f"--set {key}")
+    return from_dict(values, source or f"--set {key}")
 
 
 def to_toml(config: Config) -> str:

@@ -68,6 +68,8 @@ class HeadlessPrinter:
                                force_terminal=self.interactive or None, highlight=False)
         self.progress = None  # a rich Progress while a bar is shown (imported then: piped output never needs it)
         self.task = None
+        self.validating = True  # False once a run says it has no validation split
+        self.steps = 0  # steps per epoch, from RunStarted
 
     def download(self, name: str, done: int, total: int) -> None:
         """Progress of a dataset download: a bar on a terminal, one line at the end otherwise."""
@@ -104,6 +106,10 @@ class HeadlessPrinter:
                 self._plain(f"training step: {event.step_engine}")
             if event.blas_threads:
                 self._plain(f"BLAS threads: {event.blas_threads}")
+            for note in event.notes:
+                self._plain(f"note: {note}")
+            self.validating = event.val_size > 0
+            self.steps = event.steps_per_epoch
         elif isinstance(event, events.StepEnded) and self.interactive:
             if self.progress is None:
                 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -118,9 +124,18 @@ class HeadlessPrinter:
                                  loss=event.loss, rate=event.samples_per_s)
         elif isinstance(event, events.EpochEnded):
             self._stop_bar()
+            val = f"val loss {event.val_loss:.4f} acc {percent(event.val_acc)}" if self.validating else "val off"
             self._plain(f"epoch {event.epoch:>3}/{event.epochs}  train loss {event.train_loss:.4f} acc "
-                        f"{percent(event.train_acc)}  val loss {event.val_loss:.4f} acc {percent(event.val_acc)}  "
+                        f"{percent(event.train_acc)}  {val}  "
                         f"lr {event.lr:.3g}  {event.samples_per_s:,.0f} samples/s  {event.seconds:.1f}s")
+        elif isinstance(event, events.HealthAlert):
+            self._plain(f"alert, epoch {event.epoch}, {event.layer}: {event.kind} ({event.figure}): {event.message} "
+                        f"Try: {event.advice}")
+        elif isinstance(event, (events.Paused, events.Resumed)):  # a viewer's p: the terminal that runs it says so
+            self._stop_bar()
+            where = f"epoch {event.epoch}, step {event.step}/{self.steps}" if self.steps else f"epoch {event.epoch}"
+            self._plain(f"paused by a viewer at {where}; a viewer's p resumes it, Ctrl-C here stops it (saved)"
+                        if isinstance(event, events.Paused) else f"resumed at {where}")
         elif isinstance(event, events.EarlyStopped):
             self._plain(f"early stopping at epoch {event.epoch}: best {event.monitor} {event.best_value:.4f} "
                         f"at epoch {event.best_epoch}")
@@ -146,6 +161,35 @@ class HeadlessPrinter:
             table.add_row("noise robustness", noise)
         table.add_row("model folder", markup(run_dir))
         self.console.print(table)
+
+
+def _num(value, fmt: str = ".3g") -> str:
+    return "-" if value is None else format(value, fmt)
+
+
+def health_table(h, found: list, stream=None) -> None:
+    """`neuraterm inspect`: one epoch's layer health, then the alerts with their reasons."""
+    import math
+    out = SafeStream(stream or sys.stdout)
+    console = Console(file=out, no_color="NO_COLOR" in os.environ, highlight=False,
+                      width=None if out.isatty() else 200)
+    table = Table(title=f"layer health, epoch {h.epoch} (probe batch of {h.probe_size:,} training samples)",
+                  box=None, header_style="bold", pad_edge=False, title_justify="left")
+    for column in ("layer", "act", "|W|", "|grad|", "log10 upd/W", "act mean", "act std", "dead", "saturated",
+                   "unit spread"):
+        table.add_column(column, justify="left" if column in ("layer", "act") else "right")
+    for i, name in enumerate(h.layers):
+        ratio = h.update_ratio_median[i]
+        table.add_row(name, h.kinds[i], _num(h.weight_norm[i]), _num(h.grad_norm[i]),
+                      "-" if ratio is None else ("-inf" if ratio <= 0 else f"{math.log10(ratio):.2f}"),
+                      _num(h.act_mean[i]), _num(h.act_std[i]), _pct(h.dead_fraction[i]),
+                      _pct(h.saturated_fraction[i]), _num(h.unit_spread[i]))
+    console.print(table)
+    if not found:
+        console.print("no alerts")
+    for a in found:
+        when = f"epoch {a.epoch}" + (f"-{a.last_epoch}" if a.last_epoch and a.last_epoch != a.epoch else "")
+        console.print(f"alert {a.kind}, {a.layer}, {when} ({a.figure}): {a.message} Try: {a.advice}", markup=False)
 
 
 def _pct(value) -> str:

@@ -33,7 +33,8 @@ from neuraterm.tui.widgets.too_small import MIN_HEIGHT, MIN_WIDTH, TooSmall
 # Each screen's module is imported when the screen is first shown (the charts' plotext, the study
 # modules), so the first frame, Setup, waits only for what it draws (bench/startup.py).
 SCREENS = {"setup": "setup:SetupScreen", "dashboard": "dashboard:DashboardScreen", "runs": "runs:RunsScreen",
-           "study": "study:StudyScreen", "evaluate": "evaluate:EvaluateScreen", "help": "help:HelpScreen"}
+           "study": "study:StudyScreen", "inside": "inside:InsideScreen", "evaluate": "evaluate:EvaluateScreen",
+           "help": "help:HelpScreen"}
 
 
 def screen_class(name: str) -> type:
@@ -44,11 +45,14 @@ def screen_class(name: str) -> type:
 class NeuratermApp(App):
     CSS_PATH = "app.tcss"
     TITLE = "neuraterm"
-    MODES = {mode: (lambda mode=mode: screen_class(mode)()) for mode in ("setup", "dashboard", "runs", "study")}
+    MODES = {mode: (lambda mode=mode: screen_class(mode)())
+             for mode in ("setup", "dashboard", "runs", "study", "inside")}
     BINDINGS = [
         Binding("n", "show_mode('setup')", "Setup", tooltip="Go to the Setup screen"),
         Binding("d", "show_mode('dashboard')", "Dashboard", tooltip="Go to the Dashboard"),
         Binding("r", "show_mode('runs')", "Runs", tooltip="Go to the Runs screen"),
+        Binding("i", "show_mode('inside')", "Inside", show=False,  # in Help, the palette and the dashboard's alerts
+                tooltip="Inside the run's layers: health, weights, alerts"),
         Binding("S", "show_mode('study')", "Studies", show=False,  # in Help, the palette and the Runs hint
                 tooltip="Go to the Study screen (the members of a study)"),
         Binding("question_mark", "help", "Help", tooltip="Show every key"),
@@ -303,7 +307,7 @@ class NeuratermApp(App):
         sections = [("everywhere", None, list(self.BINDINGS)), *(
             (name, mode, list(screen_class(name).BINDINGS)) for name, mode in (
                 ("setup", "setup"), ("dashboard", "dashboard"), ("runs", "runs"), ("study", "study"),
-                ("evaluate", None)))]
+                ("inside", "inside"), ("evaluate", None)))]
         result = []
         for name, mode, bindings in sections:
             by_action: dict[str, list[Binding]] = {}

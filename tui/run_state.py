@@ -32,6 +32,8 @@ class RunState:
     samples_per_s: float = 0.0
     log: list[str] = field(default_factory=list)
     report: dict | None = None
+    health: list[events.HealthMeasured] = field(default_factory=list)  # per epoch, for the Inside screen
+    alerts: list[events.HealthAlert] = field(default_factory=list)
     version: int = 0
     _running_mean: float = 0.0
     _save_asked: bool = False  # a viewer's save command was answered and its checkpoint is not logged yet
@@ -85,6 +87,8 @@ class RunState:
             self.data_placement, self.parameters, self.epochs = event.data_placement, event.parameters, event.epochs
             self.steps, self.status, self.report = event.steps_per_epoch, "running", None
             self.history = [e for e in self.history if e.epoch <= event.start_epoch]
+            self.health = [h for h in self.health if h.epoch <= event.start_epoch]
+            self.alerts = [a for a in self.alerts if a.epoch <= event.start_epoch]
             self._session_first = len(self.history)
             kept = [(x, y) for x, y in zip(self.step_x, self.step_loss) if x <= event.start_epoch * event.steps_per_epoch]
             self.step_x, self.step_loss = [x for x, _ in kept], [y for _, y in kept]
@@ -108,6 +112,12 @@ class RunState:
             self.epoch, self.samples_per_s = event.epoch, event.samples_per_s
             self.say(f"epoch {event.epoch}/{event.epochs}  val {event.val_loss:.4f} / "
                             f"{100 * event.val_acc:.2f}%")
+        elif isinstance(event, events.HealthMeasured):
+            self.health.append(event)
+        elif isinstance(event, events.HealthAlert):
+            self.alerts.append(event)
+            self.say(f"alert, epoch {event.epoch}, {event.layer}: {event.kind} ({event.figure}). "
+                     f"{event.message} Try: {event.advice} (i: inside)")
         elif isinstance(event, events.EarlyStopped):
             self.say(f"early stop at epoch {event.epoch} (best {event.monitor} at epoch {event.best_epoch})")
         elif isinstance(event, events.RunFinished):

@@ -90,6 +90,10 @@ def read(path: Path, label_column: str = "") -> tuple[np.ndarray, np.ndarray, li
                 if at_end:
                     break
                 continue
+            ragged = _ragged(block, delimiter, width)
+            if ragged is not None:
+                raise NeuratermError(f"{path}: line {line_no + ragged[0] + 1} has {ragged[1]} fields; every line "
+                                     f"needs {width}, as the first line has")
             try:
                 values = np.loadtxt(io.StringIO("\n".join(block)), delimiter=delimiter, usecols=usecols,
                                     dtype=np.float64, ndmin=2, quotechar='"')
@@ -108,6 +112,16 @@ def read(path: Path, label_column: str = "") -> tuple[np.ndarray, np.ndarray, li
     if n == 0:
         raise NeuratermError(f"{path}: no data lines")
     return x[:n], *_classes(path, labels, 2 if header else 1)
+
+
+def _ragged(lines: list[str], delimiter: str, width: int) -> tuple[int, int] | None:
+    """The first line (index, field count) whose field count is not `width`: NumPy reads the columns
+    it is told and silently drops an extra field, and words a missing one as a column index."""
+    if any('"' in line for line in lines):
+        counts = [len(row) for row in csv.reader(lines, delimiter=delimiter)]
+    else:
+        counts = [line.count(delimiter) + 1 for line in lines]
+    return next(((i, n) for i, n in enumerate(counts) if n != width), None)
 
 
 def _where(message: str, line_offset: int) -> str:

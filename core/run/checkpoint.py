@@ -21,6 +21,10 @@ Inside a checkpoint:
     state/optimizer/*.npy  optimizer moments and step count
     history.csv            one row per epoch
     report.json            the final evaluation (once the run has finished)
+    health.npz             layer health per epoch (core/run/health.py), when it is on, in one file (each
+                           file of a checkpoint costs an fsync): values (epochs x layers x fields, float32),
+                           epochs, confidence (epochs x classes), probe (the probe batch's rows in the
+                           training split), and the names: layers, kinds (activations), fields, percentiles
     MANIFEST.json          size and SHA-256 of every file above
 
 A save (LevelDB's CURRENT file, as a symlink) writes a new checkpoint under a temporary name, fsyncs
@@ -59,8 +63,11 @@ from neuraterm.core.run.lock import LOCK_FILE, WriterLock, busy, holder
 FORMAT = 2
 MARKER, CHECKPOINTS, CURRENT, BEST, MANIFEST = ".neuraterm", "checkpoints", "current", "best", "MANIFEST.json"
 LOG_FILE = "events.jsonl"  # event_log's; its compaction's leftover (`events.jsonl.tmp-*`) is swept here
-LINKED = ("config.toml", "model.json", "history.csv", "report.json", "weights", "normalization", "state")
+LINKED = ("config.toml", "model.json", "history.csv", "report.json", "weights", "normalization", "state",
+          "health.npz")
 HISTORY_COLUMNS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds", "samples_per_s")
+HEALTH_FILE, HEALTH_ARRAYS, HEALTH_NAMES = "health.npz", ("values", "epochs", "confidence", "probe"), \
+    ("layers", "kinds", "fields")
 ARRAY_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.]*$")
 NUMBERED = re.compile(r"^\d{6,}$")
 TEXT_LIMIT = 64 << 20  # the most a JSON, TOML or CSV file of a folder may hold (epochs of history included)
@@ -79,6 +86,7 @@ class Snapshot:
     normalization: dict[str, np.ndarray] = field(default_factory=dict)
     best_weights: dict[str, np.ndarray] = field(default_factory=dict)
     report: dict | None = None
+    health: dict | None = None  # {"layout": dict, "values", "epochs", "confidence", "probe": arrays}
 
     @property
     def epoch(self) -> int:
@@ -112,6 +120,14 @@ def _checkpoint_files(snap: Snapshot) -> dict[str, bytes]:
                            ("state/optimizer", snap.optimizer)):
         for name, array in arrays.items():
             files[f"{folder}/{name}.npy"] = _npy_bytes(array)
+    if snap.health is not None:
+        layout = snap.health["layout"]
+        buffer = io.BytesIO()
+        np.savez(buffer, **{name: np.asarray(snap.health[name]) for name in HEALTH_ARRAYS},
+                 **{name: np.array(layout[name], dtype=str) for name in HEALTH_NAMES},
+                 percentiles=np.array(layout["percentiles"], np.int64), every=np.array(layout["every"], np.int64),
+                 probe_seed=np.array(layout["probe_seed"], np.int64))
+        files[HEALTH_FILE] = buffer.getvalue()
     if snap.report is not None:
         files["report.json"] = json.dumps(snap.report, indent=2).encode()
     return files
@@ -842,5 +858,33 @@ def _load_checkpoint(folder: Path, shown: Path, legacy: bool) -> Snapshot:
                                  f"{train_state['epoch']}")
     report = check_report(read.json("report.json"), shown / "report.json") if read.exists("report.json") else None
     best = read.arrays("state/best")  # format 1 kept the best weights here
+    health = _read_health(read, shown, len(meta["architecture"]["sizes"]) - 1, len(meta["class_names"]))
     return Snapshot(config, meta, weights, read.arrays("state/optimizer"), train_state, history, normalization,
-                    best, report)
+                    best, report, health)
+
+
+def _read_health(read: _Reader, shown: Path, layers: int, classes: int) -> dict | None:
+    """health.npz, never unpickled, its shapes checked against each other and the model (None when absent)."""
+    if not read.exists(HEALTH_FILE):
+        return None
+    where = shown / HEALTH_FILE
+    try:
+        with np.load(io.BytesIO(read.bytes(HEALTH_FILE)), allow_pickle=False) as z:
+            arrays = {name: z[name] for name in (*HEALTH_ARRAYS, *HEALTH_NAMES, "percentiles", "every", "probe_seed")}
+    except (KeyError, ValueError, OSError, EOFError) as exc:
+        raise NeuratermError(f"{where}: not a layer-health file ({exc.__class__.__name__}: {exc})") from None
+    values, epochs, confidence, probe = (arrays[n] for n in HEALTH_ARRAYS)
+    names, kinds, fields = (arrays[n] for n in HEALTH_NAMES)
+    ok = (names.shape == (layers,) and kinds.shape == (layers,) and fields.ndim == 1
+          and all(a.dtype.kind == "U" for a in (names, kinds, fields))
+          and values.dtype.kind == "f" and values.ndim == 3 and values.shape[1:] == (layers, len(fields))
+          and epochs.dtype.kind in "iu" and epochs.shape == (len(values),)
+          and confidence.dtype.kind == "f" and confidence.shape == (len(values), classes)
+          and probe.dtype.kind in "iu" and probe.ndim == 1
+          and all(arrays[n].dtype.kind in "iu" for n in ("percentiles", "every", "probe_seed")))
+    if not ok:
+        raise NeuratermError(f"{where}: its arrays do not describe {layers} layers and {classes} classes")
+    layout = {"layers": names.tolist(), "kinds": kinds.tolist(), "fields": fields.tolist(),
+              "percentiles": arrays["percentiles"].tolist(), "every": int(arrays["every"]),
+              "probe_seed": int(arrays["probe_seed"])}
+    return {"layout": layout, "values": values, "epochs": epochs, "confidence": confidence, "probe": probe}

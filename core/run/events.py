@@ -29,6 +29,7 @@ class RunStarted:
     class_counts: dict = field(default_factory=dict)
     step_engine: str = ""  # which training step runs (fused kernels and graphs, or autograd, and why)
     blas_threads: str = ""  # on the CPU: how many BLAS threads, and why
+    notes: list = field(default_factory=list)  # about the data, one line each (a remapping, an empty class)
 
 
 @dataclass
@@ -109,11 +110,51 @@ class Heartbeat:
     paused: bool
 
 
+@dataclass
+class HealthMeasured:
+    """Layer health at an epoch's end (see `core/run/health.py`): each field a list over `layers`, None
+    where it does not apply (no dead fraction for tanh, no batch-norm range without batch norm)."""
+    epoch: int
+    layers: list  # names: hidden1, hidden2, ..., output
+    kinds: list  # each layer's activation (relu, tanh, ..., identity for the logits)
+    weight_norm: list
+    grad_norm: list  # of the epoch's last step
+    update_ratio: list  # ||delta W|| / ||W|| of the epoch's last step
+    update_ratio_median: list  # over the steps sampled this epoch
+    act_mean: list  # on the probe batch, from here on
+    act_std: list
+    dead_fraction: list
+    saturated_fraction: list
+    unit_spread: list
+    bn_scale_min: list
+    bn_scale_max: list
+    bn_shift_min: list
+    bn_shift_max: list
+    weight_bands: list  # per layer the percentiles 0, 7, 16, 31, 50, 69, 84, 93, 100 of the weights
+    act_bands: list  # ... of the activations on the probe batch
+    class_confidence: list  # per class, the mean probability of the true class on the probe batch
+    probe_size: int = 0
+    samples: int = 0  # steps sampled this epoch
+    every: int = 0  # steps between samples
+
+
+@dataclass
+class HealthAlert:
+    """A layer's health went wrong (see `core/run/alerts.py`): what, where, the figure, why, what to try."""
+    epoch: int
+    layer: str
+    kind: str
+    figure: str
+    message: str
+    advice: str
+
+
 Event = Union[RunStarted, StepEnded, EpochEnded, CheckpointSaved, EarlyStopped, RunFinished, RunFailed, Paused,
-              Resumed, CommandAnswered, Heartbeat]
+              Resumed, CommandAnswered, Heartbeat, HealthMeasured, HealthAlert]
 Listener = Callable[[Event], None]
 KINDS = {cls.__name__: cls for cls in (RunStarted, StepEnded, EpochEnded, CheckpointSaved, EarlyStopped, RunFinished,
-                                       RunFailed, Paused, Resumed, CommandAnswered, Heartbeat)}
+                                       RunFailed, Paused, Resumed, CommandAnswered, Heartbeat, HealthMeasured,
+                                       HealthAlert)}
 
 
 def to_record(event: Event) -> dict:
@@ -224,6 +265,24 @@ def check_report(report) -> dict:
     return out
 
 
+def _number_or_none(value, name: str):
+    """A health figure: a finite number of any sign, or None where it does not apply."""
+    return None if value is None else _float(value, name, low=None)
+
+
+HEALTH_NAMES = ("layers", "kinds")
+HEALTH_BANDS = ("weight_bands", "act_bands")
+
+
+def _health_list(name: str, value) -> list:
+    """A `HealthMeasured` list: names, per-layer bands (lists of numbers), or one figure per layer."""
+    if name in HEALTH_NAMES:
+        return _list(value, name, _str)
+    if name in HEALTH_BANDS:
+        return _list(value, name, lambda row, n: _list(row, n, _number_or_none))
+    return _list(value, name, _number_or_none)
+
+
 def _field(cls, name: str, kind: str, value):
     if kind == "int":
         if name == "steps" or (name == "step" and cls is StepEnded):
@@ -242,6 +301,10 @@ def _field(cls, name: str, kind: str, value):
         return value
     if kind == "dict":
         return check_report(value) if name == "report" else _class_counts(value, name)
+    if kind == "list" and cls is HealthMeasured:
+        return _health_list(name, value)
+    if kind == "list":  # RunStarted.notes: lines of text
+        return _list(value, name, _str)
     raise Invalid(f"{name}: a field of unknown kind {kind}")
 
 
@@ -263,6 +326,11 @@ def from_record(record: dict) -> Event | None:
             raise Invalid(f"{f.name}: missing")
     if cls is StepEnded and values["step"] > values["steps"]:
         raise Invalid("step: more than steps")
-    if cls in (EpochEnded,) and values["epoch"] < 1:
+    if cls in (EpochEnded, HealthMeasured, HealthAlert) and values["epoch"] < 1:
         raise Invalid("epoch: must be >= 1")
+    if cls is HealthMeasured:  # every per-layer list has one entry per layer (class_confidence: per class)
+        n = len(values["layers"])
+        for f in dataclasses.fields(cls):
+            if f.type == "list" and f.name not in ("layers", "class_confidence") and len(values[f.name]) != n:
+                raise Invalid(f"{f.name}: {len(values[f.name])} entries for {n} layers")
     return cls(**values)

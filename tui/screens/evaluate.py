@@ -69,7 +69,13 @@ class EvaluateScreen(Screen):
     """Evaluates in a thread worker: a finished run's report is read back at once, but an unfinished
     run's checkpoint is evaluated on the test split, which loads the dataset (seconds on big ones)."""
 
-    BINDINGS = [Binding("escape", "app.pop_screen", "Back", tooltip="Back to the previous screen")]
+    BINDINGS = [Binding("escape", "app.pop_screen", "Back", tooltip="Back to the previous screen"),
+                Binding("g", "mistakes", "Mistakes", show=False,  # in Help and the palette
+                        tooltip="The most confident mistakes, as pictures")]
+
+    def action_mistakes(self) -> None:
+        from neuraterm.tui.screens.mistakes import MistakesScreen
+        self.app.push_screen(MistakesScreen(self.run_dir))
 
     def __init__(self, run_dir: str, live: bool = False):
         super().__init__()
