@@ -90,6 +90,7 @@ class TrainConfig:
     restore_best: bool = True
     noise: list[float] = field(default_factory=lambda: [0.0, 0.1, 0.2, 0.3])
     health_every: int = 50  # steps between layer-health samples (core/run/health.py); 0 = off
+    keep: typing.Union[int, str] = "auto"  # which epochs' checkpoints stay: "auto", "all" or every N-th (retention.py)
 
 
 @dataclass
@@ -111,11 +112,16 @@ INIT_CHOICES = ("auto", *INITIALIZERS)
 SECTIONS = {"data": DataConfig, "model": ModelConfig, "optimizer": OptimizerConfig,
             "schedule": ScheduleConfig, "train": TrainConfig}
 MONITORS = ("val_loss", "val_acc", "train_loss", "train_acc")
+KEEP_WORDS = ("auto", "all")  # train.keep, besides every N-th epoch (see core/run/retention.py)
 
 
 def _coerce(value, kind, where: str):
     """Check `value` against an annotation (int, float, str, bool, list[int], list[float])."""
     origin = typing.get_origin(kind)
+    if origin is typing.Union:  # train.keep: a word or a number; validate() checks which
+        if isinstance(value, bool) or not isinstance(value, (int, str)):
+            raise NeuratermError(f"{where}: expected a string or an integer, got {value!r}")
+        return _coerce(value, type(value), where)
     if origin is list:
         (item,) = typing.get_args(kind)
         if not isinstance(value, list):
@@ -142,8 +148,9 @@ def _coerce(value, kind, where: str):
     return value
 
 
-# Keys a model folder written before them may lack: their default changes nothing the run trained.
-ADDED_LATER = ("health_every",)
+# Keys a model folder written before them may lack: their default changes nothing the run trained
+# (health_every how often layers are sampled, keep which checkpoints stay).
+ADDED_LATER = ("health_every", "keep")
 
 
 def check_keys(values: dict, known: list[str], where: str, complete: bool = False) -> None:
@@ -221,6 +228,8 @@ def validate(c: Config, source: str = "config") -> None:
         (all(v >= 0 for v in t.noise), "train.noise sigmas must be >= 0"),
         (0 <= t.threads <= 1024, "train.threads must be >= 0 (0 = automatic)"),
         (t.health_every >= 0, "train.health_every must be >= 0 (0 = off)"),
+        (t.keep in KEEP_WORDS or (isinstance(t.keep, int) and t.keep >= 1),
+         f"train.keep must be \"auto\", \"all\" or an integer >= 1 (every N-th epoch), not {t.keep!r}"),
         _choice(t.device, DEVICES, "train.device"),
         (all(1 <= h <= 2**31 - 1 for h in m.hidden), "model.hidden sizes must be >= 1"),
         _choice(m.activation, ACTIVATION_CHOICES, "model.activation"),

@@ -168,6 +168,34 @@ def resume(run_dir, overrides=(), **opts):
     run_training(config, Path(run_dir), resume=True)
 
 
+@cli.command()
+@click.argument("run_dir", type=click.Path(file_okay=False))
+@click.option("--epoch", "at", type=int, required=True, help="The kept epoch to start from ('runs' lists them).")
+@options(("preset", "overrides", "epochs", "device", "threads", "data_dir", "tf32", "graphs", "out"))
+def fork(run_dir, at, preset=None, out=None, overrides=(), **opts):
+    """Train a new model folder from a kept epoch of RUN_DIR with changed settings.
+
+    The fork's first K epochs are the parent's (weights, optimizer moments, data order, history); it
+    may change what resume may change, and the optimizer (whose moments then start from zero).
+    --preset takes the fork's whole config (- reads TOML on stdin); --epochs is the new total
+    (default: the parent's). The parent folder is only read."""
+    from neuraterm import presets
+    from neuraterm.core.run import fork as fork_mod
+    source = fork_mod.read(Path(run_dir), at)
+    base = presets.load(preset) if preset else source.snap.config
+    config = with_overrides(base, overrides, **opts)
+    fork_mod.check(source, config)
+    target = Path(out) if out else fork_mod.default_folder(source)
+    plan = fork_mod.create(source, config, target)
+    from neuraterm.core.run.status import change_text
+    changed = ", ".join(change_text(k, *v) for k, v in plan.changes.items()) or "nothing changed"
+    click.echo(f"fork of {source.parent} at epoch {at} ({changed}): {plan.run_dir}")
+    if plan.fresh_optimizer:
+        click.echo(f"optimizer {source.snap.config.optimizer.name} -> {config.optimizer.name}: its moments start "
+                   f"from zero (the parent's belong to another update rule)")
+    run_training(config, plan.run_dir, resume=True)
+
+
 def moved_data(saved: str, new: str) -> bool:
     """Whether a resume names your own data at another path (same CSV label column): allowed, since
     loading compares its content with the SHA-256 the model folder recorded."""

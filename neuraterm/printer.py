@@ -203,18 +203,22 @@ def runs_table(found, stream=None) -> None:
     console = Console(file=out, no_color="NO_COLOR" in os.environ, highlight=False,
                       width=None if out.isatty() else 200)
     table = Table(box=None, header_style="bold", pad_edge=False)
+    from neuraterm.core.run.status import families
+    forks = any(r.lineage for r in found)
     for column, justify in (("run", "left"), ("status", "left"), ("dataset", "left"), ("epochs", "right"),
                             ("val acc", "right"), ("best val acc", "right"), ("test acc", "right"),
-                            ("parameters", "right"), ("updated", "left")):
+                            ("parameters", "right"), ("updated", "left")) + ((("fork of", "left"),) if forks else ()):
         table.add_column(column, justify=justify, no_wrap=True)
-    for r in found:
+    for r, depth in families(found):
         best = f"{_pct(r.best_val_acc)} (e{r.best_epoch})" if r.best_epoch else "-"
         updated = time.strftime("%Y-%m-%d %H:%M", time.localtime(r.updated)) if r.updated else "-"
         why = r.problem or r.failure
         status = r.status + (f" (pid {r.holder.get('pid')})" if r.holder else "") + (
             f": {why[:48]}{'...' if len(why) > 48 else ''}" if why else "")
-        table.add_row(markup(r.name), markup(status), markup(r.dataset or "-"), f"{r.epoch}/{r.epochs}" if r.epochs else "-", _pct(r.val_acc),
-                      best, _pct(r.test_acc), f"{r.parameters:,}" if r.parameters else "-", updated)
+        name = "  " * (depth - 1) + "└ " + markup(r.name) if depth else markup(r.name)
+        table.add_row(name, markup(status), markup(r.dataset or "-"), f"{r.epoch}/{r.epochs}" if r.epochs else "-",
+                      _pct(r.val_acc), best, _pct(r.test_acc), f"{r.parameters:,}" if r.parameters else "-", updated,
+                      *((markup(r.fork_of or "-"),) if forks else ()))
     console.print(table)
 
 

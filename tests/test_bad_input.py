@@ -444,6 +444,9 @@ def _value(kind, choices=()):
     if typing.get_origin(kind) is list:
         item = typing.get_args(kind)[0]
         return st.lists(_value(item), max_size=4) if item is not int else st.lists(st.integers(1, 64), max_size=3)
+    if typing.get_origin(kind) is typing.Union:  # train.keep: a word or a number
+        base = st.one_of(*(_FIELDS[k] for k in typing.get_args(kind)))
+        return st.one_of(st.sampled_from(choices), base) if choices else base
     base = _FIELDS[kind]
     return st.one_of(st.sampled_from(choices), base) if choices else base
 
@@ -464,7 +467,7 @@ def _section(cls, choices):
     "optimizer": _section(config_mod.OptimizerConfig, {"name": ("sgd", "adam", "rmsprop")}),
     "schedule": _section(config_mod.ScheduleConfig, {"name": ("constant", "step", "plateau"),
                                                      "monitor": ("val_loss",)}),
-    "train": _section(config_mod.TrainConfig, {"device": ("cpu",), "monitor": ("val_acc",)}),
+    "train": _section(config_mod.TrainConfig, {"device": ("cpu",), "monitor": ("val_acc",), "keep": ("all", 3)}),
 }))
 def test_every_config_that_loads_saves_and_loads_back_identically(values):
     try:

@@ -556,3 +556,66 @@ def test_a_storage_ray_cannot_use_is_one_line_before_ray_starts(tmp_path):
         assert result.stderr.startswith(f"neuraterm: error: --storage {storage}: {expected}")
     lonely = cli("study", "two.toml", "--storage", "/tmp/x", cwd=tmp_path)
     assert lonely.returncode == 2 and "--storage goes with --ray" in lonely.stderr
+
+
+# -- members that branch ------------------------------------------------------------------------------
+BRANCHING = """
+name = "branching"
+preset = "quick"
+[set]
+"data.limit" = 1000
+"model.hidden" = [16]
+"train.epochs" = 4
+[[member]]
+name = "base"
+[[member]]
+name = "wide"
+"model.hidden" = [32]
+[[fork]]
+name = "base-lr"
+from = "base"
+epoch = 2
+"optimizer.lr" = 0.01
+[[fork]]
+name = "base-lr-late"
+from = "base-lr"
+epoch = 3
+"optimizer.lr" = 0.0003
+"train.epochs" = 5
+"""
+
+
+def test_fork_members_train_from_their_parent_members_kept_epoch(tmp_path):
+    from neuraterm.core.run import checkpoint
+    (tmp_path / "branching.toml").write_text(BRANCHING)
+    result = cli("study", "branching.toml", "--jobs", 2, cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    folder = tmp_path / "studies" / "branching"
+    states = {s.name: s.state for s in StudyFolder.open(folder).states()}
+    assert states == {"base": "finished", "wide": "finished", "base-lr": "finished", "base-lr-late": "finished"}
+    base, fork, late = (checkpoint.load(folder / n) for n in ("base", "base-lr", "base-lr-late"))
+    assert fork.history[:2] == base.history[:2] and [r["lr"] for r in fork.history[2:]] == [0.01, 0.01]
+    assert late.history[:3] == fork.history[:3] and len(late.history) == 5
+    chain = [(Path(e["parent"]).name, e["epoch"]) for e in late.meta["lineage"]]
+    assert chain == [("base", 2), ("base-lr", 3)]
+    with open(folder / "results.csv", newline="") as f:
+        assert [row["member"] for row in csv.DictReader(f)] == ["base", "wide", "base-lr", "base-lr-late"]
+    if importlib.util.find_spec("matplotlib") is not None:  # the curves draw each branch from its fork epoch
+        from neuraterm.core.study import figures, results
+        opened = StudyFolder.open(folder)
+        fig = figures._curves(figures.pyplot(), opened, results.collect(opened))
+        starts = {line.get_label(): int(line.get_xdata()[0]) for line in fig.axes[0].get_lines()}
+        assert starts == {"base": 1, "wide": 1, "base-lr": 2, "base-lr-late": 3}
+
+
+@pytest.mark.parametrize("row, message", [
+    ('from = "bsae"\nepoch = 2', "from 'bsae' names no member (did you mean 'base'?)"),
+    ('from = "base"\nepoch = 2\n"model.hidden" = [8]', "model.hidden cannot change in a fork"),
+    ('from = "base"\nepoch = 9', "epoch 9 must be within base's 4 epochs"),
+    ('from = "base"\nepoch = 2\n"train.epochs" = 2', "and below the fork's own 2"),
+])
+def test_fork_member_mistakes_are_one_line(row, message):
+    text = BRANCHING.split("[[fork]]")[0] + f'[[fork]]\nname = "f"\n{row}\n'
+    with pytest.raises(NeuratermError) as error:
+        study_mod.members(parse(text))
+    assert str(error.value).startswith("s.toml: [[fork]] f: ") and message in str(error.value)

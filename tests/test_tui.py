@@ -132,6 +132,108 @@ def test_snapshot_runs_overlay(snap_compare, size, runs):
     assert snap_compare(app_for_snapshot(), terminal_size=SIZES[size], run_before=overlay_both)
 
 
+@pytest.fixture
+def family(tmp_path, monkeypatch):
+    """alpha (6 epochs) with three forks: lr at 3 (and a fork of that fork at 4), l2 at 2; beta alone."""
+    from neuraterm import cli as cli_mod
+    monkeypatch.chdir(tmp_path)
+    Trainer(tiny_config("alpha", epochs=6), Path("runs/alpha")).run()
+    for args in (["runs/alpha", "--epoch", "3", "--set", "optimizer.lr=0.01", "--out", "runs/alpha-lr"],
+                 ["runs/alpha-lr", "--epoch", "4", "--set", "optimizer.lr=0.001", "--epochs", "8",
+                  "--out", "runs/alpha-lr-cool"],
+                 ["runs/alpha", "--epoch", "2", "--set", "optimizer.l2=0.01", "--out", "runs/alpha-l2"]):
+        assert cli_mod.main(["fork", *args]) == 0
+    Trainer(tiny_config("beta", epochs=4, hidden=(32,)), Path("runs/beta")).run()
+    return Path("runs")
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_snapshot_runs_tree_and_branch_overlay(snap_compare, size, family):
+    """Forks under their parents with their fork epoch; the family's overlay draws alpha's epochs once
+    and each fork from its fork epoch, its change in the legend; the epoch cursor on alpha's epoch 5."""
+    async def cursor_on_alpha(pilot):
+        await pilot.press("r")
+        await pilot.pause()
+        await pilot.press("left_square_bracket", "left_square_bracket")
+        await pilot.pause()
+        screen = pilot.app.screen
+        assert "epoch 5 of alpha: val acc" in str(screen.query_one("#runs-hint").render())
+        legend = screen.query_one("#overlay-chart").border_title + screen.query_one("#overlay-chart").border_subtitle
+        for change in ("lr 0.003 -> 0.01 @ 3", "lr 0.01 -> 0.001 @ 4", "l2 0 -> 0.01 @ 2"):
+            assert change in legend, legend
+    assert snap_compare(app_for_snapshot(), terminal_size=SIZES[size], run_before=cursor_on_alpha)
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_snapshot_setup_opens_a_fork_with_the_frozen_settings_locked(snap_compare, size, family):
+    async def fork_alpha_lr_at_5(pilot):
+        await pilot.press("r")
+        await pilot.pause()
+        await pilot.press("down", "down", "left_square_bracket", "left_square_bracket", "f")
+        await pilot.pause()
+        screen = pilot.app.screen
+        assert isinstance(screen, SetupScreen) and screen.fork[1] == 5
+        assert screen.query_one("#hidden").disabled and screen.query_one("#dataset").disabled
+        assert not screen.query_one("#lr").disabled and screen.query_one("#lr").value == "0.01"
+        assert screen.focused is screen.query_one("#lr")  # the field a fork changes most
+        screen.set_focus(None)  # a blinking text cursor is not a picture
+        await pilot.pause()
+    assert snap_compare(app_for_snapshot(), terminal_size=SIZES[size], run_before=fork_alpha_lr_at_5)
+
+
+def test_f_on_runs_forks_at_the_cursor_epoch_as_a_process_of_its_own(family):
+    async def steps(app, pilot):
+        await pilot.press("r")
+        await pilot.pause()
+        await pilot.press("f")  # no epoch picked yet: nothing happens but a hint
+        assert not isinstance(app.screen, SetupScreen)
+        await pilot.press("left_square_bracket", "left_square_bracket", "left_square_bracket", "f")  # alpha, epoch 4
+        await pilot.pause()
+        app.screen.query_one("#lr").value = "0.0005"
+        await pilot.pause()
+        assert "lr 0.003 -> 0.0005" in str(app.screen.query_one("#errors").render())
+        await pilot.press("t")
+        await settle(pilot)
+        assert app.run_state.status == "finished", app.run_state.status
+        fork = Path(app.run_state.run_dir)
+        assert fork.parent.resolve() == Path("runs").resolve() and fork.name.startswith("alpha-e4-")
+        snap, parent = checkpoint.load(fork), checkpoint.load(Path("runs/alpha"))
+        (entry,) = snap.meta["lineage"]
+        assert entry["epoch"] == 4 and Path(entry["parent"]) == Path("runs/alpha").resolve()
+        assert entry["changes"] == {"optimizer.lr": [0.003, 0.0005]}
+        assert snap.history[:4] == parent.history[:4] and [r["lr"] for r in snap.history[4:]] == [0.0005, 0.0005]
+        assert len(app.run_state.history) == 6  # the dashboard drew the parent's four epochs, then the fork's
+    drive(steps)
+
+
+def test_the_dashboard_suggests_a_fork_when_the_run_overfits_and_F_starts_it(workdir):
+    """A small net on 300 digits with a high LR overfits within 12 epochs: the dashboard of that run
+    says from which epoch and with what change, and F starts the fork as a process of its own."""
+    from neuraterm import cli as cli_mod
+    overfit = ["--set", "data.limit=300", "--set", "model.hidden=[128]", "--set", "optimizer.lr=0.01",
+               "--set", "train.batch_size=16", "--set", 'train.keep="all"']
+    assert cli_mod.main(["train", "--out", "runs/over", "--epochs", "12", *overfit]) == 0
+    parent = checkpoint.load(Path("runs/over"))
+    best = min(parent.history, key=lambda r: r["val_loss"])["epoch"]
+    assert best <= 12 - 3, "the run did not overfit: the test has nothing to show"
+
+    async def steps(app, pilot):
+        assert "F Fork" not in screen_text(app)[-1]
+        app.watch_run("runs/over")
+        await settle(pilot)
+        screen = app.screen
+        shown = " ".join(line.text for line in screen.query_one("#log").lines)
+        assert f"F forks at epoch {best} with lr 0.01 -> 0.00333" in " ".join(shown.split()), shown
+        assert "F Fork" in await footer_shows(app, pilot, ["F Fork"])
+        await pilot.press("F")
+        await settle(pilot)
+        fork = Path(app.run_state.run_dir)
+        assert app.run_state.status == "finished" and fork != Path("runs/over").resolve()
+        (entry,) = checkpoint.load(fork).meta["lineage"]
+        assert entry["epoch"] == best and entry["changes"] == {"optimizer.lr": [0.01, 0.00333]}
+    drive(steps)
+
+
 @pytest.mark.parametrize("size", SIZES)
 def test_snapshot_evaluate(snap_compare, size, runs):
     async def open_alpha(pilot):

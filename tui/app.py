@@ -154,6 +154,36 @@ class NeuratermApp(App):
         self.attach(Path(run_dir), RunState(name=config.name, epochs=epochs or config.train.epochs, status="starting"),
                     self.service.launch_resume(Path(run_dir), epochs))
 
+    async def fork_run(self, run_dir: str, epoch: int) -> None:
+        """Open Setup on the parent's settings at `epoch`, the ones a fork cannot change locked."""
+        try:
+            config = self.service.fork_config(Path(run_dir), epoch)
+        except NeuratermError as exc:
+            self.notify(str(exc), severity="error")
+            return
+        await self.action_show_mode("setup")
+        self.screen.begin_fork(Path(run_dir), epoch, config)
+
+    def start_fork(self, parent: Path, epoch: int, config) -> None:
+        """`neuraterm fork` as a process of its own; the dashboard follows the new folder (the parent's
+        first epochs, then the fork's)."""
+        run_dir = self.service.new_fork_dir(parent, epoch)
+        self.attach(run_dir, RunState(name=config.name, epochs=config.train.epochs, status="starting"),
+                    self.service.launch_fork(parent, epoch, config, run_dir))
+
+    def accept_suggestion(self, suggestion) -> None:
+        """Fork the run on the dashboard as the curves suggest, at once (one key)."""
+        if self.attached is None:
+            return
+        try:
+            config = self.service.fork_config_with(self.attached, suggestion.epoch, suggestion.changes)
+        except NeuratermError as exc:
+            self.notify(str(exc), severity="error")
+            return
+        if self.attached_is_live():
+            self.notify("the parent keeps training in its own process (Runs lists it)")
+        self.start_fork(self.attached, suggestion.epoch, config)
+
     def watch_run(self, run_dir: str) -> None:
         """Attach the dashboard to any model folder, even one whose first epoch is under way: its whole
         history, then whatever it does next."""

@@ -81,7 +81,9 @@ class RunState:
 
     def apply(self, event: events.Event, now: float | None = None) -> None:
         if isinstance(event, events.RunStarted):
-            self.run_dir, self.name, self.device = event.run_dir, event.config_name, event.device
+            # the folder followed stays the one attached: a fork's log begins with its parent's sessions
+            self.run_dir = self.run_dir or event.run_dir
+            self.name, self.device = event.config_name, event.device
             self.data_placement, self.parameters, self.epochs = event.data_placement, event.parameters, event.epochs
             self.steps, self.status, self.report = event.steps_per_epoch, "running", None
             self.history = [e for e in self.history if e.epoch <= event.start_epoch]

@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from neuraterm import presets
-from neuraterm.core.run import checkpoint, commands, lock, status as runs
-from neuraterm.core import config as config_mod
+from neuraterm.core.run import checkpoint, commands, fork, lock, status as runs, suggestions
+from neuraterm.core import config as config_mod, toml_text
 from neuraterm.core.data import registry
 from neuraterm.core.errors import NeuratermError
 from neuraterm.core.run.evaluate import evaluate_folder
@@ -174,6 +174,56 @@ class TrainingService:
 
     def launch_resume(self, run_dir: Path, epochs: int | None = None) -> Launched:
         return self._spawn(["resume", str(run_dir)] + (["--epochs", str(epochs)] if epochs else []), run_dir, b"")
+
+    # -- forks ------------------------------------------------------------------------------------
+    def kept_epochs(self, run_dir: Path) -> list[int]:
+        """The epochs a fork of `run_dir` can start from."""
+        return fork.kept_epochs(Path(run_dir))
+
+    def fork_config(self, run_dir: Path, epoch: int) -> config_mod.Config:
+        """The settings the parent trained epoch `epoch` with (its checkpoint's, read and verified)."""
+        return fork.read(Path(run_dir), epoch).snap.config
+
+    frozen_in_fork = fork.FROZEN_ON_FORK
+
+    def fork_changes(self, before: config_mod.Config, after: config_mod.Config) -> str:
+        """'lr 0.1 -> 0.01, epochs 20 -> 30': what a fork changes, as its lineage will record it."""
+        changed = {k: v for k, v in fork.changes(before, after).items() if k not in ("name", "description")}
+        return ", ".join(runs.change_text(k, *v) for k, v in changed.items())
+
+    def change_legend(self, entry: dict) -> str:
+        """A lineage entry's changes as a legend shows them ('lr 0.1 -> 0.01'); the new total of epochs
+        only when nothing else changed."""
+        changed = entry.get("changes", {})
+        shown = {k: v for k, v in changed.items() if k != "train.epochs"} or changed
+        return ", ".join(runs.change_text(k, *v) for k, v in shown.items())
+
+    def suggest_fork(self, run_dir: Path, train_loss: list[float], val_loss: list[float]):
+        """A fork the curves suggest (`suggestions.Suggestion`), or None; reads the folder only when the
+        rule fires (its kept epochs and learning rate)."""
+        if suggestions.overfitting(train_loss, val_loss) is None:
+            return None
+        folder = checkpoint.checkpoint_dir(Path(run_dir))
+        try:
+            lr = config_mod.load_toml(folder / "config.toml").optimizer.lr if folder else None
+        except NeuratermError:
+            lr = None
+        return suggestions.suggest(train_loss, val_loss, lr, self.kept_epochs(run_dir)) if lr else None
+
+    def fork_config_with(self, run_dir: Path, epoch: int, changes: dict) -> config_mod.Config:
+        """The parent's settings at `epoch` with `changes` ({key: [old, new]}) applied."""
+        config = self.fork_config(run_dir, epoch)
+        for key, (_, new) in changes.items():
+            config = config_mod.apply_override(config, f"{key}={toml_text.value(new)}")
+        return config
+
+    def new_fork_dir(self, parent: Path, epoch: int) -> Path:
+        return fork.folder_for(Path(parent), epoch)
+
+    def launch_fork(self, parent: Path, epoch: int, config: config_mod.Config, run_dir: Path) -> Launched:
+        """Start `neuraterm fork PARENT --epoch K --preset - --out DIR` as a process of its own session."""
+        return self._spawn(["fork", str(parent), "--epoch", str(epoch), "--preset", "-", "--out", str(run_dir)],
+                           run_dir, config_mod.to_toml(config).encode("utf-8"))
 
     def _spawn(self, args: list[str], run_dir: Path, stdin: bytes) -> Launched:
         errors = Path(tempfile.mkstemp(prefix="neuraterm-run-", suffix=".err")[1])

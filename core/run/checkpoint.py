@@ -57,6 +57,7 @@ from neuraterm import __version__
 from neuraterm.core import config as config_mod
 from neuraterm.core.errors import NeuratermError, RunFailed
 from neuraterm.core.run import events, folder_files
+from neuraterm.core.run import retention
 from neuraterm.core.run.lock import LOCK_FILE, WriterLock, busy, holder
 
 FORMAT = 2
@@ -272,8 +273,10 @@ class RunWriter:
 
     def sweep(self) -> None:
         """Remove what a killed save left (temporary checkpoints and links) and checkpoints that are
-        neither current nor best; only names this program writes, only files its manifests list."""
+        neither current, best nor an epoch `train.keep` keeps (see `retention.py`); only names this
+        program writes, only files its manifests list."""
         keep = {_checkpoint_number(self.run_dir, CURRENT), _checkpoint_number(self.run_dir, BEST)}
+        keep |= set(kept_checkpoints(self.run_dir).values())
         for name, kind in folder_files.list_dir(self.run_dir):
             if name.startswith(".") and ".tmp-" in name and kind == "link":
                 folder_files.remove_link(self.run_dir, name)
@@ -292,8 +295,10 @@ class RunWriter:
             elif NUMBERED.match(name) and int(name) not in keep:
                 _remove_checkpoint(self.run_dir, f"{CHECKPOINTS}/{name}")
 
-    def save(self, snap: Snapshot, best: bool = False) -> Path:
-        """Write `snap` as a new checkpoint and make it current (and best); returns its folder."""
+    def save(self, snap: Snapshot, best: bool = False, best_snap: Snapshot | None = None) -> Path:
+        """Write `snap` as a new checkpoint and make it current (and best); returns its folder.
+        `best_snap` (a fork's first save) is written just before it as the `best` checkpoint, and both
+        links switch only once both are complete."""
         folder = self.run_dir / CHECKPOINTS
         try:
             if not folder.is_symlink():
@@ -305,32 +310,40 @@ class RunWriter:
             raise _save_failed(exc, self.run_dir, _previous(self.run_dir)) from None
         numbers = [int(n) for n, _ in entries if NUMBERED.match(n)]
         number = max(numbers + [_checkpoint_number(self.run_dir, CURRENT) or 0]) + 1
-        name = f"{number:06d}"
+        order = ([(number, best_snap)] if best_snap is not None else []) + [(number + (best_snap is not None), snap)]
+        names = [f"{n:06d}" for n, _ in order]
         tmp = None
-        files = _checkpoint_files(snap)
-        manifest = {"format": FORMAT, "files": {rel: {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
-                                               for rel, data in files.items()}}
-        files[MANIFEST] = json.dumps(manifest, indent=1).encode()
         try:
-            tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{name}-", dir=folder))  # a fresh folder, never a planted one
-            _write_tree(tmp, files, fresh=True)
-            if os.environ.get(SAVE_DELAY_ENV):
-                time.sleep(float(os.environ[SAVE_DELAY_ENV]))
-            os.rename(tmp, folder / name)
-            _fsync_dir(folder)
-            _point(self.run_dir, CURRENT, f"{CHECKPOINTS}/{name}")
+            for name, (_, s) in zip(names, order):
+                files = _checkpoint_files(s)
+                manifest = {"format": FORMAT,
+                            "files": {rel: {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+                                      for rel, data in files.items()},
+                            "epoch": s.epoch, "epoch_end": _ends_epoch(s), "keep": s.config.train.keep}
+                files[MANIFEST] = json.dumps(manifest, indent=1).encode()
+                tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{name}-", dir=folder))  # a fresh folder, never a planted one
+                _write_tree(tmp, files, fresh=True)
+                if os.environ.get(SAVE_DELAY_ENV):
+                    time.sleep(float(os.environ[SAVE_DELAY_ENV]))
+                os.rename(tmp, folder / name)
+                tmp = None
+                _fsync_dir(folder)
+            if best_snap is not None:
+                _point(self.run_dir, BEST, f"{CHECKPOINTS}/{names[0]}")
+            _point(self.run_dir, CURRENT, f"{CHECKPOINTS}/{names[-1]}")
             if best:
-                _point(self.run_dir, BEST, f"{CHECKPOINTS}/{name}")
+                _point(self.run_dir, BEST, f"{CHECKPOINTS}/{names[-1]}")
             _fsync_dir(self.run_dir)
         except OSError as exc:
             if tmp is not None:
                 folder_files.remove_tree(self.run_dir, f"{CHECKPOINTS}/{tmp.name}")
-            if _checkpoint_number(self.run_dir, CURRENT) != number:
-                folder_files.remove_tree(self.run_dir, f"{CHECKPOINTS}/{name}")
+            for n, name in zip([n for n, _ in order], names):
+                if n not in (_checkpoint_number(self.run_dir, CURRENT), _checkpoint_number(self.run_dir, BEST)):
+                    folder_files.remove_tree(self.run_dir, f"{CHECKPOINTS}/{name}")
             raise _save_failed(exc, self.run_dir, _previous(self.run_dir)) from None
-        self._link_top_level(folder / name)
+        self._link_top_level(folder / names[-1])
         self.sweep()
-        return folder / name
+        return folder / names[-1]
 
     def _link_top_level(self, checkpoint: Path) -> None:
         """Static links (`weights -> current/weights`...) for what the checkpoint holds; a name the user
@@ -345,6 +358,61 @@ class RunWriter:
 
     def close(self) -> None:
         self.lock.release()
+
+
+# -- kept epochs (train.keep) ---------------------------------------------------------------------
+def _ends_epoch(snap: Snapshot) -> bool:
+    """A checkpoint taken at the end of an epoch, as training left it: not inside an epoch (save now,
+    a stop) and not the report's, whose weights may be the best epoch's restored."""
+    return snap.report is None and not snap.train_state.get("partial") and snap.epoch >= 1
+
+
+def _manifest_summary(run_dir: Path, rel: str) -> tuple[int, bool, object] | None:
+    """(epoch, ends an epoch, keep policy) of the checkpoint `run_dir/rel`, from its manifest; from its
+    state/train.json for one saved before manifests said so. None when neither can be read."""
+    try:
+        manifest = json.loads(folder_files.read_bytes(run_dir, f"{rel}/{MANIFEST}", TEXT_LIMIT))
+        if not isinstance(manifest, dict) or not isinstance(manifest.get("files"), dict):
+            return None
+        if _is_int(manifest.get("epoch")) and isinstance(manifest.get("epoch_end"), bool):
+            return manifest["epoch"], manifest["epoch_end"], manifest.get("keep", "auto")
+        state = json.loads(folder_files.read_bytes(run_dir, f"{rel}/state/train.json", TEXT_LIMIT))
+        epoch = state.get("epoch") if isinstance(state, dict) else None
+        ends = _is_int(epoch) and epoch >= 1 and not state.get("partial") and "report.json" not in manifest["files"]
+        return (epoch, ends, "auto") if _is_int(epoch) else None
+    except (OSError, ValueError, AttributeError, RecursionError):
+        return None
+
+
+def epoch_checkpoints(run_dir: Path) -> dict[int, Path]:
+    """{epoch: checkpoint folder} of the checkpoints that end an epoch, up to the current one (a
+    checkpoint numbered past it is a save killed before its switch). Reading only; links not followed."""
+    run_dir = Path(run_dir)
+    current = _checkpoint_number(run_dir, CURRENT)
+    try:
+        entries = folder_files.list_dir(run_dir, CHECKPOINTS) if current is not None else []
+    except OSError:
+        return {}
+    found: dict[int, int] = {}
+    for name, kind in entries:
+        if kind != "dir" or not NUMBERED.match(name) or int(name) > current:
+            continue
+        summary = _manifest_summary(run_dir, f"{CHECKPOINTS}/{name}")
+        if summary is not None and summary[1] and found.get(summary[0], -1) < int(name):
+            found[summary[0]] = int(name)
+    return {epoch: run_dir / CHECKPOINTS / f"{number:06d}" for epoch, number in sorted(found.items())}
+
+
+def kept_checkpoints(run_dir: Path) -> dict[int, int]:
+    """{epoch: checkpoint number} of the epoch-end checkpoints the current checkpoint's `train.keep` keeps."""
+    ends = epoch_checkpoints(run_dir)
+    if not ends:
+        return {}
+    current = _checkpoint_number(run_dir, CURRENT)
+    summary = _manifest_summary(run_dir, f"{CHECKPOINTS}/{current:06d}") if current is not None else None
+    policy = summary[2] if summary is not None else "auto"
+    last = max(ends)
+    return {epoch: int(path.name) for epoch, path in ends.items() if retention.keeps(policy, epoch, last)}
 
 
 def _claim_leftover(name: str) -> bool:
@@ -722,6 +790,15 @@ def load(run_dir: Path, which: str = CURRENT, with_best: bool = False) -> Snapsh
             if not moved:
                 raise NeuratermError(f"{folder}: incomplete checkpoint (a file listed in its manifest is missing)") from None
     raise NeuratermError(f"{run_dir}: the checkpoint kept changing while it was read")
+
+
+def load_checkpoint(folder: Path) -> Snapshot:
+    """One numbered checkpoint (a kept epoch's), verified like `load`; FileNotFoundError when a writer
+    removed it while it was read."""
+    try:
+        return _load_checkpoint(Path(folder), Path(folder), False)
+    except _Vanished as exc:
+        raise FileNotFoundError(str(exc)) from None
 
 
 def _load_checkpoint(folder: Path, shown: Path, legacy: bool) -> Snapshot:

@@ -37,6 +37,16 @@ class RunInfo:
     problem: str = ""  # why it is 'damaged'
     history: list[dict] = field(default_factory=list)
     report: dict | None = None  # the current checkpoint's report.json, once the run has finished
+    lineage: list[dict] = field(default_factory=list)  # a fork's parents, oldest first (see fork.py)
+
+    @property
+    def fork_of(self) -> str:
+        """'parent @ 10: lr 0.1 -> 0.01' for a fork, '' for a run trained from scratch."""
+        if not self.lineage:
+            return ""
+        last = self.lineage[-1]
+        changed = ", ".join(change_text(k, *v) for k, v in last["changes"].items())
+        return f"{Path(last['parent']).name} @ {last['epoch']}" + (f": {changed}" if changed else "")
 
 
 def _state_from_log(path: Path, live: bool) -> tuple[str | None, str]:
@@ -83,6 +93,7 @@ def describe(path: Path) -> RunInfo:
         best = max(info.history, key=lambda r: r["val_acc"] if r["val_acc"] == r["val_acc"] else -1)
         info.best_val_acc, info.best_epoch = best["val_acc"], best["epoch"]
     info.report = report
+    info.lineage = lineage(meta)
     info.test_acc = report.get("test_accuracy") if report else None
     info.parameters = meta.get("parameters") if isinstance(meta.get("parameters"), int) else None
     try:
@@ -112,3 +123,46 @@ def sort(runs: list[RunInfo], key: str) -> list[RunInfo]:
     missing = [r for r in runs if getattr(r, key) is None]
     descending = key not in ("name", "status", "dataset")
     return sorted(present, key=lambda r: getattr(r, key), reverse=descending) + missing
+
+
+def lineage(meta: dict) -> list[dict]:
+    """model.json's lineage, the entries a reader can show (a hand-edited one is skipped, never fatal)."""
+    entries = meta.get("lineage")
+    return [e for e in entries if isinstance(e, dict) and isinstance(e.get("parent"), str)
+            and isinstance(e.get("epoch"), int) and not isinstance(e.get("epoch"), bool)
+            and isinstance(e.get("changes"), dict)
+            and all(isinstance(v, list) and len(v) == 2 for v in e["changes"].values())] \
+        if isinstance(entries, list) else []
+
+
+def change_text(key: str, old, new) -> str:
+    """'lr 0.1 -> 0.01': a changed setting as a legend shows it (the key without its section)."""
+    def shown(v):
+        return f"{v:g}" if isinstance(v, float) else str(v)
+    return f"{key.split('.', 1)[-1]} {shown(old)} -> {shown(new)}"
+
+
+def families(runs: list[RunInfo]) -> list[tuple[RunInfo, int]]:
+    """The runs as trees: each run in the given order, followed by its forks (by fork epoch), a level deeper."""
+    by_path = {r.path.resolve(): r for r in runs}
+    children: dict[Path, list[RunInfo]] = {}
+    roots = []
+    for r in runs:
+        parent = Path(r.lineage[-1]["parent"]).resolve() if r.lineage else None
+        if parent in by_path and parent != r.path.resolve():
+            children.setdefault(parent, []).append(r)
+        else:
+            roots.append(r)
+    out: list[tuple[RunInfo, int]] = []
+    seen: set[int] = set()
+
+    def visit(run: RunInfo, depth: int) -> None:
+        if id(run) in seen:
+            return
+        seen.add(id(run))
+        out.append((run, depth))
+        for child in sorted(children.get(run.path.resolve(), []), key=lambda c: c.lineage[-1]["epoch"]):
+            visit(child, depth + 1)
+    for run in roots + runs:  # runs left over only in a hand-made cycle: shown at the top level
+        visit(run, 0)
+    return out

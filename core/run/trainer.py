@@ -155,6 +155,7 @@ class Trainer:
         self.partial: dict | None = None  # position inside an interrupted epoch
         self.reference_loss: float | None = None  # the divergence guard's yardstick
         self.saved_health = snap.health if snap is not None else None
+        self.lineage = snap.meta.get("lineage") if snap is not None else None  # a fork's parents (fork.py)
         if snap is not None:
             self._restore(snap)
 
@@ -198,6 +199,8 @@ class Trainer:
             "input": input_record(data),
             "device": backend.name_of(self.xp),
         }
+        if self.lineage:
+            meta["lineage"] = self.lineage
         state = {
             "epoch": self.epoch,
             "order_rng": self.order.get_state(),

@@ -87,8 +87,10 @@ def _curves(plt, folder: StudyFolder, rows: list[Row]):
         if not any(r.history for r in members):  # stopped before its first epoch ended: only named
             state = members[0].state
             axes.flat[0].plot([], [], color=color, linestyle="--", label=f"{group} ({state}, no epoch)")
+        # a [[fork]] member is drawn from its fork epoch: the epochs before are its parent's line
+        start = members[0].member.fork[1] if members[0].member.fork else 1
         for ax, (key, title) in zip(axes.flat, panels):
-            series = [[h[key] for h in r.history] for r in members if r.history]
+            series = [[h[key] for h in r.history][start - 1:] for r in members if r.history]
             if not series:
                 continue
             length = max(len(s) for s in series)
@@ -96,7 +98,7 @@ def _curves(plt, folder: StudyFolder, rows: list[Row]):
             for j, s in enumerate(series):
                 grid[j, :len(s)] = s
             grid[~np.isfinite(grid)] = np.nan
-            epochs = np.arange(1, length + 1)
+            epochs = np.arange(start, start + length)
             with warnings.catch_warnings():  # an epoch that no seed reached is NaN, silently
                 warnings.simplefilter("ignore", RuntimeWarning)
                 mean, low, high = np.nanmean(grid, 0), np.nanmin(grid, 0), np.nanmax(grid, 0)

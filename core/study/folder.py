@@ -173,8 +173,22 @@ class StudyFolder:
         extra = ["--threads", str(threads)] if threads else []
         if checkpoint.checkpoint_dir(path) is not None:
             return [sys.executable, "-m", "neuraterm", "resume", str(path), *extra]
+        fork = self.member(name).fork
+        if fork is not None:  # a [[fork]] member starts from its parent member's kept epoch
+            return [sys.executable, "-m", "neuraterm", "fork", str(self.member_dir(fork[0])), "--epoch", str(fork[1]),
+                    "--preset", str(self.config_path(name)), "--out", str(path), *extra]
         return [sys.executable, "-m", "neuraterm", "train", "--preset", str(self.config_path(name)),
                 "--out", str(path), *extra]
+
+    def blocked(self, name: str) -> str | None:
+        """Why a [[fork]] member cannot start yet (its parent has not reached the epoch), else None."""
+        member = self.member(name)
+        if member.fork is None or checkpoint.checkpoint_dir(self.member_dir(name)) is not None:
+            return None
+        parent, epoch = member.fork
+        if epoch in checkpoint.epoch_checkpoints(self.member_dir(parent)):
+            return None
+        return f"waits for {parent} to reach epoch {epoch}"
 
     def start(self, name: str, threads: int = 0, env: dict | None = None,
               die_with_parent: bool = False) -> subprocess.Popen:

@@ -303,6 +303,8 @@ def run(folder: StudyFolder, address: str = "local", jobs: int = 0, listeners=()
     """Run the members that are not done as Tune trials; returns 0, or 130/143/129 when interrupted.
     Raises NeuratermError when Ray cannot start or join the cluster, when a node cannot see the study
     folder (without `storage`), or when a member reports bad input (as the local runner does)."""
+    if any(m.fork is not None for m in folder.members):
+        raise NeuratermError("[[fork]] members train with the local runner for now (leave out --ray)")
     ray, tune = import_ray()
     listeners = list(listeners)
     lock = folder.lock()

@@ -138,7 +138,17 @@ class LocalRunner:
         bad_input: tuple[str, str] | None = None
         while (queue and not self.signals and bad_input is None) or self.active:
             while queue and free and not self.signals and bad_input is None:
-                name = queue.pop(0)
+                name = next((n for n in queue if self.folder.blocked(n) is None), None)
+                if name is None:  # only [[fork]] members whose parents have not got there yet
+                    if not self.active:  # and no parent trains: they never will
+                        for name in queue:
+                            progress = MemberProgress.of(self.folder.state(name))
+                            progress.state, progress.message = "failed", self.folder.blocked(name) + \
+                                ", which it did not (see its status)"
+                            self.emit(progress)
+                        queue.clear()
+                    break
+                queue.remove(name)
                 state = self.folder.state(name)
                 if state.state in DONE:
                     self.emit(MemberProgress.of(state))

@@ -37,6 +37,7 @@ METRICS = ("epochs", "best_epoch", "train_loss", "train_acc", "val_loss", "val_a
            "macro_f1", "balanced_acc", "parameters", "s_per_epoch")
 DEFAULT_METRICS = ["train_acc", "val_acc", "test_acc", "test_loss", "best_epoch", "parameters", "s_per_epoch"]
 CHARTS = ("curves", "final", "time", "capacity", "noise", "ce")
+FORK_KEYS = ("name", "from", "epoch")  # a [[fork]] row's own keys; the others are settings it changes
 RESERVED = ("configs", "logs", "figures", "ray", "results", "study")  # names a member folder may not take
 # Short names for axis keys in member names; any other key is named by its last part.
 LABELS = {"optimizer.lr": "lr", "train.batch_size": "batch", "model.hidden": "hidden", "model.init": "init",
@@ -82,6 +83,7 @@ class Study:
     grid: dict = field(default_factory=dict)  # "section.key" (or "preset") -> list of values
     paired: dict = field(default_factory=dict)  # the same, one member per position; "names" names them
     member: list = field(default_factory=list)  # [[member]] rows: name, preset, "section.key" -> value
+    fork: list = field(default_factory=list)  # [[fork]] rows: name, from (a member), epoch, "section.key" -> value
     seeds: list = field(default_factory=list)
     search: str = "grid"
     samples: int = 0
@@ -99,6 +101,8 @@ class Study:
         keys = [k for k in self.paired if k != "names"] + list(self.grid) + list(self.space)
         for row in self.member:
             keys += [k for k in row if k not in ("name", *keys)]
+        for row in self.fork:
+            keys += [k for k in row if k not in (*FORK_KEYS, *keys)]
         return keys + (["train.seed"] if self.seeds else [])
 
 
@@ -108,6 +112,7 @@ class Member:
     values: dict  # axis key -> value, what distinguishes this member
     group: str  # the name without the seed: members of one group differ only by seed
     config: config_mod.Config
+    fork: tuple[str, int] | None = None  # (member, epoch) a [[fork]] member starts from
 
 
 # -- reading -----------------------------------------------------------------------------------------
@@ -210,6 +215,10 @@ def from_dict(values: dict, source: str) -> Study:
         rows = _typed(values["member"], list, f"{source}: [[member]]")
         s["member"] = [_dotted(_typed(r, dict, f"{source}: [[member]] {i + 1}"), f"{source}: [[member]] {i + 1}",
                                ("name", "preset")) for i, r in enumerate(rows)]
+    if "fork" in values:
+        rows = _typed(values["fork"], list, f"{source}: [[fork]]")
+        s["fork"] = [_dotted(_typed(r, dict, f"{source}: [[fork]] {i + 1}"), f"{source}: [[fork]] {i + 1}",
+                             FORK_KEYS) for i, r in enumerate(rows)]
     if "space" in values:
         s["space"] = _dotted(_typed(values["space"], dict, f"{source}: [space]"), f"{source}: [space]")
     for key, cls in (("results", Results), ("ce", CE), ("asha", Asha)):
@@ -250,6 +259,10 @@ def validate(st: Study) -> None:
     for i, row in enumerate(st.member):
         if "name" in row and not isinstance(row["name"], str):
             _fail(src, f"[[member]] {i + 1}: name must be a string")
+    for i, row in enumerate(st.fork):
+        if not (isinstance(row.get("name"), str) and isinstance(row.get("from"), str)
+                and isinstance(row.get("epoch"), int) and not isinstance(row["epoch"], bool) and row["epoch"] >= 1):
+            _fail(src, f"[[fork]] {i + 1}: needs name and from (a member's name) as strings and epoch >= 1")
     if "train.seed" in st.grid or "train.seed" in st.paired:
         if st.seeds:
             _fail(src, "vary train.seed with seeds = [...] or as an axis, not both")
@@ -472,6 +485,7 @@ def members(study: Study, full_batch=None) -> list[Member]:
             if seed is not None:
                 shown["train.seed"] = seed
             found.append(Member(name, shown, group, config))
+    found += _forks(study, found)
     names = [m.name for m in found]
     for m in found:
         if names.count(m.name) > 1:
@@ -481,11 +495,48 @@ def members(study: Study, full_batch=None) -> list[Member]:
     return found
 
 
+def _forks(study: Study, found: list[Member]) -> list[Member]:
+    """[[fork]] members: a member's settings with the row's changes, trained from its kept epoch."""
+    from neuraterm.core.run import retention
+    from neuraterm.core.run.fork import FROZEN_ON_FORK, changes as changed_keys
+    by_name = {m.name: m for m in found}
+    out = []
+    for row in study.fork:
+        name, parent, epoch = sanitize_name(row["name"], "fork", None), row["from"], row["epoch"]
+        where = f"{study.source}: [[fork]] {name}"
+        if parent not in by_name:
+            _fail(where, f"from {parent!r} names no member{did_you_mean(parent, by_name)} (a fork follows "
+                         f"the member it forks)")
+        base = by_name[parent].config
+        values = base.to_dict()
+        for key, value in row.items():
+            if key not in FORK_KEYS:
+                section, sub = key.split(".")
+                values[section][sub] = value
+        values["name"], values["description"] = f"{study.name}/{name}", f"{study.name} member {name}"
+        config = config_mod.from_dict(values, where)
+        frozen = [k for k in FROZEN_ON_FORK if k in changed_keys(base, config)]
+        if frozen:
+            _fail(where, f"{', '.join(frozen)} cannot change in a fork (they define the data split, the model or "
+                         f"its initialization)")
+        if not epoch < config.train.epochs or epoch > base.train.epochs:
+            _fail(where, f"epoch {epoch} must be within {parent}'s {base.train.epochs} epochs and below the "
+                         f"fork's own {config.train.epochs}")
+        if not retention.keeps(base.train.keep, epoch, base.train.epochs):
+            _fail(where, f"{parent} does not keep epoch {epoch} (train.keep = {base.train.keep!r}); set "
+                         f"train.keep for it, or fork at a kept epoch")
+        shown = {k: v for k, v in row.items() if k not in FORK_KEYS}
+        member = Member(name, shown, name, config, (parent, epoch))
+        by_name[name] = member
+        out.append(member)
+    return out
+
+
 def member_count(study: Study) -> int:
     """How many members, without building their configs (for listings)."""
     if study.kind == "ce":
         return len(study.ce.dtypes)
-    return len(_rows(study)) * max(1, len(study.seeds))
+    return len(_rows(study)) * max(1, len(study.seeds)) + len(study.fork)
 
 
 _TRAIN_SIZES: dict[str, int] = {}
@@ -524,9 +575,9 @@ def to_toml(study: Study) -> str:
     lines = ["# The resolved study: `neuraterm study <this folder>` resumes it and re-draws its results."]
     tables = []
     for key, value in plain.items():
-        if key == "member":
+        if key in ("member", "fork"):
             for row in value:
-                tables += ["", "[[member]]"] + [f"{toml_text.key(k)} = {toml_text.value(v)}" for k, v in row.items()]
+                tables += ["", f"[[{key}]]"] + [f"{toml_text.key(k)} = {toml_text.value(v)}" for k, v in row.items()]
         elif isinstance(value, dict):
             tables += ["", f"[{key}]"] + [f"{toml_text.key(k)} = {toml_text.value(v)}" for k, v in value.items()]
         else:

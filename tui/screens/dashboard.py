@@ -69,7 +69,9 @@ class DashboardScreen(Screen):
         Binding("e", "app.evaluate_current", "Evaluate", tooltip="Evaluate the current run's last checkpoint"),
         Binding("m", "smoothing", "Smoothing", show=False, tooltip="Change the step-loss smoothing"),
         Binding("l", "log_scale", "Log scale", show=False, tooltip="Log scale on or off for the loss and LR charts"),
+        Binding("F", "accept_fork", "Fork", tooltip="Start the fork the curves suggest (the log says which)"),
     ]
+    suggestion = None  # the fork the curves suggest for the run shown (core/run/suggestions.py)
 
     def compose(self) -> ComposeResult:
         with Vertical(id="dashboard"):
@@ -113,6 +115,7 @@ class DashboardScreen(Screen):
         if len(state.history) != self._drawn_epochs and (not live or now - self._epoch_drawn_at >= 0.5):
             self._drawn_epochs, self._epoch_drawn_at = len(state.history), now
             self.draw_epoch_charts(state)
+            self.update_suggestion(state)
         if len(state.step_loss) != self._drawn_steps and (not live or now - self._step_drawn_at >= 2.0):
             self._drawn_steps, self._step_drawn_at = len(state.step_loss), now
             self.draw_step_chart(state)
@@ -136,6 +139,28 @@ class DashboardScreen(Screen):
             {"train": (epochs, [e.train_acc for e in state.history]),
              "val": (epochs, [e.val_acc for e in state.history])}, x_max)
         self.query_one("#lr-chart", CurveChart).set_series({"lr": (epochs, [e.lr for e in state.history])}, x_max)
+
+    def update_suggestion(self, state) -> None:
+        """Offer a fork when the curves say the run overfits; the log says from where and with what."""
+        folder = self.app.attached
+        found = self.app.service.suggest_fork(folder, [e.train_loss for e in state.history],
+                                              [e.val_loss for e in state.history]) if folder and state.history else None
+        before, self.suggestion = self.suggestion, found
+        if found is not None and (before is None or (before.epoch, before.changes) != (found.epoch, found.changes)):
+            change = ", ".join(f"{k.split('.')[-1]} {old:g} -> {new:g}" for k, (old, new) in found.changes.items())
+            self.query_one("#log", RichLog).write(f"suggested fork: {found.reason}; F forks at epoch {found.epoch} "
+                                                  f"with {change}")
+        if (before is None) != (found is None):
+            self.refresh_bindings()
+
+    def check_action(self, action: str, parameters: tuple) -> bool:
+        return self.suggestion is not None if action == "accept_fork" else True
+
+    def action_accept_fork(self) -> None:
+        if self.suggestion is not None:
+            suggestion, self.suggestion = self.suggestion, None
+            self.refresh_bindings()
+            self.app.accept_suggestion(suggestion)
 
     def draw_step_chart(self, state) -> None:
         """The raw per-step loss, faint, under its smoothed curve; smoothing extends, never redoes."""

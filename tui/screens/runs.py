@@ -1,5 +1,9 @@
-"""Runs: the model folders on disk with their final metrics; overlay several runs' curves."""
+"""Runs: the model folders on disk with their final metrics, forks under their parents; overlay several
+runs' curves (a family draws its shared epochs once and each fork from its fork epoch); an epoch
+cursor picks where `f` forks."""
 from __future__ import annotations
+
+from pathlib import Path
 
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -7,9 +11,10 @@ from textual.containers import Vertical
 from textual.screen import Screen
 from textual.widgets import DataTable, Static
 
-from neuraterm.tui.shorten import middle
+from neuraterm.core.run.status import families
 from neuraterm.core.screen_text import markup, visible
-from neuraterm.tui.widgets.curve_chart import CurveChart
+from neuraterm.tui.shorten import middle
+from neuraterm.tui.widgets.curve_chart import CurveChart, Series
 from neuraterm.tui.widgets.keys_footer import KeysFooter
 
 
@@ -25,6 +30,11 @@ class RunsScreen(Screen):
         Binding("enter", "open", "Evaluate", tooltip="Evaluate the highlighted run", priority=True, key_display="enter"),
         Binding("R", "resume", "Resume", tooltip="Resume training the highlighted run"),
         Binding("w", "watch", "Watch", tooltip="Watch the highlighted run on the dashboard (live if it trains)"),
+        Binding("left_square_bracket", "epoch(-1)", "Epoch", key_display="[ ]", show=False,  # the hint line names them
+                tooltip="Move the epoch cursor to the previous kept epoch of the highlighted run"),
+        Binding("right_square_bracket", "epoch(1)", "Next epoch", show=False,
+                tooltip="Move the epoch cursor to the next kept epoch of the highlighted run"),
+        Binding("f", "fork", "Fork", show=False, tooltip="Fork the highlighted run at the epoch under the cursor (Setup opens)"),
         Binding("f5", "refresh_runs", "Refresh", show=False, tooltip="Refresh the list of runs"),
     ]
 
@@ -37,6 +47,8 @@ class RunsScreen(Screen):
 
     def on_mount(self) -> None:
         self.selected: set[str] = set()
+        self.cursor: tuple[str, int] | None = None  # (run, kept epoch) under the epoch cursor
+        self.kept: dict[str, list[int]] = {}  # kept epochs per run, read when the cursor first visits it
         table = self.query_one(DataTable)
         self.columns = table.add_columns(" ", "run", "status", "dataset", "epochs", "val acc", "test acc")
         self.action_refresh_runs()
@@ -54,15 +66,16 @@ class RunsScreen(Screen):
         table = self.query_one(DataTable)
         picked = self.current()
         table.clear()
-        self.runs = {str(r.path): r for r in self.app.service.list_runs()}
+        self.runs = {str(r.path): r for r, _ in families(self.app.service.list_runs())}
+        self.depth = {str(r.path): depth for r, depth in families(list(self.runs.values()))}
+        self.kept = {}
         room = self.name_room()
         for key, run in self.runs.items():
-            table.add_row("●" if key in self.selected else " ", markup(middle(visible(run.name), room)), *self.cells(run), key=key)
+            table.add_row("●" if key in self.selected else " ", self.tree_name(run, self.depth[key], room),
+                          *self.cells(run), key=key)
         if picked in self.runs:
             table.move_cursor(row=table.get_row_index(picked))
-        hint = ("no model folders yet in " + markup(self.app.service.runs_root) if not self.runs else
-                "space: overlay  enter: evaluate  w: watch  R: resume  S: studies")
-        self.query_one("#runs-hint", Static).update(hint)
+        self.update_hint()
         self.update_overlay()
 
     def name_room(self) -> int:
@@ -79,6 +92,27 @@ class RunsScreen(Screen):
             self.action_refresh_runs()
 
     @staticmethod
+    def tree_name(run, depth: int, room: int) -> str:
+        """A fork under its parent: indented, with the epoch it started from (the name shortened to fit)."""
+        if not depth:
+            return markup(middle(visible(run.name), room))
+        prefix, suffix = "  " * (depth - 1) + "└ ", f" @{run.lineage[-1]['epoch']}"
+        return prefix + markup(middle(visible(run.name), max(6, room - len(prefix) - len(suffix)))) + suffix
+
+    def update_hint(self) -> None:
+        hint = self.query_one("#runs-hint", Static)
+        if not self.runs:
+            hint.update("no model folders yet in " + markup(self.app.service.runs_root))
+            return
+        if self.cursor is None or self.cursor[0] != self.current():
+            hint.update("space: overlay  enter: evaluate  w: watch  R: resume  [ ]: epoch  f: fork")
+            return
+        key, epoch = self.cursor
+        row = next((r for r in self.runs[key].history if r["epoch"] == epoch), None)
+        metrics = f": val acc {pct(row['val_acc'])}, val loss {row['val_loss']:.4f}" if row else ""
+        hint.update(f"epoch {epoch} of {markup(visible(self.runs[key].name))}{metrics}  f: fork here  [ ]: move")
+
+    @staticmethod
     def cells(run) -> tuple[str, ...]:
         return (run.status, markup(run.dataset or "-"), f"{run.epoch}/{run.epochs}" if run.epochs else "-", pct(run.val_acc),
                 pct(run.test_acc))
@@ -86,7 +120,7 @@ class RunsScreen(Screen):
     def refresh_live(self) -> None:
         """Every two seconds: the status and metrics of each row, in place (the cursor stays where it is);
         the whole table when folders came or went."""
-        fresh = {str(r.path): r for r in self.app.service.list_runs()}
+        fresh = {str(r.path): r for r, _ in families(self.app.service.list_runs())}
         if fresh.keys() != self.runs.keys():
             self.action_refresh_runs()
             return
@@ -104,18 +138,70 @@ class RunsScreen(Screen):
         return table.coordinate_to_cell_key((table.cursor_row, 0)).row_key.value
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        self.update_hint()
         self.update_overlay()
 
+    def family(self, key: str) -> list[str]:
+        """The highlighted run's tree (its root and every fork below it), in table order."""
+        by_path = {self.runs[k].path.resolve(): k for k in self.runs}
+
+        def root(k: str, hops: int = 0) -> str:
+            lineage = self.runs[k].lineage
+            parent = by_path.get(Path(lineage[-1]["parent"]).resolve()) if lineage else None
+            return root(parent, hops + 1) if parent is not None and hops < len(self.runs) else k
+        top = root(key)
+        return [k for k in self.runs if root(k) == top]
+
     def update_overlay(self) -> None:
-        keys = sorted(self.selected) or ([self.current()] if self.current() else [])
-        series = {}
-        x_max = 2
+        current = self.current()
+        keys = [k for k in self.runs if k in self.selected] or (self.family(current) if current else [])
+        shown = {self.runs[k].path.resolve(): k for k in keys if k in self.runs}
+        series, x_max, branched = [], 2, False
         for key in keys:
-            history = self.runs[key].history if key in self.runs else self.app.service.history(key)
-            series[visible(self.runs[key].name if key in self.runs else key)] = (
-                [r["epoch"] for r in history], [r["val_acc"] for r in history])
+            run = self.runs.get(key)
+            history = run.history if run else self.app.service.history(key)
+            name, start = (run.name if run else key), 1
+            if run is not None and run.lineage and Path(run.lineage[-1]["parent"]).resolve() in shown:
+                start = run.lineage[-1]["epoch"]  # the shared epochs are the parent's line
+                branched = True
+                name = f"{self.app.service.change_legend(run.lineage[-1]) or run.name} @ {start}"
+            rows = [r for r in history if r["epoch"] >= start]
+            series.append(Series(visible(name), [r["epoch"] for r in rows], [r["val_acc"] for r in rows]))
             x_max = max(x_max, len(history))
-        self.query_one("#overlay-chart", CurveChart).set_series(series, x_max)
+        chart = self.query_one("#overlay-chart", CurveChart)
+        chart.cursor = self.cursor[1] if self.cursor and self.cursor[0] == current else None
+        chart.legend_rows = 2 if branched else 1  # 'lr 0.1 -> 0.01 @ 10' is never cut
+        chart.set_series(series, x_max)
+
+    # -- the epoch cursor and forks ------------------------------------------------------------------
+    def action_epoch(self, step: int) -> None:
+        key = self.current()
+        if key is None:
+            return
+        if key not in self.kept:
+            self.kept[key] = self.app.service.kept_epochs(Path(key))
+        kept = self.kept[key]
+        if not kept:
+            self.notify("this run keeps no epoch's checkpoint yet", severity="warning")
+            return
+        at = self.cursor[1] if self.cursor and self.cursor[0] == key else None
+        if at is None:
+            epoch = kept[-1] if step < 0 else kept[0]
+        else:
+            later = [e for e in kept if (e - at) * step > 0]
+            epoch = (min(later) if step > 0 else max(later)) if later else at
+        self.cursor = (key, epoch)
+        self.update_hint()
+        self.update_overlay()
+
+    async def action_fork(self) -> None:
+        key = self.current()
+        if key is None:
+            return
+        if self.cursor is None or self.cursor[0] != key:
+            self.notify("pick an epoch first: [ and ] move over the kept epochs", severity="warning")
+            return
+        await self.app.fork_run(key, self.cursor[1])
 
     def action_toggle_overlay(self) -> None:
         key = self.current()

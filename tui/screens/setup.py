@@ -1,6 +1,8 @@
 """Setup: pick a preset, adjust the experiment, and start it; invalid values are flagged inline."""
 from __future__ import annotations
 
+from pathlib import Path
+
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -75,7 +77,9 @@ class SetupScreen(Screen):
         Binding("t", "start", "Train", tooltip="Train the configuration in the form"),
         Binding("ctrl+r", "reset", "Reset", tooltip="Reset the form to the preset"),
         Binding("escape", "leave_field", "Leave field", tooltip="Leave the field"),
+        Binding("ctrl+x", "cancel_fork", "Cancel fork", tooltip="Leave the fork: back to the presets", priority=True),
     ]
+    fork: tuple[Path, int, config_mod.Config] | None = None  # (parent folder, epoch, its settings) when forking
 
     def compose(self) -> ComposeResult:
         with Horizontal(id="setup"):
@@ -154,6 +158,41 @@ class SetupScreen(Screen):
         select.set_options(self.dataset_options(dataset))
         select.value = dataset
         self.dataset = dataset
+
+    # -- a fork: the parent's settings, the frozen ones locked ---------------------------------------
+    def begin_fork(self, parent: Path, epoch: int, config: config_mod.Config) -> None:
+        self.fork = (parent, epoch, config)
+        self.base = config
+        frozen = set(self.app.service.frozen_in_fork)
+        for wid, path, _, _ in FIELDS:
+            locked = path in frozen
+            self.query_one(f"#{wid}").disabled = locked
+            label = self.query_one(f"#{wid}").parent.query_one(Label)
+            label.update(("▪ " if locked else "") + wid.replace("_", " "))
+            label.set_class(locked, "-locked")
+        self.query_one("#presets", OptionList).disabled = True
+        self.add_class("-forking")
+        self.fill(config)
+        self.query_one("#preset-description", Static).update(
+            f"[b]fork of {markup(parent.name)} at epoch {epoch}[/]\n▪ fixed by the parent")
+        self.query_one("#lr").focus()
+        self.refresh_bindings()
+
+    def action_cancel_fork(self) -> None:
+        self.end_fork()
+        self.load_preset(self.query_one("#presets", OptionList).get_option_at_index(
+            self.query_one("#presets", OptionList).highlighted or 0).prompt)
+
+    def end_fork(self) -> None:
+        self.fork = None
+        for wid, *_ in FIELDS:
+            self.query_one(f"#{wid}").disabled = False
+            label = self.query_one(f"#{wid}").parent.query_one(Label)
+            label.update(wid.replace("_", " "))
+            label.remove_class("-locked")
+        self.query_one("#presets", OptionList).disabled = False
+        self.remove_class("-forking")
+        self.refresh_bindings()
 
     def load_preset(self, name: str) -> None:
         self.base = self.app.service.load_preset(name)
@@ -253,6 +292,8 @@ class SetupScreen(Screen):
         base = self.base.to_dict()
         changes = [f"{path} = {_format(config_mod.value_at(values, path))}" for _, path, _, _ in FIELDS
                    if config_mod.value_at(values, path) != config_mod.value_at(base, path)]
+        if self.fork is not None:  # a fork keeps the parent's name; its lineage records the changes
+            return config_mod.from_dict(values, "setup")
         if changes:
             values["name"] = f"{self.base.name}-edited"
             values["description"] = f"{self.base.name}, edited: " + ", ".join(changes)
@@ -277,6 +318,18 @@ class SetupScreen(Screen):
                     self.query_one(f"#{wid}").add_class("-invalid")
             self.add_class("-has-errors")
             return None
+        if self.fork is not None:
+            parent, epoch, before = self.fork
+            if config.train.epochs <= epoch:
+                errors.update(f"[b red]✗[/] epochs: a fork at epoch {epoch} trains to more than {epoch}")
+                self.query_one("#epochs").add_class("-invalid")
+                self.add_class("-has-errors")
+                return None
+            changed = self.app.service.fork_changes(before, config)
+            errors.update(f"[green]✓[/] press [b]t[/] to fork {markup(parent.name)} at epoch {epoch}"
+                          f"{': ' + markup(changed) if changed else ' (nothing changed yet)'}")
+            self.remove_class("-has-errors")
+            return config
         edited = "" if config.name == self.base.name else f"  ({markup(config.name)})"
         errors.update(f"[green]✓[/] ready: press [b]t[/] to train{edited}")
         self.remove_class("-has-errors")
@@ -297,6 +350,8 @@ class SetupScreen(Screen):
 
     # -- actions ----------------------------------------------------------------------------
     def check_action(self, action: str, parameters: tuple) -> bool:
+        if action == "cancel_fork":
+            return self.fork is not None
         if action == "leave_field":
             return self.focused is not None and self.focused.id in {wid for wid, *_ in FIELDS}
         return True
@@ -308,6 +363,11 @@ class SetupScreen(Screen):
         config = self.validate_form()
         if config is None:
             self.app.bell()
+            return
+        if self.fork is not None:
+            parent, epoch, _ = self.fork
+            self.end_fork()
+            self.app.start_fork(parent, epoch, config)
             return
         self.app.start_run(config)
 

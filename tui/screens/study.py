@@ -185,8 +185,10 @@ class StudyScreen(Screen):
                 series[visible(name)] = (sigmas, [row.noise[s] for s in sigmas])
                 x_max = max([x_max, *sigmas]) if sigmas else x_max
             else:
-                ys = [r[column] for r in row.history]
-                series[visible(name)] = ([r["epoch"] for r in row.history], [y if math.isfinite(y) else float("nan") for y in ys])
+                fork = row.member.fork  # a [[fork]] member from its fork epoch: before it, its parent's line
+                shown = [r for r in row.history if not fork or r["epoch"] >= fork[1]]
+                ys = [r[column] for r in shown]
+                series[visible(name)] = ([r["epoch"] for r in shown], [y if math.isfinite(y) else float("nan") for y in ys])
                 x_max = max(x_max, len(ys), row.member.config.train.epochs)
         chart.set_series(series, x_max if column != "noise" else max(x_max, 0.1))
         self.show_differences()

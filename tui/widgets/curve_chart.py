@@ -75,6 +75,8 @@ class CurveChart(PlotextPlot):
         self.series: list[Series] = []
         self.x_max: float | None = None
         self.note = ""  # under the chart, in the bottom border: its keys and settings
+        self.cursor: float | None = None  # an x marked by a vertical line (the Runs screen's epoch cursor)
+        self.legend_rows = 1  # 2: a legend too long for the top border goes on in the bottom one, uncut
 
     def on_mount(self) -> None:
         self.plt.xaxes(True, False)  # no top and right frame: one more row and column for data
@@ -178,6 +180,8 @@ class CurveChart(PlotextPlot):
             return px, py
 
         limit = 2 * across * columns
+        if self.cursor is not None and x_lo <= self.cursor <= x_hi:
+            plt.vline(dots([self.cursor], [axis.lo])[0][0], "white")
         for k, s, xs, ys in sorted(drawn, key=lambda d: not d[1].faint):
             color = FAINT if s.faint else COLORS[k % len(COLORS)]
             plt.plot(*dots(*downsample(xs, ys, limit)), marker=marker, color=color)
@@ -193,17 +197,33 @@ class CurveChart(PlotextPlot):
         shown = [(k, s) for k, s in enumerate(self.series) if any(y == y for y in s.ys)]
         if len(shown) == 1 and shown[0][1].name == self.title:
             shown = []  # "lr" needs no legend saying "lr"
-        budget = max(6, (self.size.width - len(title) - 4) // max(len(shown), 1) - 3) if self.size.width else 24
-        names = distinct_names([s.name for _, s in shown], budget)
-        legend = []  # (markup, its width on screen, faint)
-        for (k, s), name in zip(shown, names):
-            if s.faint:
-                legend.append((f"[{FAINT}]· {escape(name)}[/]", len(name) + 2, True))
-            else:
-                glyph = MARKERS[k % len(MARKERS)] if s.markers else "─"
-                legend.append((f"[{COLORS[k % len(COLORS)]}]{escape(glyph)} {escape(name)}[/]", len(name) + 2, False))
         room = self.size.width - 4 if self.size.width else 1_000  # the border's corners and dashes
+
+        def width(entries) -> int:
+            return len(title) + sum(len(s.name) + 3 for _, s in entries)
+        # With two rows, a legend too long for the top border continues in the bottom one when that holds
+        # no note (a family of forks: 'lr 0.1 -> 0.01 @ 10' says more than a name, and is not cut).
+        below = []
+        if self.legend_rows > 1 and not self.note and width(shown) > room:
+            below = list(shown)
+            while below and width(shown[:len(shown) - len(below) + 1]) <= room:
+                below = below[1:]
+            if width(below) - len(title) > room:
+                below = []  # two rows are not enough either: names are cut instead
+        above = shown[:len(shown) - len(below)]
+        budget = max(6, (self.size.width - len(title) - 4) // max(len(above), 1) - 3) if self.size.width else 24
+        names = [s.name for _, s in above] if width(above) <= room else \
+            distinct_names([s.name for _, s in above], budget)
+
+        def entry(k: int, s: Series, name: str) -> tuple[str, int, bool]:  # (markup, its width on screen, faint)
+            if s.faint:
+                return f"[{FAINT}]· {escape(name)}[/]", len(name) + 2, True
+            glyph = MARKERS[k % len(MARKERS)] if s.markers else "─"
+            return f"[{COLORS[k % len(COLORS)]}]{escape(glyph)} {escape(name)}[/]", len(name) + 2, False
+        legend = [entry(k, s, name) for (k, s), name in zip(above, names)]
         while legend and len(title) + sum(1 + width for _, width, _ in legend) > room:
-            faint = [entry for entry in legend if entry[2]]
+            faint = [e for e in legend if e[2]]
             legend.remove(faint[0] if faint else legend[-1])  # the title stays whole; the faint entry goes first
         self.border_title = " ".join([escape(title), *(markup for markup, _, _ in legend)])
+        if self.legend_rows > 1 and not self.note:
+            self.border_subtitle = " ".join(entry(k, s, s.name)[0] for k, s in below)
