@@ -72,7 +72,7 @@ def unpack(src: Path, run_dir: Path) -> None:
         if final.is_dir():  # an older attempt's checkpoint of that number (a retry from further back)
             if was_current:  # readers keep a complete checkpoint while the old one goes
                 checkpoint._point(run_dir, CURRENT, f"{CHECKPOINTS}/{tmp.name}")
-            checkpoint._remove_checkpoint(final)
+            checkpoint._remove_checkpoint(run_dir, f"{CHECKPOINTS}/{name}")
         os.rename(tmp, final)
         if was_current:
             checkpoint._point(run_dir, CURRENT, f"{CHECKPOINTS}/{name}")
@@ -92,7 +92,7 @@ def unpack(src: Path, run_dir: Path) -> None:
     keep = set(links.values())
     for entry in folder.iterdir():
         if NUMBERED.match(entry.name) and entry.name not in keep and (entry / MANIFEST).is_file():
-            checkpoint._remove_checkpoint(entry)
+            checkpoint._remove_checkpoint(run_dir, f"{CHECKPOINTS}/{entry.name}")
 
 
 def _same(a: Path, b: Path) -> bool:
