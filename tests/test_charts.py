@@ -168,6 +168,36 @@ def test_smoothing_never_rewrites_the_past(values, n, weight):
     assert incremental.extend(values[n:]) == smooth(values, weight)
 
 
+def ema_oracle(values, weight):
+    """The debiased EMA written as its closed form: at each finite value, the weighted mean of the finite
+    values so far, weight**age each, normalised by the weights' sum (1 - weight**k) / (1 - weight);
+    a NaN step (a diverged batch) is shown as a gap and neither counts nor moves the average."""
+    out, seen = [], []
+    for v in values:
+        if math.isnan(v):
+            out.append(math.nan)
+            continue
+        seen.append(v)
+        k = len(seen)
+        weights = [(1 - weight) * weight ** (k - 1 - i) for i in range(k)]
+        out.append(sum(w * x for w, x in zip(weights, seen)) / (1 - weight ** k))
+    return out
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.one_of(st.floats(-1e6, 1e6), st.just(math.nan)), max_size=60),
+       st.sampled_from([0.0, 0.6, 0.8, 0.9, 0.95, 0.99]))
+def test_smoothing_skips_nan_steps_and_otherwise_is_the_debiased_mean(values, weight):
+    got, expected = smooth(values, weight), ema_oracle(values, weight)
+    assert len(got) == len(expected)
+    for g, e in zip(got, expected):
+        assert (math.isnan(g) and math.isnan(e)) or g == pytest.approx(e, rel=1e-9, abs=1e-6), (values, weight)
+
+
+def test_smoothing_after_nan_steps_by_hand():
+    assert smooth([1.0, math.nan, math.nan, 3.0], 0.5)[3] == pytest.approx((0.25 * 1 + 0.5 * 3) / 0.75)
+
+
 def test_smoothing_is_debiased():
     assert smooth([2.0, 2.0, 2.0], 0.9) == pytest.approx([2.0, 2.0, 2.0])  # no pull towards 0 at the start
     assert smooth([1.0, 3.0], 0.5) == pytest.approx([1.0, (0.25 * 1 + 0.5 * 3) / 0.75])
