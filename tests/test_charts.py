@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 from textual.app import App
 
-from neuraterm.tui.smoothing import Smoother, smooth
+from neuraterm.tui.smoothing import WEIGHTS, Smoother, smooth
 from neuraterm.tui.ticks import linear_axis, log_axis
 from neuraterm.tui.widgets.curve_chart import MARKERS, CurveChart, Series, distinct_names
 
@@ -196,6 +196,17 @@ def test_smoothing_skips_nan_steps_and_otherwise_is_the_debiased_mean(values, we
 
 def test_smoothing_after_nan_steps_by_hand():
     assert smooth([1.0, math.nan, math.nan, 3.0], 0.5)[3] == pytest.approx((0.25 * 1 + 0.5 * 3) / 0.75)
+
+
+def test_the_smoothing_key_steps_from_raw_through_valid_weights():
+    """`m` cycles these: first 0 (the raw series), then ever smoother, each one a weight Smoother accepts."""
+    assert WEIGHTS == (0.0, 0.6, 0.8, 0.9, 0.95, 0.99)
+    for weight in WEIGHTS:
+        Smoother(weight)
+    assert smooth([3.0, 1.0, 2.0], WEIGHTS[0]) == [3.0, 1.0, 2.0]
+    for bad in (1.0, -0.1, 1.5):
+        with pytest.raises(ValueError, match="smoothing weight must be in"):
+            Smoother(bad)
 
 
 def test_smoothing_is_debiased():

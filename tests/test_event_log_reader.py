@@ -1,5 +1,8 @@
 """The event-log reader as an attached viewer meets it: lines arrive in pieces (a writer's line can be
 read half-written), and every event still arrives exactly once, in order."""
+import json
+import math
+import os
 import tempfile
 from pathlib import Path
 
@@ -50,3 +53,60 @@ def test_a_torn_line_by_hand(tmp_path):
     with open(log, "ab") as f:
         f.write(second[10:] + b"\n")
     assert reader.read_new() == sent[1:2]
+
+
+def test_nan_and_infinity_travel_as_strings_and_come_back_as_floats(tmp_path):
+    """A diverged epoch's NaN loss must reach every viewer (JSON has no NaN): nested ones too."""
+    log = event_log.EventLog(tmp_path, step_interval=0)
+    log(events.EpochEnded(3, 5, math.nan, 0.1, math.inf, 0.2, 0.001, 1e5, 0.5, 1.5))
+    log(events.RunFinished(str(tmp_path), {"noise": [{"sigma": 0.1, "loss": -math.inf}], "test_loss": math.nan}))
+    log.close()
+    lines = (tmp_path / event_log.LOG_FILE).read_text().splitlines()
+    assert all("NaN" not in line and "Infinity" not in line for line in lines)  # strict JSON
+    assert json.loads(lines[0])["train_loss"] == "nan" and json.loads(lines[0])["val_loss"] == "inf"
+    assert json.loads(lines[1])["report"] == {"noise": [{"sigma": 0.1, "loss": "-inf"}], "test_loss": "nan"}
+    epoch, finished = event_log.LogReader(tmp_path).read_new()
+    assert math.isnan(epoch.train_loss) and epoch.val_loss == math.inf and epoch.train_acc == 0.1
+    assert finished.report["noise"][0]["sigma"] == 0.1
+
+
+def test_step_progress_is_thinned_but_each_epochs_last_step_and_every_epoch_are_written(tmp_path, monkeypatch):
+    clock = [100.0]
+    monkeypatch.setattr(event_log.time, "monotonic", lambda: clock[0])
+    log = event_log.EventLog(tmp_path, step_interval=0.25)
+    for step in range(1, 11):  # 10 steps 0.1 s apart: one line per 0.25 s, and the last
+        clock[0] += 0.1
+        log(events.StepEnded(1, step, 10, 1.0 / step, 1e4))
+    log(events.EpochEnded(1, 2, 0.5, 0.5, 0.5, 0.5, 0.001, 1e4, 1.0, 1.0))
+    log.close()
+    log.write(events.Heartbeat(False))  # after close: ignored, never an error
+    got = event_log.LogReader(tmp_path).read_new()
+    assert [e.step for e in got if isinstance(e, events.StepEnded)] == [1, 4, 7, 10]
+    assert isinstance(got[-1], events.EpochEnded) and len(got) == 5
+
+
+def test_a_folder_claimed_again_is_read_from_its_new_log(tmp_path):
+    """A new run in the same folder writes a new events.jsonl (a new file): the reader starts over."""
+    data, sent = written(tmp_path)
+    log = tmp_path / event_log.LOG_FILE
+    log.write_bytes(data)
+    reader = event_log.LogReader(tmp_path)
+    assert reader.read_new() == sent
+    first = data.split(b"\n")[0] + b"\n"
+    replacement = tmp_path / "new.jsonl"
+    replacement.write_bytes(first)
+    os.replace(replacement, log)
+    assert reader.read_new() == sent[:1]
+    log.unlink()
+    assert reader.read_new() == []
+
+
+def test_last_events_reads_the_tail_and_skips_the_line_it_cut(tmp_path):
+    data, sent = written(tmp_path)
+    (tmp_path / event_log.LOG_FILE).write_bytes(b"not json\n" + b'{"type": "FromTheFuture", "x": 1}\n' + data)
+    assert event_log.last_events(tmp_path) == sent  # unknown and torn lines skipped, never fatal
+    lines = data.split(b"\n")
+    tail = len(lines[-2]) + 1 + len(lines[-3]) + 1 + 5  # the last two lines and 5 bytes of the one before
+    assert event_log.last_events(tmp_path, nbytes=tail) == sent[-2:]
+    assert event_log.last_events(tmp_path, nbytes=len(data) + 100) == sent
+    assert event_log.last_events(tmp_path / "missing") == []
