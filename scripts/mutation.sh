@@ -20,7 +20,7 @@ TIMEOUT="${MUTATION_TIMEOUT:-300}"   # seconds per mutant's test run; a mutant t
 MODULES=(
   "smoothing|tui/smoothing.py|tests/test_charts.py|smooth"
   "metrics|core/metrics.py|tests/test_engine.py|metrics"
-  "schedules|core/optim/schedules.py|tests/test_torch_parity.py|schedule or plateau"
+  "schedules|core/optim/schedules.py|tests/test_schedules.py tests/test_torch_parity.py|schedule or plateau"
   "event_log|core/run/event_log.py|tests/test_event_log_reader.py|"
   "normalize|core/data/normalize.py|tests/test_custom_data.py|statistics or standardize or pixel_deviation or noise"
   "ticks|tui/ticks.py|tests/test_charts.py|not smooth"
