@@ -16,13 +16,13 @@ ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 WORK="${MUTATION_DIR:-/tmp/neuraterm-mutation}"
 TIMEOUT="${MUTATION_TIMEOUT:-300}"   # seconds per mutant's test run; a mutant that hangs counts as killed
 
-# module | files it mutates | test files | pytest -k expression (over all of them; empty: every test)
+# smallest first; module | files it mutates | test files | pytest -k expression (over all of them; empty: every test)
 MODULES=(
   "smoothing|tui/smoothing.py|tests/test_charts.py|smooth"
   "metrics|core/metrics.py|tests/test_engine.py|metrics"
-  "schedules|core/optim/schedules.py|tests/test_schedules.py tests/test_torch_parity.py|schedule or plateau"
   "event_log|core/run/event_log.py|tests/test_event_log_reader.py|"
   "normalize|core/data/normalize.py|tests/test_custom_data.py|statistics or standardize or pixel_deviation or noise"
+  "schedules|core/optim/schedules.py|tests/test_schedules.py tests/test_torch_parity.py|schedule or plateau"
   "ticks|tui/ticks.py|tests/test_charts.py|not smooth"
   "results|core/study/results.py|tests/test_studies.py|sample_standard"
   "optimizers|core/optim/optimizers.py|tests/test_torch_parity.py tests/test_engine.py|optimizer or l2 or clipping"
@@ -59,8 +59,8 @@ for entry in "${MODULES[@]}"; do
   args=($tests)
   [ -n "$expr" ] && args+=(-k "$expr")
   # A quoted command line for cosmic-ray (it splits it with shlex).
-  command="$VENV/python -m pytest -x -q -p no:cacheprovider -p no:randomly"
-  for a in "${args[@]}"; do command+=" $(printf '%q' "$a")"; done
+  command=$("$VENV/python" -c 'import shlex, sys; print(shlex.join(sys.argv[1:]))' \
+    "$VENV/python" -m pytest -x -q -p no:cacheprovider -p no:randomly "${args[@]}")
   config="$WORK/$name.toml"
   session="$WORK/$name.sqlite"
   {
@@ -68,7 +68,7 @@ for entry in "${MODULES[@]}"; do
     printf 'module-path = [%s]\n' "$(for f in $files; do printf '"%s", ' "$f"; done | sed 's/, $//')"
     echo "timeout = $TIMEOUT"
     echo "excluded-modules = []"
-    printf 'test-command = "%s"\n' "${command//\"/\\\"}"
+    echo "test-command = $("$VENV/python" -c 'import json, sys; print(json.dumps(sys.argv[1]))' "$command")"
     echo "[cosmic-ray.distributor]"
     echo 'name = "local"'
     echo "[cosmic-ray.filters.operators-filter]"

@@ -196,6 +196,8 @@ def test_metrics_edge_cases_by_hand():
     empty = np.zeros((3, 3), np.int64)
     assert metrics.balanced_accuracy(empty) == 0.0 and metrics.macro_f1(empty) == 0.0
     assert metrics.most_confused(np.diag([5, 6]), 5) == []
+    many = np.arange(1, 50).reshape(7, 7)  # 42 off-diagonal cells, all different
+    assert [n for *_, n in metrics.most_confused(many)] == [48, 47, 46, 45, 44]  # the report's five pairs
     logits = np.array([[2.0, 0.5, -1.0], [1000.0, 1001.0, 999.0]])
     by_hand = [math.log(sum(math.exp(v - 2.0) for v in logits[0])) - 0.0,
                math.log(sum(math.exp(v - 1001.0) for v in logits[1])) - (999.0 - 1001.0)]
