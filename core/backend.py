@@ -2,14 +2,18 @@
 
 Layers and optimizers never ask which one they run on; they receive `xp` and call it. This is the
 only module that imports CuPy, and only when a GPU is asked for, so the CPU path never needs it.
+NumPy too is imported when first asked for, so that the command line's help and usage errors, which
+need only `DEVICES`, start without it.
 """
 from __future__ import annotations
 
 import types
-
-import numpy as np
+import typing
 
 from neuraterm.core.errors import NeuratermError
+
+if typing.TYPE_CHECKING:
+    import numpy as np
 
 DEVICES = ("cpu", "gpu", "auto")
 
@@ -33,6 +37,7 @@ def select(device: str = "cpu") -> types.ModuleType:
     """Return the array module for `device` ('cpu', 'gpu' or 'auto')."""
     if device not in DEVICES:
         raise NeuratermError(f"unknown device {device!r}; expected one of {', '.join(DEVICES)}")
+    import numpy as np
     if device == "cpu":
         return np
     if device == "gpu":
@@ -45,11 +50,13 @@ def select(device: str = "cpu") -> types.ModuleType:
 
 def name_of(xp: types.ModuleType) -> str:
     """'cpu' or 'gpu', for reports and model metadata."""
+    import numpy as np
     return "cpu" if xp is np else "gpu"
 
 
 def array_module(array) -> types.ModuleType:
     """The module an existing array belongs to (NumPy unless it is a CuPy array)."""
+    import numpy as np
     if isinstance(array, np.ndarray) or np.isscalar(array):
         return np
     return __import__(type(array).__module__.split(".")[0])
@@ -57,6 +64,7 @@ def array_module(array) -> types.ModuleType:
 
 def to_host(array) -> np.ndarray:
     """A NumPy copy of a NumPy or CuPy array; the one way data leaves the device."""
+    import numpy as np
     if isinstance(array, np.ndarray):
         return array
     return array.get()

@@ -12,15 +12,19 @@ import math
 import os
 import signal
 import sys
+import typing
 from pathlib import Path
 
 import click
 
+if typing.TYPE_CHECKING:
+    from neuraterm.core import config as config_mod
+
+# Modules are imported by the commands that use them: `--help`, a usage error and `runs` start without
+# NumPy or the engine (bench/startup.py measures it).
+
 from neuraterm import __version__
-from neuraterm.core.run import checkpoint
-from neuraterm.core import config as config_mod
 from neuraterm.core.backend import DEVICES
-from neuraterm.core.data import registry
 from neuraterm.core.errors import (EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED, STOP_SIGNALS, NeuratermError,
                                    RunFailed)
 
@@ -36,6 +40,7 @@ class Stopped(Exception):
 
 def with_overrides(config: config_mod.Config, overrides: tuple[str, ...] = (), **options) -> config_mod.Config:
     """`--set` assignments first, then the dedicated options (`epochs=`, `seed=`...), each validated like a preset."""
+    from neuraterm.core import config as config_mod
     for assignment in overrides:
         config = config_mod.apply_override(config, assignment)
     keys = {"epochs": "train.epochs", "seed": "train.seed", "device": "train.device", "data_dir": "data.data_dir",
@@ -130,6 +135,7 @@ def cli(ctx, **kwargs):
 @options()
 def train(preset=None, out=None, overrides=(), **opts):
     """Train a preset headless and write its model folder."""
+    from neuraterm.core.run import checkpoint
     from neuraterm import presets
     config = with_overrides(presets.load(preset or "quick"), overrides, **opts)
     run_dir = Path(out) if out else checkpoint.new_run_dir(Path("runs"), config.name)
@@ -144,6 +150,8 @@ def resume(run_dir, overrides=(), **opts):
 
     Keys that define the data split, the model or its initialization cannot change; epochs, learning
     rate, schedule, early stopping, device and threads can."""
+    from neuraterm.core.run import checkpoint
+    from neuraterm.core import config as config_mod
     snap = checkpoint.load(Path(run_dir))
     config = with_overrides(snap.config, overrides, **opts)
     changed = config_mod.frozen_changes(snap.config, config)
@@ -207,6 +215,7 @@ def presets_cmd():
 @click.option("--data-dir", type=click.Path(file_okay=False))
 def datasets_cmd(paths, data_dir):
     """List every dataset, its size and whether it is available on this machine; with PATHS, check your own."""
+    from neuraterm.core.data import registry
     from neuraterm.core.data import custom
     summaries = [custom.describe(path, validate=True) for path in paths]
     click.echo(f"{'name':16} {'classes':>7} {'train':>9} {'test':>8}  where")
@@ -244,6 +253,7 @@ def runs_cmd(root, sort_key):
 @click.option("--force", is_flag=True, help="Replace OUT if it exists.")
 def export_cmd(run_dir, out, force):
     """Write the weights as a PyTorch nn.Sequential state_dict-compatible .npz (OUT gets '.npz' if it lacks it)."""
+    from neuraterm.core.run import checkpoint
     import numpy as np
     from neuraterm.core.run.export import torch_state_dict
     snap = checkpoint.load(Path(run_dir))
@@ -270,6 +280,7 @@ def serve(run_dir, host, port, public):
 
     textual-serve has no authentication: it listens on 127.0.0.1 unless --public is given, so reach it
     through 'ssh -L 8000:localhost:8000 HOST' and open http://localhost:8000."""
+    from neuraterm.core.run import checkpoint
     import shlex
     try:
         from textual_serve.server import Server
@@ -293,6 +304,7 @@ def watch(run_dir):
     """Open the dashboard of any run folder: its history so far, then live while a process trains it,
     with pause (p), stop (x) and save now (s) working from here. Several viewers may watch one run.
     A study folder opens the Study screen: every member live, stop and resume them from there."""
+    from neuraterm.core.run import checkpoint
     from neuraterm.core.study.spec import STUDY_FILE
     if not sys.stdout.isatty() and "TEXTUAL_DRIVER" not in os.environ:
         raise NeuratermError("watch needs a terminal; use 'ssh -t', 'neuraterm serve RUN_DIR', or 'neuraterm runs'")
@@ -308,6 +320,7 @@ def watch(run_dir):
 @click.option("--resume", "resume_dir", type=click.Path(file_okay=False), help="Open a model folder.")
 def tui(preset, start, resume_dir):
     """Open the terminal app."""
+    from neuraterm.core.run import checkpoint
     if not sys.stdout.isatty() and "TEXTUAL_DRIVER" not in os.environ:  # textual-serve drives it through pipes
         raise NeuratermError("the app needs a terminal; use 'ssh -t' or train headless with --preset NAME")
     if preset:
@@ -337,18 +350,26 @@ def parse_seeds(text: str) -> list[int]:
 @click.option("--threads", type=int, default=0, help="BLAS threads per member (default: each member chooses; with --jobs N at most cores // N).")
 @click.option("--ray", "ray_address", metavar="local|ADDRESS",
               help="Run the members as Ray Tune trials: a local Ray, or join a cluster (needs neuraterm[ray]).")
+@click.option("--storage", metavar="URI",
+              help="With --ray ADDRESS on machines without a shared disk: where members' checkpoints travel "
+                   "(a folder every node reaches, or s3://, gs://...).")
+@click.option("--verbose", is_flag=True, help="With --ray: show Ray's and Tune's own output (else in <study>/ray/driver.log).")
 @click.option("--out", type=click.Path(file_okay=False), help="The study folder (default studies/<name>).")
 @click.option("--results-only", is_flag=True, help="Only re-draw results.csv, results.md and the figures.")
-def study_cmd(study_ref, overrides, epochs, seeds, jobs, threads, ray_address, out, results_only):
+def study_cmd(study_ref, overrides, epochs, seeds, jobs, threads, ray_address, storage, verbose, out, results_only):
     """Run a study: its members as model folders under studies/<name>/, then its results table and figures.
 
     A study run again continues: finished members are skipped, interrupted ones resume. Pass a study
-    folder to continue it or re-draw its results."""
+    folder to continue it or re-draw its results. Exits 0 when every member finished (or diverged, or
+    was pruned), 1 when members failed or did not finish (one line names them and their logs), 2 when
+    the study could not start, 130/143/129 when stopped by a signal."""
     from neuraterm.core.study import spec as study_mod, results as study_results
     from neuraterm.core.study.folder import StudyFolder
     from neuraterm.printer import StudyPrinter, study_table
     if jobs < 0 or threads < 0:
         raise NeuratermError("--jobs and --threads must be >= 0")
+    if (storage or verbose) and not ray_address:
+        raise NeuratermError(f"{'--storage' if storage else '--verbose'} goes with --ray")
     study = study_mod.with_overrides(study_mod.load(study_ref), overrides, epochs,
                                      parse_seeds(seeds) if seeds is not None else None)
     given = Path(study_ref)
@@ -363,7 +384,7 @@ def study_cmd(study_ref, overrides, epochs, seeds, jobs, threads, ray_address, o
         with StudyPrinter(names) as printer:
             if ray_address:
                 from neuraterm.core.study import ray_tune as study_ray
-                code = study_ray.run(folder, ray_address, jobs, [printer], threads)
+                code = study_ray.run(folder, ray_address, jobs, [printer], threads, storage, verbose)
             else:
                 from neuraterm.core.study.runner import LocalRunner, default_jobs
                 code = LocalRunner(folder, jobs or default_jobs(folder), [printer], threads).run()
@@ -379,10 +400,12 @@ def study_cmd(study_ref, overrides, epochs, seeds, jobs, threads, ray_address, o
     study_table(*study_results.table(folder, rows), title=f"{study.name}: {folder.path / study_results.RESULTS_MD}")
     if figures:
         click.echo(f"figures: {', '.join(str(p) for p in figures if p.suffix == '.png')} (and .svg)")
-    undone = [r.name for r in rows if r.state in ("waiting", "interrupted", "running", "paused")]
-    if undone and code == 0 and not results_only:
-        click.echo(f"{len(undone)} members did not finish ({', '.join(undone[:5])}{'...' if len(undone) > 5 else ''}); "
-                   f"run 'neuraterm study {folder.path}' to continue")
+    if code == 0 and not results_only:
+        from neuraterm.core.study.runner import shortfall
+        line = shortfall(folder)
+        if line:
+            say(f"error: {line}")
+            return EXIT_FAILED
     return code
 
 

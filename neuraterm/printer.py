@@ -7,7 +7,6 @@ import os
 import sys
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from neuraterm.core.run import events
@@ -66,13 +65,14 @@ class HeadlessPrinter:
         self.interactive = self.stream.isatty()
         self.console = Console(file=self.stream, no_color="NO_COLOR" in os.environ,
                                force_terminal=self.interactive or None, highlight=False)
-        self.progress: Progress | None = None
+        self.progress = None  # a rich Progress while a bar is shown (imported then: piped output never needs it)
         self.task = None
 
     def download(self, name: str, done: int, total: int) -> None:
         """Progress of a dataset download: a bar on a terminal, one line at the end otherwise."""
         if self.interactive:
             if self.progress is None:
+                from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
                 self.progress = Progress(TextColumn(f"downloading {name}"), BarColumn(), TextColumn("{task.completed:,.0f} B"),
                                          TimeRemainingColumn(), console=self.console, transient=True)
                 self.progress.start()
@@ -105,6 +105,7 @@ class HeadlessPrinter:
                 self._plain(f"BLAS threads: {event.blas_threads}")
         elif isinstance(event, events.StepEnded) and self.interactive:
             if self.progress is None:
+                from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
                 self.progress = Progress(TextColumn("epoch {task.fields[epoch]}"), BarColumn(), MofNCompleteColumn(),
                                          TextColumn("loss {task.fields[loss]:.4f}"),
                                          TextColumn("{task.fields[rate]:,.0f} samples/s"), TimeRemainingColumn(),
@@ -205,7 +206,7 @@ class StudyPrinter:
         if self.live is not None:
             self.live.update(self._table())
             return
-        key = (progress.state, progress.epoch, progress.test_acc)
+        key = (progress.state, progress.epoch, progress.test_acc, progress.message)
         if self.printed.get(progress.name) == key or (progress.state == "waiting" and progress.name not in self.printed):
             self.printed.setdefault(progress.name, key)
             return
@@ -223,7 +224,7 @@ class StudyPrinter:
             parts.append(f"val acc {_pct(p.val_acc)}")
         if p.test_acc is not None:
             parts.append(f"test acc {_pct(p.test_acc)}")
-        if p.message and p.state in ("failed", "diverged", "damaged", "interrupted") or "waiting for" in p.message:
+        if p.message and p.state in ("failed", "diverged", "damaged", "interrupted", "retrying", "running", "paused"):
             parts.append(p.message[:120])
         return "  ".join(parts).rstrip()
 
@@ -237,8 +238,8 @@ class StudyPrinter:
                 table.add_row(name, "waiting", "", "", "", "", "")
                 continue
             style = {"running": "cyan", "finished": "green", "diverged": "red", "failed": "red",
-                     "interrupted": "yellow", "pruned": "magenta", "paused": "yellow"}.get(p.state, "")
-            note = p.message[:60] if p.state in ("failed", "diverged", "damaged") else ""
+                     "interrupted": "yellow", "pruned": "magenta", "paused": "yellow", "retrying": "yellow"}.get(p.state, "")
+            note = p.message[:60] if p.state in ("failed", "diverged", "damaged", "retrying", "running") else ""
             table.add_row(name, f"[{style}]{p.state}[/]" if style else p.state,
                           f"{p.epoch}/{p.epochs}" if p.epochs else "", _pct(p.val_acc) if p.val_acc is not None else "",
                           _pct(p.test_acc) if p.test_acc is not None else "",

@@ -226,3 +226,28 @@ def test_legend_names_stay_distinct_when_cut():
 def test_tiny_charts_draw_without_hanging(size):
     lines = render([Series("train", EPOCHS, LOSS)], size=size)
     assert len(lines) == size[1]
+
+
+def test_epoch_axis_fits_the_epochs_seen_with_headroom_not_the_plan():
+    from neuraterm.tui.screens.dashboard import epoch_axis_end
+    assert epoch_axis_end(30, 600) == 40
+    assert epoch_axis_end(843, 3000) == 1250
+    assert epoch_axis_end(3, 10) == 10 and epoch_axis_end(0, 600) == 10 and epoch_axis_end(600, 600) == 600
+    assert epoch_axis_end(0, 1) == 2
+
+
+def test_legend_names_are_shortened_in_the_middle_keeping_the_preset():
+    names = ["fashion-mlp-20261202-164653", "fashion-mlp-20261202-171210"]
+    for width in (24, 18, 14):
+        short = distinct_names(names, width)
+        assert len(set(short)) == 2 and all(len(n) <= width and "…" in n for n in short), short
+        assert all(n.startswith("fashion") for n in short), short  # the preset stays
+        assert short[0].endswith("4653") and short[1].endswith("1210"), short
+    assert distinct_names(["quick-20261202-164653", "fashion-mlp-20261202-164653"], 16) == [
+        "quick-20…-164653", "fashion-…-164653"]
+
+
+def test_an_lr_that_decays_to_zero_is_labelled_0_not_0_0000():
+    from neuraterm.tui.ticks import linear_axis
+    axis = linear_axis(0.0, 0.001, 6)
+    assert axis.labels[0] == "0" and all(label != "0.0000" for label in axis.labels)

@@ -19,8 +19,9 @@ def _installed_layout(tmp_path: Path) -> Path:
 
 
 def _lint(tmp_path: Path, site: Path) -> subprocess.CompletedProcess:
-    lint = Path(sys.executable).with_name("lint-imports")
-    cmd = [str(lint)] if lint.exists() else [sys.executable, "-m", "importlinter.cli"]
+    # lint-imports' own entry point, run by this interpreter (a venv may not have the script beside it)
+    cmd = [sys.executable, "-c", "import sys; from importlinter.cli import lint_imports_command as c; "
+           "sys.argv[0] = 'lint-imports'; c()"]
     return subprocess.run([*cmd, str(ROOT / "pyproject.toml"), "--no-cache"], cwd=tmp_path, capture_output=True,
                           text=True, env={"PYTHONPATH": str(site), "PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"})
 

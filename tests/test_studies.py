@@ -254,6 +254,29 @@ def test_a_member_with_bad_input_stops_the_study_with_its_line(tmp_path):
     assert set(states.values()) == {"waiting"}  # nothing else was started
 
 
+TWO = ('name = "two"\npreset = "quick"\n[set]\n"data.dataset" = "mnist-5k"\n"data.limit" = 1000\n'
+       '"model.hidden" = [16]\n"train.epochs" = 2\n[grid]\n"optimizer.lr" = [0.01, 0.02]\n')
+
+
+def test_a_study_whose_members_all_fail_exits_1_with_one_line_naming_their_logs(tmp_path):
+    """A disk that refuses the members' checkpoints (a 100 kB file-size limit: each member's first
+    checkpoint holds 200 kB of weights) fails every member; the study says so and exits 1."""
+    import resource
+
+    def small_files():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (100_000, 100_000))
+    (tmp_path / "two.toml").write_text(TWO)
+    result = subprocess.run([sys.executable, "-m", "neuraterm", "study", "two.toml", "--set", "model.hidden=[64]",
+                             "--jobs", "2"], capture_output=True, text=True, cwd=tmp_path, timeout=300,
+                            preexec_fn=small_files, env={**os.environ, "NO_COLOR": "1"})
+    assert result.returncode == 1, result.stdout + result.stderr
+    logs = tmp_path / "studies" / "two" / "logs"
+    assert result.stderr == ("neuraterm: error: 2 of 2 members failed: lr-0.01 (studies/two/logs/lr-0.01.log), "
+                             "lr-0.02 (studies/two/logs/lr-0.02.log)\n")
+    assert "(File too large)" in (logs / "lr-0.01.log").read_text()
+    assert {s.state for s in StudyFolder.open(tmp_path / "studies" / "two").states()} == {"failed"}
+
+
 def test_the_folder_api_starts_stops_and_resumes_one_member(tmp_path):
     """What the app's Study screen uses: members with their folders and states, start, stop, resume."""
     study = study_mod.with_overrides(study_mod.load("study-lr"), ['data.dataset="mnist-5k"', "data.limit=3000",
@@ -273,6 +296,45 @@ def test_the_folder_api_starts_stops_and_resumes_one_member(tmp_path):
     assert folder.command(name)[3] == "resume"
     assert folder.start(name, threads=1).wait(timeout=300) == 0
     assert folder.state(name).state == "finished" and folder.state(name).info.epoch == 40
+
+
+def test_a_packed_member_folder_unpacks_into_a_complete_model_folder_and_leaves_user_files(tmp_path):
+    """What --storage ships: a member folder packed on a worker, unpacked in the driver's study folder
+    over an older copy of it: the same checkpoint (verified against its manifest), `current` switched,
+    the older checkpoint gone, a file the user put there kept; a packed name that leaves the folder
+    is refused."""
+    import numpy as np
+    from neuraterm.core.run import checkpoint
+    from neuraterm.core.study import member_transfer
+    run = tmp_path / "worker" / "m"
+    trained = cli("train", "--preset", "quick", "--set", 'data.dataset="mnist-5k"', "--set", "data.limit=1000",
+                  "--set", "model.hidden=[16]", "--epochs", 2, "--out", run)
+    assert trained.returncode == 0, trained.stderr
+    driver, early = tmp_path / "driver" / "m", tmp_path / "early"
+    early.mkdir()
+    (run / "current").rename(run / "current.keep")  # an earlier shipment: the first epoch's checkpoint only
+    oldest = sorted((run / "checkpoints").iterdir())[0].name
+    (run / "current").symlink_to(f"checkpoints/{oldest}")
+    member_transfer.pack(run, early)
+    (run / "current").unlink()
+    (run / "current.keep").rename(run / "current")
+    member_transfer.unpack(early, driver)
+    (driver / "notes.txt").write_text("mine")
+    shipped = tmp_path / "shipped"
+    shipped.mkdir()
+    member_transfer.pack(run, shipped)
+    member_transfer.unpack(shipped, driver)
+    here, there = checkpoint.load(driver), checkpoint.load(run)
+    assert here.epoch == there.epoch == 2 and (driver / "report.json").is_file()
+    assert all(np.array_equal(here.weights[k], there.weights[k]) for k in there.weights)
+    assert os.readlink(driver / "current") == os.readlink(run / "current")
+    assert {p.name for p in (driver / "checkpoints").iterdir()} == {Path(os.readlink(run / link)).name
+                                                                    for link in ("current", "best")}
+    assert (driver / "notes.txt").read_text() == "mine"
+    assert (driver / "events.jsonl").read_bytes() == (run / "events.jsonl").read_bytes()
+    (shipped / "packed.json").write_text('{"format": 1, "links": {"current": "../../etc"}}')
+    with pytest.raises(NeuratermError, match="unexpected checkpoint names"):
+        member_transfer.unpack(shipped, driver)
 
 
 # -- Ray ------------------------------------------------------------------------------------------------
@@ -333,6 +395,18 @@ def test_ray_asha_stops_bad_members_of_a_random_search_early(tmp_path):
     assert {r["state"] for r in rows} == {"pruned", "finished"}
     again = cli("study", folder.path)  # a pruned member is never resumed, with or without Ray
     assert again.returncode == 0 and {s.state for s in folder.states()} == {"pruned", "finished"}
+
+
+@pytest.mark.skipif(not HAS_RAY, reason="Ray is not installed (pip install 'neuraterm[ray]')")
+def test_a_storage_ray_cannot_use_is_one_line_before_ray_starts(tmp_path):
+    (tmp_path / "two.toml").write_text(TWO)
+    for storage, expected in (("foo://bar/x", "Unrecognized filesystem type in URI"),
+                              ("/proc/x/y", "cannot create the folder")):
+        result = cli("study", "two.toml", "--ray", "local", "--storage", storage, cwd=tmp_path, timeout=120)
+        assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
+        assert result.stderr.startswith(f"neuraterm: error: --storage {storage}: {expected}")
+    lonely = cli("study", "two.toml", "--storage", "/tmp/x", cwd=tmp_path)
+    assert lonely.returncode == 2 and "--storage goes with --ray" in lonely.stderr
 
 
 SPREAD_STUDY = """name = "spread"

@@ -203,11 +203,32 @@ def test_snapshot_help(snap_compare, size, workdir):
     assert snap_compare(app_for_snapshot(), terminal_size=SIZES[size], press=["question_mark"])
 
 
-def test_too_small_terminal_says_so(workdir):
+def test_too_small_terminal_says_so_on_every_screen(runs):
+    async def says_so(app, pilot, where):
+        await pilot.pause(0.1)
+        text = "\n".join(screen_text(app))
+        assert "terminal too small: 60x20" in text and "at least 80x24" in text, where
+        assert "20 more columns and 4 more rows" in text, where
+
     async def steps(app, pilot):
         assert app.has_class("-too-small")
-        assert app.query_one("#too-small").display
+        await says_so(app, pilot, "setup")
+        for key, where in (("d", "dashboard"), ("r", "runs"), ("enter", "evaluate"), ("question_mark", "help")):
+            await pilot.press(key)
+            await settle(pilot)
+            await says_so(app, pilot, where)
+        await pilot.press("escape", "escape", "S")
+        await says_so(app, pilot, "study")
     drive(steps, size=(60, 20))
+
+    async def shrink_and_grow(app, pilot):  # a terminal made smaller while the app runs, then larger again
+        await pilot.press("r")
+        await pilot.resize_terminal(60, 20)
+        await says_so(app, pilot, "runs, resized")
+        await pilot.resize_terminal(80, 24)
+        await pilot.pause(0.1)
+        assert not any("terminal too small" in row for row in screen_text(app))
+    drive(shrink_and_grow, size=(100, 32))
 
 
 def test_pilot_trains_from_setup_then_resumes_from_runs(workdir):
@@ -224,7 +245,10 @@ def test_pilot_trains_from_setup_then_resumes_from_runs(workdir):
         assert json.loads((run_dir / "report.json").read_text())["test_accuracy"] > 0.3  # well above the 10% of chance after 2 tiny epochs
         await pilot.press("r")
         await pilot.pause()
-        await pilot.press("R")  # resume the highlighted (only) run
+        await pilot.press("R")  # resume the highlighted (only) run: finished, so it asks first
+        await pilot.pause()
+        assert isinstance(app.screen, ConfirmDialog)
+        await pilot.press("y")
         await settle(pilot)
         assert app.run_state.status == "finished"
         snap = checkpoint.load(run_dir)
@@ -296,6 +320,8 @@ def test_resume_draws_the_epochs_already_trained_before_new_ones(runs):
     async def scenario():
         app = make_app("runs", deterministic=True, resume_dir="runs/alpha")
         async with app.run_test(size=(100, 32)) as pilot:
+            await until(pilot, lambda: isinstance(app.screen, ConfirmDialog))  # alpha is finished: it asks
+            await pilot.press("y")
             await until(pilot, lambda: len(app.run_state.history) >= 3)
             first = app.run_state.history[:3]
             assert [e.epoch for e in first] == [1, 2, 3]
@@ -548,7 +574,7 @@ def test_real_terminal_trains_quick_and_shows_charts(tmp_path):
             return screen()
 
         assert "presets" in wait_for("ready: press", 30)
-        keys("Tab", "Tab", "Tab")  # presets, dataset, then the limit field
+        keys("Tab", "Tab")  # from the presets: dataset, then the limit field
         time.sleep(0.5)
         keys("t")
         text = wait_for("test acc", 120)
@@ -570,3 +596,376 @@ def test_real_terminal_trains_quick_and_shows_charts(tmp_path):
         assert list((tmp_path / "runs").iterdir())
     finally:
         subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)
+
+
+# -- Evaluate at real sizes: Fashion-MNIST's full test set and EMNIST ByMerge's 47 classes --------------
+FASHION = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
+FASHION_CM = [  # a fashion-mlp run's shape: 1,000 test images per class, shirts taken for T-shirts and coats
+    [850, 2, 15, 30, 5, 1, 90, 0, 7, 0], [3, 970, 2, 18, 4, 0, 2, 0, 1, 0], [15, 1, 800, 12, 100, 0, 68, 0, 4, 0],
+    [25, 8, 12, 890, 35, 0, 25, 0, 5, 0], [1, 1, 90, 30, 820, 0, 55, 0, 3, 0], [0, 0, 0, 1, 0, 960, 0, 25, 2, 12],
+    [140, 1, 85, 30, 70, 0, 660, 0, 14, 0], [0, 0, 0, 0, 0, 20, 0, 955, 0, 25], [4, 1, 4, 5, 3, 3, 6, 4, 968, 2],
+    [0, 0, 0, 0, 0, 8, 1, 35, 1, 955]]
+DEFAULT_RUN = "runs/fashion-mlp-20261202-164653"  # a default run name: the preset and the start time
+
+
+def report_of(cm, names, epoch: int = 10) -> dict:
+    """A finished run's evaluation as the service returns it, computed from a confusion matrix."""
+    import numpy as np
+    from neuraterm.core import metrics
+    cm = np.asarray(cm, dtype=np.int64)
+    stats = metrics.per_class(cm)
+    return {"test_accuracy": float(np.trace(cm) / cm.sum()), "test_loss": 0.3412, "macro_f1": metrics.macro_f1(cm),
+            "test_size": int(cm.sum()), "class_names": list(names),
+            "per_class": {k: [float(v) for v in stats[k]] for k in ("precision", "recall", "f1")},
+            "support": [int(v) for v in stats["support"]], "confusion_matrix": cm.tolist(),
+            "most_confused": [{"true": names[i], "predicted": names[j], "count": c}
+                              for i, j, c in metrics.most_confused(cm)],
+            "noise": [{"sigma": s, "accuracy": float(np.trace(cm) / cm.sum()) - s / 2} for s in (0.0, 0.1, 0.2, 0.3)],
+            "epoch": epoch, "epochs": epoch, "mid_epoch": False, "finished": True}
+
+
+def bymerge_cm():
+    """47 classes with ByMerge's uneven test sizes (hundreds to thousands per class) and its confusions."""
+    import numpy as np
+    rng = np.random.default_rng(47)
+    n = 47
+    cm = np.zeros((n, n), dtype=np.int64)
+    for i in range(n):
+        support = int(rng.integers(300, 6000)) if i >= 10 else int(rng.integers(10000, 12000))
+        right = int(support * rng.uniform(0.6, 0.98))
+        cm[i, i] = right
+        others = rng.choice([j for j in range(n) if j != i], size=3, replace=False)
+        split = rng.multinomial(support - right, [0.6, 0.3, 0.1])
+        cm[i, others] += split
+    return cm.tolist()
+
+
+def bymerge_names():
+    from neuraterm.core.data.registry import BYMERGE
+    return list(BYMERGE)
+
+
+def evaluate_app(report: dict):
+    """The app whose service returns `report` for any folder (no dataset needed)."""
+    from neuraterm.tui.service import TrainingService
+
+    class Service(TrainingService):
+        def evaluation(self, folder):
+            return report
+    return NeuratermApp(Service(Path("runs")), deterministic=True)
+
+
+async def open_evaluation(pilot, run_dir: str = DEFAULT_RUN):
+    pilot.app.push_screen(EvaluateScreen(run_dir))
+    await pilot.app.workers.wait_for_complete()
+    await pilot.pause()
+    await pilot.pause(0.2)
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_snapshot_evaluate_fashion_full_test_set(snap_compare, size, workdir):
+    assert snap_compare(evaluate_app(report_of(FASHION_CM, FASHION)), terminal_size=SIZES[size],
+                        run_before=open_evaluation)
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_snapshot_evaluate_47_classes(snap_compare, size, workdir):
+    assert snap_compare(evaluate_app(report_of(bymerge_cm(), bymerge_names())), terminal_size=SIZES[size],
+                        run_before=open_evaluation)
+
+
+def run_evaluate(report: dict, size, steps) -> None:
+    async def scenario():
+        app = evaluate_app(report)
+        async with app.run_test(size=size) as pilot:
+            await pilot.pause()
+            await open_evaluation(pilot)
+            await steps(app, pilot)
+    asyncio.run(scenario())
+
+
+def test_confusion_counts_of_a_thousand_per_class_stay_apart(workdir):
+    """At 120 columns the counts of 10 x 1,000 are columns of numbers that read back as the matrix."""
+    async def steps(app, pilot):
+        rows = screen_text(app)
+        header = next(k for k, row in enumerate(rows) if "t\\p" in row)
+        start = header + 1
+        column = rows[header].index("t\\p")
+        assert rows[header][column:].split()[1:] == ["T-s", "Tro", "Pul", "Dre", "Coa", "San", "Shi", "Sne", "Bag", "Ank"]
+        for i, expected in enumerate(FASHION_CM):
+            shown = rows[start + i][column:].split()
+            assert [int(v) for v in shown[1:]] == expected, rows[start + i]
+    run_evaluate(report_of(FASHION_CM, FASHION), (120, 40), steps)
+
+
+def test_confusion_heatmap_cursor_reads_the_cell(workdir):
+    """Where counts do not fit (10 x 1,000 at 80 columns, 47 classes anywhere), a heatmap with a cursor
+    that reads its cell: true class, predicted class, count and rate."""
+    async def steps(app, pilot):
+        text = "\n".join(screen_text(app))
+        assert "true Shirt → predicted T-shirt/top" in text and "140 of 1,000 (14.0%), confused" in text
+        assert "█" in text and "<20%" in text  # the heatmap, with its legend
+        await pilot.press("right", "right")
+        text = "\n".join(screen_text(app))
+        assert "true Shirt → predicted Pullover" in text and "85 of 1,000 (8.5%), confused" in text
+        assert "most confused" in text and "Shirt → T-shirt/top: 140" in text
+    run_evaluate(report_of(FASHION_CM, FASHION), (80, 24), steps)
+
+    cm, names = bymerge_cm(), bymerge_names()
+    last = len(names) - 1
+
+    async def corner(app, pilot):
+        await pilot.press(*["down"] * 50, *["right"] * 50)  # the grid scrolls to keep the cursor in view
+        text = "\n".join(screen_text(app))
+        total = sum(cm[last])
+        assert f"true {names[last]} → predicted {names[last]}" in text
+        assert f"{cm[last][last]:,} of {total:,} ({100 * cm[last][last] / total:.1f}%" in text
+        assert "correct" in text
+    run_evaluate(report_of(cm, names), (80, 24), corner)
+    run_evaluate(report_of(cm, names), (120, 40), corner)
+
+
+def test_confusion_matrix_takes_counts_up_to_a_million():
+    from neuraterm.tui.widgets.confusion_matrix import ConfusionMatrix
+    matrix = ConfusionMatrix()
+    matrix.set_matrix([[1_000_000, 3], [999_999, 1]], ["cat", "dog"])
+    assert matrix.drawing(36) == ("numbers", 7)
+    matrix.set_matrix([[1_000_000] * 100] * 100, [f"c{k}" for k in range(100)])
+    assert matrix.drawing(200)[0] == "heatmap" and matrix.cursor == (0, 1)
+
+
+def test_evaluate_header_keeps_its_metrics_at_80x24_and_shortens_the_name_in_the_middle(workdir):
+    async def steps(app, pilot):
+        rows = screen_text(app)
+        assert "test accuracy 88.28%   macro-F1 0.8822   cross-entropy 0.3412" in rows[1], rows[1]
+        assert rows[0].strip() == f"{DEFAULT_RUN}  finished after 10 epochs"
+        svg = app.export_screenshot()  # a span that starts with spaces loses them when drawn ("76.00%macro-F1")
+        assert "macro-F1" in svg and ">&#160;&#160;&#160;macro" not in svg and ">&#160;macro" not in svg
+        assert "most confused" in "\n".join(rows)
+    run_evaluate(report_of(FASHION_CM, FASHION), (80, 24), steps)
+
+    unfinished = {**report_of(FASHION_CM, FASHION), "finished": False, "epoch": 843, "epochs": 3000, "mid_epoch": True}
+
+    async def long_source(app, pilot):
+        rows = screen_text(app)
+        assert rows[0].strip().startswith("runs/fashion") and "…" in rows[0] and "164653" in rows[0], rows[0]
+        assert "not finished: checkpoint after epoch 843 of 3000" in rows[0], rows[0]
+        assert "test accuracy 88.28%" in rows[1] and "cross-entropy 0.3412" in rows[1], rows[1]
+    run_evaluate(unfinished, (80, 24), long_source)
+
+
+def test_evaluate_has_no_blank_band_above_the_noise_chart(workdir):
+    async def steps(app, pilot):
+        rows = screen_text(app)
+        top = next(k for k, row in enumerate(rows) if "accuracy % vs noise sigma" in row)
+        assert rows[top - 1].strip() and rows[top - 2].strip(), rows[top - 3: top + 1]
+    run_evaluate(report_of(FASHION_CM, FASHION), (120, 40), steps)
+
+
+# -- long runs: the epoch axis, the status line, the ETA of any viewer -------------------------------------
+def long_run_state(seen: int = 30, planned: int = 600, period: float = 3.0, now: float = 0.0) -> RunState:
+    """A run's log as a viewer that attaches after `seen` epochs reads it: in one go, a millisecond
+    an event, each epoch having taken `period` seconds."""
+    state = RunState(name="fashion-mlp", epochs=planned)
+    state.apply(events.RunStarted("runs/long", "fashion-mlp", "cpu", 235_146, 54_000, 6_000, 10_000, 422, 0, planned),
+                now=now)
+    for e in range(1, seen + 1):
+        state.apply(events.StepEnded(e, 211, 422, 0.5, 30_000.0), now=now + 0.001 * e)
+        state.apply(events.EpochEnded(e, planned, 0.5, 0.8, 0.5, 0.8, 0.001, 30_000.0, period * 0.9, period * e),
+                    now=now + 0.001 * e)
+    state.apply(events.StepEnded(seen + 1, 211, 422, 0.5, 30_000.0), now=now + 0.001 * (seen + 1))
+    return state
+
+
+def test_eta_of_a_viewer_attaching_mid_run_comes_from_the_epoch_times_in_the_log():
+    """`epoch 9/20 ETA 3s` at 3 s an epoch was the pace of the replay itself."""
+    state = long_run_state(seen=9, planned=20, period=3.0)
+    assert state.eta() == pytest.approx((20 - 9.5) * 3.0)
+    late = long_run_state(seen=843, planned=3000, period=0.15)
+    assert late.eta() == pytest.approx((3000 - 843.5) * 0.15)  # ~5.4 min, not 5 s
+    paused_once = long_run_state(seen=12, planned=20, period=3.0)
+    paused_once.history[-1].elapsed += 600  # a ten-minute pause in the last epoch: the median ignores it
+    assert paused_once.eta() == pytest.approx((20 - 12.5) * 3.0)
+
+
+def test_long_run_axis_fits_the_epochs_seen_and_the_bar_shows_the_plan(workdir):
+    async def steps(app, pilot):
+        app.run_state = long_run_state(seen=30, planned=600)
+        await pilot.press("d")
+        await pilot.pause(0.7)
+        for chart in ("#loss-chart", "#acc-chart", "#lr-chart"):
+            lo, hi = app.screen.query_one(chart).x_range()
+            assert 30 < hi <= 40, (chart, hi)  # 30 epochs fill most of the axis, not 1/20 of it
+        bar = app.screen.query_one("#progress")
+        assert bar.total == 600 * 422 and bar.progress == 30 * 422 + 211
+        status = next(row for row in screen_text(app) if "epoch 31/600" in row)
+        assert "5%" in status
+    drive(steps)
+
+
+@pytest.mark.parametrize("size, wanted", [((100, 30), ("RSS 345 MB", "samples/s", "ETA")),
+                                          ((80, 24), ("ETA", "30k samples/s"))])
+def test_status_line_keeps_what_matters_whole(workdir, monkeypatch, size, wanted):
+    from neuraterm.tui.service import TrainingService
+    monkeypatch.setattr(TrainingService, "process_memory", lambda self, who: 345 * 2**20)
+
+    async def scenario():
+        app = make_app("runs")  # not deterministic: rates, ETA and memory show
+        async with app.run_test(size=size) as pilot:
+            await pilot.pause()
+            app.run_state = long_run_state(seen=843, planned=3000, period=0.15)
+            await pilot.press("d")
+            await pilot.pause(0.7)
+            status = next(row for row in screen_text(app) if "epoch 844/3000" in row)
+            for text in wanted:
+                assert text in status, status
+            assert status.rstrip().endswith(("MB", "cpu", "samples/s")), status  # nothing cut mid-word
+    asyncio.run(scenario())
+
+
+
+# -- the Runs screen acts on the run the user picked --------------------------------------------------------
+def test_runs_cursor_stays_on_the_picked_run_and_extending_a_finished_one_asks(runs):
+    alpha_report = Path("runs/alpha/report.json").read_bytes()
+    beta_report = Path("runs/beta/report.json").read_bytes()
+
+    async def steps(app, pilot):
+        await pilot.press("r")
+        await pilot.pause()
+        screen = app.screen
+        first = screen.current()
+        await pilot.press("down")
+        picked = screen.current()
+        assert picked != first
+        await pilot.press("enter")
+        await settle(pilot)
+        assert isinstance(app.screen, EvaluateScreen) and app.screen.run_dir == picked
+        await pilot.press("escape")
+        await pilot.pause()
+        assert app.screen is screen and screen.current() == picked  # not back on row 0
+        screen.action_refresh_runs()
+        screen.refresh_live()
+        assert screen.current() == picked
+        await pilot.press("R")
+        await pilot.pause()
+        dialog = app.screen
+        assert isinstance(dialog, ConfirmDialog)
+        question = dialog.question
+        history = len(checkpoint.load(Path(picked)).history)
+        assert picked in question and f"finished after {history} epochs" in question
+        assert f"to [b]{history + 5}[/] epochs" in question
+        await pilot.press("n")
+        await pilot.pause()
+        assert app.screen is screen and app.launched is None and app.current_mode == "runs"
+        assert Path("runs/alpha/report.json").read_bytes() == alpha_report
+        assert Path("runs/beta/report.json").read_bytes() == beta_report
+        await pilot.press("R", "y")
+        await settle(pilot)
+        assert app.run_state.run_dir == picked and app.run_state.status == "finished"
+        assert len(checkpoint.load(Path(picked)).history) == history + 5
+        other = ({"runs/alpha", "runs/beta"} - {picked}).pop()
+        assert Path(f"{other}/report.json").read_bytes() == (alpha_report if other == "runs/alpha" else beta_report)
+    drive(steps)
+
+
+def test_runs_at_80_columns_keep_the_metrics_and_shorten_names_in_the_middle(workdir):
+    """Default names of runs from an edited form: the last column's header used to read `test ac`."""
+    for stamp in ("164653", "171210"):
+        Trainer(tiny_config("fashion-mlp-edited", epochs=2), Path(f"runs/fashion-mlp-edited-20261202-{stamp}")).run()
+
+    async def scenario():
+        app = app_for_snapshot()
+        async with app.run_test(size=(80, 24)) as pilot:
+            await pilot.press("r")
+            await pilot.pause()
+            rows = screen_text(app)
+            header = next(row for row in rows if " run " in row)
+            assert header.rstrip().endswith("val acc  test acc"), header
+            names = [row for row in rows if "fashion" in row and "%" in row and "validation" not in row]
+            assert len(names) == 2 and all("…" in row and "fashion-mlp" in row for row in names), names
+            assert "164653" in names[0] + names[1] and "171210" in names[0] + names[1], names
+            assert all(row.rstrip().endswith("%") for row in names), names
+            await pilot.press("space", "down", "space")
+            await pilot.pause()
+            legend = next(row for row in screen_text(app) if "validation accuracy" in row)
+            assert legend.count("fashion-mlp") == 2, legend  # the preset stays in both legends
+    asyncio.run(scenario())
+
+
+def test_dashboard_at_80_columns_keeps_chart_titles_and_the_last_epoch_tick(workdir):
+    recorded = []
+    Trainer(tiny_config(epochs=7), Path("runs/tiny"), [recorded.append], step_events_per_s=1e9).run()
+
+    async def steps(app, pilot):
+        app.run_state = RunState(name="tiny", epochs=7)
+        for event in recorded:
+            app.run_state.apply(event)
+        await pilot.press("d", "l")  # log scale: the step-loss title grows by " (log)"
+        await pilot.pause(0.8)
+        rows = screen_text(app)
+        assert any("step loss (log)" in row for row in rows) and any("─ ema" in row for row in rows), rows
+        lr = app.screen.query_one("#lr-chart")
+        ticks = lr.render().plain.splitlines()[-1].split()
+        assert ticks[0] == "1" and ticks[-1] == "7", ticks  # the last epoch is labelled
+    drive(steps, size=(80, 24))
+
+
+# -- small things -------------------------------------------------------------------------------------------
+def test_save_while_paused_confirms_once_the_run_saved(workdir):
+    async def steps(app, pilot):
+        config = tiny_config(epochs=500)
+        config.train.batch_size = 8
+        app.start_run(config)
+        await until(pilot, lambda: app.run_state.history)
+        await pilot.press("p")
+        await until(pilot, lambda: app.run_state.status == "paused")
+        await pilot.press("s")
+        await until(pilot, lambda: any(line.startswith("saved: checkpoint after epoch") for line in app.run_state.log))
+        line = next(line for line in app.run_state.log if line.startswith("saved:"))
+        epoch = checkpoint.load(Path(app.run_state.run_dir)).train_state["epoch"]
+        assert line.startswith(f"saved: checkpoint after epoch {epoch}")
+        await pilot.pause(0.7)
+        assert any("saved: checkpoint" in row for row in screen_text(app))  # in the dashboard's log
+        await pilot.press("x")
+        await settle(pilot)
+    drive(steps)
+
+
+def test_setup_checks_a_typed_dataset_path_at_once(workdir):
+    import numpy as np
+    np.savez("mine.npz", x=np.zeros((40, 4), dtype=np.float32), y=np.arange(40) % 2)
+
+    async def type_path(app, pilot, path):
+        app.screen.query_one("#dataset").focus()
+        await pilot.press("enter", "a", "enter")  # "a file or folder of your own…"
+        await pilot.pause()
+        assert isinstance(app.screen, DatasetPathDialog)
+        await pilot.press(*path, "enter")
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+
+    async def steps(app, pilot):
+        screen = app.screen
+        await type_path(app, pilot, "data/missing.npz")
+        errors = str(screen.query_one("#errors").render())
+        assert "data/missing.npz: no such file or folder" in errors and "ready" not in errors
+        assert screen.query_one("#dataset").has_class("-invalid") or "✗" in errors
+        await pilot.press("t")  # refused: nothing starts
+        assert app.current_mode == "setup" and app.launched is None
+        await type_path(app, pilot, "mine.npz")
+        assert "ready" in str(screen.query_one("#errors").render())
+    drive(steps)
+
+
+def test_first_tab_from_the_presets_lands_on_a_field_and_focus_shows_without_color(workdir):
+    async def steps(app, pilot):
+        app.screen.query_one("#presets").focus()
+        await pilot.press("tab")
+        assert app.focused.id == "dataset"
+        await pilot.press("tab")
+        await pilot.pause()
+        label = app.focused.parent.query_one(".field-label")
+        assert app.focused.id == "limit" and label.rich_style.reverse  # reverse video: no color needed
+        other = app.screen.query_one("#hidden").parent.query_one(".field-label")
+        assert not other.rich_style.reverse
+    drive(steps)

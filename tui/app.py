@@ -8,14 +8,15 @@ into the folder. One factory, `make_app`, serves the CLI and the tests.
 """
 from __future__ import annotations
 
+import importlib
 import time
 from pathlib import Path
 
+from rich.markup import escape
 from textual import work
 from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.screen import ModalScreen
-from textual.widgets import Static
 
 from textual.worker import get_current_worker
 
@@ -24,22 +25,25 @@ from neuraterm.core.errors import NeuratermError
 from neuraterm.core.run.event_log import LOG_FILE, LogReader
 from neuraterm.tui.messages import RunDetached, RunError, RunEvents
 from neuraterm.tui.run_state import RunState
-from neuraterm.tui.screens.dialogs import QuitDialog
-from neuraterm.tui.screens.dashboard import DashboardScreen
-from neuraterm.tui.screens.evaluate import EvaluateScreen
-from neuraterm.tui.screens.help import HelpScreen
-from neuraterm.tui.screens.runs import RunsScreen
-from neuraterm.tui.screens.setup import SetupScreen
-from neuraterm.tui.screens.study import StudyScreen
+from neuraterm.tui.screens.dialogs import ConfirmDialog, QuitDialog
 from neuraterm.tui.service import TrainingService
+from neuraterm.tui.widgets.too_small import MIN_HEIGHT, MIN_WIDTH, TooSmall
 
-MIN_WIDTH, MIN_HEIGHT = 80, 24
+# Each screen's module is imported when the screen is first shown (the charts' plotext, the study
+# modules), so the first frame, Setup, waits only for what it draws (bench/startup.py).
+SCREENS = {"setup": "setup:SetupScreen", "dashboard": "dashboard:DashboardScreen", "runs": "runs:RunsScreen",
+           "study": "study:StudyScreen", "evaluate": "evaluate:EvaluateScreen", "help": "help:HelpScreen"}
+
+
+def screen_class(name: str) -> type:
+    module, cls = SCREENS[name].split(":")
+    return getattr(importlib.import_module(f"neuraterm.tui.screens.{module}"), cls)
 
 
 class NeuratermApp(App):
     CSS_PATH = "app.tcss"
     TITLE = "neuraterm"
-    MODES = {"setup": SetupScreen, "dashboard": DashboardScreen, "runs": RunsScreen, "study": StudyScreen}
+    MODES = {mode: (lambda mode=mode: screen_class(mode)()) for mode in ("setup", "dashboard", "runs", "study")}
     BINDINGS = [
         Binding("n", "show_mode('setup')", "Setup", tooltip="Go to the Setup screen"),
         Binding("d", "show_mode('dashboard')", "Dashboard", tooltip="Go to the Dashboard"),
@@ -66,7 +70,8 @@ class NeuratermApp(App):
         self.study_dir: Path | None = None  # the study folder the Study screen shows
 
     def on_mount(self) -> None:
-        self.mount(Static("terminal too small: neuraterm needs at least 80x24", id="too-small"))
+        self.screen_change_signal.subscribe(self, self.cover_when_small)
+        self.cover_when_small(self.screen)
         self.check_size()
         if self.initial_watch:
             self.watch_run(self.initial_watch)
@@ -85,10 +90,19 @@ class NeuratermApp(App):
             self.switch_mode("setup")
 
     def on_resize(self, event) -> None:
-        self.check_size()
+        self.check_size(event.size)
 
-    def check_size(self) -> None:
-        self.set_class(self.size.width < MIN_WIDTH or self.size.height < MIN_HEIGHT, "-too-small")
+    def check_size(self, size=None) -> None:
+        """The too-small class from the new size (`self.size` still says the old one while the resize is
+        handled), and the shown screen's styles again: they do not follow the app's classes by themselves."""
+        width, height = size or self.size
+        self.set_class(width < MIN_WIDTH or height < MIN_HEIGHT, "-too-small")
+        self.update_styles(self.screen)
+
+    def cover_when_small(self, screen) -> None:
+        """Give each screen shown its own too-small notice, once."""
+        if not screen.query(TooSmall):
+            screen.mount(TooSmall())
 
     # -- runs: each a process of its own; the dashboard follows its folder -------------------
     def start_run(self, config, run_dir: Path | None = None) -> None:
@@ -98,7 +112,9 @@ class NeuratermApp(App):
         self.attach(run_dir, RunState(name=config.name, epochs=config.train.epochs, status="starting"),
                     self.service.launch(config, run_dir))
 
-    def resume_run(self, run_dir: str) -> None:
+    def resume_run(self, run_dir: str, confirmed: bool = False) -> None:
+        """Continue a model folder; a finished one is extended only after the user says yes to the
+        run and the new total by name (as the CLI asks for `resume --epochs N`)."""
         try:
             snap = self.service.snapshot(run_dir)
         except NeuratermError as exc:
@@ -112,6 +128,19 @@ class NeuratermApp(App):
         epochs = None
         if len(history) >= config.train.epochs and snap.report:
             epochs = len(history) + max(5, config.train.epochs // 2)
+            if not confirmed:
+                accuracy = snap.report.get("test_accuracy")
+                done = f"finished after {len(history)} epochs" + (
+                    f", test accuracy {100 * accuracy:.2f}%" if isinstance(accuracy, float) else "")
+
+                def answer(yes: bool | None) -> None:
+                    if yes:
+                        self.resume_run(run_dir, confirmed=True)
+                self.push_screen(ConfirmDialog(
+                    f"[b]{escape(str(run_dir))}[/] is {done}.\nTrain it on to [b]{epochs}[/] epochs? Its report "
+                    f"is rewritten at the end (neuraterm resume {escape(str(run_dir))} --epochs {epochs}).",
+                    f"train on to {epochs} epochs", "leave it"), answer)
+                return
             self.notify(f"continuing to {epochs} epochs")
         self.attach(Path(run_dir), RunState(name=config.name, epochs=epochs or config.train.epochs, status="starting"),
                     self.service.launch_resume(Path(run_dir), epochs))
@@ -217,7 +246,7 @@ class NeuratermApp(App):
 
     def open_evaluation(self, run_dir: str) -> None:
         live = str(run_dir) == self.run_state.run_dir and self.run_state.status in ("running", "paused", "stopping")
-        self.push_screen(EvaluateScreen(run_dir, live=live))
+        self.push_screen(screen_class("evaluate")(run_dir, live=live))
 
     def check_action(self, action: str, parameters: tuple) -> bool:
         """The key of the screen already shown is left out of the footer (and does nothing)."""
@@ -235,9 +264,9 @@ class NeuratermApp(App):
         """(section, mode, [(keys as shown, binding)]) for the app and every screen, one entry per
         action: the single source for Help and the command palette."""
         sections = [("everywhere", None, list(self.BINDINGS)), *(
-            (name, mode, list(screen.BINDINGS)) for name, mode, screen in (
-                ("setup", "setup", SetupScreen), ("dashboard", "dashboard", DashboardScreen),
-                ("runs", "runs", RunsScreen), ("study", "study", StudyScreen), ("evaluate", None, EvaluateScreen)))]
+            (name, mode, list(screen_class(name).BINDINGS)) for name, mode in (
+                ("setup", "setup"), ("dashboard", "dashboard"), ("runs", "runs"), ("study", "study"),
+                ("evaluate", None)))]
         result = []
         for name, mode, bindings in sections:
             by_action: dict[str, list[Binding]] = {}
@@ -249,7 +278,7 @@ class NeuratermApp(App):
         return result
 
     def action_help(self) -> None:
-        self.push_screen(HelpScreen([(name, [(keys, b.tooltip or b.description) for keys, b in entries])
+        self.push_screen(screen_class("help")([(name, [(keys, b.tooltip or b.description) for keys, b in entries])
                                      for name, _, entries in self.key_sections()]))
 
     def get_system_commands(self, screen):

@@ -33,6 +33,8 @@ class RunState:
     report: dict | None = None
     version: int = 0
     _running_mean: float = 0.0
+    _save_asked: bool = False  # a viewer's save command was answered and its checkpoint is not logged yet
+    _session_first: int = 0  # index in `history` of this session's first epoch (after the latest RunStarted)
     _pace_from: tuple[float, int] | None = None  # (time, steps done) at the first step update of this run
     _pace_to: tuple[float, int] | None = None  # the same at the latest one
 
@@ -43,9 +45,27 @@ class RunState:
         done = len(self.history) * self.steps + (self.step if running else 0)
         return min(done, total), total
 
+    def epoch_period(self) -> float | None:
+        """Seconds an epoch of this session takes, as the run measured them in its log: the median gap
+        between the `elapsed` of consecutive epochs (training, validation and saving) over the last ten;
+        the last epoch's own training time while there is one epoch; None before any. A viewer that
+        attaches mid-run reads the same numbers as one that watched from the start."""
+        session = self.history[self._session_first:]
+        tail = session[-11:]
+        gaps = sorted(b.elapsed - a.elapsed for a, b in zip(tail, tail[1:]) if b.elapsed - a.elapsed > 0)
+        if gaps:
+            return gaps[len(gaps) // 2]
+        seconds = session[-1].seconds if session else float("nan")
+        return seconds if seconds == seconds and seconds > 0 else None
+
     def eta(self) -> float | None:
-        """Seconds left at the pace measured since this run's first step update (pauses included);
-        None until there is a pace to go by."""
+        """Seconds left: the epochs left (and the rest of the one under way) at the run's measured
+        epoch period; before this session's first epoch ends, at the pace of its step updates as this
+        viewer saw them arrive; None until there is either."""
+        period = self.epoch_period()
+        if period is not None:
+            done, total = self.progress()
+            return (total - done) / max(self.steps, 1) * period
         if self._pace_from is None or self._pace_to is None:
             return None
         (t0, done0), (t1, done1) = self._pace_from, self._pace_to
@@ -60,6 +80,7 @@ class RunState:
             self.data_placement, self.parameters, self.epochs = event.data_placement, event.parameters, event.epochs
             self.steps, self.status, self.report = event.steps_per_epoch, "running", None
             self.history = [e for e in self.history if e.epoch <= event.start_epoch]
+            self._session_first = len(self.history)
             kept = [(x, y) for x, y in zip(self.step_x, self.step_loss) if x <= event.start_epoch * event.steps_per_epoch]
             self.step_x, self.step_loss = [x for x, _ in kept], [y for _, y in kept]
             self.epoch, self.step, self._pace_from, self._pace_to = event.start_epoch, 0, None, None
@@ -101,7 +122,12 @@ class RunState:
         elif isinstance(event, events.Resumed):
             self.status = "running"
             self.log.append("resumed")
+        elif isinstance(event, events.CheckpointSaved) and self._save_asked:
+            self._save_asked = False  # the save a viewer asked for (every epoch's own save goes unsaid)
+            part = " and part of the next" if self.epoch > len(self.history) else ""
+            self.log.append(f"saved: checkpoint after epoch {event.epoch}{part}")
         elif isinstance(event, events.CommandAnswered) and event.action in ("stop", "save"):
+            self._save_asked = self._save_asked or event.action == "save"
             self.log.append(event.result)
             if event.action == "stop" and self.status in ("running", "paused"):
                 self.status = "stopping"

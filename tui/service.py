@@ -64,6 +64,20 @@ class TrainingService:
         return [(name, spec.classes, spec.train, spec.test, registry.locate(name) or "download")
                 for name, spec in registry.DATASETS.items()]
 
+    def dataset_problem(self, spec: str) -> str | None:
+        """Why a typed dataset path cannot be trained on (missing, an unknown layout, no x or y...), or
+        None: the cheap checks `neuraterm datasets PATH` makes (headers and labels, not every pixel)."""
+        from neuraterm.core.data import custom
+        if not custom.is_path(spec):
+            return None
+        try:
+            custom.describe(spec)
+        except NeuratermError as exc:
+            return str(exc)
+        except (OSError, ValueError) as exc:
+            return f"{spec}: {exc}"
+        return None
+
     # -- runs -------------------------------------------------------------------------------
     def new_run_dir(self, name: str) -> Path:
         return checkpoint.new_run_dir(self.runs_root, name)

@@ -103,8 +103,8 @@ def format_ticks(ticks: list[float], step: float, m: float, e: int) -> list[str]
     when that would take more than five decimals."""
     ticks = [0.0 if abs(t) < step * 1e-6 else t for t in ticks]
     decimals = max(0, -e) + (1 if m == 2.5 else 0)
-    if decimals <= 5:
-        return [f"{t:.{decimals}f}" for t in ticks]
+    if decimals <= 5:  # zero is "0": "0.0000" reads as a value rounded to zero
+        return ["0" if t == 0 else f"{t:.{decimals}f}" for t in ticks]
     top = max(abs(t) for t in ticks) or step
     digits = max(0, math.floor(math.log10(top)) - e) + (1 if m == 2.5 else 0)
     return [f"{t:.{digits}e}" for t in ticks]

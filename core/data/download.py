@@ -7,14 +7,14 @@ from __future__ import annotations
 
 import hashlib
 import os
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Callable
 
 from neuraterm.core.errors import NeuratermError
 
 Progress = Callable[[str, int, int], None]
+# urllib (with http.client and ssl) is imported by `fetch`, the one function that downloads: a run on data
+# that is already here never pays for it.
 
 
 def file_digest(path: Path, algorithm: str = "sha256") -> str:
@@ -40,6 +40,8 @@ def verify(path: Path, sha256: str | tuple[str, ...] | None = None, md5: str | N
 def fetch(urls: list[str], dest: Path, sha256: str | None = None, md5: str | None = None,
           progress: Progress | None = None, timeout: float = 30.0) -> Path:
     """Download the first mirror that works into `dest`, verified; raise listing what was tried."""
+    import urllib.error
+    import urllib.request
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(dest.name + ".part")
     errors = []

@@ -1,39 +1,56 @@
 """Running a study with Ray Tune (the `[ray]` extra): `--ray local` or `--ray ADDRESS`.
 
 Each member that is not done is one Tune trial of the function trainable `train_member`, which runs
-the member's `Trainer` in the Ray worker, writing the member's model folder in the study folder, and
-calls `tune.report` after every epoch's checkpoint with the epoch's metrics and a Tune checkpoint
-that points at that model-folder checkpoint (`member.json`: the folder and the epoch). So Ray
-schedules the trials over the cluster's CPUs and GPUs (one GPU per trial when the members train on
-the GPU), retries a trial whose worker died (`FailureConfig`), and hands the retry its last
-checkpoint, from which the trainable resumes the folder exactly. A study run again (through Ray or
-not) never retrains a finished member: the study folder is the record of what is done.
+the member's `Trainer` in a Ray worker and calls `tune.report` after every epoch's checkpoint with the
+epoch's metrics and a Tune checkpoint. So Ray schedules the trials over the cluster's CPUs and GPUs
+(one GPU per trial when the members train on the GPU), retries a trial whose worker or node died
+(`FailureConfig`), and hands the retry its last checkpoint, from which the member resumes exactly. A
+study run again (through Ray or not) never retrains a finished member: the study folder is the record
+of what is done.
 
-The study folder must be where every worker can read and write it (a shared filesystem on a
-cluster; any local folder for `--ray local`); Tune's own experiment state goes to `<study>/ray/`.
-With `scheduler = "asha"`, Tune's ASHA stops members whose validation metric falls behind at each
-rung; they are listed in `pruned.txt` and never resumed. Divergence is a result here too: the trial
-ends normally with the member's folder marked failed. Ctrl-C ends the Tune run; each member keeps
-its last epoch's checkpoint (Ray stops the workers, so the epoch under way is recomputed on resume).
+Where the member folders live:
+- a shared filesystem (the default): the trial trains in the member's folder in the study folder,
+  and its Tune checkpoint only points there (`member.json`). Every node must see the study folder at
+  the same path; `_check_shared` asks each one before any member starts. Tune's state: `<study>/ray/`.
+- `--storage URI`: the trial trains in a scratch folder of its node; its Tune checkpoint carries the
+  member's folder (`member_transfer`), Tune uploads it to the storage, and the driver unpacks it into
+  the study folder after every epoch (holding the member's writer lock meanwhile).
+
+The driver's terminal shows the table only: Ray's and Tune's output goes to `<study>/ray/driver.log`
+(`--verbose` shows it). With `scheduler = "asha"`, Tune's ASHA stops members whose validation metric
+falls behind at each rung; they are listed in `pruned.txt` and never resumed. Divergence is a result
+here too: the trial ends normally with the member's folder marked failed. Ctrl-C ends the Tune run;
+each member keeps its last epoch's checkpoint (Ray stops the workers, so the epoch under way is
+recomputed on resume).
 """
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
 import logging
 import os
+import re
+import shutil
 import signal
+import sys
 import tempfile
 import threading
+import uuid
 from pathlib import Path
 
-from neuraterm.core.run import checkpoint, events, threads as threads_mod
+from neuraterm.core import config as config_mod
+from neuraterm.core.run import checkpoint, events, status as runs, threads as threads_mod
 from neuraterm.core.errors import NeuratermError, RunFailed
+from neuraterm.core.run.lock import WriterLock
+from neuraterm.core.study import member_transfer
 from neuraterm.core.study.folder import DONE, StudyFolder
 from neuraterm.core.errors import STOP_SIGNALS
 from neuraterm.core.study.runner import MemberProgress, threads_per_member
 
 EXPERIMENTS = "ray"
 CHECKPOINT_FILE = "member.json"
+DRIVER_LOG = "driver.log"  # Ray's and Tune's own output, unless --verbose
 
 
 def import_ray():
@@ -50,12 +67,23 @@ def _metrics(row: dict) -> dict:
     return {k: float(v) for k, v in row.items()}
 
 
-class _Reporter:
-    """A trainer listener: after each epoch's checkpoint is saved, report that epoch to Tune."""
+def _node() -> str:
+    """This worker's node, as rows name it: the first 8 digits of Ray's node id."""
+    try:
+        import ray
+        return ray.get_runtime_context().get_node_id()[:8]
+    except Exception:  # noqa: BLE001 -- a name for a row, never worth a failed trial
+        return "?"
 
-    def __init__(self, tune, run_dir: Path, name: str):
-        self.tune, self.run_dir, self.name = tune, run_dir, name
+
+class _Reporter:
+    """A trainer listener: after each epoch's checkpoint is saved, report that epoch to Tune, with a
+    Tune checkpoint that points at the member's folder (shared filesystem) or carries it (`ship`)."""
+
+    def __init__(self, tune, run_dir: Path, name: str, ship: bool):
+        self.tune, self.run_dir, self.name, self.ship = tune, run_dir, name, ship
         self.epoch_row: dict | None = None
+        self.node = _node()
 
     def __call__(self, event) -> None:
         if isinstance(event, events.EpochEnded):
@@ -64,61 +92,85 @@ class _Reporter:
                               "seconds": event.seconds}
         elif isinstance(event, events.CheckpointSaved) and self.epoch_row and event.epoch == self.epoch_row["epoch"]:
             row, self.epoch_row = self.epoch_row, None
-            with tempfile.TemporaryDirectory() as d:
+            self.report(_metrics(row))
+
+    def report(self, result: dict) -> None:
+        with tempfile.TemporaryDirectory() as d:
+            if self.ship:
+                member_transfer.pack(self.run_dir, Path(d))
+            else:
                 Path(d, CHECKPOINT_FILE).write_text(json.dumps(
-                    {"member": self.name, "run_dir": str(self.run_dir), "epoch": row["epoch"],
+                    {"member": self.name, "run_dir": str(self.run_dir), "epoch": result.get("epoch"),
                      "checkpoint": str(checkpoint.checkpoint_dir(self.run_dir))}), encoding="utf-8")
-                self.tune.report(_metrics(row), checkpoint=self.tune.Checkpoint.from_directory(d))
+            self.tune.report({**result, "node": self.node}, checkpoint=self.tune.Checkpoint.from_directory(d))
 
 
 WORST = {"val_acc": -1.0, "train_acc": -1.0, "val_loss": 1e30, "train_loss": 1e30}  # a member that never got there
 
 
-def _last_result(folder: StudyFolder, name: str) -> dict:
+def _last_result(run_dir: Path, epochs: int) -> dict:
     """What a member that is done (or cannot go on) reports once, so every trial ends with a result
     that holds the metrics Tune and ASHA compare: its last epoch, or the worst values for a member that
     diverged before its first epoch ended."""
-    state = folder.state(name)
-    last = state.info.history[-1] if state.info.history else {}
-    result = {"epoch": state.info.epoch, "epochs": state.info.epochs or state.member.config.train.epochs,
-              "seconds": last.get("seconds", 0.0)}
+    info = runs.describe(run_dir)
+    last = info.history[-1] if info.history else {}
+    diverged = info.status == "failed" and "diverged" in info.failure
+    result = {"epoch": info.epoch, "epochs": info.epochs or epochs, "seconds": last.get("seconds", 0.0)}
     for key, worst in WORST.items():
         value = last.get(key)
-        result[key] = value if value is not None and value == value and state.state != "diverged" else worst
+        result[key] = value if value is not None and value == value and not diverged else worst
     return _metrics(result)
 
 
-def train_member(params: dict) -> None:
-    """The Tune trainable: train (or resume, or merely report) one study member in this worker."""
+def train_member(params: dict, configs: dict | None = None, seeds: dict | None = None) -> None:
+    """The Tune trainable: train (or resume, or merely report) one study member in this worker.
+
+    With `configs` (`--storage`) the member trains in a scratch folder of this node, restored from
+    Tune's checkpoint (or from `seeds`, what the driver had of it) and shipped back with every report;
+    without, it trains in its folder in the study folder, which every node sees."""
+    name = params["member"]
+    if configs is None:
+        state = StudyFolder.open(Path(params["folder"])).state(name)
+        _train(name, state.path, state.member.config, params, False, seeds)
+        return
+    scratch = Path(tempfile.mkdtemp(prefix="neuraterm-member-"))
+    try:
+        config = config_mod.parse_toml(configs[name].encode("utf-8"), f"{name}.toml")
+        _train(name, scratch / name, config, params, True, seeds)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _train(name: str, run_dir: Path, config, params: dict, ship: bool, seeds: dict | None) -> None:
     from ray import tune
     from neuraterm.core.run.trainer import Trainer
-    folder = StudyFolder.open(Path(params["folder"]))
-    name = params["member"]
-    state = folder.state(name)
     restored = tune.get_checkpoint()
     if restored is not None:
         with restored.as_directory() as d:
-            saved = json.loads(Path(d, CHECKPOINT_FILE).read_text(encoding="utf-8"))
-        if checkpoint.checkpoint_dir(state.path) is None:
-            raise NeuratermError(f"{state.path}: missing on this node, but Tune's checkpoint says epoch "
-                                 f"{saved['epoch']} was saved there: the study folder must be on a shared filesystem")
-    if state.state in DONE:
-        tune.report(_last_result(folder, name))
-        return
-    resume = checkpoint.checkpoint_dir(state.path) is not None
-    config = checkpoint.load(state.path).config if resume else state.member.config
-    if params.get("threads"):
-        config.train.threads = min(params["threads"], config.train.threads or params["threads"])
-    reporter = _Reporter(tune, state.path, name)
-    try:
-        Trainer(config, state.path, [reporter], resume=resume).run()
-    except RunFailed:
-        tune.report(_last_result(folder, name))  # diverged: a result, recorded in the member's event log
-    except NeuratermError as exc:  # bad input: retrying would fail the same way; the driver reports it
-        folder.log_path(name).parent.mkdir(exist_ok=True)
-        with open(folder.log_path(name), "a", encoding="utf-8") as log:
-            log.write(f"neuraterm: error: {exc}\n")
-        tune.report(_last_result(folder, name))
+            if ship:
+                member_transfer.unpack(Path(d), run_dir)
+            elif checkpoint.checkpoint_dir(run_dir) is None:
+                saved = json.loads(Path(d, CHECKPOINT_FILE).read_text(encoding="utf-8"))
+                raise NeuratermError(f"{run_dir}: missing on this node, but Tune's checkpoint says epoch "
+                                     f"{saved['epoch']} was saved there: the study folder must be on a shared filesystem")
+    elif ship and seeds and name in seeds:
+        member_transfer.unpack_bytes(seeds[name], run_dir)
+    reporter = _Reporter(tune, run_dir, name, ship)
+    info = runs.describe(run_dir)
+    if info.status not in ("finished", "failed"):
+        resume = checkpoint.checkpoint_dir(run_dir) is not None
+        if resume:
+            config = checkpoint.load(run_dir).config
+        if params.get("threads"):
+            config.train.threads = min(params["threads"], config.train.threads or params["threads"])
+        try:
+            Trainer(config, run_dir, [reporter], resume=resume).run()
+        except RunFailed:
+            pass  # diverged, or the disk refused a save: a result, recorded in the member's event log
+        except NeuratermError as exc:  # bad input: retrying would fail the same way; the driver reports it
+            tune.report({**_last_result(run_dir, config.train.epochs), "error": str(exc)})
+            return
+    reporter.report(_last_result(run_dir, config.train.epochs))
 
 
 # -- in the driver ------------------------------------------------------------------------------------
@@ -145,35 +197,112 @@ def _scheduler(folder: StudyFolder, epochs: int):
                          reduction_factor=asha.reduction_factor, stop_last_trials=False)
 
 
-def _callback(tune, listeners):
+def _callback(tune, folder: StudyFolder, listeners, held: dict | None):
     class Progress(tune.Callback):
-        """Tune's trial events as the CLI's member rows (the driver side). Tune pickles its callbacks
-        with the experiment's state; a restored copy has no listeners (a terminal is not state)."""
+        """Tune's trial events as the CLI's member rows (the driver side): results, retries after a
+        lost node, failures (written to the member's log), and with `--storage` (`held` is then the
+        members' writer locks the driver holds) each shipped checkpoint unpacked into the study
+        folder. Tune pickles its callbacks with the experiment's state; a restored copy has no
+        listeners (a terminal is not state)."""
 
         def __getstate__(self):
             return {}
 
-        def on_trial_start(self, iteration, trials, trial, **info):
+        def emit(self, progress: MemberProgress) -> None:
             for listener in self.__dict__.get("listeners", ()):
-                listener(MemberProgress(trial.config["member"], "running"))
+                listener(progress)
+
+        def on_trial_start(self, iteration, trials, trial, **info):
+            name = trial.config["member"]
+            held = self.__dict__.get("held")
+            if held is not None and name not in held:  # the driver writes this folder now: it reads as running
+                try:
+                    folder.member_dir(name).mkdir(parents=True, exist_ok=True)
+                    held[name] = WriterLock(folder.member_dir(name)).acquire()
+                except (NeuratermError, OSError):
+                    pass
+            if name not in self.retried:
+                self.emit(MemberProgress(name, "running"))
 
         def on_trial_result(self, iteration, trials, trial, result, **info):
-            for listener in self.__dict__.get("listeners", ()):
-                listener(MemberProgress(trial.config["member"], "running", int(result.get("epoch", 0)),
-                                        int(result.get("epochs", 0)), result.get("val_acc"), None,
-                                        result.get("seconds")))
+            name = trial.config["member"]
+            if result.get("error") and name not in self.bad_input:
+                self.bad_input[name] = str(result["error"])
+                self.write(name, f"neuraterm: error: {result['error']}")
+            message = ""
+            if name in self.retried:
+                message = f"retried on node {result.get('node', '?')} from epoch {self.retried[name]}"
+            self.emit(MemberProgress(name, "running", int(result.get("epoch", 0)), int(result.get("epochs", 0)),
+                                     result.get("val_acc"), None, result.get("seconds"), message))
+
+        def on_checkpoint(self, iteration, trials, trial, checkpoint, **info):
+            if self.__dict__.get("held") is not None:
+                with checkpoint.as_directory() as d:
+                    member_transfer.unpack(Path(d), folder.member_dir(trial.config["member"]))
+
+        def on_trial_recover(self, iteration, trials, trial, **info):
+            name, last = trial.config["member"], trial.last_result or {}
+            epoch = int(last.get("epoch", 0))
+            self.retried[name] = epoch
+            message = f"{_why(trial)}; retrying from epoch {epoch}"
+            self.log(name, trial, f"neuraterm: {message}")
+            self.emit(MemberProgress(name, "retrying", epoch, int(last.get("epochs", 0)), last.get("val_acc"),
+                                     message=message))
+
+        def on_trial_complete(self, iteration, trials, trial, **info):
+            self.release(trial.config["member"])
+
+        def release(self, name: str) -> None:
+            lock = (self.__dict__.get("held") or {}).pop(name, None)
+            if lock is not None:
+                lock.release()
 
         def on_trial_error(self, iteration, trials, trial, **info):
-            for listener in self.__dict__.get("listeners", ()):
-                listener(MemberProgress(trial.config["member"], "failed", message="the Ray trial failed"))
+            name = trial.config["member"]
+            self.release(name)
+            why = _why(trial)
+            self.log(name, trial, f"neuraterm: error: the Ray trial failed {trial.num_failures} times: {why}")
+            self.emit(MemberProgress(name, "failed", message=why))
+
+        def log(self, name: str, trial, last_line: str) -> None:
+            """Tune's error (a traceback) in the member's log, where the driver's last line points."""
+            try:
+                text = Path(trial.error_file).read_text(encoding="utf-8", errors="replace") if trial.error_file else ""
+            except OSError:
+                text = ""
+            self.write(name, (text.rstrip() + "\n" if text.strip() else "") + last_line)
+
+        def write(self, name: str, text: str) -> None:
+            try:
+                folder.log_path(name).parent.mkdir(exist_ok=True)
+                with open(folder.log_path(name), "a", encoding="utf-8") as f:
+                    f.write(text + "\n")
+            except OSError:
+                pass
     progress = Progress()
-    progress.listeners = listeners
+    progress.listeners, progress.retried, progress.bad_input, progress.held = listeners, {}, {}, held
     return progress
 
 
-def run(folder: StudyFolder, address: str = "local", jobs: int = 0, listeners=(), threads: int = 0) -> int:
+def _why(trial) -> str:
+    """A trial's failure in a few words: a lost node, or the last line of its error."""
+    try:
+        text = Path(trial.error_file).read_text(encoding="utf-8", errors="replace") if trial.error_file else ""
+    except OSError:
+        text = ""
+    text = text or str(trial.get_error() or "")
+    if re.search(r"node has died|NodeDiedError|node was terminated|ActorUnavailableError", text):
+        node = re.search(r"Node Id: ([0-9a-f]{8})", text)
+        return f"its node {node.group(1) if node else ''} was lost".replace("  ", " ")
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return lines[-1][:200] if lines else "the Ray trial failed"
+
+
+def run(folder: StudyFolder, address: str = "local", jobs: int = 0, listeners=(), threads: int = 0,
+        storage: str | None = None, verbose: bool = False) -> int:
     """Run the members that are not done as Tune trials; returns 0, or 130/143/129 when interrupted.
-    Raises NeuratermError when a member reports bad input (as the local runner does)."""
+    Raises NeuratermError when Ray cannot start or join the cluster, when a node cannot see the study
+    folder (without `storage`), or when a member reports bad input (as the local runner does)."""
     ray, tune = import_ray()
     listeners = list(listeners)
     lock = folder.lock()
@@ -191,7 +320,7 @@ def run(folder: StudyFolder, address: str = "local", jobs: int = 0, listeners=()
             return 0
         for m in pending:  # a member's own error line is read after the run: drop older ones
             folder.log_path(m.name).unlink(missing_ok=True)
-        return _fit(ray, tune, folder, pending, address, jobs, listeners, threads)
+        return _fit(ray, tune, folder, pending, address, jobs, listeners, threads, storage, verbose)
     finally:
         lock.release()
         for state in folder.states():
@@ -199,51 +328,174 @@ def run(folder: StudyFolder, address: str = "local", jobs: int = 0, listeners=()
                 listener(MemberProgress.of(state))
 
 
-def _fit(ray, tune, folder, pending, address, jobs, listeners, threads) -> int:
+@contextlib.contextmanager
+def _quiet(log: Path, verbose: bool):
+    """Ray's and Tune's own output (C++ warnings, raylet dumps, node deaths, Tune's tracebacks) into
+    `log` instead of the terminal, where the table is: the file descriptor 2 of this process,
+    `sys.stderr`, `sys.stdout` (Ray prints the cluster's errors there; the table holds its own handle
+    on the terminal) and the stream handlers of Ray's loggers, each put back afterwards."""
+    if verbose:
+        yield
+        return
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "a", encoding="utf-8", buffering=1) as stream:
+        sys.stderr.flush()
+        saved_fd, saved_stderr, saved_stdout = os.dup(2), sys.stderr, sys.stdout
+        handlers = [h for name, lg in logging.root.manager.loggerDict.items() if name.startswith("ray")
+                    and isinstance(lg, logging.Logger) for h in lg.handlers
+                    if isinstance(h, logging.StreamHandler) and not isinstance(h, logging.FileHandler)]
+        streams = [h.stream for h in handlers]
+        os.dup2(stream.fileno(), 2)
+        sys.stderr = sys.stdout = stream
+        for h in handlers:
+            h.setStream(stream)
+        try:
+            yield
+        finally:
+            for h, s in zip(handlers, streams):
+                h.setStream(s)
+            sys.stderr, sys.stdout = saved_stderr, saved_stdout
+            os.dup2(saved_fd, 2)
+            os.close(saved_fd)
+
+
+def _refused(address: str, exc: BaseException, log: Path) -> str:
+    """Why Ray could not start or join `address`, with what to do: token authentication, a version
+    mismatch, or an address nobody answers at (Ray says only 'Failed to connect')."""
+    text, cause = [], exc
+    while cause is not None and len(text) < 5:
+        text.append(str(cause))
+        cause = cause.__cause__ or cause.__context__
+    try:
+        text.append(log.read_text(encoding="utf-8", errors="replace")[-20000:])
+    except OSError:
+        pass
+    text = "\n".join(text)
+    first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    if address == "local":
+        return f"--ray local: cannot start Ray ({first})"
+    if re.search(r"InvalidAuthToken|Unauthenticated|AuthenticationError", text):
+        return (f"--ray {address}: the cluster uses token authentication and refused this machine's token; run "
+                f"with RAY_AUTH_MODE=token and the cluster's token in RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH or "
+                f"~/.ray/auth_token ('ray get-auth-token' on the head node prints it)")
+    if re.search(r"[Vv]ersion mismatch", text):
+        line = next((l for l in text.splitlines() if re.search(r"[Vv]ersion mismatch", l)), first)
+        return (f"--ray {address}: the cluster runs another Ray or Python version ({line.strip()[:160]}); install "
+                f"the head node's versions on this machine")
+    return (f"--ray {address}: cannot join a Ray cluster there ({first}); check the address ('ray status' on the "
+            f"head node shows it, port 6379 unless 'ray start --port' chose another) and that this machine reaches it")
+
+
+def _check_shared(ray, folder: StudyFolder, address: str) -> None:
+    """Before any member starts: every node that can run one must see the study folder (the same
+    path, on a shared filesystem), or every trial would fail there."""
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+    probe = (folder.path / EXPERIMENTS / "probe").resolve()
+    token = uuid.uuid4().hex
+    checkpoint.write_atomic(probe, token.encode())
+
+    @ray.remote(num_cpus=0, max_retries=0)
+    def sees(path: str, expected: str) -> bool:
+        try:
+            return Path(path).read_text(encoding="utf-8") == expected
+        except OSError:
+            return False
+    try:
+        nodes = [n for n in ray.nodes() if n.get("Alive") and n.get("Resources", {}).get("CPU", 0) > 0]
+        checks = [sees.options(scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False))
+                  .remote(str(probe), token) for n in nodes]
+        seen = ray.get(checks, timeout=120)
+    finally:
+        probe.unlink(missing_ok=True)
+    blind = [f"{n['NodeID'][:8]} ({n.get('NodeManagerAddress', '?')})" for n, ok in zip(nodes, seen) if not ok]
+    if blind:
+        raise NeuratermError(f"--ray {address}: node {', '.join(blind)} cannot see the study folder "
+                             f"{folder.path.resolve()}; put it on a filesystem every node mounts at that path "
+                             f"(NFS), or pass --storage URI (a folder every node reaches, or s3://, gs://) and "
+                             f"the members travel through it")
+
+
+def _storage(uri: str) -> str:
+    """`--storage` as Tune's `storage_path`, checked before Ray starts: a URI pyarrow knows, or a
+    folder (made if missing) given as an absolute path."""
+    if "://" in uri:
+        try:
+            import pyarrow.fs
+            pyarrow.fs.FileSystem.from_uri(uri)
+        except Exception as exc:  # noqa: BLE001 -- pyarrow's errors have no common base
+            raise NeuratermError(f"--storage {uri}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+        return uri
+    path = Path(uri).expanduser().resolve()
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise NeuratermError(f"--storage {uri}: cannot create the folder ({exc.strerror})") from None
+    return str(path)
+
+
+def _fit(ray, tune, folder, pending, address, jobs, listeners, threads, storage, verbose) -> int:
     local = address == "local"
     cores = threads_mod.available_cores()
     per_member = threads_per_member(jobs or (cores if local else 1), threads) or 1
     gpu = any(m.config.train.device == "gpu" for m in pending)
     os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"  # Ctrl-C is ours: exit 130 like every command
-    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # nothing leaves the machine  # Tune's console output honours verbose=0: our rows only
-    init = {"include_dashboard": False, "logging_level": logging.ERROR, "log_to_driver": False}
-    try:
-        ray.init(**({"num_cpus": cores} if local else {"address": address}), **init)
-    except (ConnectionError, ValueError, RuntimeError) as exc:
-        raise NeuratermError(f"--ray {address}: cannot start or join Ray ({str(exc).splitlines()[0]})") from None
-    previous = {}
-
-    def on_signal(signum, frame):
-        raise _Interrupted(STOP_SIGNALS[signum])
-    if threading.current_thread() is threading.main_thread():
-        previous = {s: signal.signal(s, on_signal) for s in STOP_SIGNALS}
-    try:
-        epochs = max(m.config.train.epochs for m in pending)
-        asha, metric = folder.study.scheduler == "asha", folder.study.asha.metric
-        trainable = tune.with_resources(train_member, {"cpu": per_member, "gpu": 1 if gpu else 0})
-        tuner = tune.Tuner(
-            trainable,
-            param_space={"member": tune.grid_search([m.name for m in pending]), "folder": str(folder.path.resolve()),
-                         "threads": per_member},
-            tune_config=tune.TuneConfig(
-                scheduler=_scheduler(folder, epochs) if asha else None, max_concurrent_trials=jobs or None,
-                reuse_actors=False, **({"metric": metric, "mode": "max" if metric.endswith("acc") else "min"}
-                                       if asha else {})),
-            run_config=tune.RunConfig(
-                name="tune", storage_path=str((folder.path / EXPERIMENTS).resolve()), verbose=0,
-                failure_config=tune.FailureConfig(max_failures=2),
-                checkpoint_config=tune.CheckpointConfig(num_to_keep=1), callbacks=[_callback(tune, listeners)]))
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # Tune's console output honours verbose=0: our rows only
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # nothing leaves the machine
+    init = {"include_dashboard": False, "logging_level": logging.WARNING if verbose else logging.ERROR,
+            "log_to_driver": verbose}
+    log = folder.path / EXPERIMENTS / DRIVER_LOG
+    if storage is not None:
+        storage = _storage(storage)
+    with _quiet(log, verbose):
         try:
-            tuner.fit()
-        except (KeyboardInterrupt, _Interrupted) as exc:
-            return exc.code if isinstance(exc, _Interrupted) else 130
-    finally:
-        for s, handler in previous.items():
-            signal.signal(s, handler)
-        ray.shutdown()
-    for m in pending:
-        error = folder.last_error(m.name)
-        if error and folder.state(m.name).state not in DONE:
-            raise NeuratermError(f"member {m.name}: {error}")
+            ray.init(**({"num_cpus": cores} if local else {"address": address}), **init)
+        except (ConnectionError, ValueError, RuntimeError) as exc:
+            raise NeuratermError(_refused(address, exc, log)) from None
+        previous, held = {}, {}
+
+        def on_signal(signum, frame):
+            raise _Interrupted(STOP_SIGNALS[signum])
+        if threading.current_thread() is threading.main_thread():
+            previous = {s: signal.signal(s, on_signal) for s in STOP_SIGNALS}
+        try:
+            if not local and storage is None:
+                _check_shared(ray, folder, address)
+            epochs = max(m.config.train.epochs for m in pending)
+            asha, metric = folder.study.scheduler == "asha", folder.study.asha.metric
+            if storage is None:
+                trainable = train_member
+                space = {"folder": str(folder.path.resolve())}
+                where, name = str((folder.path / EXPERIMENTS).resolve()), "tune"
+            else:
+                configs = {m.name: folder.config_path(m.name).read_text(encoding="utf-8") for m in pending}
+                seeds = {m.name: member_transfer.packed_bytes(folder.member_dir(m.name)) for m in pending
+                         if checkpoint.checkpoint_dir(folder.member_dir(m.name)) is not None}
+                trainable, space = tune.with_parameters(train_member, configs=configs, seeds=seeds), {}
+                where = storage
+                name = f"{folder.path.resolve().name}-{hashlib.sha256(str(folder.path.resolve()).encode()).hexdigest()[:8]}"
+            progress = _callback(tune, folder, listeners, held if storage is not None else None)
+            tuner = tune.Tuner(
+                tune.with_resources(trainable, {"cpu": per_member, "gpu": 1 if gpu else 0}),
+                param_space={"member": tune.grid_search([m.name for m in pending]), "threads": per_member, **space},
+                tune_config=tune.TuneConfig(
+                    scheduler=_scheduler(folder, epochs) if asha else None, max_concurrent_trials=jobs or None,
+                    reuse_actors=False, **({"metric": metric, "mode": "max" if metric.endswith("acc") else "min"}
+                                           if asha else {})),
+                run_config=tune.RunConfig(
+                    name=name, storage_path=where, verbose=0,
+                    failure_config=tune.FailureConfig(max_failures=2),
+                    checkpoint_config=tune.CheckpointConfig(num_to_keep=1), callbacks=[progress]))
+            try:
+                tuner.fit()
+            except (KeyboardInterrupt, _Interrupted) as exc:
+                return exc.code if isinstance(exc, _Interrupted) else 130
+        finally:
+            for s, handler in previous.items():
+                signal.signal(s, handler)
+            ray.shutdown()
+            for lock in held.values():
+                lock.release()
+    for member, error in progress.bad_input.items():
+        if folder.state(member).state not in DONE:
+            raise NeuratermError(f"member {member}: {error}")
     return 0

@@ -218,6 +218,29 @@ class LocalRunner:
                     pass
 
 
+UNFINISHED = ("waiting", "interrupted", "running", "paused")
+FAILED = ("failed", "damaged")  # a diverged member is a result, not a failure
+
+
+def shortfall(folder: StudyFolder) -> str:
+    """The one line a driver ends with when members failed or did not finish ('' when none did): the
+    members and their log files, so a study that exits non-zero says where to look."""
+    states = folder.states()
+
+    def listed(group: list[MemberState]) -> str:
+        shown = ", ".join(f"{s.name} ({folder.log_path(s.name)})" for s in group[:3])
+        return shown + (f" and {len(group) - 3} more (logs in {folder.path / 'logs'})" if len(group) > 3 else "")
+    failed = [s for s in states if s.state in FAILED]
+    unfinished = [s for s in states if s.state in UNFINISHED]
+    parts = []
+    if failed:
+        parts.append(f"{len(failed)} of {len(states)} members failed: {listed(failed)}")
+    if unfinished:
+        parts.append(f"{len(unfinished)} of {len(states)} members did not finish: {listed(unfinished)}; "
+                     f"run 'neuraterm study {folder.path}' to continue")
+    return "; ".join(parts)
+
+
 def _reader_at_end(path) -> LogReader:
     """A reader of the member's log that skips what earlier sessions wrote."""
     reader = LogReader(path)

@@ -2,6 +2,7 @@
 progress with ETA, and a log. It only reads the app's `RunState`, on a 4 Hz timer."""
 from __future__ import annotations
 
+import math
 import time
 
 from textual.app import ComposeResult
@@ -12,25 +13,50 @@ from textual.widget import Widget
 from textual.widgets import ProgressBar, RichLog
 
 from neuraterm.tui.smoothing import WEIGHTS, Smoother
+from neuraterm.tui.ticks import nice_steps
 from neuraterm.tui.widgets.curve_chart import CurveChart, Series
 from neuraterm.tui.widgets.keys_footer import KeysFooter
 
 
 class StatusLine(Widget):
     """One line of status; repaints itself only (a `Static.update` re-runs the layout, which costs
-    ~20 ms a time while the training thread holds the GIL)."""
+    ~20 ms a time while the training thread holds the GIL). Its parts come most wanted first: the
+    first three always show, each later one only where it fits whole (never cut at the edge)."""
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
-        self.text = ""
+        self.parts: list[str] = []
 
-    def show(self, text: str) -> None:
-        if text != self.text:
-            self.text = text
+    def show(self, parts: list[str]) -> None:
+        if parts != self.parts:
+            self.parts = parts
             self.refresh()
+
+    @property
+    def text(self) -> str:
+        return fit(self.parts, self.size.width or 200)
 
     def render(self) -> str:
         return self.text
+
+
+def fit(parts: list[str], width: int, always: int = 3) -> str:
+    """The parts two spaces apart, in order, leaving out those after the first `always` that would
+    run past `width`."""
+    text = "  ".join(parts[:always])
+    for part in parts[always:]:
+        if len(text) + 2 + len(part) <= width:
+            text += "  " + part
+    return text
+
+
+def epoch_axis_end(seen: int, planned: int) -> int:
+    """The last epoch of the x axis: the epochs seen with a quarter more room (at least 10, in round
+    steps), never past the plan. Thirty epochs of a 600-epoch run fill most of the chart instead of
+    its left twentieth; the plan shows in the progress bar and the status line."""
+    want = max(10, seen + max(2, seen // 4))
+    step = next(s for s, _, _ in nice_steps(want / 5))
+    return max(2, min(planned or want, int(math.ceil(want / step) * step)))
 
 
 class DashboardScreen(Screen):
@@ -100,7 +126,7 @@ class DashboardScreen(Screen):
 
     def draw_epoch_charts(self, state) -> None:
         epochs = [e.epoch for e in state.history]
-        x_max = max(state.epochs, 2)
+        x_max = epoch_axis_end(max(epochs, default=0), state.epochs)
         self.query_one("#loss-chart", CurveChart).set_series(
             {"train": (epochs, [e.train_loss for e in state.history]),
              "val": (epochs, [e.val_loss for e in state.history])}, x_max)
@@ -139,17 +165,22 @@ class DashboardScreen(Screen):
             return "no run yet: pick a preset on the Setup screen (n) and press t"
         epoch = max(state.epoch, len(state.history))
         done, total = state.progress()
-        text = f"{100 * done // total:3d}%  {state.status}  epoch {epoch}/{state.epochs}"
+        parts = [f"{100 * done // total:3d}%", state.status, f"epoch {epoch}/{state.epochs}"]
         if not self.app.deterministic and state.samples_per_s and state.status == "running":
-            eta = state.eta()  # most wanted first: the line is cut at the right on narrow terminals
-            text += f"  ETA {'…' if eta is None else duration(eta)}  {state.samples_per_s:,.0f} samples/s"
-        text += f"  {state.device}"
-        if state.data_placement and self.app.size.width >= 110:
-            text += f"  data {state.data_placement.split(' (')[0]}"
+            eta = state.eta()
+            parts += [f"ETA {'…' if eta is None else duration(eta)}", rate(state.samples_per_s)]
         memory = None if self.app.deterministic else self.app.service.process_memory(self.app.holder)
         if memory:
-            text += f"  RSS {memory / 2**20:,.0f} MB"  # the training process's, when it runs on this machine
-        return text
+            parts.append(f"RSS {memory / 2**20:,.0f} MB")  # the training process's, when it runs on this machine
+        parts.append(state.device)
+        if state.data_placement:
+            parts.append(f"data {state.data_placement.split(' (')[0]}")
+        return parts
+
+
+def rate(samples_per_s: float) -> str:
+    """Samples per second in at most 14 characters (thousands as k from 10,000)."""
+    return f"{samples_per_s:,.0f} samples/s" if samples_per_s < 10_000 else f"{samples_per_s / 1000:,.0f}k samples/s"
 
 
 def duration(seconds: float) -> str:

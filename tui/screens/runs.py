@@ -7,6 +7,7 @@ from textual.containers import Vertical
 from textual.screen import Screen
 from textual.widgets import DataTable, Static
 
+from neuraterm.tui.shorten import middle
 from neuraterm.tui.widgets.curve_chart import CurveChart
 from neuraterm.tui.widgets.keys_footer import KeysFooter
 
@@ -48,15 +49,33 @@ class RunsScreen(Screen):
         self.live_timer.resume()
 
     def action_refresh_runs(self) -> None:
+        """Read the folders again; the cursor stays on the run it was on (by its folder, not its row)."""
         table = self.query_one(DataTable)
+        picked = self.current()
         table.clear()
         self.runs = {str(r.path): r for r in self.app.service.list_runs()}
+        room = self.name_room()
         for key, run in self.runs.items():
-            table.add_row("●" if key in self.selected else " ", run.name, *self.cells(run), key=key)
+            table.add_row("●" if key in self.selected else " ", middle(run.name, room), *self.cells(run), key=key)
+        if picked in self.runs:
+            table.move_cursor(row=table.get_row_index(picked))
         hint = ("no model folders yet in " + str(self.app.service.runs_root) if not self.runs else
                 "space: overlay  enter: evaluate  w: watch  R: resume  S: studies")
         self.query_one("#runs-hint", Static).update(hint)
         self.update_overlay()
+
+    def name_room(self) -> int:
+        """The width the run column can have with every other column whole: long names are shortened
+        in the middle (the preset and the start time stay), never the metrics at the right edge."""
+        headers = ("status", "dataset", "epochs", "val acc", "test acc")
+        widths = [max([len(h)] + [len(c) for c in cells]) for h, *cells in
+                  zip(headers, *(self.cells(run) for run in self.runs.values()))] if self.runs else []
+        used = sum(w + 2 for w in widths) + 3 + 2 + 2  # the marker column, the run column's padding, a scrollbar
+        return max(12, self.size.width - used)
+
+    def on_resize(self) -> None:
+        if getattr(self, "runs", None):
+            self.action_refresh_runs()
 
     @staticmethod
     def cells(run) -> tuple[str, ...]:
@@ -68,9 +87,7 @@ class RunsScreen(Screen):
         the whole table when folders came or went."""
         fresh = {str(r.path): r for r in self.app.service.list_runs()}
         if fresh.keys() != self.runs.keys():
-            row = self.query_one(DataTable).cursor_row
             self.action_refresh_runs()
-            self.query_one(DataTable).move_cursor(row=row)
             return
         table = self.query_one(DataTable)
         for key, run in fresh.items():
@@ -81,7 +98,7 @@ class RunsScreen(Screen):
 
     def current(self) -> str | None:
         table = self.query_one(DataTable)
-        if not self.runs or table.cursor_row is None:
+        if not getattr(self, "runs", None) or table.cursor_row is None or not table.row_count:
             return None
         return table.coordinate_to_cell_key((table.cursor_row, 0)).row_key.value
 
@@ -104,9 +121,7 @@ class RunsScreen(Screen):
         if key is None:
             return
         self.selected.symmetric_difference_update({key})
-        row = self.query_one(DataTable).cursor_row
         self.action_refresh_runs()
-        self.query_one(DataTable).move_cursor(row=row)
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
         """A click on the highlighted row evaluates it, as enter does."""

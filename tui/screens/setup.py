@@ -1,11 +1,13 @@
 """Setup: pick a preset, adjust the experiment, and start it; invalid values are flagged inline."""
 from __future__ import annotations
 
+from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Checkbox, Input, Label, OptionList, Select, Static
+from textual.worker import Worker, WorkerState
 
 from neuraterm.core import config as config_mod, toml_text
 from neuraterm.core.backend import DEVICES
@@ -67,6 +69,7 @@ class SetupScreen(Screen):
     type only digits and signs, and a dataset path is typed in a dialog. A preset is loaded as the
     highlight moves while the form is untouched; over edits it asks first."""
 
+    dataset_problem: tuple[str, str | None] = ("", None)  # (a typed path, why it cannot be read)
     BINDINGS = [
         Binding("t", "start", "Train", tooltip="Train the configuration in the form"),
         Binding("ctrl+r", "reset", "Reset", tooltip="Reset the form to the preset"),
@@ -79,7 +82,7 @@ class SetupScreen(Screen):
                 yield Label("presets")
                 yield OptionList(*self.app.service.preset_names(), id="presets")
                 yield Static("", id="preset-description")
-            with VerticalScroll(id="form"):
+            with VerticalScroll(id="form", can_focus=False):  # Tab goes to its first field, not to the frame
                 for wid, path, kind, choices in FIELDS:
                     with Horizontal(classes="field"):
                         yield Label(wid.replace("_", " "), classes="field-label")
@@ -182,8 +185,19 @@ class SetupScreen(Screen):
         self.app.push_screen(ConfirmDialog(f"Load preset [b]{name}[/] over your edits ({changed})?",
                                            f"load {name}", "keep the form"), answer)
 
-    def on_input_changed(self, event: Input.Changed) -> None:
+    def validate_soon(self) -> None:
+        """Validate once after the current burst of changes: filling the form changes every field, and
+        each change arrives as its own message (a validation builds a whole config)."""
+        if not getattr(self, "_validation_pending", False):
+            self._validation_pending = True
+            self.call_later(self._validate_pending)
+
+    def _validate_pending(self) -> None:
+        self._validation_pending = False
         self.validate_form()
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        self.validate_soon()
 
     def on_select_changed(self, event: Select.Changed) -> None:
         if event.select.id == "dataset" and event.value == OTHER_DATASET:
@@ -192,14 +206,29 @@ class SetupScreen(Screen):
             def use(path: str | None) -> None:
                 self.set_dataset(path or self.dataset)
                 self.validate_form()
+                if path:
+                    self.check_dataset(path)
             self.app.push_screen(DatasetPathDialog("" if self.dataset in listed else self.dataset), use)
             return
         if event.select.id == "dataset":
-            self.dataset = event.value
-        self.validate_form()
+            self.dataset = event.value  # a path's problem applies while it is the dataset (validate_form)
+        self.validate_soon()
+
+    @work(thread=True, exclusive=True, group="dataset", exit_on_error=False)
+    def check_dataset(self, spec: str) -> tuple[str, str | None]:
+        """A typed path checked at once, as the CLI would when training starts (in a thread: a CSV is
+        parsed): (the path, its problem or None)."""
+        return spec, self.app.service.dataset_problem(spec)
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        if event.worker.group == "dataset" and event.state == WorkerState.SUCCESS:
+            spec, problem = event.worker.result
+            if spec == self.dataset:
+                self.dataset_problem = (spec, problem)
+                self.validate_form()
 
     def on_checkbox_changed(self, event: Checkbox.Changed) -> None:
-        self.validate_form()
+        self.validate_soon()
 
     def build_config(self) -> config_mod.Config:
         """The preset with the form's values; raises NeuratermError naming the first bad field. A
@@ -236,6 +265,9 @@ class SetupScreen(Screen):
             widget.remove_class("-invalid")
         try:
             config = self.build_config()
+            spec, problem = self.dataset_problem
+            if problem and spec == self.dataset:
+                raise NeuratermError(f"dataset: {problem}")
         except NeuratermError as exc:
             message = str(exc).removeprefix("setup: ")
             errors.update(f"[b red]✗[/] {message}")
@@ -248,6 +280,19 @@ class SetupScreen(Screen):
         errors.update(f"[green]✓[/] ready: press [b]t[/] to train{edited}")
         self.remove_class("-has-errors")
         return config
+
+    def on_descendant_focus(self, event) -> None:
+        self.mark_current_field()
+
+    def on_descendant_blur(self, event) -> None:
+        self.mark_current_field()
+
+    def mark_current_field(self) -> None:
+        """The focused field's label in reverse video: a shade of background alone is lost on 16-color
+        and NO_COLOR terminals."""
+        focused = self.focused
+        for label in self.query(".field-label"):
+            label.set_class(focused is not None and focused.parent is label.parent, "-current")
 
     # -- actions ----------------------------------------------------------------------------
     def check_action(self, action: str, parameters: tuple) -> bool:

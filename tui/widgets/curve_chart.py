@@ -5,7 +5,7 @@ The widget holds its data and draws it in `render`, where its size is known: tic
 blocks on the Linux console, which has no braille glyphs), and each series puts its own marker on
 its data points (epochs), so curves stay apart without color. Braille dots are placed so the
 character cell they fall in is the cell a marker of the same value would take. The legend sits in
-the border title, with names shortened only where they are the same.
+the border title, with names shortened in the middle.
 """
 from __future__ import annotations
 
@@ -40,20 +40,18 @@ def line_marker() -> tuple[str, int, int]:
 
 
 def distinct_names(names: list[str], width: int) -> list[str]:
-    """Names cut to `width` characters without making two of them look alike: a shared prefix
-    (up to a '-', '_' or '.') gives way to '…' first, then the middle of what is left."""
-    if all(len(n) <= width for n in names) or len(set(names)) < len(names):
+    """Names in `width` characters, shortened in the middle: the start (the preset a run is named
+    after) and as much of the end as tells them apart (its start time) both stay."""
+    if all(len(n) <= width for n in names):
+        return list(names)
+    if width < 3 or len(set(names)) < len(names):
         return [n if len(n) <= width else n[:width - 1] + "…" for n in names]
-    prefix = os.path.commonprefix(names) if len(names) > 1 else ""
-    cut = max((prefix.rfind(c) for c in "-_."), default=-1) + 1
-    shown = [("…" + n[cut:]) if cut > 1 else n for n in names]
-    out = []
-    for n in shown:
-        if len(n) > width:
-            head = (width - 1) // 2
-            n = n[:head] + "…" + n[len(n) - (width - 1 - head):]
-        out.append(n)
-    return out if len(set(out)) == len(out) else [n[-width:] for n in names]
+    for tail in range(max(1, (width - 1) // 2), width - 1):
+        head = width - 1 - tail
+        out = [n if len(n) <= width else n[:head] + "…" + n[len(n) - tail:] for n in names]
+        if len(set(out)) == len(out):
+            return out
+    return [n[-width:] for n in names]
 
 
 def downsample(xs: list, ys: list, limit: int) -> tuple[list, list]:
@@ -139,6 +137,12 @@ class CurveChart(PlotextPlot):
             labels = [f"{t:.{decimals}f}" for t in ticks]
             room = (columns - 1) * step / (x_hi - x_lo)
             if room >= max(len(label) for label in labels) + 3:  # plotext drops labels that touch
+                if integer and ticks[-1] < x_hi - 1e-9 and float(x_hi).is_integer():
+                    end = f"{x_hi:.0f}"  # the last epoch is always labelled too, in place of a tick too near
+                    gap = (columns - 1) * (x_hi - ticks[-1]) / (x_hi - x_lo)
+                    if gap < (len(labels[-1]) + len(end)) / 2 + 3 and len(ticks) > 1 and ticks[-1] != x_lo:
+                        ticks, labels = ticks[:-1], labels[:-1]
+                    ticks, labels = [*ticks, x_hi], [*labels, end]
                 return ticks, labels
         raise AssertionError("unreachable: the room grows with the step")
 
@@ -191,11 +195,15 @@ class CurveChart(PlotextPlot):
             shown = []  # "lr" needs no legend saying "lr"
         budget = max(6, (self.size.width - len(title) - 4) // max(len(shown), 1) - 3) if self.size.width else 24
         names = distinct_names([s.name for _, s in shown], budget)
-        legend = []
+        legend = []  # (markup, its width on screen, faint)
         for (k, s), name in zip(shown, names):
             if s.faint:
-                legend.append(f"[{FAINT}]· {escape(name)}[/]")
+                legend.append((f"[{FAINT}]· {escape(name)}[/]", len(name) + 2, True))
             else:
                 glyph = MARKERS[k % len(MARKERS)] if s.markers else "─"
-                legend.append(f"[{COLORS[k % len(COLORS)]}]{escape(glyph)} {escape(name)}[/]")
-        self.border_title = " ".join([escape(title), *legend])
+                legend.append((f"[{COLORS[k % len(COLORS)]}]{escape(glyph)} {escape(name)}[/]", len(name) + 2, False))
+        room = self.size.width - 4 if self.size.width else 1_000  # the border's corners and dashes
+        while legend and len(title) + sum(1 + width for _, width, _ in legend) > room:
+            faint = [entry for entry in legend if entry[2]]
+            legend.remove(faint[0] if faint else legend[-1])  # the title stays whole; the faint entry goes first
+        self.border_title = " ".join([escape(title), *(markup for markup, _, _ in legend)])
