@@ -110,3 +110,39 @@ def test_last_events_reads_the_tail_and_skips_the_line_it_cut(tmp_path):
     assert event_log.last_events(tmp_path, nbytes=tail) == sent[-2:]
     assert event_log.last_events(tmp_path, nbytes=len(data) + 100) == sent
     assert event_log.last_events(tmp_path / "missing") == []
+
+
+def test_last_events_of_a_small_log_keep_its_first_line_and_a_cut_one_is_skipped(tmp_path):
+    data, sent = written(tmp_path)
+    (tmp_path / event_log.LOG_FILE).write_bytes(data)
+    assert event_log.last_events(tmp_path) == sent  # smaller than the tail read: nothing is cut
+    assert event_log.last_events(tmp_path, nbytes=len(data)) == sent  # exactly the tail: nothing is cut
+    assert event_log.last_events(tmp_path, nbytes=len(data) - 1) == sent[1:]  # one byte short: that line is cut
+
+
+def test_a_viewer_sees_each_line_while_the_run_still_writes(tmp_path):
+    """Nothing is held in a buffer: an attached viewer reads a step and an epoch before the log closes."""
+    log = event_log.EventLog(tmp_path, step_interval=0)
+    reader = event_log.LogReader(tmp_path)
+    step = events.StepEnded(1, 1, 10, 2.3, 1e4)
+    log(step)
+    assert reader.read_new() == [step]
+    epoch = events.EpochEnded(1, 2, 0.5, 0.5, 0.5, 0.5, 0.001, 1e4, 1.0, 1.0)
+    log(epoch)
+    assert reader.read_new() == [epoch]
+    log.close()
+
+
+def test_epochs_checkpoints_and_the_end_are_fsynced_steps_are_not(tmp_path, monkeypatch):
+    """A crash loses at most step progress: every durable event is on disk before the trainer goes on."""
+    synced = []
+    monkeypatch.setattr(event_log.os, "fsync", lambda fd: synced.append(fd))
+    log = event_log.EventLog(tmp_path, step_interval=0)
+    log(events.StepEnded(1, 1, 10, 2.3, 1e4))
+    log(events.Heartbeat(False))
+    assert synced == []
+    log(events.EpochEnded(1, 2, 0.5, 0.5, 0.5, 0.5, 0.001, 1e4, 1.0, 1.0))
+    log(events.CheckpointSaved(str(tmp_path), 1, False))
+    log(events.RunFinished(str(tmp_path), {}))
+    assert len(synced) == 3
+    log.close()
