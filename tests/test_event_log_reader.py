@@ -73,15 +73,15 @@ def test_nan_and_infinity_travel_as_strings_and_come_back_as_floats(tmp_path):
 def test_step_progress_is_thinned_but_each_epochs_last_step_and_every_epoch_are_written(tmp_path, monkeypatch):
     clock = [100.0]
     monkeypatch.setattr(event_log.time, "monotonic", lambda: clock[0])
-    log = event_log.EventLog(tmp_path, step_interval=0.25)
-    for step in range(1, 11):  # 10 steps 0.1 s apart: one line per 0.25 s, and the last
+    log = event_log.EventLog(tmp_path)  # the trainer's default: a line per 0.25 s at most
+    for step in range(1, 10):  # 9 steps 0.1 s apart: steps 1, 4, 7, and 9 (0.2 s after 7) as the epoch's last
         clock[0] += 0.1
-        log(events.StepEnded(1, step, 10, 1.0 / step, 1e4))
+        log(events.StepEnded(1, step, 9, 1.0 / step, 1e4))
     log(events.EpochEnded(1, 2, 0.5, 0.5, 0.5, 0.5, 0.001, 1e4, 1.0, 1.0))
     log.close()
     log.write(events.Heartbeat(False))  # after close: ignored, never an error
     got = event_log.LogReader(tmp_path).read_new()
-    assert [e.step for e in got if isinstance(e, events.StepEnded)] == [1, 4, 7, 10]
+    assert [e.step for e in got if isinstance(e, events.StepEnded)] == [1, 4, 7, 9]
     assert isinstance(got[-1], events.EpochEnded) and len(got) == 5
 
 
@@ -146,3 +146,24 @@ def test_epochs_checkpoints_and_the_end_are_fsynced_steps_are_not(tmp_path, monk
     log(events.RunFinished(str(tmp_path), {}))
     assert len(synced) == 3
     log.close()
+
+
+def test_a_full_disk_never_stops_the_writer(tmp_path):
+    """The event log is for viewers: a write that fails (ENOSPC) is dropped; the checkpoint path reports it."""
+    log = event_log.EventLog(tmp_path, step_interval=0)
+
+    class Full:
+        closed = False
+
+        def write(self, data):
+            raise OSError(28, "No space left on device")
+
+        def fileno(self):
+            raise OSError(28, "No space left on device")
+
+        def close(self):
+            pass
+    real, log._file = log._file, Full()
+    log(events.EpochEnded(1, 2, 0.5, 0.5, 0.5, 0.5, 0.001, 1e4, 1.0, 1.0))
+    log.close()
+    real.close()
