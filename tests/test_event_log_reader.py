@@ -74,14 +74,14 @@ def test_step_progress_is_thinned_but_each_epochs_last_step_and_every_epoch_are_
     clock = [100.0]
     monkeypatch.setattr(event_log.time, "monotonic", lambda: clock[0])
     log = event_log.EventLog(tmp_path)  # the trainer's default: a line per 0.25 s at most
-    for step in range(1, 10):  # 9 steps 0.1 s apart: steps 1, 4, 7, and 9 (0.2 s after 7) as the epoch's last
+    for step in range(992, 1001):  # 9 steps 0.1 s apart: 992, 995, 998, and 1000 (0.2 s after 998), the last
         clock[0] += 0.1
-        log(events.StepEnded(1, step, 9, 1.0 / step, 1e4))
+        log(events.StepEnded(1, step, 1000, 1.0 / step, 1e4))
     log(events.EpochEnded(1, 2, 0.5, 0.5, 0.5, 0.5, 0.001, 1e4, 1.0, 1.0))
     log.close()
     log.write(events.Heartbeat(False))  # after close: ignored, never an error
     got = event_log.LogReader(tmp_path).read_new()
-    assert [e.step for e in got if isinstance(e, events.StepEnded)] == [1, 4, 7, 9]
+    assert [e.step for e in got if isinstance(e, events.StepEnded)] == [992, 995, 998, 1000]
     assert isinstance(got[-1], events.EpochEnded) and len(got) == 5
 
 
