@@ -167,3 +167,14 @@ def test_a_full_disk_never_stops_the_writer(tmp_path):
     log(events.EpochEnded(1, 2, 0.5, 0.5, 0.5, 0.5, 0.001, 1e4, 1.0, 1.0))
     log.close()
     real.close()
+
+
+def test_steps_exactly_one_interval_apart_are_each_written(tmp_path, monkeypatch):
+    clock = [100.0]
+    monkeypatch.setattr(event_log.time, "monotonic", lambda: clock[0])
+    log = event_log.EventLog(tmp_path, step_interval=0.25)
+    for step in range(1, 5):
+        clock[0] += 0.25  # exact in binary: 100.25, 100.5, ...
+        log(events.StepEnded(1, step, 10, 1.0, 1e4))
+    log.close()
+    assert [e.step for e in event_log.LogReader(tmp_path).read_new()] == [1, 2, 3, 4]
