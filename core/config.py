@@ -89,6 +89,7 @@ class TrainConfig:
     min_delta: float = 0.0
     restore_best: bool = True
     noise: list[float] = field(default_factory=lambda: [0.0, 0.1, 0.2, 0.3])
+    health_every: int = 50  # steps between layer-health samples (core/run/health.py); 0 = off
 
 
 @dataclass
@@ -141,12 +142,16 @@ def _coerce(value, kind, where: str):
     return value
 
 
+# Keys a model folder written before them may lack: their default changes nothing the run trained.
+ADDED_LATER = ("health_every",)
+
+
 def check_keys(values: dict, known: list[str], where: str, complete: bool = False) -> None:
     for key in values:
         if key not in known:
             hint = did_you_mean(key, known) or f" (known: {', '.join(sorted(known))})"
             raise NeuratermError(f"{where}: unknown key {key!r}{hint}")
-    missing = [k for k in known if k not in values]
+    missing = [k for k in known if k not in values and k not in ADDED_LATER]
     if complete and missing:
         raise NeuratermError(f"{where}: missing {', '.join(missing)} (a model folder's config lists every key)")
 
@@ -215,6 +220,7 @@ def validate(c: Config, source: str = "config") -> None:
         (t.min_delta >= 0, "train.min_delta must be >= 0"),
         (all(v >= 0 for v in t.noise), "train.noise sigmas must be >= 0"),
         (0 <= t.threads <= 1024, "train.threads must be >= 0 (0 = automatic)"),
+        (t.health_every >= 0, "train.health_every must be >= 0 (0 = off)"),
         _choice(t.device, DEVICES, "train.device"),
         (all(1 <= h <= 2**31 - 1 for h in m.hidden), "model.hidden sizes must be >= 1"),
         _choice(m.activation, ACTIVATION_CHOICES, "model.activation"),
@@ -265,8 +271,9 @@ def load_toml(path: Path, complete: bool = False) -> Config:
     return parse_toml(data, str(path), complete)
 
 
-def apply_override(config: Config, assignment: str) -> Config:
-    """`--set optimizer.lr=0.01`: the value is parsed as TOML, so types are checked as in a file."""
+def apply_override(config: Config, assignment: str, source: str = "") -> Config:
+    """`--set optimizer.lr=0.01`: the value is parsed as TOML, so types are checked as in a file.
+    `source` names the option in errors when it is not `--set` (`--epochs`)."""
     if "=" not in assignment:
         raise NeuratermError(f"--set {assignment!r}: expected section.key=value")
     key, raw = assignment.split("=", 1)
@@ -279,7 +286,7 @@ def apply_override(config: Config, assignment: str) -> Config:
             raise NeuratermError(f"--set {key}: unknown section {part!r}{did_you_mean(part, SECTIONS)}")
         target = target[part]
     target[parts[-1]] = value
-    return from_dict(values, f"--set {key}")
+    return from_dict(values, source or f"--set {key}")
 
 
 def to_toml(config: Config) -> str:

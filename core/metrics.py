@@ -35,7 +35,11 @@ def per_class(cm: np.ndarray) -> dict[str, np.ndarray]:
 
 
 def macro_f1(cm: np.ndarray) -> float:
-    return float(per_class(cm)["f1"].mean())
+    """Mean F1 over the classes the test split holds or the model predicts (as scikit-learn counts
+    them): a class with neither has no F1, and counting it as 0 would cap a perfect model below 1."""
+    stats = per_class(cm)
+    counted = (stats["support"] > 0) | (cm.sum(axis=0) > 0)
+    return float(stats["f1"][counted].mean()) if counted.any() else 0.0
 
 
 def balanced_accuracy(cm: np.ndarray) -> float:

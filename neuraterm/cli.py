@@ -25,6 +25,7 @@ if typing.TYPE_CHECKING:
 
 from neuraterm import __version__
 from neuraterm.core.backend import DEVICES
+from neuraterm.core.screen_text import visible
 from neuraterm.core.errors import (EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED, STOP_SIGNALS, NeuratermError,
                                    RunFailed)
 
@@ -47,7 +48,8 @@ def with_overrides(config: config_mod.Config, overrides: tuple[str, ...] = (), *
             "tf32": "train.tf32", "graphs": "train.graphs", "threads": "train.threads"}
     for name, value in options.items():
         if value is not None:
-            config = config_mod.apply_override(config, f"{keys[name]}={json.dumps(value)}")
+            config = config_mod.apply_override(config, f"{keys[name]}={json.dumps(value)}",
+                                               f"--{name.replace('_', '-')} {value}")
     return config
 
 
@@ -196,9 +198,39 @@ def evaluate_cmd(run_dir, noise, data_dir):
     sigmas = parse_sigmas(noise)
     result = evaluate_folder(Path(run_dir), sigmas, data_dir)
     if not result["finished"]:
-        click.echo(f"{run_dir}: the run has not finished; evaluating its checkpoint after epoch "
+        click.echo(f"{visible(run_dir)}: the run has not finished; evaluating its checkpoint after epoch "
                    f"{result['epoch']} of {result['epochs']}{' (and part of the next)' if result['mid_epoch'] else ''}")
     HeadlessPrinter().print_report(result, run_dir)
+
+
+@cli.command("inspect")
+@click.argument("run_dir", type=click.Path(file_okay=False))
+@click.option("--epoch", type=int, help="The health of this epoch (default: the last one trained).")
+@click.option("--json", "as_json", is_flag=True, help="Print every epoch's health and the alerts as JSON.")
+def inspect_cmd(run_dir, epoch, as_json):
+    """Layer health of a model folder (weights, gradients, updates, activations) and the alerts it raises."""
+    from neuraterm.core.run import alerts, checkpoint, health
+    from neuraterm.printer import health_table
+    snap = checkpoint.load(Path(run_dir))
+    history = health.history_of(snap.health)
+    if not history:
+        raise NeuratermError(f"{run_dir}: no layer health saved (trained with train.health_every = 0, "
+                             f"or by a neuraterm without layer health)")
+    epochs = [h.epoch for h in history]
+    if epoch is not None:
+        if epoch not in epochs:
+            raise NeuratermError(f"--epoch {epoch}: {run_dir} has layer health for epochs "
+                                 f"{epochs[0]}..{epochs[-1]}")
+        history = [h for h in history if h.epoch == epoch]
+    found = alerts.summary(history)
+    if as_json:
+        click.echo(json.dumps({"run_dir": str(run_dir), "checkpoint_epoch": snap.epoch,
+                               "probe_size": history[-1].probe_size,
+                               "epochs": [{"epoch": h.epoch, "layers": health.layer_rows(h),
+                                           "class_confidence": h.class_confidence} for h in history],
+                               "alerts": [a.as_dict() for a in found]}, indent=1))
+        return
+    health_table(history[-1], found)
 
 
 @cli.command("presets")
@@ -220,8 +252,15 @@ def datasets_cmd(paths, data_dir):
     summaries = [custom.describe(path, validate=True) for path in paths]
     click.echo(f"{'name':16} {'classes':>7} {'train':>9} {'test':>8}  where")
     for summary in summaries:
-        click.echo(f"{summary.name:16} {summary.classes:>7} {summary.train:>9,} {summary.test:>8,}  "
-                   f"{summary.path} ({summary.format}, {' x '.join(map(str, summary.image_shape))}, checked)")
+        click.echo(visible(f"{summary.name:16} {summary.classes:>7} {summary.train:>9,} {summary.test:>8,}  "
+                           f"{summary.path} ({summary.format}, {' x '.join(map(str, summary.image_shape))}, checked)"))
+        names = summary.class_names
+        if names == tuple(str(i) for i in range(len(names))):
+            click.echo(f"{'':16} classes: {', '.join(names)}")
+        else:  # label: name, as the file wrote it (escaped: a name is data, never a terminal sequence)
+            click.echo(f"{'':16} classes (label: name): " + ", ".join(f"{i}: {visible(name)}" for i, name in enumerate(names)))
+        for note in summary.notes:
+            click.echo(f"{'':16} note: {visible(note)}")
     if paths:
         return
     for name, spec in registry.DATASETS.items():
@@ -252,19 +291,21 @@ def runs_cmd(root, sort_key):
 @click.argument("out", type=click.Path(dir_okay=False))
 @click.option("--force", is_flag=True, help="Replace OUT if it exists.")
 def export_cmd(run_dir, out, force):
-    """Write the weights as a PyTorch nn.Sequential state_dict-compatible .npz (OUT gets '.npz' if it lacks it)."""
+    """Write a .npz for PyTorch (OUT gets '.npz' if it lacks it): an nn.Sequential state dict (the keys
+    that start with a layer index) and the input transform and class names that reproduce 'eval'."""
     from neuraterm.core.run import checkpoint
     import numpy as np
-    from neuraterm.core.run.export import torch_state_dict
+    from neuraterm.core.run.export import INPUT_KEYS, export_arrays
     snap = checkpoint.load(Path(run_dir))
-    state = torch_state_dict(snap)
     target = Path(out if out.endswith(".npz") else out + ".npz")
     if target.exists() and not force:
         raise NeuratermError(f"{target} exists; pass --force to replace it")
+    arrays = export_arrays(snap)
     data = io.BytesIO()
-    np.savez(data, **state)
+    np.savez(data, **arrays)
     checkpoint.write_atomic(target, data.getvalue())
-    click.echo(f"wrote {target} (epoch {snap.epoch}): {', '.join(state)}")
+    click.echo(f"wrote {target} (epoch {snap.epoch}): {', '.join(k for k in arrays if k not in INPUT_KEYS)}; "
+               f"inputs = (values * input_scale - input_mean) / input_std, and class_names")
 
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
@@ -274,28 +315,38 @@ LOOPBACK = ("127.0.0.1", "localhost", "::1")
 @click.argument("run_dir", required=False, type=click.Path(file_okay=False))
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535))
-@click.option("--public", is_flag=True, help="Allow a non-loopback --host (anyone who reaches it controls your runs).")
-def serve(run_dir, host, port, public):
+@click.option("--public", is_flag=True, help="Allow a non-loopback --host (anyone with the token controls your runs).")
+@click.option("--token", default=None, help="The token the page asks for (default: a new random one per server).")
+@click.option("--no-token", is_flag=True, help="No token (loopback --host only, never with --public).")
+def serve(run_dir, host, port, public, token, no_token):
     """Serve the app to a browser (each tab is a viewer; with RUN_DIR, of that run's dashboard).
 
-    textual-serve has no authentication: it listens on 127.0.0.1 unless --public is given, so reach it
-    through 'ssh -L 8000:localhost:8000 HOST' and open http://localhost:8000."""
+    Like Jupyter, the page needs a token: open the URL it prints (http://127.0.0.1:8000/?token=...);
+    the browser then keeps it as a cookie. It listens on 127.0.0.1 unless --public is given: reach it
+    through 'ssh -L 8000:localhost:8000 HOST'."""
     from neuraterm.core.run import checkpoint
     import shlex
     try:
-        from textual_serve.server import Server
+        from neuraterm.web_server import TokenServer, new_token
     except ImportError:
         raise NeuratermError("neuraterm serve needs the web extra: pip install 'neuraterm[web]'") from None
     if host not in LOOPBACK and not public:
-        raise NeuratermError(f"--host {host} would let anyone who can reach it control your runs (no "
-                             f"authentication); use ssh -L with the default 127.0.0.1, or pass --public")
+        raise NeuratermError(f"--host {host} would let anyone who can reach it and has the token control your "
+                             f"runs; use ssh -L with the default 127.0.0.1, or pass --public")
+    if no_token and (public or host not in LOOPBACK):
+        raise NeuratermError("--no-token is allowed on a loopback --host only, never with --public")
+    if no_token and token is not None:
+        raise NeuratermError("--token and --no-token contradict each other; pass one")
+    if token is not None and (len(token) < 8 or not token.isascii() or not token.isprintable() or " " in token):
+        raise NeuratermError("--token must be at least 8 printable ASCII characters without spaces")
     from neuraterm.core.study.spec import STUDY_FILE
     if run_dir and not checkpoint.is_run_folder(Path(run_dir)) and not (Path(run_dir) / STUDY_FILE).is_file():
-        raise NeuratermError(f"{run_dir}: not a neuraterm model folder or study folder")
+        raise NeuratermError(f"{visible(run_dir)}: not a neuraterm model folder or study folder")
     if host not in LOOPBACK:
-        say(f"warning: serving on {host}:{port} without authentication; anyone who reaches it controls your runs")
+        say(f"warning: serving on {host}:{port} to anyone who reaches it and has the token; prefer ssh -L")
     command = [sys.executable, "-m", "neuraterm"] + (["watch", str(Path(run_dir).resolve())] if run_dir else ["tui"])
-    Server(shlex.join(command), host=host, port=port, title="neuraterm").serve()
+    TokenServer(shlex.join(command), None if no_token else (token or new_token()), host=host, port=port,
+                title="neuraterm").serve()
 
 
 @cli.command()
@@ -344,7 +395,7 @@ def parse_seeds(text: str) -> list[int]:
 @click.argument("study_ref", metavar="NAME_OR_TOML_OR_FOLDER")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
               help="Change a config value of every member, e.g. data.dataset=mnist-5k.")
-@click.option("--epochs", type=int, help="Epochs of every member.")
+@click.option("--epochs", type=click.IntRange(min=1), help="Epochs of every member.")
 @click.option("--seeds", help="Repeat every member over these seeds, e.g. 0,1,2.")
 @click.option("--jobs", type=int, default=0, help="Members trained at once (default 1, or one per GPU).")
 @click.option("--threads", type=int, default=0, help="BLAS threads per member (default: each member chooses; with --jobs N at most cores // N).")
@@ -375,10 +426,14 @@ def study_cmd(study_ref, overrides, epochs, seeds, jobs, threads, ray_address, s
     given = Path(study_ref)
     path = Path(out) if out else (given if (given / study_mod.STUDY_FILE).is_file() else Path("studies") / study.name)
     folder = StudyFolder.create(study, path)
+    if folder.replanned:
+        say(f"note: no member of {folder.path} had started, so it now holds this study ({'; '.join(folder.replanned)})")
     code = 0
     if study.kind == "ce":
         return _ce_study(folder)
     if not results_only:
+        for line in folder.missing_data():
+            say(f"note: {line}")
         names = [m.name for m in folder.members]
         click.echo(f"{study.name}: {len(names)} members in {folder.path}" + (f" (Ray: {ray_address})" if ray_address else ""))
         with StudyPrinter(names) as printer:
@@ -388,15 +443,18 @@ def study_cmd(study_ref, overrides, epochs, seeds, jobs, threads, ray_address, s
             else:
                 from neuraterm.core.study.runner import LocalRunner, default_jobs
                 code = LocalRunner(folder, jobs or default_jobs(folder), [printer], threads).run()
-    rows = study_results.collect(folder)
+    rows = study_results.write(folder)  # the tables first: nothing after this can cost them
     figures = []
     if code == 0:
         from neuraterm.core.study import figures as study_figures
         try:
-            figures = study_figures.draw(folder, rows)
+            figures, problems = study_figures.draw(folder, rows)
         except study_figures.PlotUnavailable as exc:
-            say(f"note: {exc}")
-    study_results.write(folder, rows, figures)
+            problems = [str(exc)]
+        for problem in problems:
+            say(f"note: {problem}")
+        if figures:
+            study_results.write(folder, rows, figures)  # results.md again, now linking its figures
     study_table(*study_results.table(folder, rows), title=f"{study.name}: {folder.path / study_results.RESULTS_MD}")
     if figures:
         click.echo(f"figures: {', '.join(str(p) for p in figures if p.suffix == '.png')} (and .svg)")

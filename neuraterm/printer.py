@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from neuraterm.core.run import events
+from neuraterm.core.screen_text import markup, visible
 
 
 def percent(x: float) -> str:
@@ -67,6 +68,8 @@ class HeadlessPrinter:
                                force_terminal=self.interactive or None, highlight=False)
         self.progress = None  # a rich Progress while a bar is shown (imported then: piped output never needs it)
         self.task = None
+        self.validating = True  # False once a run says it has no validation split
+        self.steps = 0  # steps per epoch, from RunStarted
 
     def download(self, name: str, done: int, total: int) -> None:
         """Progress of a dataset download: a bar on a terminal, one line at the end otherwise."""
@@ -83,7 +86,7 @@ class HeadlessPrinter:
             self._plain(f"downloaded {name} ({done:,} bytes)")
 
     def _plain(self, text: str) -> None:
-        print(text, file=self.stream, flush=True)
+        print(visible(text), file=self.stream, flush=True)  # names and messages from files: escapes shown
 
     def _stop_bar(self) -> None:
         if self.progress is not None:
@@ -103,6 +106,10 @@ class HeadlessPrinter:
                 self._plain(f"training step: {event.step_engine}")
             if event.blas_threads:
                 self._plain(f"BLAS threads: {event.blas_threads}")
+            for note in event.notes:
+                self._plain(f"note: {note}")
+            self.validating = event.val_size > 0
+            self.steps = event.steps_per_epoch
         elif isinstance(event, events.StepEnded) and self.interactive:
             if self.progress is None:
                 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -117,9 +124,18 @@ class HeadlessPrinter:
                                  loss=event.loss, rate=event.samples_per_s)
         elif isinstance(event, events.EpochEnded):
             self._stop_bar()
+            val = f"val loss {event.val_loss:.4f} acc {percent(event.val_acc)}" if self.validating else "val off"
             self._plain(f"epoch {event.epoch:>3}/{event.epochs}  train loss {event.train_loss:.4f} acc "
-                        f"{percent(event.train_acc)}  val loss {event.val_loss:.4f} acc {percent(event.val_acc)}  "
+                        f"{percent(event.train_acc)}  {val}  "
                         f"lr {event.lr:.3g}  {event.samples_per_s:,.0f} samples/s  {event.seconds:.1f}s")
+        elif isinstance(event, events.HealthAlert):
+            self._plain(f"alert, epoch {event.epoch}, {event.layer}: {event.kind} ({event.figure}): {event.message} "
+                        f"Try: {event.advice}")
+        elif isinstance(event, (events.Paused, events.Resumed)):  # a viewer's p: the terminal that runs it says so
+            self._stop_bar()
+            where = f"epoch {event.epoch}, step {event.step}/{self.steps}" if self.steps else f"epoch {event.epoch}"
+            self._plain(f"paused by a viewer at {where}; a viewer's p resumes it, Ctrl-C here stops it (saved)"
+                        if isinstance(event, events.Paused) else f"resumed at {where}")
         elif isinstance(event, events.EarlyStopped):
             self._plain(f"early stopping at epoch {event.epoch}: best {event.monitor} {event.best_value:.4f} "
                         f"at epoch {event.best_epoch}")
@@ -139,12 +155,41 @@ class HeadlessPrinter:
         table.add_row("cross-entropy", f"{report['test_loss']:.4f}")
         table.add_row("test samples", f"{report['test_size']:,}")
         confused = ", ".join(f"{c['true']}->{c['predicted']} ({c['count']})" for c in report["most_confused"][:3])
-        table.add_row("most confused", confused or "none")
+        table.add_row("most confused", markup(confused or "none"))
         noise = "  ".join(f"s={n['sigma']:g}: {percent(n['accuracy'])}" for n in report.get("noise", []))
         if noise:
             table.add_row("noise robustness", noise)
-        table.add_row("model folder", str(run_dir))
+        table.add_row("model folder", markup(run_dir))
         self.console.print(table)
+
+
+def _num(value, fmt: str = ".3g") -> str:
+    return "-" if value is None else format(value, fmt)
+
+
+def health_table(h, found: list, stream=None) -> None:
+    """`neuraterm inspect`: one epoch's layer health, then the alerts with their reasons."""
+    import math
+    out = SafeStream(stream or sys.stdout)
+    console = Console(file=out, no_color="NO_COLOR" in os.environ, highlight=False,
+                      width=None if out.isatty() else 200)
+    table = Table(title=f"layer health, epoch {h.epoch} (probe batch of {h.probe_size:,} training samples)",
+                  box=None, header_style="bold", pad_edge=False, title_justify="left")
+    for column in ("layer", "act", "|W|", "|grad|", "log10 upd/W", "act mean", "act std", "dead", "saturated",
+                   "unit spread"):
+        table.add_column(column, justify="left" if column in ("layer", "act") else "right")
+    for i, name in enumerate(h.layers):
+        ratio = h.update_ratio_median[i]
+        table.add_row(name, h.kinds[i], _num(h.weight_norm[i]), _num(h.grad_norm[i]),
+                      "-" if ratio is None else ("-inf" if ratio <= 0 else f"{math.log10(ratio):.2f}"),
+                      _num(h.act_mean[i]), _num(h.act_std[i]), _pct(h.dead_fraction[i]),
+                      _pct(h.saturated_fraction[i]), _num(h.unit_spread[i]))
+    console.print(table)
+    if not found:
+        console.print("no alerts")
+    for a in found:
+        when = f"epoch {a.epoch}" + (f"-{a.last_epoch}" if a.last_epoch and a.last_epoch != a.epoch else "")
+        console.print(f"alert {a.kind}, {a.layer}, {when} ({a.figure}): {a.message} Try: {a.advice}", markup=False)
 
 
 def _pct(value) -> str:
@@ -168,7 +213,7 @@ def runs_table(found, stream=None) -> None:
         why = r.problem or r.failure
         status = r.status + (f" (pid {r.holder.get('pid')})" if r.holder else "") + (
             f": {why[:48]}{'...' if len(why) > 48 else ''}" if why else "")
-        table.add_row(r.name, status, r.dataset or "-", f"{r.epoch}/{r.epochs}" if r.epochs else "-", _pct(r.val_acc),
+        table.add_row(markup(r.name), markup(status), markup(r.dataset or "-"), f"{r.epoch}/{r.epochs}" if r.epochs else "-", _pct(r.val_acc),
                       best, _pct(r.test_acc), f"{r.parameters:,}" if r.parameters else "-", updated)
     console.print(table)
 
@@ -226,7 +271,7 @@ class StudyPrinter:
             parts.append(f"test acc {_pct(p.test_acc)}")
         if p.message and p.state in ("failed", "diverged", "damaged", "interrupted", "retrying", "running", "paused"):
             parts.append(p.message[:120])
-        return "  ".join(parts).rstrip()
+        return visible("  ".join(parts).rstrip())
 
     def _table(self):
         table = Table(box=None, header_style="bold", pad_edge=False)
@@ -235,15 +280,15 @@ class StudyPrinter:
             table.add_column(column, justify=justify, no_wrap=True)
         for name, p in self.rows.items():
             if p is None:
-                table.add_row(name, "waiting", "", "", "", "", "")
+                table.add_row(markup(name), "waiting", "", "", "", "", "")
                 continue
             style = {"running": "cyan", "finished": "green", "diverged": "red", "failed": "red",
                      "interrupted": "yellow", "pruned": "magenta", "paused": "yellow", "retrying": "yellow"}.get(p.state, "")
             note = p.message[:60] if p.state in ("failed", "diverged", "damaged", "retrying", "running") else ""
-            table.add_row(name, f"[{style}]{p.state}[/]" if style else p.state,
+            table.add_row(markup(name), f"[{style}]{markup(p.state)}[/]" if style else markup(p.state),
                           f"{p.epoch}/{p.epochs}" if p.epochs else "", _pct(p.val_acc) if p.val_acc is not None else "",
                           _pct(p.test_acc) if p.test_acc is not None else "",
-                          f"{p.seconds:.3g}" if p.seconds is not None else "", note)
+                          f"{p.seconds:.3g}" if p.seconds is not None else "", markup(note))
         return table
 
 
@@ -252,9 +297,9 @@ def study_table(header: list[str], cells: list[list[str]], title: str = "", stre
     out = SafeStream(stream or sys.stdout)
     console = Console(file=out, no_color="NO_COLOR" in os.environ, highlight=False,
                       width=None if out.isatty() else 250)
-    table = Table(title=title or None, box=None, header_style="bold", pad_edge=False, title_justify="left")
+    table = Table(title=markup(title) or None, box=None, header_style="bold", pad_edge=False, title_justify="left")
     for i, column in enumerate(header):
-        table.add_column(column, justify="left" if i == 0 else "right", no_wrap=True)
+        table.add_column(markup(column), justify="left" if i == 0 else "right", no_wrap=True)
     for row in cells:
-        table.add_row(*row)
+        table.add_row(*(markup(cell) for cell in row))
     console.print(table)

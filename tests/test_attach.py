@@ -180,8 +180,9 @@ def test_serve_shows_a_running_run_in_a_real_browser_that_can_pause_it(tmp_path)
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     port = free_port()
     server = subprocess.Popen([*NEURATERM, "serve", str(run), "--port", str(port)], cwd=tmp_path,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, start_new_session=True)
     try:
+        url = server.stdout.readline().split(" on ", 1)[1].strip()  # the URL line, with the server's token
         wait_until(lambda: any(isinstance(e, events.EpochEnded) for e in logged(run)), what="a first epoch")
         wait_until(lambda: socket.socket().connect_ex(("127.0.0.1", port)) == 0, what="the server")
 
@@ -189,7 +190,7 @@ def test_serve_shows_a_running_run_in_a_real_browser_that_can_pause_it(tmp_path)
             async with Browser(1000, 640) as page:
                 await page.goto("about:blank")
                 blank = await page.screenshot()
-                await page.goto(f"http://127.0.0.1:{port}/")
+                await page.goto(url)
                 shot = await page.screenshot()
                 for _ in range(150):  # until the app has drawn its charts
                     if distinct_colors(shot) > 40:

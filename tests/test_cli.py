@@ -220,7 +220,7 @@ def test_eval_and_export(tmp_path):
     assert result.returncode == 0 and "s=0.5" in result.stdout
     out = tmp_path / "w.npz"
     assert cli("export", run, out).returncode == 0
-    state = {k: torch.from_numpy(v) for k, v in np.load(out).items()}
+    state = {k: torch.from_numpy(v) for k, v in np.load(out).items() if k[0].isdigit()}
     twin = torch.nn.Sequential(torch.nn.Linear(784, 32), torch.nn.ReLU(), torch.nn.Linear(32, 10))
     twin.load_state_dict(state)
 
@@ -283,13 +283,110 @@ def test_export_names_the_file_it_wrote_and_never_overwrites_silently(tmp_path):
     run = _good_run(tmp_path)
     result = cli("export", run, tmp_path / "w")
     assert result.returncode == 0 and f"wrote {tmp_path / 'w.npz'}" in result.stdout
-    assert sorted(np.load(tmp_path / "w.npz").files) == ["0.bias", "0.weight", "2.bias", "2.weight"]
+    assert sorted(np.load(tmp_path / "w.npz").files) == ["0.bias", "0.weight", "2.bias", "2.weight", "class_names",
+                                                         "input_mean", "input_scale", "input_shape", "input_std"]
     (tmp_path / "w.npz").write_bytes(b"mine")
     result = cli("export", run, tmp_path / "w.npz")
     assert result.returncode == 2 and "--force" in result.stderr
     assert (tmp_path / "w.npz").read_bytes() == b"mine"
     assert cli("export", run, tmp_path / "w.npz", "--force").returncode == 0
     assert np.load(tmp_path / "w.npz")["0.weight"].shape == (32, 784)
+
+
+def test_the_readme_loads_an_export_into_pytorch_and_reaches_evals_accuracy(tmp_path, monkeypatch, capsys):
+    """The README's lines, run as they are, on a standardized model: the export carries the mean, the
+    deviation and the pixel scale, and torch's accuracy is neuraterm eval's to the last digit shown."""
+    import re
+    pytest.importorskip("torch")
+    from neuraterm.core.data import registry
+    digits = registry.load("mnist-5k")
+    x, y = digits.x_train.reshape(-1, 28, 28), digits.y_train
+    test = np.arange(len(y)) % 5 == 0
+    data = tmp_path / "digits.npz"
+    np.savez(data, x=x[~test], y=y[~test], x_test=x[test], y_test=y[test])
+    run = tmp_path / "run"
+    trained = cli("train", "--preset", "quick", "--set", f"data.dataset={data}", "--set",
+                  'data.normalize="standardize"', "--epochs", 2, "--out", run)
+    assert trained.returncode == 0, trained.stderr
+    evaluated = cli("eval", run)
+    assert evaluated.returncode == 0, evaluated.stderr
+    eval_accuracy = re.search(r"test accuracy\s+([\d.]+%)", evaluated.stdout)[1]
+    assert cli("export", run, tmp_path / "model.npz").returncode == 0
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    code = re.search(r"### In PyTorch.*?```python\n(.*?)```", readme, re.S)[1]
+    monkeypatch.chdir(tmp_path)
+    exec(code, {"images": x[test], "labels": y[test]})
+    printed = capsys.readouterr().out
+    assert printed.startswith(f"test accuracy {eval_accuracy} ['"), (printed, eval_accuracy)
+    f = np.load(tmp_path / "model.npz")
+    assert f["input_shape"].tolist() == [28, 28] and f["class_names"].tolist() == [str(i) for i in range(10)]
+    assert float(f["input_std"][0]) != 1.0  # standardized: weights alone would be fed the wrong inputs
+
+
+def test_an_empty_validation_split_is_refused_and_validation_off_is_said(tmp_path):
+    """data.limit=30 leaves 3 digits per class: 2 train, 0 validation, 1 test. NaN in every epoch line
+    told nobody why; with data.val_fraction = 0 validation is off by choice, and the run says so."""
+    empty = cli("train", "--set", "data.limit=30", "--epochs", 1, "--out", tmp_path / "empty")
+    assert empty.returncode == 2 and empty.stderr.count("\n") == 1, empty.stderr
+    assert "mnist-5k: the validation split is empty (20 train / 10 test samples); raise data.val_fraction" \
+           in empty.stderr and not (tmp_path / "empty").exists()
+    off = cli("train", *SMALL, "--set", "data.val_fraction=0", "--epochs", 1, "--out", tmp_path / "off")
+    assert off.returncode == 0, off.stderr
+    assert "note: validation is off (data.val_fraction = 0)" in off.stdout
+    assert "val off" in off.stdout and "nan" not in off.stdout
+    assert cli("eval", tmp_path / "off").returncode == 0  # evaluating needs no validation split
+    # Monitoring val_acc without validation follows the training accuracy (it maximized the training loss,
+    # and restore_best kept the first epoch's weights).
+    acc = cli("train", *SMALL, "--set", "data.val_fraction=0", "--set", 'train.monitor="val_acc"', "--epochs", 4,
+              "--out", tmp_path / "acc")
+    assert acc.returncode == 0, acc.stderr
+    report = json.loads((tmp_path / "acc" / "report.json").read_text())
+    assert report["best_epoch"] == 4 and report["test_accuracy"] > 0.6
+
+
+def test_options_are_named_as_typed_in_errors(tmp_path):
+    for args, message in ((["train", "--epochs", 0], "--epochs 0: train.epochs must be between 1 and 1,000,000"),
+                          (["train", "--seed", -1], "--seed -1: train.seed must be between 0"),
+                          (["study", "study-lr", "--epochs", 0], "Invalid value for '--epochs': 0 is not in the range")):
+        result = cli(*args, *(["--out", tmp_path / "o"]))
+        assert result.returncode == 2 and message in result.stderr and result.stderr.count("\n") == 1, result.stderr
+        assert "--set" not in result.stderr
+
+
+def test_the_terminal_that_trains_says_when_a_viewer_pauses_and_resumes(tmp_path):
+    import queue
+    import threading
+    from neuraterm.core.run import commands
+    run = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "neuraterm", "train", *SMALL, "--epochs", "500", "--out", str(run)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "NO_COLOR": "1"})
+    lines: queue.Queue = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(line) for line in proc.stdout], daemon=True).start()
+
+    def wait_for(text):
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            try:
+                line = lines.get(timeout=1)
+            except queue.Empty:
+                continue
+            if text in line:
+                return line
+        raise AssertionError(f"no line with {text!r}")
+    try:
+        wait_for("epoch   1/500")
+        commands.send(run, "pause")
+        paused = wait_for("paused by a viewer")
+        assert paused.startswith("paused by a viewer at epoch ") and "step " in paused
+        commands.send(run, "resume")
+        assert wait_for("resumed at epoch ").startswith("resumed at epoch ")
+        commands.send(run, "stop")
+        assert proc.wait(timeout=120) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
 
 
 @pytest.mark.parametrize("args,hint", [

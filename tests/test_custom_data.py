@@ -132,6 +132,11 @@ BAD = {
     "test half": ({"x": X, "y": Y, "x_test": X}, r"x_test and y_test go together"),
     "test width": ({"x": X, "y": Y, "x_test": X[:, :3], "y_test": Y}, r"x_test rows are 18 uint8 values, x rows 36"),
     "one class": ({"x": X, "y": np.zeros(240, np.int64)}, r"one class only"),
+    "a gap": ({"x": X, "y": np.where(Y == 1, 3, Y)}, r"no sample has label 1; labels must run 0..3 with a sample of "
+                                                       r"every class"),
+    "a huge label": ({"x": X, "y": np.where(Y == 1, 10**12, Y)}, r"label 1000000000000 with 240 samples"),
+    "a named class without samples": ({"x": X, "y": Y, "class_names": np.array(["a", "b", "c", "d"])},
+                                      r"no sample has label 3 \('d'\)"),
 }
 
 
@@ -152,7 +157,9 @@ def test_pickled_arrays_are_refused(tmp_path):
 
 @pytest.mark.parametrize("name,content,message", [
     ("bad.csv", "label,a,b\n1,2,3\n0,x,5\n", r"bad.csv: could not convert string 'x' to float64 on line 3"),
-    ("short.csv", "1,2,3\n0,4\n", r"short.csv: .*columns"),
+    ("short.csv", "1,2,3\n0,4\n", r"short.csv: line 2 has 2 fields; every line needs 3, as the first line has$"),
+    ("long.csv", "a,b,c\n1,2,3\n0,4,5\n1,6,7,8\n", r"long.csv: line 4 has 4 fields; every line needs 3"),
+    ("quoted.csv", 'y,a,b\n"x,1",2,3\n"z",4\n', r"quoted.csv: line 3 has 2 fields; every line needs 3"),
     ("empty.csv", "", r"empty CSV file"),
     ("noname.csv#kind", "label,a\n1,2\n", r"no column named 'kind' in the first line \(columns: label, a\)"),
     ("one.csv", "1\n2\n", r"one column only"),
@@ -237,6 +244,69 @@ def test_datasets_command_checks_a_path(tmp_path):
     assert "your own data" in cli("datasets").stdout
     bad = cli("datasets", tmp_path / "none.npz")
     assert bad.returncode == 2 and "no such file or folder" in bad.stderr
+
+
+def test_labels_1_to_k_are_read_as_0_to_k_minus_1_with_a_note(tmp_path):
+    """Labels counted from 1 (R, MATLAB) are K classes, not K+1 with an empty class 0 that caps macro-F1."""
+    np.savez(tmp_path / "one.npz", x=X, y=Y + 1)
+    d = registry.load(str(tmp_path / "one.npz"))
+    assert d.class_names == ["1", "2", "3"] and d.y_train.min() == 0 and d.y_train.max() == 2
+    assert d.notes == [f"{tmp_path / 'one.npz'}: labels run 1..3 (no 0); read as classes 0..2 (label k is class k-1)"]
+    assert custom.describe(str(tmp_path / "one.npz")).classes == 3  # the cheap listing agrees
+    listed = cli("datasets", tmp_path / "one.npz")
+    assert listed.returncode == 0 and "      3       240" in listed.stdout
+    assert "classes (label: name): 0: 1, 1: 2, 2: 3" in listed.stdout and "note: " in listed.stdout
+    trained = cli("train", "--set", f'data.dataset="{tmp_path / "one.npz"}"', "--set", "train.batch_size=8",
+                  "--epochs", 4, "--out", tmp_path / "run")
+    assert trained.returncode == 0, trained.stderr
+    assert "note: " + d.notes[0] in trained.stdout
+    from neuraterm.core.run import events
+    from neuraterm.core.run.event_log import LogReader
+    started = [e for e in LogReader(tmp_path / "run").read_new() if isinstance(e, events.RunStarted)]
+    assert [e.notes for e in started] == [d.notes]  # a viewer reads the note from the run's log
+    assert json.loads((tmp_path / "run" / "model.json").read_text())["class_names"] == ["1", "2", "3"]
+    report = json.loads((tmp_path / "run" / "report.json").read_text())
+    assert report["test_accuracy"] > 0.9 and report["macro_f1"] > 0.9  # an empty 4th class capped it at 0.75
+
+
+def test_a_model_trained_when_labels_1_to_k_were_k_plus_1_classes_is_not_evaluated_wrong(tmp_path):
+    """A folder from before the remapping (class 0 empty, K+1 outputs) must not be scored against
+    labels shifted by one: eval says why, in one line, and leaves the folder as it was."""
+    from neuraterm.core.data.dataset import Dataset
+    path = tmp_path / "one.npz"
+    np.savez(path, x=X, y=Y + 1)
+    old = Dataset(str(path), X.reshape(240, -1), (Y + 1).astype(np.int64), None, None, ["0", "1", "2", "3"], (6, 6),
+                  str(path), origin={"path": str(path), "format": "npz", "sha256": custom.digest(path, "npz")})
+    config = Config()
+    config.data.dataset, config.model.hidden, config.train.epochs = str(path), [8], 1
+    Trainer(config, tmp_path / "run", data=prepare(old, seed=0)).run()
+    before = {p: p.read_bytes() for p in (tmp_path / "run").rglob("*") if p.is_file()}
+    result = cli("eval", tmp_path / "run")
+    assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
+    assert "the model was trained on 4 classes but " in result.stderr and "now reads as 3 (" in result.stderr
+    assert before == {p: p.read_bytes() for p in (tmp_path / "run").rglob("*") if p.is_file()}
+
+
+def test_an_empty_class_in_the_test_split_is_named_and_left_out_of_macro_f1(tmp_path):
+    keep = Y != 2
+    np.savez(tmp_path / "gap.npz", x=X, y=Y, x_test=X[keep][:40], y_test=Y[keep][:40],
+             class_names=np.array(["cat", "dog", "bird"]))
+    trained = cli("train", "--set", f'data.dataset="{tmp_path / "gap.npz"}"', "--set", "train.batch_size=8",
+                  "--epochs", 4, "--out", tmp_path / "run")
+    assert trained.returncode == 0, trained.stderr
+    assert "note: the test split has no sample of class 'bird' (1 of 3): macro-F1 and balanced accuracy are " \
+           "over the classes it holds" in trained.stdout
+    report = json.loads((tmp_path / "run" / "report.json").read_text())
+    assert report["test_accuracy"] > 0.9 and report["macro_f1"] > 0.9  # 'bird' counted as F1 0 capped it at 0.67
+
+
+def test_datasets_prints_the_class_names(tmp_path):
+    np.savez(tmp_path / "named.npz", x=X, y=Y, class_names=np.array(["cat", "dog", "bird\x1b[31m"]))
+    listed = cli("datasets", tmp_path / "named.npz")
+    assert listed.returncode == 0, listed.stderr
+    assert "classes (label: name): 0: cat, 1: dog, 2: bird\\x1b[31m" in listed.stdout and "\x1b" not in listed.stdout
+    np.savez(tmp_path / "plain.npz", x=X, y=Y)
+    assert "classes: 0, 1, 2\n" in cli("datasets", tmp_path / "plain.npz").stdout
 
 
 def test_describe_reads_headers_and_labels_only(tmp_path):

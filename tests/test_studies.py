@@ -184,7 +184,8 @@ def test_a_study_run_again_skips_what_is_done_and_redraws_its_results(init_study
     assert before == after and "starting" not in result.stdout
     assert cli("study", folder, "--results-only").returncode == 0
     changed = cli("study", "study-init", *TINY, "--seeds", "0", "--out", folder)
-    assert changed.returncode == 2 and "seeds differ" in changed.stderr and changed.stderr.count("\n") == 1
+    assert changed.returncode == 2 and "in seeds: [0, 1] there, [0] here" in changed.stderr
+    assert changed.stderr.count("\n") == 1
 
 
 def test_a_killed_study_finishes_with_the_same_table(init_study, tmp_path):
@@ -296,6 +297,155 @@ def test_the_folder_api_starts_stops_and_resumes_one_member(tmp_path):
     assert folder.command(name)[3] == "resume"
     assert folder.start(name, threads=1).wait(timeout=300) == 0
     assert folder.state(name).state == "finished" and folder.state(name).info.epoch == 40
+
+
+AGREE = ('name = "agree"\ndescription = "seeds that agree"\npreset = "quick"\nseeds = [0, 1, 2]\n'
+         '[set]\n"data.limit" = 500\n"model.hidden" = [16]\n"train.epochs" = 1\n'
+         '[grid]\n"model.init" = ["zeros", "he_normal"]\n[results]\ncharts = ["curves", "final"]\n')
+
+
+@pytest.fixture(scope="module")
+def agreeing_seeds(tmp_path_factory):
+    """Three seeds of a zeros init: each one 10.00% (the mean minus the minimum is -1e-17)."""
+    cwd = tmp_path_factory.mktemp("agree")
+    (cwd / "agree.toml").write_text(AGREE)
+    return cwd, cli("study", "agree.toml", "--jobs", 2, cwd=cwd)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("matplotlib") is None, reason="needs matplotlib")
+def test_seeds_that_agree_still_get_their_tables_and_figures(agreeing_seeds):
+    cwd, result = agreeing_seeds
+    assert result.returncode == 0 and result.stderr == "", result.stderr
+    folder = cwd / "studies" / "agree"
+    rows = {r["member"]: r for r in csv.DictReader(open(folder / "results.csv"))}
+    assert len({rows[f"init-zeros_seed-{s}"]["test_acc"] for s in (0, 1, 2)}) == 1  # the seeds agree exactly
+    assert "| init-zeros | 3 | 3 |" in (folder / "results.md").read_text()
+    assert (folder / "figures" / "final.png").stat().st_size > 1000
+
+
+def test_a_figure_that_cannot_be_drawn_is_one_line_and_never_costs_the_tables(agreeing_seeds, monkeypatch, capsys):
+    from neuraterm import cli as cli_mod
+    from neuraterm.core.study import figures
+    cwd, _ = agreeing_seeds
+    folder = cwd / "studies" / "agree"
+    for name in ("results.csv", "results.md"):
+        (folder / name).unlink()
+
+    def broken(plt, folder, rows):
+        raise ValueError("'yerr' must not contain\nnegative values")
+    monkeypatch.setitem(figures.CHARTS, "final", broken)
+    assert cli_mod.main(["study", str(folder), "--results-only"]) == 0
+    err = capsys.readouterr().err
+    assert err == "neuraterm: note: figure 'final' could not be drawn (ValueError: 'yerr' must not contain " \
+                  "negative values)\n"
+    markdown = (folder / "results.md").read_text()
+    assert (folder / "results.csv").is_file() and "| init-he_normal | 3 | 3 |" in markdown
+    assert "figures/curves.png" in markdown and "figures/final.png" not in markdown
+
+
+def test_a_study_folder_where_no_member_started_takes_the_new_plan(tmp_path):
+    """The first run's dataset is not on the machine and cannot be downloaded: the study says so
+    before it starts and stops; run again on the embedded digits, the folder takes the new plan. Once
+    a member trained, a different plan is refused with what differs and what to do."""
+    offline = {"NEURATERM_DATA": str(tmp_path / "cache"), "HOME": str(tmp_path), "http_proxy": "http://127.0.0.1:9",
+               "https_proxy": "http://127.0.0.1:9", "no_proxy": ""}
+    args = ["study", "study-momentum", "--set", "data.limit=500", "--set", "model.hidden=[16]", "--epochs", 1, "--out", "m"]
+    first = cli(*args, "--set", 'data.dataset="kmnist"', cwd=tmp_path, env=offline)
+    assert first.returncode == 2, first.stderr
+    lines = first.stderr.splitlines()
+    assert lines[0].startswith(f"neuraterm: note: kmnist is not on this machine: the first member downloads it "
+                               f"into {tmp_path / 'cache' / 'kmnist'}") and "mnist-5k" in lines[0]
+    assert lines[1].startswith("neuraterm: error: member momentum-0:") and len(lines) == 2
+    second = cli(*args, "--set", 'data.dataset="mnist-5k"', cwd=tmp_path, env=offline)
+    assert second.returncode == 0, second.stderr
+    assert second.stderr == ('neuraterm: note: no member of m had started, so it now holds this study '
+                             '(set "data.dataset": "kmnist" there, "mnist-5k" here)\n')
+    folder = StudyFolder.open(tmp_path / "m")
+    assert {s.state for s in folder.states()} == {"finished"}
+    assert {s.info.dataset for s in folder.states()} == {"mnist-5k"}
+    third = cli(*args, "--set", 'data.dataset="mnist-5k"', "--seeds", "0,1", cwd=tmp_path)
+    assert third.returncode == 2 and third.stderr.count("\n") == 1
+    assert "differs from this one in seeds: (not set) there, [0, 1] here; 4 of its members started" in third.stderr
+    assert "run 'neuraterm study m' to continue it, or pass --out DIR for a new study folder" in third.stderr
+
+
+def test_set_refuses_a_key_that_the_members_set_themselves():
+    with pytest.raises(NeuratermError, match="--set optimizer.lr: study-lr varies optimizer.lr between its members"):
+        study_mod.with_overrides(study_mod.load("study-lr"), ["optimizer.lr=0.5"])
+    k49 = study_mod.with_overrides(study_mod.load("k49-m"), ['data.dataset="mnist-5k"'])
+    assert {m.config.data.dataset for m in study_mod.members(k49)} == {"mnist-5k"}  # every member, m0 and m2 too
+
+
+# -- every shipped study, on the embedded digits --------------------------------------------------------
+SHIPPED = __import__("neuraterm.presets.studies", fromlist=["names"]).names()
+HAS_PLOT = importlib.util.find_spec("matplotlib") is not None
+
+
+def _shortened(study) -> list[str]:
+    """The CLI options that run a shipped study on 500 embedded digits, 1 epoch, two seeds; a key the
+    study varies per member (hidden sizes of a capacity study) is left to the members."""
+    tiny = {"data.dataset": '"mnist-5k"', "data.limit": "500", "model.hidden": "[16]"}
+    sets = [a for k, v in tiny.items() if k not in study.axes for a in ("--set", f"{k}={v}")]
+    return [*sets, "--epochs", "1", "--seeds", "0,1", "--jobs", "2"]
+
+
+def _png(path: Path):
+    from matplotlib import image
+    pixels = image.imread(path)[..., :3]
+    assert (pixels < 0.95).any(axis=-1).mean() > 0.02, f"{path} is blank"
+    return pixels
+
+
+def _colours(pixels, colours) -> list[int]:
+    """How many pixels show each colour exactly (a line's core, a legend sample)."""
+    import numpy as np
+    return [int((np.abs(pixels - np.array(c[:3])).max(axis=-1) < 0.02).sum()) for c in colours]
+
+
+def _svg_text(path: Path) -> str:
+    """The texts of an SVG figure (matplotlib writes each one as a comment before its glyphs)."""
+    import re
+    return "\n".join(re.findall(r"<!-- (.*?) -->", path.read_text()))
+
+
+@pytest.mark.skipif(not HAS_PLOT, reason="figures need matplotlib (pip install 'neuraterm[plot]')")
+@pytest.mark.parametrize("name", SHIPPED)
+def test_every_shipped_study_runs_on_the_embedded_digits_and_draws_its_figures(name, tmp_path):
+    """Each shipped study, shortened (two seeds, one epoch, 500 samples), leaves its tables and figures
+    with content: a curve per group in the PNG, every group's name in the SVG."""
+    from matplotlib import colormaps
+    study = study_mod.load(name)
+    out = tmp_path / name
+    result = cli("study", name, *([] if study.kind == "ce" else _shortened(study)), "--out", out)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "note: figure" not in result.stderr, result.stderr
+    assert (out / "results.csv").is_file() and (out / "results.md").is_file()
+    rows = list(csv.DictReader(open(out / "results.csv")))
+    figures = out / "figures"
+    for chart in study.results.charts:
+        png, svg = figures / f"{chart}.png", figures / f"{chart}.svg"
+        assert f"](figures/{chart}.png)" in (out / "results.md").read_text()
+        pixels, text = _png(png), _svg_text(svg)
+        assert name in text  # every chart's title names its study
+        if chart == "ce":
+            assert "float32" in text and "float64" in text
+            continue
+        groups = list(dict.fromkeys(r["member"].rsplit("_seed-", 1)[0] for r in rows))
+        assert len(rows) == 2 * len(groups) and {r["state"] for r in rows} <= {"finished", "diverged"}
+        if chart in ("curves", "capacity", "noise"):
+            assert all(g in text for g in groups), (chart, [g for g in groups if g not in text])
+        if chart == "curves":
+            palette = colormaps["tab10" if len(groups) <= 10 else "tab20"]
+            colours = [palette(i) for i in range(palette.N)]
+            counts = _colours(pixels, colours)
+            grey = [len(set(c[:3])) == 1 for c in colours]  # a grid line shares these
+            assert all(c >= 10 for c in counts[:len(groups)]), counts  # each group's line, in its colour
+            assert not any(n for n, g in zip(counts[len(groups):], grey[len(groups):]) if not g), counts  # no other
+        if chart == "final":
+            assert "test" in text and "validation (last epoch)" in text
+            assert all(c >= 10 for c in _colours(pixels, [colormaps["tab10"](0), colormaps["tab10"](1)]))
+        if chart == "time":
+            assert "seconds per epoch (log)" in text and min(_colours(pixels, [colormaps["tab10"](0)])) >= 10
 
 
 def test_a_packed_member_folder_unpacks_into_a_complete_model_folder_and_leaves_user_files(tmp_path):

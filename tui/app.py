@@ -22,6 +22,7 @@ from textual.worker import get_current_worker
 
 from neuraterm.core.run import events
 from neuraterm.core.errors import NeuratermError
+from neuraterm.core.screen_text import visible
 from neuraterm.core.run.event_log import LOG_FILE, LogReader
 from neuraterm.tui.messages import RunDetached, RunError, RunEvents
 from neuraterm.tui.run_state import RunState
@@ -32,7 +33,8 @@ from neuraterm.tui.widgets.too_small import MIN_HEIGHT, MIN_WIDTH, TooSmall
 # Each screen's module is imported when the screen is first shown (the charts' plotext, the study
 # modules), so the first frame, Setup, waits only for what it draws (bench/startup.py).
 SCREENS = {"setup": "setup:SetupScreen", "dashboard": "dashboard:DashboardScreen", "runs": "runs:RunsScreen",
-           "study": "study:StudyScreen", "evaluate": "evaluate:EvaluateScreen", "help": "help:HelpScreen"}
+           "study": "study:StudyScreen", "inside": "inside:InsideScreen", "evaluate": "evaluate:EvaluateScreen",
+           "help": "help:HelpScreen"}
 
 
 def screen_class(name: str) -> type:
@@ -43,11 +45,14 @@ def screen_class(name: str) -> type:
 class NeuratermApp(App):
     CSS_PATH = "app.tcss"
     TITLE = "neuraterm"
-    MODES = {mode: (lambda mode=mode: screen_class(mode)()) for mode in ("setup", "dashboard", "runs", "study")}
+    MODES = {mode: (lambda mode=mode: screen_class(mode)())
+             for mode in ("setup", "dashboard", "runs", "study", "inside")}
     BINDINGS = [
         Binding("n", "show_mode('setup')", "Setup", tooltip="Go to the Setup screen"),
         Binding("d", "show_mode('dashboard')", "Dashboard", tooltip="Go to the Dashboard"),
         Binding("r", "show_mode('runs')", "Runs", tooltip="Go to the Runs screen"),
+        Binding("i", "show_mode('inside')", "Inside", show=False,  # in Help, the palette and the dashboard's alerts
+                tooltip="Inside the run's layers: health, weights, alerts"),
         Binding("S", "show_mode('study')", "Studies", show=False,  # in Help, the palette and the Runs hint
                 tooltip="Go to the Study screen (the members of a study)"),
         Binding("question_mark", "help", "Help", tooltip="Show every key"),
@@ -88,6 +93,10 @@ class NeuratermApp(App):
             self.start_run(config)
         else:
             self.switch_mode("setup")
+
+    def notify(self, message: str, *, markup: bool = True, **kwargs) -> None:
+        """Every toast (screens' included) as plain text: its message may name a folder or quote a file."""
+        super().notify(visible(message, 500), markup=False, **kwargs)
 
     def on_resize(self, event) -> None:
         self.check_size(event.size)
@@ -184,10 +193,11 @@ class NeuratermApp(App):
             alive = launched is not None and launched.process.poll() is None
             self.holder = self.service.holder(run_dir)
             live = self.holder is not None
+            skipped = reader.skipped
             batch = reader.read_new()
-            if batch:
+            if batch or reader.skipped != skipped:
                 failed = failed or any(isinstance(e, events.RunFailed) for e in batch)
-                self.post_message(RunEvents(run_id, batch))
+                self.post_message(RunEvents(run_id, batch, reader.skipped))
             if not live and not alive:
                 problem = launched.failure() if launched is not None else None
                 if problem and not failed:
@@ -202,6 +212,7 @@ class NeuratermApp(App):
         if message.run_id == self.run_id:
             for event in message.batch:
                 self.run_state.apply(event)
+            self.run_state.skipped_lines(message.skipped)
 
     def on_run_error(self, message: RunError) -> None:
         if message.run_id == self.run_id:
@@ -266,7 +277,7 @@ class NeuratermApp(App):
         sections = [("everywhere", None, list(self.BINDINGS)), *(
             (name, mode, list(screen_class(name).BINDINGS)) for name, mode in (
                 ("setup", "setup"), ("dashboard", "dashboard"), ("runs", "runs"), ("study", "study"),
-                ("evaluate", None)))]
+                ("inside", "inside"), ("evaluate", None)))]
         result = []
         for name, mode, bindings in sections:
             by_action: dict[str, list[Binding]] = {}

@@ -12,10 +12,11 @@ from neuraterm.core.run import events
 
 
 class RunEvents(Message):
-    def __init__(self, run_id: int, batch: list[events.Event]):
+    def __init__(self, run_id: int, batch: list[events.Event], skipped: int = 0):
         super().__init__()
         self.run_id = run_id
         self.batch = batch
+        self.skipped = skipped  # lines of the log so far that were not valid events
 
 
 class RunError(Message):

@@ -11,6 +11,7 @@ import time
 from dataclasses import dataclass, field
 
 from neuraterm.core.run import events
+from neuraterm.core.screen_text import visible
 
 
 @dataclass
@@ -31,12 +32,16 @@ class RunState:
     samples_per_s: float = 0.0
     log: list[str] = field(default_factory=list)
     report: dict | None = None
+    health: list[events.HealthMeasured] = field(default_factory=list)  # per epoch, for the Inside screen
+    alerts: list[events.HealthAlert] = field(default_factory=list)
     version: int = 0
     _running_mean: float = 0.0
     _save_asked: bool = False  # a viewer's save command was answered and its checkpoint is not logged yet
     _session_first: int = 0  # index in `history` of this session's first epoch (after the latest RunStarted)
     _pace_from: tuple[float, int] | None = None  # (time, steps done) at the first step update of this run
     _pace_to: tuple[float, int] | None = None  # the same at the latest one
+    _skipped: int = 0  # malformed log lines reported so far, in the log line at _skipped_line
+    _skipped_line: int = 0
 
     def progress(self) -> tuple[int, int]:
         """(steps done, steps in the whole run), counting the epoch under way."""
@@ -80,18 +85,20 @@ class RunState:
             self.data_placement, self.parameters, self.epochs = event.data_placement, event.parameters, event.epochs
             self.steps, self.status, self.report = event.steps_per_epoch, "running", None
             self.history = [e for e in self.history if e.epoch <= event.start_epoch]
+            self.health = [h for h in self.health if h.epoch <= event.start_epoch]
+            self.alerts = [a for a in self.alerts if a.epoch <= event.start_epoch]
             self._session_first = len(self.history)
             kept = [(x, y) for x, y in zip(self.step_x, self.step_loss) if x <= event.start_epoch * event.steps_per_epoch]
             self.step_x, self.step_loss = [x for x, _ in kept], [y for _, y in kept]
             self.epoch, self.step, self._pace_from, self._pace_to = event.start_epoch, 0, None, None
             if event.start_epoch:
-                self.log.append(f"resuming after epoch {event.start_epoch}")
-            self.log.append(f"{event.config_name}: {event.parameters:,} parameters on {event.device}, "
+                self.say(f"resuming after epoch {event.start_epoch}")
+            self.say(f"{event.config_name}: {event.parameters:,} parameters on {event.device}, "
                             f"{event.train_size:,} train / {event.val_size:,} val / {event.test_size:,} test")
             if event.step_engine:
-                self.log.append(f"training step: {event.step_engine}")
+                self.say(f"training step: {event.step_engine}")
             if event.blas_threads:
-                self.log.append(f"BLAS threads: {event.blas_threads}")
+                self.say(f"BLAS threads: {event.blas_threads}")
         elif isinstance(event, events.StepEnded):
             self.add_step_loss(event)
             self.epoch = event.epoch
@@ -101,34 +108,40 @@ class RunState:
             self.history.append(event)
             self.mark_pace(now)
             self.epoch, self.samples_per_s = event.epoch, event.samples_per_s
-            self.log.append(f"epoch {event.epoch}/{event.epochs}  val {event.val_loss:.4f} / "
+            self.say(f"epoch {event.epoch}/{event.epochs}  val {event.val_loss:.4f} / "
                             f"{100 * event.val_acc:.2f}%")
+        elif isinstance(event, events.HealthMeasured):
+            self.health.append(event)
+        elif isinstance(event, events.HealthAlert):
+            self.alerts.append(event)
+            self.say(f"alert, epoch {event.epoch}, {event.layer}: {event.kind} ({event.figure}). "
+                     f"{event.message} Try: {event.advice} (i: inside)")
         elif isinstance(event, events.EarlyStopped):
-            self.log.append(f"early stop at epoch {event.epoch} (best {event.monitor} at epoch {event.best_epoch})")
+            self.say(f"early stop at epoch {event.epoch} (best {event.monitor} at epoch {event.best_epoch})")
         elif isinstance(event, events.RunFinished):
             self.status = "stopped" if event.stopped else "finished"
             if event.stopped:
-                self.log.append(f"stopped; checkpoint in {event.run_dir}")
+                self.say(f"stopped; checkpoint in {event.run_dir}")
             else:
                 self.report = event.report
-                self.log.append(f"test acc {100 * event.report['test_accuracy']:.2f}%  "
+                self.say(f"test acc {100 * event.report['test_accuracy']:.2f}%  "
                                 f"F1 {event.report['macro_f1']:.3f} (e: details)")
         elif isinstance(event, events.RunFailed):
             self.status = "failed"
-            self.log.append(f"failed: {event.message}")
+            self.say(f"failed: {event.message}")
         elif isinstance(event, events.Paused):
             self.status = "paused"
-            self.log.append(f"paused at epoch {event.epoch}, step {event.step}")
+            self.say(f"paused at epoch {event.epoch}, step {event.step}")
         elif isinstance(event, events.Resumed):
             self.status = "running"
-            self.log.append("resumed")
+            self.say("resumed")
         elif isinstance(event, events.CheckpointSaved) and self._save_asked:
             self._save_asked = False  # the save a viewer asked for (every epoch's own save goes unsaid)
             part = " and part of the next" if self.epoch > len(self.history) else ""
-            self.log.append(f"saved: checkpoint after epoch {event.epoch}{part}")
+            self.say(f"saved: checkpoint after epoch {event.epoch}{part}")
         elif isinstance(event, events.CommandAnswered) and event.action in ("stop", "save"):
             self._save_asked = self._save_asked or event.action == "save"
-            self.log.append(event.result)
+            self.say(event.result)
             if event.action == "stop" and self.status in ("running", "paused"):
                 self.status = "stopping"
         self.version += 1
@@ -138,7 +151,7 @@ class RunState:
         was killed (or is resumed elsewhere later)."""
         if self.status in ("starting", "running", "paused", "stopping"):
             self.status = "interrupted"
-            self.log.append("no process trains this run now (R on Runs resumes it)")
+            self.say("no process trains this run now (R on Runs resumes it)")
             self.version += 1
 
     def mark_pace(self, now: float | None) -> None:
@@ -157,7 +170,24 @@ class RunState:
         self.step_x.append((event.epoch - 1) * event.steps + event.step)
         self.step_loss.append((event.step * event.loss - before * previous_mean) / (event.step - before))
 
+    def say(self, line: str) -> None:
+        """A line of the run's log; what came from the event log is shown, never obeyed (escapes visible)."""
+        self.log.append(visible(line, 2000))
+
+    def skipped_lines(self, count: int) -> None:
+        """One line in the log, its count kept up to date, for event-log lines that were not valid events."""
+        if count == self._skipped:
+            return
+        line = f"warning: {count} malformed line{'s' * (count != 1)} of events.jsonl skipped"
+        if self._skipped and self._skipped_line < len(self.log):
+            self.log[self._skipped_line] = line
+        else:
+            self._skipped_line = len(self.log)
+            self.say(line)
+        self._skipped = count
+        self.version += 1
+
     def fail(self, message: str) -> None:
         self.status = "failed"
-        self.log.append(f"error: {message}")
+        self.say(f"error: {message}")
         self.version += 1

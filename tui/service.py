@@ -121,6 +121,22 @@ class TrainingService:
         return {**snap.report, "epoch": epoch, "mid_epoch": False, "epochs": snap.config.train.epochs,
                 "finished": True}
 
+    def first_layer(self, folder: Path):
+        """(epoch, weights, initial weights) of the first layer (units x inputs) of the current checkpoint,
+        for the weight pictures; the initial ones are drawn again from the run's seed, as training did."""
+        import numpy as np
+        from neuraterm.core.run.build import build_model
+        snap = checkpoint.load(Path(folder))
+        first = min((name for name in snap.weights if name.endswith(".weight")), key=lambda n: int(n.split(".")[0]))
+        sizes = snap.meta["architecture"]["sizes"]
+        initial = build_model(snap.config, sizes[0], sizes[-1], np).state_dict()[first]
+        return snap.epoch, snap.weights[first], initial
+
+    def mistakes(self, folder: Path, k: int = 8) -> dict:
+        """The test samples the last checkpoint gets wrong most confidently (loads the dataset: a worker)."""
+        from neuraterm.core.run.evaluate import confident_mistakes
+        return confident_mistakes(Path(folder), k)
+
     def snapshot(self, folder: Path) -> checkpoint.Snapshot:
         return checkpoint.load(Path(folder))
 

@@ -60,6 +60,7 @@ def read(path: Path, label_column: str = "") -> tuple[np.ndarray, np.ndarray, li
     try:
         with open(path, "rb") as fh:
             line_count = sum(chunk.count(b"\n") for chunk in iter(lambda: fh.read(1 << 24), b"")) + 1
+            size = fh.tell()
         fh = open(path, encoding="utf-8-sig", newline="")
     except OSError as exc:
         raise NeuratermError(f"{path}: cannot read ({exc.strerror or exc})") from None
@@ -72,7 +73,10 @@ def read(path: Path, label_column: str = "") -> tuple[np.ndarray, np.ndarray, li
         if width < 2:
             raise NeuratermError(f"{path}: one column only; a CSV dataset needs a label column and features")
         usecols = [c for c in range(width) if c != k]
-        x = np.empty((line_count, width - 1), np.uint8)
+        # A data line of `width` fields holds at least 2 * width - 1 bytes and a newline: the array is
+        # sized from what the file can hold, not from a line count that blank lines can inflate.
+        rows = min(line_count, size // (2 * width) + 1)
+        x = np.empty((rows, width - 1), np.uint8)
         labels: list[str] = []
         line_no = 1 if header else 0
         pending = [] if header else [first]
@@ -86,11 +90,17 @@ def read(path: Path, label_column: str = "") -> tuple[np.ndarray, np.ndarray, li
                 if at_end:
                     break
                 continue
+            ragged = _ragged(block, delimiter, width)
+            if ragged is not None:
+                raise NeuratermError(f"{path}: line {line_no + ragged[0] + 1} has {ragged[1]} fields; every line "
+                                     f"needs {width}, as the first line has")
             try:
                 values = np.loadtxt(io.StringIO("\n".join(block)), delimiter=delimiter, usecols=usecols,
                                     dtype=np.float64, ndmin=2, quotechar='"')
             except ValueError as exc:
                 raise NeuratermError(f"{path}: {_where(str(exc), line_no)}") from None
+            if n + len(values) > len(x):  # cannot happen for a well-formed file; never write past the end
+                raise NeuratermError(f"{path}: more data lines than its size allows")
             if x.dtype == np.uint8 and not _pixels(values):
                 x = _widen(x, n)
             x[n:n + len(values)] = values
@@ -102,6 +112,16 @@ def read(path: Path, label_column: str = "") -> tuple[np.ndarray, np.ndarray, li
     if n == 0:
         raise NeuratermError(f"{path}: no data lines")
     return x[:n], *_classes(path, labels, 2 if header else 1)
+
+
+def _ragged(lines: list[str], delimiter: str, width: int) -> tuple[int, int] | None:
+    """The first line (index, field count) whose field count is not `width`: NumPy reads the columns
+    it is told and silently drops an extra field, and words a missing one as a column index."""
+    if any('"' in line for line in lines):
+        counts = [len(row) for row in csv.reader(lines, delimiter=delimiter)]
+    else:
+        counts = [line.count(delimiter) + 1 for line in lines]
+    return next(((i, n) for i, n in enumerate(counts) if n != width), None)
 
 
 def _where(message: str, line_offset: int) -> str:

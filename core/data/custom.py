@@ -40,6 +40,8 @@ class Summary:
     train: int
     test: int  # 0: carved out of train by `data.test_fraction`
     image_shape: tuple[int, ...]
+    class_names: tuple = ()  # when the data was read and checked (`validate`)
+    notes: tuple = ()  # what was read differently from how it is stored (labels 1..K, say)
 
 
 def is_path(name: str) -> bool:
@@ -163,19 +165,49 @@ def from_arrays(name: str, arrays: dict[str, np.ndarray], image_shape: tuple[int
             raise NeuratermError(f"{name}: x_test rows are {x_test.shape[1]} {x_test.dtype} values, "
                                  f"x rows {x.shape[1]} {x.dtype}")
     top = int(max(y.max(), y_test.max() if y_test is not None and len(y_test) else 0))
+    class_names = None
     if "class_names" in arrays:
         names = arrays["class_names"]
         if names.ndim != 1 or names.dtype.kind not in "USiu":
             raise NeuratermError(f"{name}: class_names must be a 1-D array of strings")
         class_names = [str(v) for v in names]
-        if top >= len(class_names):
-            raise NeuratermError(f"{name}: label {top} but only {len(class_names)} class names (labels run 0..K-1)")
-    else:
-        class_names = [str(i) for i in range(top + 1)]
+    y, y_test, class_names, notes = _classes(name, y, y_test, top, class_names)
     if len(class_names) < 2:
         raise NeuratermError(f"{name}: one class only; a classifier needs at least two")
     shape = image_shape or tuple(int(d) for d in arrays["x"].shape[1:])
-    return Dataset(name, x, y, x_test, y_test, class_names, shape, name)
+    return Dataset(name, x, y, x_test, y_test, class_names, shape, name, notes=notes)
+
+
+def _classes(name: str, y: np.ndarray, y_test: np.ndarray | None, top: int, class_names: list[str] | None):
+    """Labels 0..K-1 with every class present in the data, and their names. Labels 1..K (no 0, the
+    way R and MATLAB count) are read as 0..K-1 with a note of the mapping, the names keeping the
+    labels as given; any other class without a sample is refused, named (it would train an output
+    that can never be right and count as F1 0 in macro-F1)."""
+    samples = len(y) + (len(y_test) if y_test is not None else 0)
+    if top > samples:  # more classes than samples: some have none (and counting them would take top x 8 bytes)
+        raise NeuratermError(f"{name}: label {top} with {samples:,} samples; labels must run 0..K-1 with a sample "
+                             f"of every class")
+    counts = np.bincount(y, minlength=top + 1)
+    if y_test is not None and len(y_test):
+        counts = counts + np.bincount(y_test, minlength=top + 1)
+    one_based = counts[0] == 0 and (counts[1:] > 0).all() and top >= 2 and \
+        (class_names is None or len(class_names) == top)
+    if one_based:
+        names = class_names or [str(i) for i in range(1, top + 1)]
+        note = (f"{name}: labels run 1..{top} (no 0); read as classes 0..{top - 1} (label k is class k-1"
+                + (f", named {names[0]!r}..{names[-1]!r})" if class_names else ")"))
+        return y - 1, (y_test - 1 if y_test is not None else None), names, [note]
+    if class_names is not None and top >= len(class_names):
+        raise NeuratermError(f"{name}: label {top} but only {len(class_names)} class names (labels run 0..K-1)")
+    names = class_names or [str(i) for i in range(top + 1)]
+    counts = np.pad(counts, (0, len(names) - len(counts)))
+    empty = np.flatnonzero(counts == 0)
+    if len(empty):
+        shown = ", ".join(f"{int(k)}" + (f" ({names[k]!r})" if class_names else "") for k in empty[:5])
+        raise NeuratermError(f"{name}: no sample has label {shown}{', ...' if len(empty) > 5 else ''}; labels "
+                             f"must run 0..{len(names) - 1} with a sample of every class (renumber them, or "
+                             f"drop the unused class names)")
+    return y, y_test, names, []
 
 
 def _read(path: Path, fmt: str, column: str) -> Dataset:
@@ -220,7 +252,7 @@ def describe(spec: str, validate: bool = False) -> Summary:
     if validate:
         d = load(spec)
         return Summary(spec, str(path), fmt, len(d.class_names), len(d.y_train),
-                       0 if d.y_test is None else len(d.y_test), d.image_shape)
+                       0 if d.y_test is None else len(d.y_test), d.image_shape, tuple(d.class_names), tuple(d.notes))
     if fmt in ("npz", "npy"):
         arrays = _arrays(path, fmt, ("y", "y_test", "class_names"))
         headers = npy.npz_headers(path) if fmt == "npz" else {k: (a.shape, a.dtype) for k, a in
@@ -228,8 +260,9 @@ def describe(spec: str, validate: bool = False) -> Summary:
         if "x" not in headers or "y" not in arrays:
             raise NeuratermError(f"{path}: needs arrays 'x' and 'y' (found: {', '.join(sorted(headers))})")
         labels = [arrays[k] for k in ("y", "y_test") if k in arrays and arrays[k].size]
-        classes = (len(arrays["class_names"]) if "class_names" in arrays
-                   else int(max(a.max() for a in labels)) + 1 if labels else 0)
+        top = int(max(a.max() for a in labels)) if labels else -1
+        one_based = labels and min(int(a.min()) for a in labels) == 1  # read as 0..K-1 (see _classes)
+        classes = len(arrays["class_names"]) if "class_names" in arrays else top if one_based else top + 1
         test = len(arrays["y_test"]) if "y_test" in arrays else 0
         return Summary(spec, str(path), fmt, classes, len(arrays["y"]), test, tuple(headers["x"][0][1:]))
     if fmt == "csv":
@@ -241,6 +274,9 @@ def describe(spec: str, validate: bool = False) -> Summary:
         Image = image_folder.pillow()
         with Image.open(files[0][0]) as image:
             shape = (image.size[1], image.size[0]) + (() if image.mode in image_folder.GRAY_MODES else (3,))
-    except (NeuratermError, OSError):
+    except (NeuratermError, OSError, ValueError):
         pass
+    except Exception as exc:  # noqa: BLE001 - Pillow's DecompressionBombError: the size stays unknown here
+        if type(exc).__name__ != "DecompressionBombError":
+            raise
     return Summary(spec, str(path), fmt, len(classes), sum(len(f) for f in files), 0, shape)

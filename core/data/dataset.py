@@ -1,7 +1,7 @@
 """A dataset as every loader returns it, so the rest of the program has one code path."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -19,6 +19,7 @@ class Dataset:
     source: str
     joined: np.ndarray | None = None  # one array holding x_train then x_test, where they were read that way
     origin: dict | None = None  # your own data: its path, format and content hash
+    notes: list = field(default_factory=list)  # one line each: what was read differently from how it was stored
 
     def pooled(self) -> tuple[np.ndarray, np.ndarray]:
         """Train and test rows together: the array they were read into, or else a concatenated copy."""

@@ -54,7 +54,7 @@ def read(root: Path) -> tuple[np.ndarray, np.ndarray, list[str], tuple[int, ...]
                     raise NeuratermError(f"{path}: {image.size[0]}x{image.size[1]} pixels, but {first} is "
                                          f"{size[0]}x{size[1]}; all images must have one size")
                 colour = colour or image.mode not in GRAY_MODES
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, Image.DecompressionBombError) as exc:
             raise NeuratermError(f"{path}: not a readable image ({exc})") from None
     mode = "RGB" if colour else "L"
     shape = (size[1], size[0], 3) if colour else (size[1], size[0])
@@ -63,6 +63,6 @@ def read(root: Path) -> tuple[np.ndarray, np.ndarray, list[str], tuple[int, ...]
         try:
             with Image.open(path) as image:
                 x[i] = np.asarray(image.convert(mode), dtype=np.uint8).reshape(-1)
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, Image.DecompressionBombError) as exc:
             raise NeuratermError(f"{path}: not a readable image ({exc})") from None
     return x, y, classes, shape

@@ -7,7 +7,9 @@ Arrays of Python objects are refused: reading them would mean unpickling.
 """
 from __future__ import annotations
 
+import math
 import mmap
+import os
 import struct
 import zipfile
 from pathlib import Path
@@ -32,11 +34,44 @@ def _read_header(stream, name: str) -> tuple[tuple[int, ...], bool, np.dtype]:
     return shape, fortran, dtype
 
 
+def _nbytes(shape: tuple[int, ...], dtype: np.dtype) -> int:
+    return math.prod(shape) * dtype.itemsize  # Python ints: a header's (1e10, 1e10) does not wrap around
+
+
+def available_memory() -> int | None:
+    """Bytes this machine can still give (MemAvailable), None where it cannot be told."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError):
+        pass
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):  # pragma: no cover
+        return None
+
+
+def _check_size(name: str, shape, dtype: np.dtype, holds: int, compressed: bool) -> None:
+    """Before anything is allocated: a header's shape must fit in the bytes the file (or the archive
+    member, uncompressed) holds, and a compressed member must fit in the memory available."""
+    need = _nbytes(shape, dtype)
+    if need > holds:
+        raise NeuratermError(f"{name}: its header says {tuple(shape)} {dtype} ({need:,} bytes) but the "
+                             f"{'member' if compressed else 'file'} holds {max(holds, 0):,} bytes of data")
+    have = available_memory() if compressed else None
+    if have is not None and need > have:
+        raise NeuratermError(f"{name}: {tuple(shape)} {dtype} needs {need / 2**30:,.1f} GiB once decompressed; "
+                             f"{have / 2**30:,.1f} GiB are available")
+
+
 def load_npy(path: Path) -> np.ndarray:
     """A `.npy` file, memory-mapped."""
     with open(path, "rb") as fh:
         shape, fortran, dtype = _read_header(fh, str(path))
         offset = fh.tell()
+        _check_size(str(path), shape, dtype, os.fstat(fh.fileno()).st_size - offset, compressed=False)
     return _map(path, dtype, shape, fortran, offset)
 
 
@@ -68,6 +103,8 @@ def npz_members(path: Path, only: tuple[str, ...] | None = None) -> dict[str, np
                     continue
                 with zf.open(info) as member:
                     shape, fortran, dtype = _read_header(member, name)
+                    _check_size(name, shape, dtype, info.file_size - member.tell(),
+                                compressed=info.compress_type != zipfile.ZIP_STORED)
                     if info.compress_type == zipfile.ZIP_STORED:
                         raw.seek(info.header_offset)
                         signature, name_len, extra_len = _LOCAL_HEADER.unpack(raw.read(_LOCAL_HEADER.size))
@@ -83,6 +120,7 @@ def npz_members(path: Path, only: tuple[str, ...] | None = None) -> dict[str, np
 
 
 def _read_compressed(member, name: str, shape, fortran: bool, dtype: np.dtype) -> np.ndarray:
+    """Decompressed into one array sized from the header, which `_check_size` has bounded."""
     out = np.empty(shape, dtype=dtype, order="F" if fortran else "C")
     view = memoryview(out.reshape(-1, order="A")).cast("B")
     done = 0

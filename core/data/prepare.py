@@ -78,6 +78,8 @@ class Prepared:
     class_names: list[str]
     normalizer: Normalizer
     origin: dict | None = None  # path and content hash of your own data (None for a named dataset)
+    notes: list = field(default_factory=list)  # one line each, said before training (a remapping, an empty class)
+    image_shape: tuple = ()  # one sample's shape as stored (28 x 28), before it is flattened into a row
 
     @property
     def num_features(self) -> int:
@@ -111,4 +113,5 @@ def prepare(dataset: Dataset, val_fraction: float = 0.1, test_fraction: float = 
         raise NeuratermError(f"{dataset.name}: no training samples left after the split")
     train_split = Split(images, labels, pick[train])
     return Prepared(train_split, Split(images, labels, pick[val]), test_split, list(dataset.class_names),
-                    Normalizer.fit(normalize, images, train_split.rows), dataset.origin)
+                    Normalizer.fit(normalize, images, train_split.rows), dataset.origin, list(dataset.notes),
+                    tuple(int(d) for d in dataset.image_shape))

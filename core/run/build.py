@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import os
 
+import numpy as np
+
 from neuraterm.core.config import Config
 from neuraterm.core.data import registry
 from neuraterm.core.data.prepare import Prepared, prepare
@@ -60,6 +62,28 @@ def check_data(data: Prepared, name: str) -> None:
                                  f"train images {data.num_features}")
         if len(split.y) and (split.y.min() < 0 or split.y.max() >= data.num_classes):
             raise NeuratermError(f"{name}: {split_name} labels outside 0..{data.num_classes - 1}")
+    missing = [data.class_names[k] for k in np.flatnonzero(np.bincount(data.test.y, minlength=data.num_classes) == 0)]
+    if missing:  # its recall is undefined: the test report leaves it out of macro-F1 and balanced accuracy
+        data.notes.append(f"the test split has no sample of class {', '.join(map(repr, missing[:5]))}"
+                          f"{', ...' if len(missing) > 5 else ''} ({len(missing)} of {data.num_classes}): "
+                          f"macro-F1 and balanced accuracy are over the classes it holds (and, for macro-F1, those predicted)")
+
+
+def check_validation(data: Prepared, config: Config, new_run: bool) -> None:
+    """A new run's validation split must hold samples (its loss and accuracy would be NaN in every epoch)
+    unless validation is off by choice (data.val_fraction = 0); the run then says so. Resuming a folder
+    trained before this check, or evaluating one, needs no validation and is not refused."""
+    if len(data.val.y):
+        return
+    d = config.data
+    if d.val_fraction > 0 and new_run:
+        raise NeuratermError(f"{d.dataset}: the validation split is empty ({len(data.train.y):,} train / "
+                             f"{len(data.test.y):,} test samples); raise data.val_fraction or data.limit, "
+                             f"or set data.val_fraction = 0 to train without validation")
+    note = ("validation is off (data.val_fraction = 0): no validation loss or accuracy in any epoch"
+            if d.val_fraction == 0 else "the validation split is empty: no validation loss or accuracy")
+    if note not in data.notes:  # data handed to a second trainer is checked again
+        data.notes.append(note)
 
 
 def check_fits_in_memory(sizes: list[int], batch_size: int, optimizer: str) -> None:

@@ -21,6 +21,10 @@ Inside a checkpoint:
     state/optimizer/*.npy  optimizer moments and step count
     history.csv            one row per epoch
     report.json            the final evaluation (once the run has finished)
+    health.npz             layer health per epoch (core/run/health.py), when it is on, in one file (each
+                           file of a checkpoint costs an fsync): values (epochs x layers x fields, float32),
+                           epochs, confidence (epochs x classes), probe (the probe batch's rows in the
+                           training split), and the names: layers, kinds (activations), fields, percentiles
     MANIFEST.json          size and SHA-256 of every file above
 
 A save (LevelDB's CURRENT file, as a symlink) writes a new checkpoint under a temporary name, fsyncs
@@ -42,7 +46,7 @@ import json
 import math
 import os
 import re
-import shutil
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,14 +56,20 @@ import numpy as np
 from neuraterm import __version__
 from neuraterm.core import config as config_mod
 from neuraterm.core.errors import NeuratermError, RunFailed
+from neuraterm.core.run import events, folder_files
 from neuraterm.core.run.lock import LOCK_FILE, WriterLock, busy, holder
 
 FORMAT = 2
 MARKER, CHECKPOINTS, CURRENT, BEST, MANIFEST = ".neuraterm", "checkpoints", "current", "best", "MANIFEST.json"
-LINKED = ("config.toml", "model.json", "history.csv", "report.json", "weights", "normalization", "state")
+LOG_FILE = "events.jsonl"  # event_log's; its compaction's leftover (`events.jsonl.tmp-*`) is swept here
+LINKED = ("config.toml", "model.json", "history.csv", "report.json", "weights", "normalization", "state",
+          "health.npz")
 HISTORY_COLUMNS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds", "samples_per_s")
+HEALTH_FILE, HEALTH_ARRAYS, HEALTH_NAMES = "health.npz", ("values", "epochs", "confidence", "probe"), \
+    ("layers", "kinds", "fields")
 ARRAY_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.]*$")
 NUMBERED = re.compile(r"^\d{6,}$")
+TEXT_LIMIT = 64 << 20  # the most a JSON, TOML or CSV file of a folder may hold (epochs of history included)
 # Test-only: seconds to sleep between writing a checkpoint and switching to it (widens kill windows).
 SAVE_DELAY_ENV = "NEURATERM_TEST_SAVE_DELAY"
 
@@ -75,6 +85,7 @@ class Snapshot:
     normalization: dict[str, np.ndarray] = field(default_factory=dict)
     best_weights: dict[str, np.ndarray] = field(default_factory=dict)
     report: dict | None = None
+    health: dict | None = None  # {"layout": dict, "values", "epochs", "confidence", "probe": arrays}
 
     @property
     def epoch(self) -> int:
@@ -108,6 +119,14 @@ def _checkpoint_files(snap: Snapshot) -> dict[str, bytes]:
                            ("state/optimizer", snap.optimizer)):
         for name, array in arrays.items():
             files[f"{folder}/{name}.npy"] = _npy_bytes(array)
+    if snap.health is not None:
+        layout = snap.health["layout"]
+        buffer = io.BytesIO()
+        np.savez(buffer, **{name: np.asarray(snap.health[name]) for name in HEALTH_ARRAYS},
+                 **{name: np.array(layout[name], dtype=str) for name in HEALTH_NAMES},
+                 percentiles=np.array(layout["percentiles"], np.int64), every=np.array(layout["every"], np.int64),
+                 probe_seed=np.array(layout["probe_seed"], np.int64))
+        files[HEALTH_FILE] = buffer.getvalue()
     if snap.report is not None:
         files["report.json"] = json.dumps(snap.report, indent=2).encode()
     return files
@@ -121,9 +140,12 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def _write_tree(root: Path, files: dict[str, bytes]) -> None:
-    """Every file written and fsynced, then every folder fsynced, deepest first."""
+def _write_tree(root: Path, files: dict[str, bytes], fresh: bool = False) -> None:
+    """Every file written and fsynced, then every folder fsynced, deepest first; `root` was just made
+    (`fresh`) or is created here, and files are created exclusively (`xb`: never through a link)."""
     folders = {root}
+    if not fresh:
+        root.mkdir()
     for rel, data in files.items():
         path = root / rel
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -252,37 +274,46 @@ class RunWriter:
         """Remove what a killed save left (temporary checkpoints and links) and checkpoints that are
         neither current nor best; only names this program writes, only files its manifests list."""
         keep = {_checkpoint_number(self.run_dir, CURRENT), _checkpoint_number(self.run_dir, BEST)}
-        for entry in self.run_dir.iterdir():
-            if entry.name.startswith(".") and ".tmp-" in entry.name and entry.is_symlink():
-                entry.unlink()
-            elif entry.name.startswith(MARKER + ".tmp-") and entry.is_file() and not entry.is_symlink():
-                entry.unlink()
-        folder = self.run_dir / CHECKPOINTS
-        if not folder.is_dir():
+        for name, kind in folder_files.list_dir(self.run_dir):
+            if name.startswith(".") and ".tmp-" in name and kind == "link":
+                folder_files.remove_link(self.run_dir, name)
+            elif name.startswith((MARKER + ".tmp-", LOG_FILE + ".tmp-")) and kind == "file":
+                folder_files.remove_file(self.run_dir, name)
+        if (self.run_dir / CHECKPOINTS).is_symlink():
+            raise NeuratermError(f"{self.run_dir / CHECKPOINTS}: is a symbolic link; links are not followed "
+                                 f"(move it away to train this folder)")
+        if not folder_files.is_dir(self.run_dir, CHECKPOINTS):
             return
-        for entry in folder.iterdir():
-            if entry.name.startswith(".tmp-") and entry.is_dir() and not entry.is_symlink():
-                shutil.rmtree(entry, ignore_errors=True)
-            elif NUMBERED.match(entry.name) and int(entry.name) not in keep and entry.is_dir():
-                _remove_checkpoint(entry)
+        for name, kind in folder_files.list_dir(self.run_dir, CHECKPOINTS):
+            if kind != "dir":  # a link named like a checkpoint is never entered
+                continue
+            if name.startswith(".tmp-"):
+                folder_files.remove_tree(self.run_dir, f"{CHECKPOINTS}/{name}")
+            elif NUMBERED.match(name) and int(name) not in keep:
+                _remove_checkpoint(self.run_dir, f"{CHECKPOINTS}/{name}")
 
     def save(self, snap: Snapshot, best: bool = False) -> Path:
         """Write `snap` as a new checkpoint and make it current (and best); returns its folder."""
         folder = self.run_dir / CHECKPOINTS
         try:
-            folder.mkdir(exist_ok=True)
+            if not folder.is_symlink():
+                folder.mkdir(exist_ok=True)
+            entries = folder_files.list_dir(self.run_dir, CHECKPOINTS)  # refuses a link to elsewhere
+        except folder_files.Refused as exc:
+            raise NeuratermError(f"{exc}; move it away to save into this folder") from None
         except OSError as exc:
             raise _save_failed(exc, self.run_dir, _previous(self.run_dir)) from None
-        numbers = [int(p.name) for p in folder.iterdir() if NUMBERED.match(p.name)]
+        numbers = [int(n) for n, _ in entries if NUMBERED.match(n)]
         number = max(numbers + [_checkpoint_number(self.run_dir, CURRENT) or 0]) + 1
         name = f"{number:06d}"
-        tmp = folder / f".tmp-{name}-{os.getpid()}"
+        tmp = None
         files = _checkpoint_files(snap)
         manifest = {"format": FORMAT, "files": {rel: {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
                                                for rel, data in files.items()}}
         files[MANIFEST] = json.dumps(manifest, indent=1).encode()
         try:
-            _write_tree(tmp, files)
+            tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{name}-", dir=folder))  # a fresh folder, never a planted one
+            _write_tree(tmp, files, fresh=True)
             if os.environ.get(SAVE_DELAY_ENV):
                 time.sleep(float(os.environ[SAVE_DELAY_ENV]))
             os.rename(tmp, folder / name)
@@ -292,9 +323,10 @@ class RunWriter:
                 _point(self.run_dir, BEST, f"{CHECKPOINTS}/{name}")
             _fsync_dir(self.run_dir)
         except OSError as exc:
-            shutil.rmtree(tmp, ignore_errors=True)
-            if (folder / name).is_dir() and _checkpoint_number(self.run_dir, CURRENT) != number:
-                shutil.rmtree(folder / name, ignore_errors=True)
+            if tmp is not None:
+                folder_files.remove_tree(self.run_dir, f"{CHECKPOINTS}/{tmp.name}")
+            if _checkpoint_number(self.run_dir, CURRENT) != number:
+                folder_files.remove_tree(self.run_dir, f"{CHECKPOINTS}/{name}")
             raise _save_failed(exc, self.run_dir, _previous(self.run_dir)) from None
         self._link_top_level(folder / name)
         self.sweep()
@@ -331,40 +363,34 @@ def _save_failed(exc: OSError, run_dir: Path, previous: str) -> RunFailed:
 
 
 def write_atomic(path: Path, data: bytes) -> None:
-    """Write a whole file or nothing: a temporary sibling, fsynced, renamed over `path` (a reader never
-    sees half of it; a failure, a full disk included, leaves no temporary file)."""
-    path = Path(path)
-    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")  # the marker's leftover is recognized by this name
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except OSError:
-        tmp.unlink(missing_ok=True)
-        raise
+    """Write a whole file or nothing (see `folder_files.write_atomic`: an exclusive temporary sibling
+    under an unpredictable name, renamed over `path`)."""
+    folder_files.write_atomic(path, data)
 
 
-def _remove_checkpoint(folder: Path) -> None:
-    """Delete the files a checkpoint's manifest lists, then its folders if they are empty: a file a
-    user put there stays (with its folders). Without a manifest (a removal killed after deleting it)
-    only empty folders go."""
+def _remove_checkpoint(run_dir: Path, rel: str) -> None:
+    """Delete the regular files a checkpoint's manifest lists (plain names inside it, never through a
+    link), then its folders if they are empty: a file a user put there stays (with its folders).
+    Without a readable manifest (a removal killed after deleting it) only empty folders go."""
     try:
-        listed = json.loads((folder / MANIFEST).read_text(encoding="utf-8")).get("files", {})
-    except (OSError, ValueError, AttributeError):
+        listed = json.loads(folder_files.read_bytes(run_dir, f"{rel}/{MANIFEST}", TEXT_LIMIT)).get("files", {})
+    except (OSError, ValueError, AttributeError, RecursionError):
         listed = None  # not a checkpoint we can account for: no file of it is deleted
-    for rel in [*listed, MANIFEST] if isinstance(listed, dict) else []:
-        try:
-            (folder / rel).unlink()
-        except OSError:
-            pass
-    for sub in sorted((p for p in folder.rglob("*") if p.is_dir() and not p.is_symlink()),
-                      key=lambda p: len(p.parts), reverse=True) + [folder]:
-        try:
-            sub.rmdir()
-        except OSError:
-            pass
+    for name in [*listed, MANIFEST] if isinstance(listed, dict) else []:
+        if folder_files.plain_relative(name):
+            folder_files.remove_file(run_dir, f"{rel}/{name}")
+    _remove_empty_folders(run_dir, rel)
+
+
+def _remove_empty_folders(run_dir: Path, rel: str) -> None:
+    try:
+        entries = folder_files.list_dir(run_dir, rel)
+    except OSError:
+        return
+    for name, kind in entries:
+        if kind == "dir":
+            _remove_empty_folders(run_dir, f"{rel}/{name}")
+    folder_files.remove_empty_dir(run_dir, rel)
 
 
 # -- reading --------------------------------------------------------------------------------------
@@ -373,34 +399,53 @@ class _Vanished(Exception):
 
 
 class _Reader:
-    """Reads one checkpoint's files, each checked against its manifest entry (when there is one)."""
+    """Reads one checkpoint's files through `folder_files` (no link followed below the model folder),
+    each checked against its manifest entry (when there is one) before its bytes are read."""
 
     def __init__(self, folder: Path, shown: Path, manifest: dict | None):
         self.folder, self.shown, self.manifest = folder, shown, manifest
+        self.root, self.prefix = _root_and_prefix(folder)
+
+    def _rel(self, rel: str) -> str:
+        return f"{self.prefix}/{rel}" if self.prefix else rel
 
     def exists(self, rel: str) -> bool:
-        return rel in self.manifest if self.manifest is not None else (self.folder / rel).is_file()
+        return rel in self.manifest if self.manifest is not None else folder_files.is_file(self.root, self._rel(rel))
 
     def names(self, sub: str) -> list[str]:
         if self.manifest is not None:
             return sorted(rel[len(sub) + 1:-4] for rel in self.manifest
                           if rel.startswith(sub + "/") and rel.endswith(".npy") and "/" not in rel[len(sub) + 1:])
-        return sorted(p.name[:-4] for p in (self.folder / sub).glob("*.npy")) if (self.folder / sub).is_dir() else []
+        return self.on_disk(sub)
+
+    def on_disk(self, sub: str) -> list[str]:
+        """The `.npy` files really in `sub` (regular files only; a link there is not one of them)."""
+        if not folder_files.is_dir(self.root, self._rel(sub)):
+            return []
+        return sorted(n[:-4] for n, kind in folder_files.list_dir(self.root, self._rel(sub))
+                      if kind == "file" and n.endswith(".npy"))
 
     def bytes(self, rel: str) -> bytes:
         shown = self.shown / rel
-        try:
-            data = (self.folder / rel).read_bytes()
+        entry = self.manifest.get(rel) if self.manifest is not None else None
+        if self.manifest is not None and entry is None:
+            if not folder_files.is_file(self.root, self._rel(rel)):
+                raise _Vanished(rel)
+            raise NeuratermError(f"{shown}: not part of the checkpoint")
+        try:  # a manifest bounds what is read: a file bigger than listed is refused unread
+            data = folder_files.read_bytes(self.root, self._rel(rel), entry["bytes"] if entry else None)
         except FileNotFoundError:
             if self.manifest is not None:
                 raise _Vanished(rel) from None
             raise NeuratermError(f"{shown}: missing") from None
+        except folder_files.Refused as exc:
+            if entry is not None and "bytes" in exc.why:
+                raise NeuratermError(f"{shown}: changed since it was saved (size differs from "
+                                     f"{self.shown / MANIFEST})") from None
+            raise NeuratermError(f"{shown}: {exc.why}") from None
         except OSError as exc:
             raise NeuratermError(f"{shown}: cannot be read ({exc.strerror})") from None
-        if self.manifest is not None:
-            entry = self.manifest.get(rel)
-            if entry is None:
-                raise NeuratermError(f"{shown}: not part of the checkpoint")
+        if entry is not None:
             if len(data) != entry["bytes"] or hashlib.sha256(data).hexdigest() != entry["sha256"]:
                 raise NeuratermError(f"{shown}: changed since it was saved (size or SHA-256 differs from "
                                      f"{self.shown / MANIFEST})")
@@ -426,14 +471,22 @@ def parse_json(data: bytes, shown: Path) -> dict:
     return value
 
 
-def read_json(path: Path) -> dict:
+def read_file(path: Path, limit: int | None = TEXT_LIMIT) -> bytes:
+    """A file of a model folder (see `in_model_folder`) or any file by name in its folder, never
+    through a link the program did not make."""
+    path = Path(path)
     try:
-        data = Path(path).read_bytes()
+        return folder_files.read_bytes(*in_model_folder(path), limit)
     except FileNotFoundError:
         raise NeuratermError(f"{path}: missing") from None
+    except folder_files.Refused as exc:
+        raise NeuratermError(f"{path}: {exc.why}") from None
     except OSError as exc:
         raise NeuratermError(f"{path}: cannot be read ({exc.strerror})") from None
-    return parse_json(data, Path(path))
+
+
+def read_json(path: Path) -> dict:
+    return parse_json(read_file(path), Path(path))
 
 
 def parse_array(data: bytes, shown: Path) -> np.ndarray:
@@ -454,11 +507,7 @@ def parse_array(data: bytes, shown: Path) -> np.ndarray:
 
 
 def read_array(path: Path) -> np.ndarray:
-    try:
-        data = Path(path).read_bytes()
-    except FileNotFoundError:
-        raise NeuratermError(f"{path}: missing") from None
-    return parse_array(data, Path(path))
+    return parse_array(read_file(path, None), Path(path))
 
 
 def parse_history(text: str, shown: Path) -> list[dict]:
@@ -485,13 +534,53 @@ def parse_history(text: str, shown: Path) -> list[dict]:
 
 def read_history(path: Path) -> list[dict]:
     path = Path(path)
-    if not path.is_file():
+    if not path.exists() and not path.is_symlink():
         return []
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
+        text = read_file(path).decode("utf-8")
+    except UnicodeDecodeError as exc:
         raise NeuratermError(f"{path}: cannot be read ({exc.__class__.__name__})") from None
     return parse_history(text, path)
+
+
+def _root_and_prefix(folder: Path) -> tuple[Path, str]:
+    """A checkpoint folder as (model folder, `checkpoints/NNNNNN`), a format-1 folder as (itself, '')."""
+    folder = Path(folder)
+    if NUMBERED.match(folder.name) and folder.parent.name == CHECKPOINTS:
+        return folder.parent.parent, f"{CHECKPOINTS}/{folder.name}"
+    return folder, ""
+
+
+def in_model_folder(path: Path) -> tuple[Path, str]:
+    """`path` as (folder, relative name) for `folder_files`, with the program's own links read through:
+    `run/current/x`, `run/best/x` and the top-level `run/weights/x` (-> current/weights) become
+    `checkpoints/NNNNNN/...`, but only when the link has exactly the shape this program writes; any
+    other link stays a link and is refused when opened."""
+    path = Path(path)
+    for depth, folder in enumerate(path.parents):
+        if folder.is_symlink():  # `current` or `best`: read through from the model folder above
+            continue
+        if NUMBERED.match(folder.name) and folder.parent.name == CHECKPOINTS:  # already below the checkpoints
+            root = folder.parent.parent
+            return root, path.relative_to(root).as_posix()
+        if (folder / MARKER).is_file() or _legacy(folder):
+            parts = path.relative_to(folder).parts
+            which = parts[0] if parts[0] in (CURRENT, BEST) else CURRENT if parts[0] in LINKED and \
+                (folder / parts[0]).is_symlink() and os.readlink(folder / parts[0]) == f"{CURRENT}/{parts[0]}" else None
+            number = _checkpoint_number(folder, which) if which else None
+            if number is not None:
+                rest = parts[1:] if parts[0] in (CURRENT, BEST) else parts
+                return folder, "/".join((CHECKPOINTS, f"{number:06d}", *rest))
+            return folder, "/".join(parts)
+        if depth >= 3:  # a model folder's files are at most three levels down (state/optimizer/x.npy)
+            break
+    return path.parent, path.name
+
+
+def read_checkpoint_file(folder: Path, rel: str, limit: int | None = TEXT_LIMIT) -> bytes:
+    """One file of a checkpoint folder (as `checkpoint_dir` names it), read without following links."""
+    root, prefix = _root_and_prefix(folder)
+    return folder_files.read_bytes(root, f"{prefix}/{rel}" if prefix else rel, limit)
 
 
 def checkpoint_dir(run_dir: Path, which: str = CURRENT) -> Path | None:
@@ -501,6 +590,14 @@ def checkpoint_dir(run_dir: Path, which: str = CURRENT) -> Path | None:
     if number is not None:
         return run_dir / CHECKPOINTS / f"{number:06d}"
     return run_dir if which == CURRENT and _legacy(run_dir) else None
+
+
+def check_report(report: dict, shown: Path) -> dict:
+    """report.json with every field a viewer shows of its type (the schema a `RunFinished` event has)."""
+    try:
+        return events.check_report(report)
+    except events.Invalid as exc:
+        raise NeuratermError(f"{shown}: {exc}") from None
 
 
 def _check_meta(meta: dict, shown: Path) -> None:
@@ -631,13 +728,18 @@ def _load_checkpoint(folder: Path, shown: Path, legacy: bool) -> Snapshot:
     manifest = None
     if not legacy:
         try:
-            manifest = parse_json((folder / MANIFEST).read_bytes(), shown / MANIFEST)
+            manifest = parse_json(read_checkpoint_file(folder, MANIFEST), shown / MANIFEST)
         except FileNotFoundError:
             raise _Vanished(MANIFEST) from None
+        except OSError as exc:
+            raise NeuratermError(f"{shown / MANIFEST}: {getattr(exc, 'why', None) or exc.strerror}") from None
         files = manifest.get("files")
-        if not isinstance(files, dict) or not all(isinstance(v, dict) and _is_int(v.get("bytes"))
+        if not isinstance(files, dict) or not all(isinstance(v, dict) and _is_int(v.get("bytes")) and v["bytes"] >= 0
                                                   and isinstance(v.get("sha256"), str) for v in files.values()):
             raise NeuratermError(f"{shown / MANIFEST}: not a checkpoint manifest")
+        bad = sorted(rel for rel in files if not folder_files.plain_relative(rel))
+        if bad:
+            raise NeuratermError(f"{shown / MANIFEST}: lists {bad[0]!r}, not a plain name inside the checkpoint")
         manifest = files
     read = _Reader(folder, shown, manifest)
     meta = read.json("model.json")
@@ -656,7 +758,7 @@ def _load_checkpoint(folder: Path, shown: Path, legacy: bool) -> Snapshot:
         if not np.isfinite(array).all():
             raise NeuratermError(f"{shown / rel}: holds NaN or infinite values")
         weights[name] = array
-    on_disk = set(read.names("weights")) | {p.name[:-4] for p in (folder / "weights").glob("*.npy")}
+    on_disk = set(read.names("weights")) | set(read.on_disk("weights"))
     extra = sorted(on_disk - set(weights))
     if extra:
         raise NeuratermError(f"{shown / 'weights'}: unexpected files {extra}")
@@ -677,7 +779,35 @@ def _load_checkpoint(folder: Path, shown: Path, legacy: bool) -> Snapshot:
         if len(history) != train_state["epoch"]:
             raise NeuratermError(f"{shown / 'history.csv'}: {len(history)} epochs, but state/train.json says "
                                  f"{train_state['epoch']}")
-    report = read.json("report.json") if read.exists("report.json") else None
+    report = check_report(read.json("report.json"), shown / "report.json") if read.exists("report.json") else None
     best = read.arrays("state/best")  # format 1 kept the best weights here
+    health = _read_health(read, shown, len(meta["architecture"]["sizes"]) - 1, len(meta["class_names"]))
     return Snapshot(config, meta, weights, read.arrays("state/optimizer"), train_state, history, normalization,
-                    best, report)
+                    best, report, health)
+
+
+def _read_health(read: _Reader, shown: Path, layers: int, classes: int) -> dict | None:
+    """health.npz, never unpickled, its shapes checked against each other and the model (None when absent)."""
+    if not read.exists(HEALTH_FILE):
+        return None
+    where = shown / HEALTH_FILE
+    try:
+        with np.load(io.BytesIO(read.bytes(HEALTH_FILE)), allow_pickle=False) as z:
+            arrays = {name: z[name] for name in (*HEALTH_ARRAYS, *HEALTH_NAMES, "percentiles", "every", "probe_seed")}
+    except (KeyError, ValueError, OSError, EOFError) as exc:
+        raise NeuratermError(f"{where}: not a layer-health file ({exc.__class__.__name__}: {exc})") from None
+    values, epochs, confidence, probe = (arrays[n] for n in HEALTH_ARRAYS)
+    names, kinds, fields = (arrays[n] for n in HEALTH_NAMES)
+    ok = (names.shape == (layers,) and kinds.shape == (layers,) and fields.ndim == 1
+          and all(a.dtype.kind == "U" for a in (names, kinds, fields))
+          and values.dtype.kind == "f" and values.ndim == 3 and values.shape[1:] == (layers, len(fields))
+          and epochs.dtype.kind in "iu" and epochs.shape == (len(values),)
+          and confidence.dtype.kind == "f" and confidence.shape == (len(values), classes)
+          and probe.dtype.kind in "iu" and probe.ndim == 1
+          and all(arrays[n].dtype.kind in "iu" for n in ("percentiles", "every", "probe_seed")))
+    if not ok:
+        raise NeuratermError(f"{where}: its arrays do not describe {layers} layers and {classes} classes")
+    layout = {"layers": names.tolist(), "kinds": kinds.tolist(), "fields": fields.tolist(),
+              "percentiles": arrays["percentiles"].tolist(), "every": int(arrays["every"]),
+              "probe_seed": int(arrays["probe_seed"])}
+    return {"layout": layout, "values": values, "epochs": epochs, "confidence": confidence, "probe": probe}

@@ -11,6 +11,7 @@ from neuraterm.core.run.build import build_model, load_data
 from neuraterm.core.backend import to_host
 from neuraterm.core.data import noise
 from neuraterm.core.data.normalize import Normalizer, unit
+from neuraterm.core.errors import NeuratermError
 from neuraterm.core.nn.module import Module
 from neuraterm.core.nn.tensor import Tensor, no_grad
 
@@ -85,6 +86,11 @@ def evaluate_folder(run_dir: Path | str, sigmas=(0.0,), data_dir: str | None = N
     if data_dir:
         config.data.data_dir = str(data_dir)
     data = load_data(config, recorded=snap.meta.get("dataset_source"))
+    trained = snap.meta.get("class_names")
+    if trained is not None and len(trained) != len(data.class_names):  # labels 1..K were once read as K+1 classes
+        raise NeuratermError(f"the model was trained on {len(trained)} classes but {config.data.dataset} now reads "
+                             f"as {len(data.class_names)}" + (f" ({data.notes[0]})" if data.notes else "")
+                             + "; train a new model on it")
     data.normalizer.restore(snap.normalization)
     xp = backend.select("cpu")
     model = build_model(config, data.num_features, data.num_classes, xp)
@@ -95,3 +101,29 @@ def evaluate_folder(run_dir: Path | str, sigmas=(0.0,), data_dir: str | None = N
                   mid_epoch=bool((snap.train_state.get("partial") or {}).get("step")), epochs=config.train.epochs,
                   finished=snap.report is not None)
     return result
+
+
+def confident_mistakes(run_dir: Path | str, k: int = 8, data_dir: str | None = None) -> dict:
+    """The `k` test samples the last checkpoint gets wrong with the highest confidence: each with its
+    pixels (the raw row), true and predicted class and the probability it gave the wrong class."""
+    snap = checkpoint.load(Path(run_dir))
+    config = snap.config
+    if data_dir:
+        config.data.data_dir = str(data_dir)
+    data = load_data(config, recorded=snap.meta.get("dataset_source"))
+    data.normalizer.restore(snap.normalization)
+    xp = backend.select("cpu")
+    model = build_model(config, data.num_features, data.num_classes, xp)
+    model.load_state_dict(snap.weights)
+    logits = logits_of(model, data.test.x, data.normalizer, xp).astype(np.float64)
+    p = np.exp(logits - logits.max(axis=1, keepdims=True))
+    p /= p.sum(axis=1, keepdims=True)
+    predicted = p.argmax(1)
+    wrong = np.flatnonzero(predicted != data.test.y)
+    worst = wrong[np.argsort(-p[wrong, predicted[wrong]], kind="stable")][:k]
+    names = data.class_names
+    rows = data.test.rows[worst]
+    return {"epoch": snap.epoch, "test_size": int(len(data.test.y)), "wrong": int(len(wrong)),
+            "mistakes": [{"index": int(i), "image": np.asarray(data.test.images[r]),
+                          "true": names[int(data.test.y[i])], "predicted": names[int(predicted[i])],
+                          "confidence": float(p[i, predicted[i]])} for i, r in zip(worst, rows)]}

@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 from neuraterm.core.errors import NeuratermError
+from neuraterm.core.run import folder_files
 
 LOCK_FILE = ".lock"
 RETRY_SECONDS = 1.0  # a reader's probe holds a shared lock for microseconds; a writer waits that out
@@ -52,7 +53,9 @@ class WriterLock:
         """Take the lock or say who holds it. A full disk is an `OSError` (the caller says what it was
         saving); any other failure to open the lock file is a `NeuratermError` naming the folder."""
         try:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            fd = folder_files.open_file(self.path.parent, LOCK_FILE, os.O_RDWR | os.O_CREAT)
+        except folder_files.Refused as exc:  # a link planted as .lock: never truncated through
+            raise NeuratermError(f"{self.path.parent}: cannot take its writer lock ({LOCK_FILE} {exc.why})") from None
         except OSError as exc:
             if exc.errno in (errno.ENOSPC, errno.EDQUOT):
                 raise
@@ -90,7 +93,7 @@ class WriterLock:
 def holder(run_dir: Path) -> dict | None:
     """Who trains `run_dir` now (pid, host, command, started), or None; writes nothing."""
     try:
-        fd = os.open(Path(run_dir) / LOCK_FILE, os.O_RDONLY)
+        fd = folder_files.open_file(Path(run_dir), LOCK_FILE)
     except OSError:
         return None
     try:

@@ -61,9 +61,11 @@ def describe(path: Path) -> RunInfo:
         return info
     for _ in range(20):  # a writer may switch to a new checkpoint and sweep this one while it is read
         try:
-            config = config_mod.load_toml(folder / "config.toml")
+            config = config_mod.parse_toml(checkpoint.read_file(folder / "config.toml"),
+                                           str(folder / "config.toml"))
             info.history = checkpoint.read_history(folder / "history.csv")
-            report = checkpoint.read_json(folder / "report.json") if (folder / "report.json").exists() else None
+            report = checkpoint.check_report(checkpoint.read_json(folder / "report.json"), folder / "report.json") \
+                if (folder / "report.json").exists() else None
             meta = checkpoint.read_json(folder / "model.json")
             problem = None
         except (NeuratermError, OSError) as exc:

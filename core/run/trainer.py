@@ -25,7 +25,7 @@ import numpy as np
 
 from neuraterm import __version__
 from neuraterm.core import backend
-from neuraterm.core.run import checkpoint, events, threads
+from neuraterm.core.run import alerts, checkpoint, events, health, threads
 from neuraterm.core.optim import schedules
 from neuraterm.core.run.commands import CommandWatcher
 from neuraterm.core.run.event_log import EventLog
@@ -36,8 +36,9 @@ from neuraterm.core.data.prepare import Prepared
 from neuraterm.core.nn.dropout import Dropout
 from neuraterm.core.errors import NeuratermError, RunFailed
 from neuraterm.core.run.build import (build_model, build_optimizer, build_schedule, check_fits_in_memory,
-                                      load_data)
+                                      check_validation, load_data)
 from neuraterm.core.run.evaluate import loss_and_accuracy, report
+from neuraterm.core.run.export import input_record
 from neuraterm.core.run.steps import make_step
 
 
@@ -129,6 +130,7 @@ class Trainer:
         if self.data is None:
             self.data = load_data(c, self.download_progress, snap.meta.get("dataset_source") if snap else None)
         data = self.data
+        check_validation(data, c, new_run=snap is None)
         sizes = [data.num_features, *c.model.hidden, data.num_classes]
         if snap is not None:
             saved = snap.meta.get("architecture", {}).get("sizes")
@@ -152,6 +154,7 @@ class Trainer:
         self.epoch = 0  # epochs completed
         self.partial: dict | None = None  # position inside an interrupted epoch
         self.reference_loss: float | None = None  # the divergence guard's yardstick
+        self.saved_health = snap.health if snap is not None else None
         if snap is not None:
             self._restore(snap)
 
@@ -192,6 +195,7 @@ class Trainer:
             "dataset_source": data.origin,
             "class_names": data.class_names,
             "normalization": data.normalizer.mode,
+            "input": input_record(data),
             "device": backend.name_of(self.xp),
         }
         state = {
@@ -205,7 +209,63 @@ class Trainer:
             "reference_loss": self.reference_loss,
         }
         return checkpoint.Snapshot(c, meta, weights, self.optimizer.state_dict(), state,
-                                   self.history, data.normalizer.arrays(), report=report_dict)
+                                   self.history, data.normalizer.arrays(), report=report_dict,
+                                   health=self._health_arrays())
+
+    # -- layer health -----------------------------------------------------------------------
+    def _start_health(self) -> None:
+        """The probe batch (the saved one on a resume) and the monitor, unless `train.health_every` is 0;
+        the health of the epochs already trained comes back from the checkpoint."""
+        c, data, saved = self.config, self.data, self.saved_health
+        self.health = None
+        self.health_history: list[events.HealthMeasured] = []
+        self.health_values: dict[int, tuple] = {}  # epoch -> (values, confidence) at full precision
+        self.alerting: set = set()
+        names = [layer.name for layer in health.layers_of(self.model)]
+        if saved is not None and saved["layout"]["layers"] == names:
+            self.health_history = health.history_of(saved)
+            self.health_values = {int(e): (v, conf) for e, v, conf in
+                                  zip(saved["epochs"], saved["values"], saved["confidence"])}
+            if self.health_history:
+                self.alerting = {(a.kind, a.layer) for a in alerts.check(self.health_history[-1])}
+        probe = saved["probe"] if saved is not None else None
+        if probe is None or len(probe) == 0 or int(probe.max()) >= len(data.train):
+            probe = health.probe_rows(len(data.train), c.train.seed)
+        self.probe = probe
+        if c.train.health_every > 0 and len(probe):
+            rows = data.train.rows[probe]
+            x = data.normalizer(self.xp.asarray(np.take(data.train.images, rows, axis=0)), self.xp)
+            self.health = health.HealthMonitor(self.model, self.xp, x, data.train.labels[rows],
+                                               data.num_classes, c.train.health_every)
+
+    def _measure_health(self) -> None:
+        """The epoch's health as an event, and an alert for each problem that was not there an epoch ago."""
+        values, confidence, samples = self.health.measure()
+        layers = self.health.layers
+        event = health.record(self.epoch, layers, [layer.kind for layer in layers], values, confidence,
+                              len(self.probe), samples, self.health.every)
+        self.health_history.append(event)
+        self.health_values[self.epoch] = (values, confidence)
+        self.emit(event)
+        now = alerts.check(event)
+        for a in now:
+            if (a.kind, a.layer) not in self.alerting:
+                self.emit(events.HealthAlert(a.epoch, a.layer, a.kind, a.figure, a.message, a.advice))
+        self.alerting = {(a.kind, a.layer) for a in now}
+
+    def _health_arrays(self) -> dict | None:
+        """The health of every epoch so far, for the checkpoint."""
+        if not getattr(self, "health_history", None):
+            return None
+        known = self.health_values
+        first = self.health_history[0]
+        values = np.stack([known[h.epoch][0] for h in self.health_history]).astype(np.float32)
+        confidence = np.stack([known[h.epoch][1] for h in self.health_history]).astype(np.float32)
+        layout = {"layers": first.layers, "kinds": first.kinds, "fields": list(health.FIELDS),
+                  "percentiles": list(health.PERCENTILES), "every": self.config.train.health_every,
+                  "probe_seed": self.config.train.seed + health.PROBE_SEED}
+        return {"layout": layout, "values": values, "epochs": np.array([h.epoch for h in self.health_history], np.int32),
+                "confidence": confidence, "probe": np.asarray(self.probe, np.int64)}
 
     def _kept(self) -> str:
         """What a failed run leaves: its last checkpoint, current and untouched, or nothing yet."""
@@ -273,7 +333,12 @@ class Trainer:
                 epoch_start += time.perf_counter() - paused_at  # time spent paused is not training time
                 self.emit(events.Resumed(self.epoch + 1, step - 1))
             n = len(idx)
+            sample = self.health is not None and self.health.due(step, steps)
+            if sample:
+                self.health.before_step()
             self.step.run(n)
+            if sample:
+                self.health.after_step()
             seen += n
             trained += n
             now = time.perf_counter()
@@ -340,12 +405,13 @@ class Trainer:
                              c.data.placement)
         self.step = make_step(self.model, self.optimizer, self.feeder, self.order.batch_size, c.train.tf32,
                               c.train.graphs)
+        self._start_health()
         total_epochs = c.train.epochs
         self.emit(events.RunStarted(str(self.run_dir), c.name, backend.name_of(self.xp), self.model.num_parameters(),
                                     len(data.train.y), len(data.val.y), len(data.test.y), len(self.order),
                                     self.epoch, total_epochs, self.feeder.describe(), data.counts(),
                                     self.step.describe(),
-                                    f"{self.threads} ({self.threads_why})" if self.threads else ""))
+                                    f"{self.threads} ({self.threads_why})" if self.threads else "", list(data.notes)))
         run_start = time.perf_counter()
         early_stopped = self.early.should_stop  # a run killed between its early stop and its report
         try:
@@ -366,7 +432,11 @@ class Trainer:
                 self.emit(events.EpochEnded(self.epoch, total_epochs, train_loss, train_acc, val_loss, val_acc,
                                             self.optimizer.lr, row["samples_per_s"], seconds,
                                             time.perf_counter() - run_start))
-                monitored = row[c.train.monitor] if not math.isnan(row[c.train.monitor]) else train_loss
+                if self.health is not None:
+                    self._measure_health()
+                monitored = row[c.train.monitor]
+                if math.isnan(monitored):  # no validation: the training figure of the same kind (an accuracy is maximized)
+                    monitored = train_acc if c.train.monitor.endswith("acc") else train_loss
                 is_best = self.early.update(self.epoch, monitored)
                 if is_best:
                     self.best_weights = self.model.state_dict()

@@ -177,10 +177,14 @@ def run(folder: StudyFolder) -> tuple[list[Summary], list, str]:
     points = evaluate(ce)
     summary = summarize(ce, points)
     figures, note = [], ""
+    replace_file(folder.path / RESULTS_CSV, to_csv(points))  # the tables first: a figure never costs them
+    replace_file(folder.path / RESULTS_MD, to_markdown(folder, ce, points, summary, figures))
     try:
         figures = draw(folder, ce, points, summary)
     except PlotUnavailable as exc:
         note = str(exc)
-    replace_file(folder.path / RESULTS_CSV, to_csv(points))
-    replace_file(folder.path / RESULTS_MD, to_markdown(folder, ce, points, summary, figures))
+    except Exception as exc:  # noqa: BLE001 - as figures.draw: one line, the tables stay
+        note = f"figure 'ce' could not be drawn ({type(exc).__name__}: {' '.join(str(exc).split())[:200]})"
+    if figures:
+        replace_file(folder.path / RESULTS_MD, to_markdown(folder, ce, points, summary, figures))
     return summary, figures, note

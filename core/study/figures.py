@@ -8,7 +8,8 @@ Charts (`[results] charts`): `curves` (validation accuracy, validation loss, tra
 accuracy per epoch), `final` (test and validation accuracy against the x axis), `time` (median
 seconds per epoch against the x axis, log scale), `capacity` (test accuracy against the parameter
 count, log scale), `noise` (test accuracy against the noise sigma). The `ce` chart belongs to the
-cross-entropy study (`core/study/cross_entropy.py`).
+cross-entropy study (`core/study/cross_entropy.py`). Every study whose members measured layer health
+also gets `update-ratio`: the update/weight ratio per layer and epoch, a line per member.
 """
 from __future__ import annotations
 
@@ -133,6 +134,8 @@ def _by_x(folder: StudyFolder, rows: list[Row], metric: str):
         x = _config_value(members[0], key) if key else group
         given = members[0].member.values.get(key, x) if key else group
         text = value_text(x) if given == x else f"{value_text(given)}\n({value_text(x)})"
+        if not values:  # a group with no value (diverged, say): its tick says why, no line passes through it
+            text += "\n(" + ", ".join(dict.fromkeys(r.state for r in members)) + ")"
         points.append((x, values, text))
     return key, points
 
@@ -148,9 +151,10 @@ def _against_x(plt, folder: StudyFolder, rows: list[Row], metrics: list[tuple[st
         numeric = _numeric(xs)
         positions = xs if numeric else list(range(len(xs)))
         scale = 100 if metric.endswith("acc") else 1
-        shown = [(x, scale * np.mean(v), scale * (np.mean(v) - min(v)), scale * (max(v) - np.mean(v)))
-                 for x, (_, v, _) in zip(positions, points) if v]
-        if not shown:
+        # The spread is clamped at zero: seeds that agree give mean - min = -1e-17 in floating point.
+        shown = [(x, scale * np.mean(v), max(0.0, scale * (np.mean(v) - min(v))), max(0.0, scale * (max(v) - np.mean(v))))
+                 if v else (x, np.nan, 0.0, 0.0) for x, (_, v, _) in zip(positions, points)]
+        if all(np.isnan(s[1]) for s in shown):
             continue
         ax.errorbar([s[0] for s in shown], [s[1] for s in shown], yerr=[[s[2] for s in shown], [s[3] for s in shown]],
                     marker="o", capsize=3, label=name)
@@ -216,19 +220,80 @@ def _noise(plt, folder, rows):
     return fig
 
 
+def _health(plt, folder, rows):
+    """log10 of the median update/weight ratio per epoch, a panel per layer, a line per member group
+    (mean over seeds), with cs231n's healthy 1e-3 and the alert thresholds marked."""
+    from neuraterm.core.run import alerts
+    with_health = [r for r in rows if r.health]
+    layers = with_health[0].health[-1].layers
+    fig, axes = plt.subplots(1, len(layers), figsize=(4.2 * len(layers), 3.8), sharey=True, squeeze=False)
+    grouped = groups(with_health)
+    colors = plt.get_cmap("tab10" if len(grouped) <= 10 else "tab20")
+    for k, (group, members) in enumerate(grouped.items()):
+        for i, ax in enumerate(axes[0]):
+            series = [[np.log10(h.update_ratio_median[i]) if i < len(h.layers) and h.update_ratio_median[i]
+                       and h.update_ratio_median[i] > 0 else np.nan for h in r.health] for r in members]
+            length = max(len(s) for s in series)
+            grid = np.full((len(series), length), np.nan)
+            for j, s in enumerate(series):
+                grid[j, :len(s)] = s
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)
+                mean = np.nanmean(grid, 0)
+            epochs = [h.epoch for h in max((r.health for r in members), key=len)]
+            flagged = any(a.layer == layers[i] and a.kind.startswith("updates") for r in members for a in r.alerts)
+            ax.plot(epochs, mean, color=colors(k % colors.N), marker="o" if length <= 3 else None, ms=3,
+                    label=group if i == 0 else None, linestyle="--" if flagged else "-")
+    from matplotlib.ticker import MaxNLocator
+    for i, ax in enumerate(axes[0]):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.axhline(-3, color="green", alpha=0.4, linewidth=1)
+        for bound in (alerts.RATIO_LOW, alerts.RATIO_HIGH):
+            ax.axhline(np.log10(bound), color="red", alpha=0.3, linewidth=1, linestyle=":")
+        ax.set_title(layers[i])
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("log10 update / weight")
+    fig.suptitle(f"{folder.study.name}: update/weight ratio per layer (green: healthy 1e-3; dotted: alert "
+                 f"thresholds; dashed: members flagged; no line: no update at all)")
+    fig.legend(loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8, frameon=False)
+    fig.tight_layout()
+    return fig
+
+
 CHARTS = {"curves": _curves, "final": _final, "time": _time, "capacity": _capacity, "noise": _noise}
 
 
-def draw(folder: StudyFolder, rows: list[Row]) -> list[Path]:
-    """Every chart the study asks for, under `figures/`; returns the files written."""
+def draw(folder: StudyFolder, rows: list[Row]) -> tuple[list[Path], list[str]]:
+    """Every chart the study asks for, under `figures/`: the files written, and one line for each chart
+    that could not be drawn (a figure is never worth the study's tables: the caller says the line and
+    goes on). Raises PlotUnavailable without matplotlib."""
     plt = pyplot()
-    written = []
+    written, problems = [], []
     for chart in folder.study.results.charts:
         if chart not in CHARTS:
             continue
-        fig = CHARTS[chart](plt, folder, rows)
+        fig = None
         try:
+            fig = CHARTS[chart](plt, folder, rows)
             written += save(fig, folder.path / FIGURES, chart)
+        except Exception as exc:  # noqa: BLE001 - any drawing error costs this figure only
+            text = " ".join(str(exc).split()) or type(exc).__name__
+            problems.append(f"figure {chart!r} could not be drawn ({type(exc).__name__}: {text[:200]})")
+            plt.close("all")  # a chart that failed half-way leaves its figure open
         finally:
-            plt.close(fig)
-    return written
+            if fig is not None:
+                plt.close(fig)
+    if any(r.health for r in rows):  # every study whose members measured layer health gets this one
+        fig = None
+        try:
+            fig = _health(plt, folder, rows)
+            written += save(fig, folder.path / FIGURES, "update-ratio")
+        except Exception as exc:  # noqa: BLE001 - any drawing error costs this figure only
+            text = " ".join(str(exc).split()) or type(exc).__name__
+            problems.append(f"figure 'update-ratio' could not be drawn ({type(exc).__name__}: {text[:200]})")
+            plt.close("all")
+        finally:
+            if fig is not None:
+                plt.close(fig)
+    return written, problems

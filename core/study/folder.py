@@ -23,7 +23,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from neuraterm.core.run import checkpoint, commands, status as runs
+from neuraterm.core.run import checkpoint, commands, folder_files, status as runs
 from neuraterm.core import config as config_mod
 from neuraterm.core.study import spec as study_mod
 from neuraterm.core.errors import NeuratermError
@@ -52,6 +52,7 @@ class StudyFolder:
 
     def __init__(self, path: Path, study: study_mod.Study, members: list[study_mod.Member]):
         self.path, self.study, self.members = Path(path), study, members
+        self.replanned: list[str] = []  # what `create` changed in a folder where no member had started
         self._by_name = {m.name: m for m in members}
 
     # -- creating and opening ------------------------------------------------------------------
@@ -63,24 +64,33 @@ class StudyFolder:
         copy = path / study_mod.STUDY_FILE
         if path.exists() and not path.is_dir():
             raise NeuratermError(f"{path}: exists and is not a folder")
+        replan = False
         if copy.is_file():
             saved = study_mod.load(str(path))
-            changed = study_mod.differences(saved, study)
+            changed = study_mod.difference_lines(saved, study)
             if changed:
-                raise NeuratermError(f"{path} holds a study whose {', '.join(changed)} differ from this one; run "
-                                     f"'neuraterm study {path}' to continue it, or pass --out for a new folder")
+                started = started_members(path)
+                if started or _driven(path):
+                    why = (f"{len(started)} of its members started ({', '.join(started[:3])}"
+                           f"{', ...' if len(started) > 3 else ''})" if started else "a driver is running it")
+                    raise NeuratermError(f"{path} holds a study that differs from this one in {'; '.join(changed)}; "
+                                         f"{why}, so it is kept as it is: run 'neuraterm study {path}' to continue "
+                                         f"it, or pass --out DIR for a new study folder")
+                replan = True  # no member started (say, its dataset was offline): the new plan replaces it
         elif path.is_dir() and any(p.name != ".lock" for p in path.iterdir()):
             raise NeuratermError(f"{path} is not empty and holds no {study_mod.STUDY_FILE}; pass --out for a new folder")
         try:
             path.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise NeuratermError(f"{path}: cannot create the study folder ({exc.strerror})") from None
-        folder = cls(path, study, cls._members(study, path))
-        if not copy.is_file():
+        members = study_mod.members(study) if replan else cls._members(study, path)
+        folder = cls(path, study, members)
+        folder.replanned = changed if replan else []
+        if replan or not copy.is_file():
             _write(copy, study_mod.to_toml(study))
         for member in folder.members:
             target = folder.config_path(member.name)
-            if not target.is_file():
+            if replan or not target.is_file():
                 _write(target, config_mod.to_toml(member.config))
         return folder
 
@@ -128,14 +138,32 @@ class StudyFolder:
     def states(self) -> list[MemberState]:
         return [self.state(m.name) for m in self.members]
 
+    def missing_data(self) -> list[str]:
+        """One line per dataset that a member still to train needs and this machine does not hold (the
+        first such member downloads it; offline, it fails and the study stops with its line)."""
+        from neuraterm.core.data import custom, registry
+        lines = []
+        needed = {(s.member.config.data.dataset, s.member.config.data.data_dir) for s in self.states()
+                  if s.state not in DONE}
+        for dataset, data_dir in sorted(needed):
+            if dataset not in registry.DATASETS and custom.is_path(dataset):
+                path, _ = custom.locate(dataset)  # a path that is not there: one line, before any member starts
+                continue
+            if registry.locate(dataset, Path(data_dir).expanduser() if data_dir else None) is None:
+                lines.append(f"{dataset} is not on this machine: the first member downloads it into "
+                             f"{registry.cache_dir() / dataset} (or --data-dir DIR; --set data.dataset=\"mnist-5k\" "
+                             f"trains on the embedded digits)")
+        return lines
+
     def pruned(self) -> set[str]:
         try:
-            return set((self.path / PRUNED).read_text(encoding="utf-8").split())
+            return set(folder_files.read_bytes(self.path, PRUNED, 1 << 20).decode("utf-8", "replace").split())
         except OSError:
             return set()
 
     def mark_pruned(self, name: str) -> None:
-        with open(self.path / PRUNED, "a", encoding="utf-8") as f:
+        fd = folder_files.open_file(self.path, PRUNED, os.O_WRONLY | os.O_APPEND | os.O_CREAT)  # never through a link
+        with os.fdopen(fd, "a", encoding="utf-8") as f:
             f.write(name + "\n")
 
     # -- running one member ----------------------------------------------------------------------
@@ -160,8 +188,10 @@ class StudyFolder:
         if state.state in ("running", "paused"):
             raise NeuratermError(f"{state.path} is being trained already")
         try:
-            self.log_path(name).parent.mkdir(exist_ok=True)
-            log = open(self.log_path(name), "ab")
+            if not self.log_path(name).parent.is_symlink():
+                self.log_path(name).parent.mkdir(exist_ok=True)
+            log = os.fdopen(folder_files.open_file(self.path, f"{LOGS}/{name}.log", os.O_WRONLY | os.O_APPEND | os.O_CREAT),
+                            "ab")
         except OSError as exc:
             raise NeuratermError(f"cannot start {name}: {self.log_path(name)} ({exc.strerror or exc})") from None
         with log:
@@ -177,7 +207,7 @@ class StudyFolder:
     def last_error(self, name: str) -> str:
         """The member process's one-line error, from the end of its log."""
         try:
-            lines = self.log_path(name).read_text(encoding="utf-8", errors="replace").splitlines()
+            lines = folder_files.read_bytes(self.path, f"{LOGS}/{name}.log").decode("utf-8", "replace").splitlines()
         except OSError:
             return ""
         for line in reversed(lines[-50:]):
@@ -196,6 +226,27 @@ class StudyFolder:
                 raise
             raise NeuratermError(f"{self.path} is being run by pid {who.get('pid', '?')} on {who.get('host', '?')}; "
                                  f"one driver per study folder") from None
+
+
+def started_members(path: Path) -> list[str]:
+    """The member folders of a study folder where a run started (a checkpoint, or an event log: a
+    member that failed or diverged is a result too). One that failed before it read its data (an
+    offline dataset) never made its folder."""
+    from neuraterm.core.run.event_log import LOG_FILE
+    try:
+        return sorted(p.name for p in Path(path).iterdir() if p.is_dir() and (
+            checkpoint.checkpoint_dir(p) is not None or (p / LOG_FILE).exists()))
+    except OSError:
+        return []
+
+
+def _driven(path: Path) -> bool:
+    """Whether a driver holds the study folder or some process trains one of its members."""
+    from neuraterm.core.run.lock import holder
+    try:
+        return holder(path) is not None or any(holder(p) is not None for p in Path(path).iterdir() if p.is_dir())
+    except OSError:
+        return False
 
 
 def _write(path: Path, text: str) -> None:

@@ -16,7 +16,8 @@ import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from neuraterm.core.run import checkpoint
+from neuraterm.core.errors import NeuratermError
+from neuraterm.core.run import alerts as alerts_mod, checkpoint, health as health_mod
 from neuraterm.core.study.spec import Member, label, short_text, value_text
 from neuraterm.core.study.folder import StudyFolder
 
@@ -37,6 +38,19 @@ class Row:
     history: list = field(default_factory=list)  # the member's history.csv rows
     message: str = ""  # why it failed
     report: dict | None = None  # the member's test report, once it finished
+    health: list = field(default_factory=list)  # its layer health per epoch (HealthMeasured), if measured
+
+    @property
+    def alerts(self) -> list:
+        """The alerts of the member's last measured epoch (what is wrong with it as it ends)."""
+        return alerts_mod.check(self.health[-1]) if self.health else []
+
+    @property
+    def alert_kinds(self) -> str:
+        """'healthy', the alert kinds of its last epoch, or '' when no health was measured."""
+        if not self.health:
+            return ""
+        return " ".join(dict.fromkeys(a.kind for a in self.alerts)) or "healthy"
 
     @property
     def name(self) -> str:
@@ -73,7 +87,18 @@ def row_of(folder: StudyFolder, name: str) -> Row:
     }
     noise = {float(n["sigma"]): float(n["accuracy"]) for n in (report or {}).get("noise", [])
              if isinstance(n, dict) and "sigma" in n and "accuracy" in n}
-    return Row(state.member, state.state, metrics, noise, history, info.failure or info.problem, report)
+    return Row(state.member, state.state, metrics, noise, history, info.failure or info.problem, report,
+               _health(folder.member_dir(name)))
+
+
+def _health(run_dir: Path) -> list:
+    """A member's layer health from its current checkpoint ([] before its first epoch, or when off)."""
+    if checkpoint.checkpoint_dir(run_dir) is None:
+        return []
+    try:
+        return health_mod.history_of(checkpoint.load(run_dir).health)
+    except NeuratermError:
+        return []  # a damaged member is reported by its state; its health is simply not shown
 
 
 def collect(folder: StudyFolder) -> list[Row]:
@@ -99,11 +124,11 @@ def to_csv(folder: StudyFolder, rows: list[Row]) -> str:
     sigmas = _sigmas(folder, rows)
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(["member", *axes, "state", *METRICS, *[f"noise_{s:g}" for s in sigmas], "message"])
+    writer.writerow(["member", *axes, "state", *METRICS, *[f"noise_{s:g}" for s in sigmas], "alerts", "message"])
     for r in rows:
         writer.writerow([r.name, *[value_text(r.member.values[a]) if a in r.member.values else "" for a in axes],
                          r.state, *[_number(r.metrics[m]) for m in METRICS],
-                         *[_number(r.noise.get(s)) for s in sigmas], r.message])
+                         *[_number(r.noise.get(s)) for s in sigmas], r.alert_kinds, r.message])
     return out.getvalue()
 
 
@@ -127,10 +152,12 @@ def table(folder: StudyFolder, rows: list[Row]) -> tuple[list[str], list[list[st
     axes = [a for a in folder.study.axes if a != "train.seed" or len(folder.study.seeds) > 1]
     metrics = folder.study.results.metrics
     sigmas = _sigmas(folder, rows)
+    with_health = any(r.health for r in rows)
     header = ["member", *[label(a) for a in axes], "state", *[HEADINGS[m] for m in metrics],
-              *[f"s={s:g}" for s in sigmas]]
+              *[f"s={s:g}" for s in sigmas], *(["alerts"] if with_health else [])]
     cells = [[r.name, *[short_text(r.member.values[a]) if a in r.member.values else "" for a in axes], r.state,
-              *[shown(m, r.metrics[m]) for m in metrics], *[shown("noise", r.noise.get(s)) for s in sigmas]]
+              *[shown(m, r.metrics[m]) for m in metrics], *[shown("noise", r.noise.get(s)) for s in sigmas],
+              *([r.alert_kinds or "-"] if with_health else [])]
              for r in rows]
     return header, cells
 
@@ -197,6 +224,11 @@ def to_markdown(folder: StudyFolder, rows: list[Row], figures: list[Path] = ()) 
     failed = [r for r in rows if r.message and r.state in ("diverged", "failed", "damaged")]
     if failed:
         parts += ["", "## Members that did not finish", ""] + [f"- {r.name}: {r.message}" for r in failed]
+    flagged = [r for r in rows if r.alerts]
+    if any(r.health for r in rows):
+        parts += ["", "## Layer health at each member's last epoch", ""]
+        parts += [f"- {r.name}, epoch {a.epoch}, {a.layer}: {a.kind} ({a.figure}): {a.message} Try: {a.advice}"
+                  for r in flagged for a in r.alerts] or ["Every member is within the alert thresholds."]
     if figures:
         parts += ["", "## Figures", ""] + [f"![{p.stem}]({p.relative_to(folder.path).as_posix()})"
                                            for p in figures if p.suffix == ".png"]

@@ -352,6 +352,9 @@ def with_overrides(study: Study, assignments=(), epochs: int | None = None, seed
             raise NeuratermError(f"--set {assignment!r}: expected section.key=value")
         key, raw = (part.strip() for part in assignment.split("=", 1))
         _config_key(key, f"--set {key}")
+        if key in study.axes:  # a member's own value wins over [set]: the change would silently do nothing
+            raise NeuratermError(f"--set {key}: {study.name} varies {key} between its members, so --set cannot "
+                                 f"change it; copy the study file and edit its members instead")
         values.setdefault("set", {})[key] = toml_text.assigned(raw)
     if epochs is not None:
         values.setdefault("set", {})["train.epochs"] = epochs
@@ -535,3 +538,25 @@ def differences(a: Study, b: Study) -> list[str]:
     """The top-level settings in which two studies differ."""
     pa, pb = _to_plain(a), _to_plain(b)
     return [k for k in dict.fromkeys([*pa, *pb]) if pa.get(k) != pb.get(k)]
+
+
+def difference_lines(there: Study, here: Study) -> list[str]:
+    """Each setting in which two studies differ, as `key: <there> there, <here> here` (a table's
+    entries one by one, so that a refusal can name `set "data.dataset"`, not just `set`)."""
+    pa, pb = _to_plain(there), _to_plain(here)
+    lines = []
+    for key in differences(there, here):
+        a, b = pa.get(key), pb.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            for sub in dict.fromkeys([*a, *b]):
+                if a.get(sub) != b.get(sub):
+                    unset = "(the preset's)" if key == "set" else "(not set)"
+                    lines.append(f"{key} {json.dumps(sub)}: {_shown(a.get(sub), unset)} there, "
+                                 f"{_shown(b.get(sub), unset)} here")
+        else:
+            lines.append(f"{key}: {_shown(a)} there, {_shown(b)} here")
+    return lines
+
+
+def _shown(value, unset: str = "(not set)") -> str:
+    return unset if value is None else json.dumps(value)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import time
 
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
@@ -12,6 +13,7 @@ from textual.screen import Screen
 from textual.widget import Widget
 from textual.widgets import ProgressBar, RichLog
 
+from neuraterm.core.screen_text import visible
 from neuraterm.tui.smoothing import WEIGHTS, Smoother
 from neuraterm.tui.ticks import nice_steps
 from neuraterm.tui.widgets.curve_chart import CurveChart, Series
@@ -36,8 +38,8 @@ class StatusLine(Widget):
     def text(self) -> str:
         return fit(self.parts, self.size.width or 200)
 
-    def render(self) -> str:
-        return self.text
+    def render(self) -> Text:
+        return Text(self.text)  # plain text: a device or folder name is never markup
 
 
 def fit(parts: list[str], width: int, always: int = 3) -> str:
@@ -172,9 +174,9 @@ class DashboardScreen(Screen):
         memory = None if self.app.deterministic else self.app.service.process_memory(self.app.holder)
         if memory:
             parts.append(f"RSS {memory / 2**20:,.0f} MB")  # the training process's, when it runs on this machine
-        parts.append(state.device)
+        parts.append(visible(state.device, 60))
         if state.data_placement:
-            parts.append(f"data {state.data_placement.split(' (')[0]}")
+            parts.append(f"data {visible(state.data_placement.split(' (')[0], 60)}")
         return parts
 
 

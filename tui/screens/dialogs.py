@@ -11,6 +11,8 @@ from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Input, Static
 
+from neuraterm.core.screen_text import markup
+
 
 class ConfirmDialog(ModalScreen[bool]):
     BINDINGS = [
@@ -65,8 +67,8 @@ class QuitDialog(ModalScreen["str | None"]):
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
-            yield Static(f"[b]{self.run_dir}[/] is still training.")
-            yield Static(f"[b]l[/] / [b]enter[/]: leave it running (watch it later: neuraterm watch {self.run_dir})\n"
+            yield Static(f"[b]{markup(self.run_dir)}[/] is still training.")
+            yield Static(f"[b]l[/] / [b]enter[/]: leave it running (watch it later: neuraterm watch {markup(self.run_dir)})\n"
                          f"[b]x[/]: stop it (a checkpoint is saved; R on Runs resumes it)\n"
                          f"[b]escape[/]: stay in the app", classes="dialog-keys")
 

@@ -16,6 +16,7 @@ from textual.worker import Worker, WorkerState
 from neuraterm.core.errors import NeuratermError
 from neuraterm.tui.shorten import middle
 from neuraterm.tui.widgets.confusion_matrix import ConfusionMatrix
+from neuraterm.core.screen_text import visible
 from neuraterm.tui.widgets.curve_chart import CurveChart
 from neuraterm.tui.widgets.keys_footer import KeysFooter
 
@@ -33,7 +34,7 @@ class Summary(Widget):
 
     def __init__(self, run_dir: str, **kwargs):
         super().__init__(**kwargs)
-        self.run_dir = run_dir
+        self.run_dir = visible(run_dir)  # a folder name is shown, never obeyed
         self.source = Text("evaluating…")
         self.metrics: Text | None = None
 
@@ -68,7 +69,13 @@ class EvaluateScreen(Screen):
     """Evaluates in a thread worker: a finished run's report is read back at once, but an unfinished
     run's checkpoint is evaluated on the test split, which loads the dataset (seconds on big ones)."""
 
-    BINDINGS = [Binding("escape", "app.pop_screen", "Back", tooltip="Back to the previous screen")]
+    BINDINGS = [Binding("escape", "app.pop_screen", "Back", tooltip="Back to the previous screen"),
+                Binding("g", "mistakes", "Mistakes", show=False,  # in Help and the palette
+                        tooltip="The most confident mistakes, as pictures")]
+
+    def action_mistakes(self) -> None:
+        from neuraterm.tui.screens.mistakes import MistakesScreen
+        self.app.push_screen(MistakesScreen(self.run_dir))
 
     def __init__(self, run_dir: str, live: bool = False):
         super().__init__()
@@ -116,7 +123,7 @@ class EvaluateScreen(Screen):
         elif event.state == WorkerState.ERROR:
             error = event.worker.error
             reason = str(error) if isinstance(error, NeuratermError) else f"{type(error).__name__}: {error}"
-            self.query_one("#eval-summary", Summary).show(Text.assemble(("cannot evaluate: ", "bold red"), reason))
+            self.query_one("#eval-summary", Summary).show(Text.assemble(("cannot evaluate: ", "bold red"), visible(reason)))
 
     def show(self, r: dict) -> None:
         self.result = r
@@ -124,11 +131,11 @@ class EvaluateScreen(Screen):
         table = self.query_one("#per-class", DataTable)
         table.add_columns("class", "prec", "recall", "F1", "n")
         for k, name in enumerate(r["class_names"]):
-            table.add_row(name, *(f"{r['per_class'][m][k]:.3f}" for m in ("precision", "recall", "f1")),
+            table.add_row(Text(visible(name)), *(f"{r['per_class'][m][k]:.3f}" for m in ("precision", "recall", "f1")),
                           f"{r['support'][k]:,}")
         matrix = self.query_one("#confusion", ConfusionMatrix)
-        matrix.set_matrix(r["confusion_matrix"], r["class_names"])
-        pairs = "\n".join(f"{p['true']} → {p['predicted']}: {p['count']:,}" for p in r["most_confused"])
+        matrix.set_matrix(r["confusion_matrix"], [visible(n, 60) for n in r["class_names"]])
+        pairs = "\n".join(f"{visible(p['true'], 60)} → {visible(p['predicted'], 60)}: {p['count']:,}" for p in r["most_confused"])
         self.query_one("#confused-pairs", Static).update(Text.assemble(("most confused", "bold"), "\n",
                                                                        pairs or "none"))
         noise = r.get("noise", [])

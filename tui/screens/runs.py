@@ -8,6 +8,7 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Static
 
 from neuraterm.tui.shorten import middle
+from neuraterm.core.screen_text import markup, visible
 from neuraterm.tui.widgets.curve_chart import CurveChart
 from neuraterm.tui.widgets.keys_footer import KeysFooter
 
@@ -56,10 +57,10 @@ class RunsScreen(Screen):
         self.runs = {str(r.path): r for r in self.app.service.list_runs()}
         room = self.name_room()
         for key, run in self.runs.items():
-            table.add_row("●" if key in self.selected else " ", middle(run.name, room), *self.cells(run), key=key)
+            table.add_row("●" if key in self.selected else " ", markup(middle(visible(run.name), room)), *self.cells(run), key=key)
         if picked in self.runs:
             table.move_cursor(row=table.get_row_index(picked))
-        hint = ("no model folders yet in " + str(self.app.service.runs_root) if not self.runs else
+        hint = ("no model folders yet in " + markup(self.app.service.runs_root) if not self.runs else
                 "space: overlay  enter: evaluate  w: watch  R: resume  S: studies")
         self.query_one("#runs-hint", Static).update(hint)
         self.update_overlay()
@@ -79,7 +80,7 @@ class RunsScreen(Screen):
 
     @staticmethod
     def cells(run) -> tuple[str, ...]:
-        return (run.status, run.dataset or "-", f"{run.epoch}/{run.epochs}" if run.epochs else "-", pct(run.val_acc),
+        return (run.status, markup(run.dataset or "-"), f"{run.epoch}/{run.epochs}" if run.epochs else "-", pct(run.val_acc),
                 pct(run.test_acc))
 
     def refresh_live(self) -> None:
@@ -111,7 +112,7 @@ class RunsScreen(Screen):
         x_max = 2
         for key in keys:
             history = self.runs[key].history if key in self.runs else self.app.service.history(key)
-            series[self.runs[key].name if key in self.runs else key] = (
+            series[visible(self.runs[key].name if key in self.runs else key)] = (
                 [r["epoch"] for r in history], [r["val_acc"] for r in history])
             x_max = max(x_max, len(history))
         self.query_one("#overlay-chart", CurveChart).set_series(series, x_max)

@@ -12,6 +12,7 @@ from textual.worker import Worker, WorkerState
 from neuraterm.core import config as config_mod, toml_text
 from neuraterm.core.backend import DEVICES
 from neuraterm.core.errors import NeuratermError
+from neuraterm.core.screen_text import markup
 from neuraterm.core.optim.optimizers import OPTIMIZERS
 from neuraterm.core.optim.schedules import SCHEDULES
 from neuraterm.tui.screens.dialogs import ConfirmDialog, DatasetPathDialog
@@ -142,7 +143,7 @@ class SetupScreen(Screen):
                 widget.value = bool(value)
             else:
                 widget.value = _format(value)
-        self.query_one("#preset-description", Static).update(config.description)
+        self.query_one("#preset-description", Static).update(markup(config.description))
         self.filled = self.form_values()
         self._filling = False
         self.validate_form()
@@ -161,13 +162,13 @@ class SetupScreen(Screen):
     def on_option_list_option_highlighted(self, event: OptionList.OptionHighlighted) -> None:
         name = str(event.option.prompt)
         if name == self.base.name:
-            self.query_one("#preset-description", Static).update(self.base.description)
+            self.query_one("#preset-description", Static).update(markup(self.base.description))
         elif not self.edited():
             self.load_preset(name)
         else:
             preview = self.app.service.load_preset(name)
             self.query_one("#preset-description", Static).update(
-                f"{preview.description}\n[b]enter[/]: load it (the form has edits)")
+                f"{markup(preview.description)}\n[b]enter[/]: load it (the form has edits)")
 
     def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
         name = str(event.option.prompt)
@@ -270,13 +271,13 @@ class SetupScreen(Screen):
                 raise NeuratermError(f"dataset: {problem}")
         except NeuratermError as exc:
             message = str(exc).removeprefix("setup: ")
-            errors.update(f"[b red]✗[/] {message}")
+            errors.update(f"[b red]✗[/] {markup(message)}")
             for wid, path, _, _ in FIELDS:
                 if wid.replace("_", " ") in message or path.split(".")[1] in message.split(" ")[0]:
                     self.query_one(f"#{wid}").add_class("-invalid")
             self.add_class("-has-errors")
             return None
-        edited = "" if config.name == self.base.name else f"  ({config.name})"
+        edited = "" if config.name == self.base.name else f"  ({markup(config.name)})"
         errors.update(f"[green]✓[/] ready: press [b]t[/] to train{edited}")
         self.remove_class("-has-errors")
         return config

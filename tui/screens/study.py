@@ -15,6 +15,7 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Static
 
 from neuraterm.core.errors import NeuratermError
+from neuraterm.core.screen_text import markup, visible
 from neuraterm.tui.screens.runs import pct
 from neuraterm.tui.widgets.curve_chart import CurveChart
 from neuraterm.tui.widgets.keys_footer import KeysFooter
@@ -117,12 +118,12 @@ class StudyScreen(Screen):
         table.clear()
         if path is None:
             self.query_one("#study-title", Static).update(
-                f"no studies yet in {self.app.service.studies_root}: run one with 'neuraterm study study-init'")
+                f"no studies yet in {markup(self.app.service.studies_root)}: run one with 'neuraterm study study-init'")
             return
         try:
             self.folder = self.app.service.open_study(path)
         except NeuratermError as exc:
-            self.query_one("#study-title", Static).update(f"[b red]✗[/] {exc}")
+            self.query_one("#study-title", Static).update(f"[b red]✗[/] {markup(exc)}")
             return
         self.app.study_dir = self.folder.path
         self.refresh_rows()
@@ -143,8 +144,8 @@ class StudyScreen(Screen):
         for row in message.rows:
             counts[row.state] = counts.get(row.state, 0) + 1
         self.query_one("#study-title", Static).update(
-            f"[b]{self.folder.study.name}[/] {self.folder.path}: {len(fresh)} members · "
-            + " · ".join(f"{n} {state}" for state, n in counts.items()))
+            f"[b]{markup(self.folder.study.name)}[/] {markup(self.folder.path)}: {len(fresh)} members · "
+            + " · ".join(f"{n} {markup(state)}" for state, n in counts.items()))
         if list(fresh) != list(self.rows):
             row = table.cursor_row
             table.clear()
@@ -168,7 +169,7 @@ class StudyScreen(Screen):
 
     def cells(self, row) -> tuple[str, ...]:
         epochs = row.member.config.train.epochs
-        return ("●" if row.name in self.selected else " ", row.name, row.state, f"{row.metrics['epochs']}/{epochs}",
+        return ("●" if row.name in self.selected else " ", markup(row.name), markup(row.state), f"{row.metrics['epochs']}/{epochs}",
                 pct(row.metrics["val_acc"]), pct(row.metrics["test_acc"]),
                 sparkline([r["val_acc"] for r in row.history]))
 
@@ -181,11 +182,11 @@ class StudyScreen(Screen):
         for name, row in self.rows.items():
             if column == "noise":
                 sigmas = sorted(row.noise)
-                series[name] = (sigmas, [row.noise[s] for s in sigmas])
+                series[visible(name)] = (sigmas, [row.noise[s] for s in sigmas])
                 x_max = max([x_max, *sigmas]) if sigmas else x_max
             else:
                 ys = [r[column] for r in row.history]
-                series[name] = ([r["epoch"] for r in row.history], [y if math.isfinite(y) else float("nan") for y in ys])
+                series[visible(name)] = ([r["epoch"] for r in row.history], [y if math.isfinite(y) else float("nan") for y in ys])
                 x_max = max(x_max, len(ys), row.member.config.train.epochs)
         chart.set_series(series, x_max if column != "noise" else max(x_max, 0.1))
         self.show_differences()
@@ -194,7 +195,7 @@ class StudyScreen(Screen):
         diff = self.query_one("#study-diff", Static)
         if len(self.selected) == 2 and all(name in self.rows for name in self.selected):
             a, b = (self.rows[name] for name in self.selected)
-            diff.update(f"[b]{a.name}[/] → [b]{b.name}[/]: " + "; ".join(differences(a, b)))
+            diff.update(f"[b]{markup(a.name)}[/] → [b]{markup(b.name)}[/]: " + "; ".join(markup(d) for d in differences(a, b)))
         else:
             diff.update("space: select two members to compare them   m: next metric   ]: next study")
 

@@ -1,0 +1,229 @@
+"""Layer health: what each layer's weights, gradients, updates and activations do while a run trains.
+
+Loss and accuracy say *that* training goes badly; these figures say *why* (cs231n's "babysitting the
+learning process", Deeplearning4j's update:parameter chart, TensorBoard's distributions). Per layer:
+
+- weight and gradient norms and the update/weight ratio ||W_after - W_before|| / ||W_before|| of one
+  step, sampled every `every` steps and at the epoch's last step (the gradient is the one the optimizer
+  received: after clipping and the coupled L2 term);
+- on a fixed probe batch, drawn once from the training split with its own generator (so values compare
+  across epochs and runs and no training stream is touched), the activations' mean and standard
+  deviation, the fraction of dead units (ReLU family: never positive on the probe) or of saturated
+  values (tanh: |a| > 0.99; sigmoid: a < 0.01 or a > 0.99), and percentile bands of weights and
+  activations (TensorBoard's distribution bands: min, 7, 16, 31, 50, 69, 84, 93, max);
+- how far the units of a layer differ (`unit_spread`: ||W - mean row|| / ||W||; 0 when every unit has
+  the same weights, the symmetry a constant initialization never breaks), and batch-norm scale and shift
+  ranges; and per class, the mean probability the model gives the true class on the probe batch.
+
+Everything is computed with `xp` on the device and crosses to the host once per epoch, so the GPU runs
+the same code; measuring reads the parameters and writes nothing the training step uses, so a run
+trains the same bits with health on or off.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from neuraterm.core.backend import to_host
+from neuraterm.core.nn.batchnorm import BatchNorm1d
+from neuraterm.core.nn.dropout import Dropout
+from neuraterm.core.nn.linear import Linear
+from neuraterm.core.nn.tensor import Tensor, no_grad
+
+PERCENTILES = (0, 7, 16, 31, 50, 69, 84, 93, 100)
+PROBE_SIZE = 512
+BAND_SAMPLE = 16384
+PROBE_SEED = 0x5EED  # added to the run's seed: the probe's own generator, never a training stream
+SCALARS = ("weight_norm", "grad_norm", "update_ratio", "update_ratio_median", "act_mean", "act_std",
+           "dead_fraction", "saturated_fraction", "unit_spread", "bn_scale_min", "bn_scale_max",
+           "bn_shift_min", "bn_shift_max")
+FIELDS = (*SCALARS, *(f"weight_p{p}" for p in PERCENTILES), *(f"act_p{p}" for p in PERCENTILES))
+DEAD_KINDS = ("relu", "leaky_relu", "gelu", "silu")
+SATURATING = ("tanh", "sigmoid")
+
+
+def probe_rows(train_size: int, seed: int, size: int = PROBE_SIZE) -> np.ndarray:
+    """Positions in the training split of the probe batch: sorted, without repeats, from its own generator."""
+    rng = np.random.default_rng(seed + PROBE_SEED)
+    return np.sort(rng.choice(train_size, size=min(size, train_size), replace=False)).astype(np.int64)
+
+
+class Layer:
+    """One Linear with what follows it up to the next Linear (batch norm, activation, dropout)."""
+
+    def __init__(self, index: int, name: str, modules: list):
+        self.index, self.name, self.modules = index, name, modules
+        self.linear = modules[0]
+        self.bn = next((m for m in modules if isinstance(m, BatchNorm1d)), None)
+        kind = self.linear.activation.name
+        for m in modules[1:]:
+            if hasattr(m, "fn"):
+                kind = m.fn.name
+        self.kind = kind
+
+
+def layers_of(model) -> list[Layer]:
+    """The model's layers for health: hidden1, hidden2, ..., output."""
+    modules = model.layers()
+    starts = [i for i, m in enumerate(modules) if isinstance(m, Linear)]
+    bounds = zip(starts, [*starts[1:], len(modules)])
+    groups = [modules[a:b] for a, b in bounds]
+    return [Layer(i, "output" if i == len(groups) - 1 else f"hidden{i + 1}", g) for i, g in enumerate(groups)]
+
+
+def _signif(v: float, digits: int = 4):
+    """A float rounded for the event log; None where there is no finite value (not applicable)."""
+    if v is None or not math.isfinite(v):
+        return None
+    return float(f"{v:.{digits}g}")
+
+
+def band_sample(a):
+    """The values percentile bands are taken over: every k-th of the flattened array, k chosen so at most
+    BAND_SAMPLE remain (sorting 10^5-10^6 values each epoch would cost more than the rest of the
+    measuring; 16,384 evenly strided values place each band within about 1% of the distribution)."""
+    flat = a.ravel()
+    return flat[::-(-flat.size // BAND_SAMPLE)]
+
+
+def _percentiles(xp, sample):
+    """`numpy.percentile(sample, PERCENTILES)` (its linear interpolation) from one sort: a sort of 16k
+    values is several times faster than percentile's nine partitions."""
+    v = xp.sort(sample).astype(xp.float64)
+    pos = np.array(PERCENTILES, np.float64) / 100 * (v.size - 1)
+    lo = np.floor(pos).astype(np.int64)
+    hi = np.minimum(lo + 1, v.size - 1)
+    frac = xp.asarray(pos - lo)
+    return v[xp.asarray(lo)] + (v[xp.asarray(hi)] - v[xp.asarray(lo)]) * frac
+
+
+def _norm(xp, a):
+    """The Frobenius norm, as BLAS's dot of the flattened array with itself (no copy, no cast: about
+    5 significant digits in float32, plenty for a health figure)."""
+    flat = a.ravel()
+    return xp.sqrt(xp.dot(flat, flat))
+
+
+class HealthMonitor:
+    """Samples steps (`before_step`/`after_step`) and measures everything at an epoch's end (`measure`)."""
+
+    def __init__(self, model, xp, probe_x, probe_y, num_classes: int, every: int):
+        self.model, self.xp, self.every = model, xp, every
+        self.layers = layers_of(model)
+        self.probe_x, self.probe_y = probe_x, xp.asarray(probe_y)
+        self.num_classes = num_classes
+        self.samples: list = []  # per sampled step: (layers, 3) [grad norm, ||delta W||, ||W before||]
+        self._before: list | None = None
+
+    def due(self, step: int, steps: int) -> bool:
+        return step % self.every == 0 or step == steps
+
+    def before_step(self) -> None:
+        self._before = [layer.linear.weight.data.copy() for layer in self.layers]
+
+    def after_step(self) -> None:
+        xp, rows = self.xp, []
+        for layer, before in zip(self.layers, self._before):
+            w = layer.linear.weight
+            grad = getattr(w, "_grad_buffer", None)
+            grad = grad if grad is not None else w.grad
+            rows.append(xp.stack([_norm(xp, grad) if grad is not None else xp.asarray(np.nan),
+                                  _norm(xp, w.data - before), _norm(xp, before)]))
+        self.samples.append(xp.stack(rows))
+        self._before = None
+
+    def measure(self) -> tuple[np.ndarray, np.ndarray, int]:
+        """(values (layers, FIELDS), class confidence (classes,), samples this epoch); clears the samples."""
+        xp = self.xp
+        values = xp.full((len(self.layers), len(FIELDS)), xp.nan, xp.float64)
+        col = {name: i for i, name in enumerate(FIELDS)}
+        n_samples = len(self.samples)
+        if self.samples:
+            s = xp.stack(self.samples)  # (samples, layers, 3)
+            ratio = s[:, :, 1] / xp.maximum(s[:, :, 2], 1e-30)
+            values[:, col["grad_norm"]] = s[-1, :, 0]
+            values[:, col["update_ratio"]] = ratio[-1]
+            values[:, col["update_ratio_median"]] = xp.median(ratio, axis=0)
+        self.samples = []
+        bands = slice(col["weight_p0"], col["weight_p0"] + len(PERCENTILES))
+        act_bands = slice(col["act_p0"], col["act_p0"] + len(PERCENTILES))
+        for layer in self.layers:  # in the parameters' own dtype (float32)
+            w = layer.linear.weight.data
+            row = values[layer.index]
+            norm = _norm(xp, w)
+            row[col["weight_norm"]] = norm
+            row[bands] = _percentiles(xp, band_sample(w))
+            if w.shape[0] > 1:
+                row[col["unit_spread"]] = _norm(xp, w - w.mean(axis=0)) / xp.maximum(norm, 1e-30)
+            if layer.bn is not None:
+                g, b = layer.bn.weight.data, layer.bn.bias.data
+                row[col["bn_scale_min"]], row[col["bn_scale_max"]] = g.min(), g.max()
+                row[col["bn_shift_min"]], row[col["bn_shift_max"]] = b.min(), b.max()
+        confidence = self._probe(values, col, act_bands)
+        return to_host(values), to_host(confidence), n_samples
+
+    def _probe(self, values, col, act_bands):
+        """Forward the probe batch in evaluation mode (no dropout, batch norm's running statistics)."""
+        xp, was_training = self.xp, self.model.training
+        self.model.eval()
+        try:
+            with no_grad():
+                h = Tensor(self.probe_x)
+                for layer in self.layers:
+                    out = h
+                    for m in layer.modules:
+                        h = m(h)
+                        if not isinstance(m, Dropout):
+                            out = h
+                    a = out.data
+                    row = values[layer.index]
+                    row[col["act_mean"]], row[col["act_std"]] = a.mean(dtype=xp.float64), a.std(dtype=xp.float64)
+                    row[act_bands] = _percentiles(xp, band_sample(a))
+                    if layer.kind in DEAD_KINDS:
+                        row[col["dead_fraction"]] = 1.0 - (a > 0).any(axis=0).mean()
+                    elif layer.kind == "tanh":
+                        row[col["saturated_fraction"]] = (xp.abs(a) > 0.99).mean()
+                    elif layer.kind == "sigmoid":
+                        row[col["saturated_fraction"]] = ((a > 0.99) | (a < 0.01)).mean()
+                logits = h.data.astype(xp.float64)
+        finally:
+            self.model.train(was_training)
+        shifted = logits - logits.max(axis=1, keepdims=True)
+        p = xp.exp(shifted)
+        p /= p.sum(axis=1, keepdims=True)
+        true = p[xp.arange(len(self.probe_y)), self.probe_y]
+        counts = xp.bincount(self.probe_y, minlength=self.num_classes).astype(xp.float64)
+        sums = xp.bincount(self.probe_y, weights=true, minlength=self.num_classes)
+        return xp.where(counts > 0, sums / xp.maximum(counts, 1), xp.nan)
+
+
+def record(epoch: int, layers: list[Layer] | list[str], kinds: list[str], values: np.ndarray,
+           confidence: np.ndarray, probe_size: int, samples: int, every: int):
+    """The `HealthMeasured` event of one epoch's values (columnar: each field a list over layers)."""
+    from neuraterm.core.run.events import HealthMeasured
+    names = [layer.name if isinstance(layer, Layer) else layer for layer in layers]
+    col = {name: i for i, name in enumerate(FIELDS)}
+    n = len(PERCENTILES)
+    fields = {name: [_signif(float(values[i, col[name]])) for i in range(len(names))] for name in SCALARS}
+    wb = [[_signif(float(v)) for v in values[i, col["weight_p0"]:col["weight_p0"] + n]] for i in range(len(names))]
+    ab = [[_signif(float(v)) for v in values[i, col["act_p0"]:col["act_p0"] + n]] for i in range(len(names))]
+    return HealthMeasured(epoch=epoch, layers=names, kinds=list(kinds), weight_bands=wb, act_bands=ab,
+                          class_confidence=[_signif(float(v)) for v in confidence], probe_size=probe_size,
+                          samples=samples, every=every, **fields)
+
+
+def history_of(saved: dict | None) -> list:
+    """A checkpoint's health (`Snapshot.health`) as one `HealthMeasured` per epoch, oldest first."""
+    if saved is None:
+        return []
+    layout = saved["layout"]
+    return [record(int(e), layout["layers"], layout["kinds"], v, conf, len(saved["probe"]), 0,
+                   int(layout.get("every", 0)))
+            for e, v, conf in zip(saved["epochs"], saved["values"], saved["confidence"])]
+
+
+def layer_rows(h) -> list[dict]:
+    """One epoch's health as a row per layer (what `neuraterm inspect --json` prints)."""
+    return [{"layer": name, "kind": h.kinds[i], **{f: getattr(h, f)[i] for f in SCALARS},
+             "weight_bands": h.weight_bands[i], "act_bands": h.act_bands[i]} for i, name in enumerate(h.layers)]

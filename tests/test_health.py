@@ -1,0 +1,252 @@
+"""Layer health and its alerts, as `neuraterm inspect` shows them: real runs, real model folders, and
+every value recomputed independently with NumPy from what the checkpoint holds."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from neuraterm.core import config as config_mod
+from neuraterm.core.errors import NeuratermError
+from neuraterm.core.run import checkpoint, events
+from neuraterm.core.run.build import load_data
+from neuraterm.core.run.trainer import Trainer
+
+def strided(a: np.ndarray) -> np.ndarray:
+    """What the bands are documented to be taken over: every k-th value, at most 16,384 of them."""
+    flat = a.ravel()
+    return flat[::-(-flat.size // 16384)]
+
+
+SCALARS = ("weight_norm", "grad_norm", "update_ratio", "act_mean", "act_std", "dead_fraction")
+PCT = (0, 7, 16, 31, 50, 69, 84, 93, 100)
+
+
+def cli(*args, timeout=300):
+    return subprocess.run([sys.executable, "-m", "neuraterm", *map(str, args)], capture_output=True, text=True,
+                          timeout=timeout, env={**os.environ, "NO_COLOR": "1"})
+
+
+def train(out: Path, *sets: str, epochs: int = 3) -> Path:
+    args = ["train", "--preset", "quick", "--epochs", epochs, "--out", out]
+    for s in sets:
+        args += ["--set", s]
+    done = cli(*args)
+    assert done.returncode == 0, done.stderr
+    return out
+
+
+def inspect_json(run: Path, *extra) -> dict:
+    done = cli("inspect", run, "--json", *extra)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+def kinds_on(report: dict, layer: str) -> set:
+    return {a["kind"] for a in report["alerts"] if a["layer"] == layer}
+
+
+def test_zeros_init_is_flagged_dead_or_identical_on_the_first_hidden_layer(tmp_path):
+    report = inspect_json(train(tmp_path / "zeros", 'model.init="zeros"', epochs=2))
+    assert kinds_on(report, "hidden1") & {"dead_units", "identical_units"}
+    alert = next(a for a in report["alerts"] if a["kind"] == "dead_units")
+    assert alert["epoch"] == 1 and alert["message"].endswith(".") and alert["advice"] and alert["figure"]
+
+
+def test_a_tiny_learning_rate_is_flagged_updates_too_small(tmp_path):
+    report = inspect_json(train(tmp_path / "tiny", "optimizer.lr=1e-7", epochs=2))
+    assert "updates_too_small" in kinds_on(report, "hidden1")
+    assert "updates_too_small" in kinds_on(report, "output")
+
+
+def test_default_quick_has_no_alert_and_every_field_for_every_epoch(tmp_path):
+    run = train(tmp_path / "quick", epochs=10)
+    report = inspect_json(run)
+    assert report["alerts"] == []
+    assert [e["epoch"] for e in report["epochs"]] == list(range(1, 11))
+    for epoch in report["epochs"]:
+        assert [row["layer"] for row in epoch["layers"]] == ["hidden1", "output"]
+        for row in epoch["layers"]:
+            for key in SCALARS:
+                if key == "dead_fraction" and row["layer"] == "output":
+                    assert row[key] is None  # logits have no dead units
+                else:
+                    assert isinstance(row[key], float), (epoch["epoch"], row["layer"], key)
+    text = cli("inspect", run)
+    assert text.returncode == 0 and "no alerts" in text.stdout and "hidden1" in text.stdout
+    one = inspect_json(run, "--epoch", 4)
+    assert [e["epoch"] for e in one["epochs"]] == [4]
+
+
+def test_health_matches_an_independent_numpy_computation(tmp_path):
+    """Weights, activations, dead units and class confidence from the saved weights and probe rows; the
+    update ratio from plain SGD's update being lr x gradient."""
+    run = train(tmp_path / "sgd", 'optimizer.name="sgd"', "optimizer.lr=0.05", "model.hidden=[32, 16]", epochs=2)
+    snap = checkpoint.load(run)
+    h = snap.health
+    layout = h["layout"]
+    col = {name: i for i, name in enumerate(layout["fields"])}
+    with np.load(run / "health.npz") as z:  # the file a user reads, not only the loader
+        values, probe = z["values"], z["probe"]
+        assert z["fields"].tolist() == layout["fields"]
+    assert values.shape == (2, 3, len(layout["fields"])) and layout["layers"] == ["hidden1", "hidden2", "output"]
+    data = load_data(snap.config)
+    rows = data.train.rows[probe]
+    x = data.train.images[rows].astype(np.float64) / 255.0
+    y = data.train.labels[rows]
+    w = [snap.weights[f"{i}.weight"].astype(np.float64) for i in (0, 1, 2)]
+    b = [snap.weights[f"{i}.bias"].astype(np.float64) for i in (0, 1, 2)]
+    last = values[-1]
+    a = x
+    for i in range(3):
+        z = a @ w[i].T + b[i]
+        a = np.maximum(z, 0) if i < 2 else z
+        row = last[i]
+        np.testing.assert_allclose(row[col["weight_norm"]], np.linalg.norm(w[i]), rtol=1e-4)
+        np.testing.assert_allclose([row[col[f"weight_p{p}"]] for p in PCT], np.percentile(strided(w[i]), PCT),
+                                   rtol=1e-4, atol=1e-7)
+        np.testing.assert_allclose(row[col["act_mean"]], a.mean(), rtol=1e-4, atol=1e-6)
+        np.testing.assert_allclose(row[col["act_std"]], a.std(), rtol=1e-4)
+        np.testing.assert_allclose([row[col[f"act_p{p}"]] for p in PCT], np.percentile(strided(a), PCT),
+                                   rtol=1e-4, atol=1e-6)
+        # the strided sample stays within about 1% of the distribution of all values
+        full = np.percentile(a, PCT)
+        assert np.all(np.abs(np.percentile(strided(a), PCT)[1:-1] - full[1:-1]) <= 0.02 * (full[-1] - full[0]) + 1e-9)
+        spread = np.linalg.norm(w[i] - w[i].mean(axis=0)) / np.linalg.norm(w[i])
+        np.testing.assert_allclose(row[col["unit_spread"]], spread, rtol=1e-4)
+        if i < 2:
+            assert row[col["dead_fraction"]] == pytest.approx(np.mean(~(a > 0).any(axis=0)))
+        # plain SGD: ||delta W|| = lr ||g||, and W before the last step is W now minus that step
+        lr, g, ratio = 0.05, row[col["grad_norm"]], row[col["update_ratio"]]
+        before = lr * g / ratio
+        assert abs(before - np.linalg.norm(w[i])) <= lr * g * 1.001 + 1e-4
+    p = np.exp(a - a.max(axis=1, keepdims=True))
+    p /= p.sum(axis=1, keepdims=True)
+    true = p[np.arange(len(y)), y]
+    expected = [true[y == k].mean() for k in range(10)]
+    np.testing.assert_allclose(h["confidence"][-1], expected, rtol=1e-4)
+    assert len(probe) == 512 and len(set(probe.tolist())) == 512
+
+
+def small(**train) -> config_mod.Config:
+    c = config_mod.Config()
+    c.data.limit = 1000
+    c.model.hidden = [16]
+    c.optimizer.momentum = 0.9
+    c.model.dropout = 0.2  # a dropout stream that measuring must not touch
+    for k, v in train.items():
+        setattr(c.train, k, v)
+    return c
+
+
+def test_measuring_does_not_change_the_trained_bits(tmp_path):
+    """Health measured at every step (the most it can be) vs off: the same weights, bit for bit, in the
+    fused step and in the autograd step (batch norm)."""
+    for batchnorm in (False, True):
+        runs = {}
+        for every in (1, 0):
+            c = small(epochs=2, health_every=every)
+            c.model.batchnorm = batchnorm
+            trainer = Trainer(c, tmp_path / f"bn{batchnorm}-{every}")
+            trainer.run()
+            runs[every] = trainer.model.state_dict()
+            if every:
+                assert ("autograd" in trainer.step.describe()) == batchnorm
+        for name in runs[0]:
+            assert np.array_equal(runs[0][name], runs[1][name]), (batchnorm, name)
+    off = checkpoint.load(tmp_path / "bnFalse-0")
+    assert off.health is None and not (tmp_path / "bnFalse-0" / "health.npz").exists()
+
+
+def test_batch_norm_layers_report_their_scale_and_shift(tmp_path):
+    c = small(epochs=1)
+    c.model.batchnorm = True
+    seen = []
+    Trainer(c, tmp_path / "bn", listeners=[seen.append]).run()
+    h = next(e for e in seen if isinstance(e, events.HealthMeasured))
+    assert h.kinds == ["relu", "identity"]
+    assert h.bn_scale_min[0] is not None and h.bn_scale_min[0] <= h.bn_scale_max[0]
+    assert h.bn_shift_min[1] is None  # the output layer has no batch norm
+    assert h.samples == 1 + len([s for s in range(1, 13) if s % 50 == 0])  # 720 rows / 64: 12 steps, the last sampled
+
+
+def test_resume_keeps_the_health_of_earlier_epochs_and_the_probe(tmp_path):
+    run = train(tmp_path / "r", epochs=2)
+    probe = checkpoint.load(run).health["probe"]
+    done = cli("resume", run, "--epochs", 4)
+    assert done.returncode == 0, done.stderr
+    snap = checkpoint.load(run)
+    assert snap.health["epochs"].tolist() == [1, 2, 3, 4]
+    assert np.array_equal(snap.health["probe"], probe)
+    with np.load(run / "health.npz") as z:
+        assert z["layers"].tolist() == ["hidden1", "output"] and z["epochs"].tolist() == [1, 2, 3, 4]
+
+
+def test_health_events_are_bounded_and_round_trip_through_the_log(tmp_path):
+    c = small(epochs=2)
+    Trainer(c, tmp_path / "log").run()
+    lines = [json.loads(line) for line in (tmp_path / "log" / "events.jsonl").read_text().splitlines()]
+    health = [r for r in lines if r["type"] == "HealthMeasured"]
+    assert [r["epoch"] for r in health] == [1, 2]
+    for r in health:
+        assert len(json.dumps(r)) < 600 * len(r["layers"])  # a few hundred bytes per layer per epoch
+        back = events.from_record(r)
+        assert isinstance(back, events.HealthMeasured) and back.weight_norm == r["weight_norm"]
+
+
+def test_inspect_bad_input_is_one_line(tmp_path):
+    off = train(tmp_path / "off", "train.health_every=0", epochs=1)
+    done = cli("inspect", off)
+    assert done.returncode == 2 and "no layer health" in done.stderr and len(done.stderr.strip().splitlines()) == 1
+    on = train(tmp_path / "on", epochs=1)
+    done = cli("inspect", on, "--epoch", 7)
+    assert done.returncode == 2 and "epochs 1..1" in done.stderr
+    done = cli("inspect", tmp_path / "nothing")
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+
+
+def test_a_damaged_health_file_is_one_error(tmp_path):
+    """A health.npz whose arrays do not fit the model, re-listed in the manifest as if saved so."""
+    import hashlib
+    import io
+    run = train(tmp_path / "d", epochs=1)
+    folder = checkpoint.checkpoint_dir(run)
+    with np.load(folder / "health.npz") as z:
+        arrays = dict(z)
+    arrays["layers"] = np.array(["just-one"])
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    data = buffer.getvalue()
+    (folder / "health.npz").chmod(0o644)
+    (folder / "health.npz").write_bytes(data)
+    manifest = json.loads((folder / "MANIFEST.json").read_text())
+    manifest["files"]["health.npz"] = {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+    (folder / "MANIFEST.json").write_text(json.dumps(manifest))
+    with pytest.raises(NeuratermError, match="health.npz: its arrays do not describe 2 layers"):
+        checkpoint.load(run)
+    done = cli("inspect", run)
+    assert done.returncode == 2 and "health.npz" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_study_results_flag_zeros_init_and_call_he_and_glorot_healthy(tmp_path):
+    """study-init on the tiny setting of tests/test_studies.py: an alerts column per member, the reasons
+    in results.md, and the update-ratio figure."""
+    import csv
+    out = tmp_path / "init"
+    done = cli("study", "study-init", "--set", 'data.dataset="mnist-5k"', "--set", "data.limit=1000",
+               "--set", "model.hidden=[16]", "--epochs", 3, "--seeds", 0, "--out", out, timeout=600)
+    assert done.returncode == 0, done.stderr
+    rows = {r["member"]: r for r in csv.DictReader(open(out / "results.csv"))}
+    zeros = rows["init-zeros_seed-0"]["alerts"].split()
+    assert {"dead_units", "identical_units"} <= set(zeros)
+    for healthy in ("init-he_normal_seed-0", "init-glorot_uniform_seed-0"):
+        assert rows[healthy]["alerts"] == "healthy", rows[healthy]
+    markdown = (out / "results.md").read_text()
+    assert "## Layer health at each member's last epoch" in markdown
+    assert "- init-zeros_seed-0, epoch 3, hidden1: dead_units (100% of units dead)" in markdown
+    assert any(line.startswith("| member |") and line.rstrip().endswith("| alerts |") for line in markdown.splitlines())
+    for suffix in ("png", "svg"):
+        assert (out / "figures" / f"update-ratio.{suffix}").stat().st_size > 1000
