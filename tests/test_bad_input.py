@@ -207,6 +207,14 @@ def _pickled(run):
     edit(run, "weights/0.weight.npy", buffer.getvalue())
 
 
+def _flip_byte(run, rel):
+    """One bit of the last weight's lowest mantissa byte, same size: still a valid finite array, so
+    only the SHA-256 can tell (a size-only check would load it)."""
+    data = bytearray(read(run, rel))
+    data[-4] ^= 1
+    (checkpoint.checkpoint_dir(run) / rel).write_bytes(bytes(data))
+
+
 def _file_only(rel, data):
     """Only the file changes: MANIFEST.json no longer matches it."""
     return lambda run: (checkpoint.checkpoint_dir(run) / rel).write_bytes(data)
@@ -315,6 +323,8 @@ DAMAGE = {
                         "both"),
     "npy_pickled": ("plain", _pickled, "pickled", "both"),
     "npy_complex": ("plain", _weights("1.bias", lambda a: a.astype(np.complex64)), "not a numeric array", "both"),
+    "npy_one_byte_flipped_same_size": ("plain", lambda run: _flip_byte(run, "weights/0.weight.npy"),
+                                       "changed since it was saved", "both"),
     "npy_changed_without_manifest": ("plain", _file_only("weights/0.weight.npy", b"\x93NUMPY garbage"),
                                      "changed since it was saved", "both"),
     "optimizer_moment_shape": ("plain", lambda run: edit(run, "state/optimizer/m.npy", npy(np.zeros(3, np.float32))),

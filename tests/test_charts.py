@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 from textual.app import App
 
-from neuraterm.tui.smoothing import Smoother, smooth
+from neuraterm.tui.smoothing import WEIGHTS, Smoother, smooth
 from neuraterm.tui.ticks import linear_axis, log_axis
 from neuraterm.tui.widgets.curve_chart import MARKERS, CurveChart, Series, distinct_names
 
@@ -166,6 +166,47 @@ def test_smoothing_never_rewrites_the_past(values, n, weight):
     incremental = Smoother(weight)
     incremental.extend(values[:n])
     assert incremental.extend(values[n:]) == smooth(values, weight)
+
+
+def ema_oracle(values, weight):
+    """The debiased EMA written as its closed form: at each finite value, the weighted mean of the finite
+    values so far, weight**age each, normalised by the weights' sum (1 - weight**k) / (1 - weight);
+    a NaN step (a diverged batch) is shown as a gap and neither counts nor moves the average."""
+    out, seen = [], []
+    for v in values:
+        if math.isnan(v):
+            out.append(math.nan)
+            continue
+        seen.append(v)
+        k = len(seen)
+        weights = [(1 - weight) * weight ** (k - 1 - i) for i in range(k)]
+        out.append(sum(w * x for w, x in zip(weights, seen)) / (1 - weight ** k))
+    return out
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.one_of(st.floats(-1e6, 1e6), st.just(math.nan)), max_size=60),
+       st.sampled_from([0.0, 0.6, 0.8, 0.9, 0.95, 0.99]))
+def test_smoothing_skips_nan_steps_and_otherwise_is_the_debiased_mean(values, weight):
+    got, expected = smooth(values, weight), ema_oracle(values, weight)
+    assert len(got) == len(expected)
+    for g, e in zip(got, expected):
+        assert (math.isnan(g) and math.isnan(e)) or g == pytest.approx(e, rel=1e-9, abs=1e-6), (values, weight)
+
+
+def test_smoothing_after_nan_steps_by_hand():
+    assert smooth([1.0, math.nan, math.nan, 3.0], 0.5)[3] == pytest.approx((0.25 * 1 + 0.5 * 3) / 0.75)
+
+
+def test_the_smoothing_key_steps_from_raw_through_valid_weights():
+    """`m` cycles these: first 0 (the raw series), then ever smoother, each one a weight Smoother accepts."""
+    assert WEIGHTS == (0.0, 0.6, 0.8, 0.9, 0.95, 0.99)
+    for weight in WEIGHTS:
+        Smoother(weight)
+    assert smooth([3.0, 1.0, 2.0], WEIGHTS[0]) == [3.0, 1.0, 2.0]
+    for bad in (1.0, -0.1, 1.5):
+        with pytest.raises(ValueError, match="smoothing weight must be in"):
+            Smoother(bad)
 
 
 def test_smoothing_is_debiased():

@@ -194,6 +194,7 @@ def test_bad_model_folder_is_exit_2_and_leaves_it_alone(tmp_path, case):
     (["eval", "/nonexistent/folder"], "no such model folder"),
     (["eval", "x", "--noise", "a,b"], "--noise"),
 ])
+@pytest.mark.may_skip_in_ci("on a machine with CuPy, --device gpu is valid input")
 def test_bad_command_line_is_exit_2(tmp_path, args, message):
     if "--device" in args and importlib.util.find_spec("cupy") is not None:
         pytest.skip("CuPy is installed here, so --device gpu may be valid")

@@ -1,6 +1,7 @@
 """Your own data (`data.dataset = PATH`): each format, each validation error, the record in the model
 folder, and memory: splits as rows, memory-mapped arrays, chunked statistics."""
 import json
+import math
 import subprocess
 import sys
 import zipfile
@@ -418,3 +419,39 @@ def test_idx_files_are_read_into_one_array_with_train_then_test(tmp_path):
     np.testing.assert_array_equal(d.x_test, test.reshape(4, -1))
     with zipfile.ZipFile(tmp_path / "z.zip", "w"):
         pass
+
+
+def test_a_class_seen_only_in_the_test_split_is_a_class(tmp_path):
+    """Labels run 0..K-1 over both splits: a test label above every training label still gets an output,
+    a row in the report and a place in listings (else the model could never predict it)."""
+    x, y = images(90, classes=3)
+    x_test, y_test = images(40, classes=4, seed=1)
+    assert y.max() == 2 and y_test.max() == 3
+    np.savez(tmp_path / "d.npz", x=x, y=y, x_test=x_test, y_test=y_test)
+    np.savez(tmp_path / "only_test.npz", x=x, y=y, x_test=x_test[y_test == 3], y_test=y_test[y_test == 3])
+    for name in ("d.npz", "only_test.npz"):
+        spec = str(tmp_path / name)
+        assert custom.load(spec).class_names == ["0", "1", "2", "3"]
+        assert custom.describe(spec).classes == 4
+        assert custom.describe(spec, validate=True).classes == 4
+        assert prepare(custom.load(spec)).num_classes == 4
+
+
+def test_the_pixel_deviation_is_one_root_mean_square_over_every_training_pixel():
+    """NumPy's formula, written out: sqrt of the mean squared distance of every training pixel (in [0, 1])
+    from its own pixel's mean. The mean of per-pixel deviations is a different number on such data."""
+    rng = np.random.default_rng(3)
+    x = np.concatenate([rng.integers(0, 256, (300, 5)), rng.integers(100, 110, (300, 5)),
+                        np.zeros((300, 2), np.int64)], axis=1).astype(np.uint8)
+    x[7, -1] = 255  # one lit border pixel
+    dataset = custom.from_arrays("d", {"x": x, "y": np.arange(300) % 3})
+    prepared = prepare(dataset, normalize="standardize", seed=4)
+    train = x[prepared.train.rows].astype(np.float64) / 255
+    assert 150 < len(train) < 300  # the statistics come from the training rows only
+    centred = train - train.sum(axis=0) / len(train)
+    oracle = math.sqrt((centred ** 2).sum() / centred.size)
+    mean_of_deviations = np.sqrt((centred ** 2).mean(axis=0)).mean()
+    assert abs(mean_of_deviations - oracle) > 0.05 * oracle  # the two formulas really differ here
+    std = prepared.normalizer.std
+    assert std.shape == (12,) and np.allclose(std, oracle, rtol=1e-6, atol=0)
+    np.testing.assert_allclose(prepared.normalizer.mean, train.mean(axis=0), rtol=1e-6)

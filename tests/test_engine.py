@@ -1,9 +1,11 @@
 """Engine behaviour beyond gradients: stability, dtypes, state, initializers, backend choice."""
+import math
 import subprocess
 import sys
 
 import numpy as np
 import pytest
+from hypothesis import given, settings, strategies as st
 
 from neuraterm.core.nn import initializers
 from neuraterm.core import metrics
@@ -152,6 +154,55 @@ def test_metrics_from_a_known_confusion_matrix():
     assert metrics.accuracy(y_true, y_pred) == pytest.approx(4 / 6)
     assert metrics.most_confused(cm, 1) == [(0, 1, 1)] or metrics.most_confused(cm, 1) == [(1, 2, 1)]
     assert metrics.mean_cross_entropy(np.array([[1000.0, 0.0]]), [0]) == pytest.approx(0.0)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.integers(2, 5).flatmap(lambda k: st.tuples(st.just(k), st.lists(st.tuples(st.integers(0, k - 1),
+                                                                                     st.integers(0, k - 1)),
+                                                                           min_size=1, max_size=40))))
+def test_metrics_agree_with_counting_by_hand(case):
+    """Every test-report number, counted pair by pair in plain Python (0 where a class has no
+    predictions or no samples, scikit-learn's zero_division=0)."""
+    k, pairs = case
+    y_true, y_pred = [t for t, _ in pairs], [p for _, p in pairs]
+    cm = metrics.confusion_matrix(y_true, y_pred, k)
+    assert cm.shape == (k, k) and all(cm[i, j] == sum(1 for t, p in pairs if (t, p) == (i, j))
+                                      for i in range(k) for j in range(k))
+    stats = metrics.per_class(cm)
+    f1s, recalls = [], []
+    for c in range(k):
+        tp = sum(1 for t, p in pairs if t == p == c)
+        predicted, support = sum(1 for p in y_pred if p == c), sum(1 for t in y_true if t == c)
+        precision = tp / predicted if predicted else 0.0
+        recall = tp / support if support else 0.0
+        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+        assert stats["precision"][c] == pytest.approx(precision) and stats["recall"][c] == pytest.approx(recall)
+        assert stats["f1"][c] == pytest.approx(f1) and stats["support"][c] == support
+        if support or predicted:  # a class neither in the split nor predicted has no F1 (scikit-learn)
+            f1s.append(f1)
+        if support:
+            recalls.append(recall)
+    assert stats["support"].dtype == np.int64
+    assert metrics.macro_f1(cm) == pytest.approx(sum(f1s) / len(f1s))
+    assert metrics.balanced_accuracy(cm) == pytest.approx(sum(recalls) / len(recalls))
+    assert metrics.accuracy(y_true, y_pred) == pytest.approx(sum(t == p for t, p in pairs) / len(pairs))
+    off = sorted(((cm[i, j], i, j) for i in range(k) for j in range(k) if i != j and cm[i, j]), reverse=True)
+    confused = metrics.most_confused(cm, 3)
+    assert [n for *_, n in confused] == [n for n, *_ in off[:3]]
+    assert all(cm[i, j] == n and i != j for i, j, n in confused)
+
+
+def test_metrics_edge_cases_by_hand():
+    assert metrics.accuracy([], []) == 0.0
+    empty = np.zeros((3, 3), np.int64)
+    assert metrics.balanced_accuracy(empty) == 0.0 and metrics.macro_f1(empty) == 0.0
+    assert metrics.most_confused(np.diag([5, 6]), 5) == []
+    many = np.arange(1, 50).reshape(7, 7)  # 42 off-diagonal cells, all different
+    assert [n for *_, n in metrics.most_confused(many)] == [48, 47, 46, 45, 44]  # the report's five pairs
+    logits = np.array([[2.0, 0.5, -1.0], [1000.0, 1001.0, 999.0]])
+    by_hand = [math.log(sum(math.exp(v - 2.0) for v in logits[0])) - 0.0,
+               math.log(sum(math.exp(v - 1001.0) for v in logits[1])) - (999.0 - 1001.0)]
+    assert metrics.mean_cross_entropy(logits, [0, 2]) == pytest.approx(sum(by_hand) / 2, rel=1e-12)
 
 
 def test_training_learns_a_separable_problem():

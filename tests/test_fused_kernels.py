@@ -223,6 +223,7 @@ def test_optimizer_kernels_equal_the_numpy_rules(cuda, name, options):
     assert not np.allclose(p, _optimizer(name, **options).flat.data)
 
 
+@pytest.mark.may_skip_in_ci("nvcc comes with a CUDA toolkit, which CI's GPU-less machine lacks")
 def test_kernels_compile_for_the_h100_without_spills(tmp_path):
     nvcc = shutil.which("nvcc")
     if nvcc is None:

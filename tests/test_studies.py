@@ -5,6 +5,7 @@ layer of 16, for 3 epochs, so a member takes about a second."""
 import csv
 import importlib.util
 import json
+import math
 import os
 import signal
 import subprocess
@@ -619,3 +620,52 @@ def test_fork_member_mistakes_are_one_line(row, message):
     with pytest.raises(NeuratermError) as error:
         study_mod.members(parse(text))
     assert str(error.value).startswith("s.toml: [[fork]] f: ") and message in str(error.value)
+
+
+SPREAD_STUDY = """name = "spread"
+description = "three seeds of one member"
+preset = "quick"
+seeds = [0, 1, 2]
+[set]
+"data.limit" = 600
+"model.hidden" = [16]
+"train.epochs" = 2
+[results]
+metrics = ["train_acc", "val_acc", "test_acc", "test_loss", "macro_f1", "best_epoch", "s_per_epoch"]
+charts = []
+"""
+
+
+def test_mean_and_sample_standard_deviation_over_seeds_match_the_full_precision_table(tmp_path):
+    """Each "mean ± sd" cell of results.md, recomputed by hand from results.csv: the sample deviation
+    (n - 1), which is what a spread over three seeds estimates; the population one is sqrt(2/3) of it."""
+    (tmp_path / "s.toml").write_text(SPREAD_STUDY)
+    result = cli("study", "s.toml", cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    folder = tmp_path / "studies" / "spread"
+    rows = list(csv.DictReader(open(folder / "results.csv")))
+    assert [r["state"] for r in rows] == ["finished"] * 3
+    markdown = (folder / "results.md").read_text()
+    spread_table = markdown.split("## Mean ± standard deviation over seeds 0, 1, 2")[1]
+    line = next(l for l in spread_table.splitlines() if l.startswith("| base |"))
+    cells = [c.strip() for c in line.strip("|").split("|")]
+    assert cells[:3] == ["base", "3", "3"]
+    shown = dict(zip(["train_acc", "val_acc", "test_acc", "test_loss", "macro_f1", "best_epoch", "s_per_epoch"],
+                     cells[3:]))
+    checked = 0
+    for metric, cell in shown.items():
+        values = [float(r[metric]) for r in rows]
+        scale = 100 if metric.endswith("acc") else 1
+        mean = sum(values) / 3
+        sd = math.sqrt(sum((v - mean) ** 2 for v in values) / 2)
+        mean_text, sd_text = cell.rstrip().replace("%", "").split(" ± ")
+        decimals = 2 if metric.endswith("acc") else 4 if metric in ("test_loss", "macro_f1") else None
+        if decimals is None:  # 3 and 2 significant digits
+            assert float(mean_text) == pytest.approx(mean * scale, rel=5e-3, abs=5e-3)
+            assert float(sd_text) == pytest.approx(sd * scale, rel=5e-2, abs=1e-12)
+            continue
+        half = 0.5 * 10 ** -decimals + 1e-12
+        assert abs(float(mean_text) - mean * scale) <= half, (metric, cell, values)
+        assert abs(float(sd_text) - sd * scale) <= half, (metric, cell, values)
+        checked += sd * scale * (1 - math.sqrt(2 / 3)) > 2 * half  # pstdev would be visibly different here
+    assert checked >= 3

@@ -1,0 +1,112 @@
+#!/usr/bin/env bash
+# Mutation testing (cosmic-ray) of the modules users' numbers come from, one module at a time.
+#
+#   bash scripts/mutation.sh                 # every module below, smallest first
+#   bash scripts/mutation.sh smoothing ticks # some of them
+#   bash scripts/mutation.sh --list          # the modules, their files and their tests
+#
+# cosmic-ray mutates files in place, so it runs in a scratch copy of this checkout with its own
+# editable install (MUTATION_DIR, default /tmp/neuraterm-mutation): a killed run never leaves a mutant
+# in your tree, and you can keep working while it runs. Each module runs only the tests that cover it
+# (pytest -x: a mutant dies at its first failing test). Results: $MUTATION_DIR/results/<module>.txt
+# (every surviving mutant's diff) and a score line per module on stdout; docs/mutation.md records them.
+# Runs under `nice -n 19`, one mutant at a time: the machine is shared.
+set -euo pipefail
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+WORK="${MUTATION_DIR:-/tmp/neuraterm-mutation}"
+TIMEOUT="${MUTATION_TIMEOUT:-300}"   # seconds per mutant's test run; a mutant that hangs counts as killed
+
+# smallest first; module | files it mutates | test files | pytest -k expression (over all of them; empty: every test)
+MODULES=(
+  "smoothing|tui/smoothing.py|tests/test_charts.py|smooth"
+  "metrics|core/metrics.py|tests/test_engine.py|metrics"
+  "event_log|core/run/event_log.py|tests/test_event_log_reader.py|"
+  "normalize|core/data/normalize.py|tests/test_custom_data.py|statistics or standardize or pixel_deviation or noise"
+  "schedules|core/optim/schedules.py|tests/test_schedules.py tests/test_torch_parity.py|schedule or plateau"
+  "ticks|tui/ticks.py|tests/test_charts.py|not smooth"
+  "results|core/study/results.py|tests/test_studies.py|sample_standard"
+  "optimizers|core/optim/optimizers.py|tests/test_torch_parity.py tests/test_engine.py|optimizer or l2 or clipping"
+  "data_readers|core/data/idx.py core/data/npy.py core/data/csv_table.py core/data/custom.py|tests/test_custom_data.py tests/test_data.py|"
+  "engine|core/nn/tensor.py core/nn/activations.py core/nn/batchnorm.py core/nn/linear.py core/nn/losses.py|tests/test_gradcheck.py tests/test_torch_parity.py tests/test_engine.py|"
+  "checkpoint|core/run/checkpoint.py|tests/test_bad_input.py|damaged or format_1 or foreign"
+)
+
+if [ "${1:-}" = "--list" ]; then
+  printf '%s\n' "${MODULES[@]}" | column -t -s '|'
+  exit 0
+fi
+
+echo "copying $ROOT to $WORK/tree ..."
+mkdir -p "$WORK/results"
+rm -rf "$WORK/tree" && mkdir -p "$WORK/tree"
+tar -C "$ROOT" --exclude=./.venv --exclude=./.git --exclude=__pycache__ --exclude=.hypothesis \
+  --exclude=.pytest_cache --exclude=./.benchmarks -cf - . | tar -C "$WORK/tree" -xf -
+PY="${MUTATION_PYTHON:-$ROOT/.venv/bin/python}"
+[ -x "$PY" ] || PY=python3
+if [ ! -x "$WORK/venv/bin/python" ]; then
+  "$PY" -m venv --system-site-packages "$WORK/venv"
+fi
+"$WORK/venv/bin/python" -m pip install -q --no-deps -e "$WORK/tree"
+"$WORK/venv/bin/python" -c "import cosmic_ray" 2>/dev/null || "$WORK/venv/bin/python" -m pip install -q "cosmic-ray==8.7.0"
+VENV="$WORK/venv/bin"
+cd "$WORK/tree"
+"$VENV/python" -c "import neuraterm.core as c, sys; sys.exit(0 if c.__file__.startswith('$WORK/tree/') else 'the copy is not the installed package: ' + c.__file__)"
+
+wanted=("$@")
+for entry in "${MODULES[@]}"; do
+  IFS='|' read -r name files tests expr <<<"$entry"
+  if [ ${#wanted[@]} -gt 0 ] && [[ ! " ${wanted[*]} " =~ " $name " ]]; then continue; fi
+  args=($tests)
+  [ -n "$expr" ] && args+=(-k "$expr")
+  # A quoted command line for cosmic-ray (it splits it with shlex).
+  command=$("$VENV/python" -c 'import shlex, sys; print(shlex.join(sys.argv[1:]))' \
+    "$VENV/python" -m pytest -x -q -p no:cacheprovider -p no:randomly "${args[@]}")
+  config="$WORK/$name.toml"
+  session="$WORK/$name.sqlite"
+  {
+    echo "[cosmic-ray]"
+    printf 'module-path = [%s]\n' "$(for f in $files; do printf '"%s", ' "$f"; done | sed 's/, $//')"
+    echo "timeout = $TIMEOUT"
+    echo "excluded-modules = []"
+    echo "test-command = $("$VENV/python" -c 'import json, sys; print(json.dumps(sys.argv[1]))' "$command")"
+    echo "[cosmic-ray.distributor]"
+    echo 'name = "local"'
+    echo "[cosmic-ray.filters.operators-filter]"
+    # A binary operator swapped for a bitwise or shift one is a TypeError on floats and nonsense on the
+    # few integers here: dozens of mutants per file that any test kills, at ~10 s each on a busy machine.
+    echo 'exclude-operators = ["core/ReplaceBinaryOperator_.*_(BitOr|BitAnd|BitXor|LShift|RShift)$"]'
+  } >"$config"
+  echo "== $name: $files"
+  echo "   tests: ${args[*]}"
+  started=$(date +%s)
+  if ! nice -n 19 env PYTHONDONTWRITEBYTECODE=1 CI=true bash -c "$command" >"$WORK/results/$name.baseline" 2>&1; then
+    echo "   the tests fail without a mutant (see $WORK/results/$name.baseline)"; continue
+  fi
+  # A session is resumed: mutants already killed stay killed (a killed mutant stays killed when tests
+  # are added), survivors are tried again against today's tests. MUTATION_FRESH=1 starts over.
+  if [ "${MUTATION_FRESH:-0}" = 1 ] || [ ! -f "$session" ] || [ "$(cat "$session.files" 2>/dev/null)" != "$files" ]; then
+    rm -f "$session"
+    "$VENV/cosmic-ray" init "$config" "$session" >/dev/null
+    echo "$files" >"$session.files"
+  else
+    "$VENV/python" -c "import sqlite3, sys; db = sqlite3.connect(sys.argv[1]); db.execute(\"delete from work_results where test_outcome != 'KILLED'\"); db.commit()" "$session"
+  fi
+  "$VENV/cr-filter-operators" "$session" "$config" >/dev/null
+  nice -n 19 env CI=true "$VENV/cosmic-ray" exec "$config" "$session"
+  "$VENV/cr-report" --show-output=false --show-diff "$session" >"$WORK/results/$name.txt" 2>&1 || true
+  "$VENV/python" - "$session" "$name" "$(( $(date +%s) - started ))" <<'PY'
+import sqlite3, sys
+session, name, seconds = sys.argv[1], sys.argv[2], int(sys.argv[3])
+db = sqlite3.connect(session)
+rows = db.execute("select test_outcome, worker_outcome from work_results where worker_outcome != 'SKIPPED'").fetchall()
+skipped = db.execute("select count(*) from work_results where worker_outcome = 'SKIPPED'").fetchone()[0]
+total = db.execute("select count(*) from work_items").fetchone()[0] - skipped
+killed = sum(t == "KILLED" for t, w in rows)
+survived = sum(t == "SURVIVED" for t, w in rows)
+other = len(rows) - killed - survived
+done = killed + survived
+score = 100 * killed / done if done else 0
+print(f"   {name}: {killed} of {done} mutants killed ({score:.1f}%), {survived} survived, "
+      f"{other} not run, {total - len(rows)} pending; {seconds} s")
+PY
+done
