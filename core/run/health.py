@@ -32,7 +32,9 @@ from neuraterm.core.nn.linear import Linear
 from neuraterm.core.nn.tensor import Tensor, no_grad
 
 PERCENTILES = (0, 7, 16, 31, 50, 69, 84, 93, 100)
-PROBE_SIZE = 512
+PROBE_SIZE = 512  # rows of the probe batch, at most...
+PROBE_SHARE = 16  # ...and at most 1/16 of the training split (but PROBE_MIN): on a small split a 512-row
+PROBE_MIN = 128  # probe is a large share of the epoch (quick: 15% of 3,500 rows, 2.5% of its epoch time)
 BAND_SAMPLE = 16384
 PROBE_SEED = 0x5EED  # added to the run's seed: the probe's own generator, never a training stream
 SCALARS = ("weight_norm", "grad_norm", "update_ratio", "update_ratio_median", "act_mean", "act_std",
@@ -43,10 +45,15 @@ DEAD_KINDS = ("relu", "leaky_relu", "gelu", "silu")
 SATURATING = ("tanh", "sigmoid")
 
 
-def probe_rows(train_size: int, seed: int, size: int = PROBE_SIZE) -> np.ndarray:
+def probe_size(train_size: int) -> int:
+    """512 rows, or 1/16 of a small training split (at least 128, at most the split)."""
+    return min(train_size, PROBE_SIZE, max(PROBE_MIN, train_size // PROBE_SHARE))
+
+
+def probe_rows(train_size: int, seed: int) -> np.ndarray:
     """Positions in the training split of the probe batch: sorted, without repeats, from its own generator."""
     rng = np.random.default_rng(seed + PROBE_SEED)
-    return np.sort(rng.choice(train_size, size=min(size, train_size), replace=False)).astype(np.int64)
+    return np.sort(rng.choice(train_size, size=probe_size(train_size), replace=False)).astype(np.int64)
 
 
 class Layer:
