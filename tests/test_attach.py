@@ -178,6 +178,8 @@ def test_serve_shows_a_running_run_in_a_real_browser_that_can_pause_it(tmp_path)
     run = tmp_path / "served"
     trainer = subprocess.Popen([*NEURATERM, "train", "--preset", preset(tmp_path, 600), "--out", str(run)],
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    # serve refuses a folder that is not a run yet, and it starts faster than train makes one
+    wait_until(lambda: checkpoint.is_run_folder(run), what="the run's folder")
     port = free_port()
     server = subprocess.Popen([*NEURATERM, "serve", str(run), "--port", str(port)], cwd=tmp_path,
                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, start_new_session=True)

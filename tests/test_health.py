@@ -252,3 +252,19 @@ def test_study_results_flag_zeros_init_and_call_he_and_glorot_healthy(tmp_path):
     assert any(line.startswith("| member |") and line.rstrip().endswith("| alerts |") for line in markdown.splitlines())
     for suffix in ("png", "svg"):
         assert (out / "figures" / f"update-ratio.{suffix}").stat().st_size > 1000
+
+
+def test_small_updates_of_a_network_that_fits_its_data_are_not_called_a_learning_rate_too_small():
+    """Converged (train accuracy ~100%, lr 0.1) the output layer's steps are ~1e-6 of its weights: that
+    is what convergence looks like, so only a network that does not yet fit its data is told to raise the LR."""
+    from types import SimpleNamespace
+    from neuraterm.core.run import alerts
+
+    def epoch(confidence):
+        return SimpleNamespace(epoch=18, layers=["hidden1", "output"], kinds=["relu", "identity"],
+                               unit_spread=[0.5, 0.5], dead_fraction=[0.02, float("nan")],
+                               saturated_fraction=[float("nan"), float("nan")], grad_norm=[0.01, 0.01],
+                               update_ratio_median=[1.1e-6, 1.1e-6], class_confidence=[confidence] * 10)
+    assert [a.kind for a in alerts.check(epoch(0.995))] == []
+    assert {(a.kind, a.layer) for a in alerts.check(epoch(0.40))} == {("updates_too_small", "hidden1"),
+                                                                      ("updates_too_small", "output")}

@@ -17,6 +17,8 @@ practice is written down:
   higher then the learning rate is likely too high") and Deeplearning4j's "Visualizing network
   training" (log10 of the ratio around -3, healthy between about -2 and -4). We alert two decades outside
   the healthy 1e-3 (Adam's first epochs sit near 1e-2 in healthy runs, so 1e-2 itself would cry wolf).
+  Small updates are not flagged once the network fits its training data (mean confidence in the true
+  class on the probe batch >= 0.98): its gradients, and so its steps, are small because it has converged.
 - `vanishing_gradients` / `exploding_gradients`: a hidden layer's gradient norm below 1e-3 or above 1e3
   times the output layer's. Glorot and Bengio 2010, "Understanding the difficulty of
   training deep feedforward neural networks" (gradients shrinking toward the input); Pascanu, Mikolov
@@ -35,6 +37,7 @@ DEAD = 0.4
 IDENTICAL = 1e-3
 RATIO_LOW, RATIO_HIGH = 1e-5, 1e-1
 VANISHING, EXPLODING = 1e-3, 1e3
+FITTED = 0.98  # mean confidence in the true class on the probe batch above which small updates are expected
 SATURATED = 0.3
 KINDS = ("identical_units", "dead_units", "saturated_units", "vanishing_gradients", "exploding_gradients",
          "updates_too_small", "updates_too_large")
@@ -67,6 +70,11 @@ def check(h) -> list[Alert]:
 
     def add(i, kind, figure, message, advice):
         found.append(Alert(h.epoch, h.layers[i], kind, figure, message, advice))
+
+    # A network that already fits its training data takes tiny steps because its gradients are tiny: that
+    # is convergence, not a learning rate too small (the probe batch's mean confidence in the true class).
+    confidence = [c for c in (getattr(h, "class_confidence", None) or []) if _ok(c)]
+    fitted = bool(confidence) and sum(confidence) / len(confidence) >= FITTED
 
     for i, name in enumerate(h.layers):
         hidden = i < last
@@ -101,7 +109,7 @@ def check(h) -> list[Alert]:
                     f"than the rest of the network's.",
                     "lower the learning rate, clip gradients (optimizer.clip_norm = 1) or add batch norm.")
         ratio = h.update_ratio_median[i]
-        if _ok(ratio) and ratio < RATIO_LOW:
+        if _ok(ratio) and ratio < RATIO_LOW and not fitted:
             shown = f"log10 update/weight {math.log10(ratio):.1f}" if ratio > 0 else "update/weight 0"
             add(i, "updates_too_small", shown,
                 (f"each step changes {name}'s weights by {ratio:.1e} of their size, far below the healthy 1e-3, "
