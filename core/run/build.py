@@ -5,12 +5,12 @@ importing the training loop, and the trainer can import evaluation without a cir
 """
 from __future__ import annotations
 
-import os
 
 import numpy as np
 
 from neuraterm.core.config import Config
 from neuraterm.core.data import registry
+from neuraterm.core.data.npy import available_memory
 from neuraterm.core.data.prepare import Prepared, prepare
 from neuraterm.core.errors import NeuratermError
 from neuraterm.core.nn.mlp import MLP
@@ -92,23 +92,7 @@ def check_fits_in_memory(sizes: list[int], batch_size: int, optimizer: str) -> N
     states = {"sgd": 1, "rmsprop": 2, "adam": 2, "adamw": 2}.get(optimizer, 2)
     # weights, gradient, optimizer states, an update buffer and the best weights; activations and their gradients
     need = 4 * params * (4 + states) + 4 * 3 * batch_size * sum(sizes)
-    have = _available_memory()
+    have = available_memory()
     if have and need > have:
         raise NeuratermError(f"the model needs about {need / 2**30:,.1f} GiB ({params:,} parameters) but this "
                              f"machine has {have / 2**30:,.1f} GiB available; make model.hidden smaller")
-
-
-def _available_memory() -> int | None:
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError):
-        pass
-    try:
-        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):  # pragma: no cover
-        return None
-
-
