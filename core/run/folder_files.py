@@ -155,58 +155,37 @@ def list_dir(root: Path, rel: str = "") -> list[tuple[str, str]]:
         os.close(fd)
 
 
-def remove_file(root: Path, rel: str) -> bool:
-    """Delete `root/rel` if it is a regular file reached without links; anything else stays."""
+def _remove(root: Path, rel: str, is_kind, remove) -> bool:
+    """`remove(name, dir_fd=...)` the entry `root/rel` if `is_kind(its lstat mode)`, reached without links."""
     parts = _parts(rel, root)
     try:
         dir_fd = open_dir(root, "/".join(parts[:-1]))
     except OSError:
         return False
     try:
-        if not stat.S_ISREG(os.stat(parts[-1], dir_fd=dir_fd, follow_symlinks=False).st_mode):
+        if not is_kind(os.stat(parts[-1], dir_fd=dir_fd, follow_symlinks=False).st_mode):
             return False
-        os.unlink(parts[-1], dir_fd=dir_fd)
+        remove(parts[-1], dir_fd=dir_fd)
         return True
     except OSError:
         return False
     finally:
         os.close(dir_fd)
+
+
+def remove_file(root: Path, rel: str) -> bool:
+    """Delete `root/rel` if it is a regular file reached without links; anything else stays."""
+    return _remove(root, rel, stat.S_ISREG, os.unlink)
 
 
 def remove_link(root: Path, rel: str) -> bool:
     """Delete the symbolic link `root/rel` itself (a leftover of the program's own link switch)."""
-    parts = _parts(rel, root)
-    try:
-        dir_fd = open_dir(root, "/".join(parts[:-1]))
-    except OSError:
-        return False
-    try:
-        if not stat.S_ISLNK(os.stat(parts[-1], dir_fd=dir_fd, follow_symlinks=False).st_mode):
-            return False
-        os.unlink(parts[-1], dir_fd=dir_fd)
-        return True
-    except OSError:
-        return False
-    finally:
-        os.close(dir_fd)
+    return _remove(root, rel, stat.S_ISLNK, os.unlink)
 
 
 def remove_empty_dir(root: Path, rel: str) -> bool:
     """Delete the folder `root/rel` if it is empty and not a link."""
-    parts = _parts(rel, root)
-    try:
-        dir_fd = open_dir(root, "/".join(parts[:-1]))
-    except OSError:
-        return False
-    try:
-        if not stat.S_ISDIR(os.stat(parts[-1], dir_fd=dir_fd, follow_symlinks=False).st_mode):
-            return False
-        os.rmdir(parts[-1], dir_fd=dir_fd)
-        return True
-    except OSError:
-        return False
-    finally:
-        os.close(dir_fd)
+    return _remove(root, rel, stat.S_ISDIR, os.rmdir)
 
 
 def remove_tree(root: Path, rel: str) -> None:
