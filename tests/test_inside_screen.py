@@ -152,3 +152,14 @@ def test_half_blocks_put_two_pixels_in_a_cell():
     first = text.spans[0].style
     assert text.spans[0].start == 0
     assert tuple(first.color.triplet) == (255, 0, 0) and tuple(first.bgcolor.triplet) == (0, 0, 255)
+
+
+def test_the_gallery_of_non_image_data_shows_class_names_as_text():
+    """Class names come from the user's data file: in the list a gallery falls back to for features
+    that are not an image, an escape sequence is shown, never sent to the terminal."""
+    from neuraterm.tui.widgets.health_views import mistake_tiles
+    result = {"mistakes": [{"index": 3, "true": "a\x1b[2Jb", "predicted": "[bold]c", "confidence": 0.9,
+                            "image": [0.1, 0.2, 0.3, 0.4, 0.5]}],
+              "wrong": 1, "test_size": 10, "epoch": 2}
+    plain = mistake_tiles(result, 80).plain
+    assert "\x1b" not in plain and "a\\x1b[2Jb" in plain and "[bold]c" in plain

@@ -162,13 +162,18 @@ def weight_tiles(weights: np.ndarray, width: int, height: int, epoch: int, learn
         pictures = [half_blocks(diverging(weights[u].reshape(side, side))).split("\n") for u in units]
         captions = [f"#{u} |w| {norms[u]:.2f}"[:side].ljust(side) for u in units]
         text.append("\n" + " ".join(captions), style="grey62")
-        for line in range(len(pictures[0])):
-            text.append("\n")
-            for j, picture in enumerate(pictures):
-                if j:
-                    text.append(" ")
-                text.append_text(picture[line])
+        _append_side_by_side(text, pictures)
     return text
+
+
+def _append_side_by_side(text: Text, pictures: list) -> None:
+    """Pictures of equal height (lists of half-block lines) appended as one row, a space apart."""
+    for line in range(len(pictures[0])):
+        text.append("\n")
+        for j, picture in enumerate(pictures):
+            if j:
+                text.append(" ")
+            text.append_text(picture[line])
 
 
 def confidence_lines(health: list, class_names: list[str] | None, width: int) -> Text:
@@ -203,7 +208,8 @@ def mistake_tiles(result: dict, width: int) -> Text:
     side = image_side(int(np.asarray(mistakes[0]["image"]).size))
     if side is None:
         for m in mistakes:
-            text.append(f"\n#{m['index']}: {m['true']} predicted {m['predicted']} ({100 * m['confidence']:.0f}%)")
+            text.append(f"\n#{m['index']}: {visible(m['true'])} predicted {visible(m['predicted'])} "
+                        f"({100 * m['confidence']:.0f}%)")
         return text
     from neuraterm.tui.widgets.pixels import gray
     per_row = max(1, (width + 1) // (side + 1))
@@ -218,10 +224,5 @@ def mistake_tiles(result: dict, width: int) -> Text:
         for j, m in enumerate(group):
             text.append(("" if not j else " ") + f"{100 * m['confidence']:.1f}% #{m['index']}".ljust(side)[:side],
                         style="grey62")
-        for line in range(len(pictures[0])):
-            text.append("\n")
-            for j, picture in enumerate(pictures):
-                if j:
-                    text.append(" ")
-                text.append_text(picture[line])
+        _append_side_by_side(text, pictures)
     return text
