@@ -49,8 +49,14 @@ fi
 "$WORK/venv/bin/python" -m pip install -q --no-deps -e "$WORK/tree"
 "$WORK/venv/bin/python" -c "import cosmic_ray" 2>/dev/null || "$WORK/venv/bin/python" -m pip install -q "cosmic-ray==8.7.0"
 VENV="$WORK/venv/bin"
+# cosmic-ray's commands by entry point: a cosmic-ray from the system site-packages has no scripts in the venv.
+CR=("$VENV/python" -c 'import importlib, sys; m, f = sys.argv.pop(1).split(":"); sys.argv[0] = f; sys.exit(getattr(importlib.import_module(m), f)())')
 cd "$WORK/tree"
 "$VENV/python" -c "import neuraterm.core as c, sys; sys.exit(0 if c.__file__.startswith('$WORK/tree/') else 'the copy is not the installed package: ' + c.__file__)"
+
+server=
+stop_server() { if [ -n "$server" ]; then kill "$server" 2>/dev/null || true; wait "$server" 2>/dev/null || true; server=; fi; }
+trap stop_server EXIT
 
 wanted=("$@")
 for entry in "${MODULES[@]}"; do
@@ -58,9 +64,13 @@ for entry in "${MODULES[@]}"; do
   if [ ${#wanted[@]} -gt 0 ] && [[ ! " ${wanted[*]} " =~ " $name " ]]; then continue; fi
   args=($tests)
   [ -n "$expr" ] && args+=(-k "$expr")
-  # A quoted command line for cosmic-ray (it splits it with shlex).
+  # pytest runs in a server that has imported the heavy dependencies once and forks per mutant
+  # (scripts/mutation_server.py); cosmic-ray's test command is its tiny client. A quoted command line
+  # for cosmic-ray (it splits it with shlex).
+  socket_path="$WORK/$name.sock"
   command=$("$VENV/python" -c 'import shlex, sys; print(shlex.join(sys.argv[1:]))' \
-    "$VENV/python" -m pytest -x -q -p no:cacheprovider -p no:randomly "${args[@]}")
+    "$VENV/python" -S "$WORK/tree/scripts/mutation_client.py" "$socket_path" \
+    -x -q -p no:cacheprovider -p no:randomly "${args[@]}")
   config="$WORK/$name.toml"
   session="$WORK/$name.sqlite"
   {
@@ -79,21 +89,31 @@ for entry in "${MODULES[@]}"; do
   echo "== $name: $files"
   echo "   tests: ${args[*]}"
   started=$(date +%s)
+  stop_server
+  rm -f "$socket_path"
+  nice -n 19 env CI=true "$VENV/python" "$WORK/tree/scripts/mutation_server.py" "$socket_path" "$WORK/tree" $tests \
+    >"$WORK/results/$name.server" 2>&1 &
+  server=$!
+  until grep -q ready "$WORK/results/$name.server" 2>/dev/null; do
+    kill -0 "$server" 2>/dev/null || { echo "   the test server did not start (see $WORK/results/$name.server)"; server=; continue 2; }
+    sleep 0.2
+  done
   if ! nice -n 19 env PYTHONDONTWRITEBYTECODE=1 CI=true bash -c "$command" >"$WORK/results/$name.baseline" 2>&1; then
-    echo "   the tests fail without a mutant (see $WORK/results/$name.baseline)"; continue
+    echo "   the tests fail without a mutant (see $WORK/results/$name.baseline)"; stop_server; continue
   fi
   # A session is resumed: mutants already killed stay killed (a killed mutant stays killed when tests
   # are added), survivors are tried again against today's tests. MUTATION_FRESH=1 starts over.
   if [ "${MUTATION_FRESH:-0}" = 1 ] || [ ! -f "$session" ] || [ "$(cat "$session.files" 2>/dev/null)" != "$files" ]; then
     rm -f "$session"
-    "$VENV/cosmic-ray" init "$config" "$session" >/dev/null
+    "${CR[@]}" cosmic_ray.cli:main init "$config" "$session" >/dev/null
     echo "$files" >"$session.files"
   else
     "$VENV/python" -c "import sqlite3, sys; db = sqlite3.connect(sys.argv[1]); db.execute(\"delete from work_results where test_outcome != 'KILLED'\"); db.commit()" "$session"
   fi
-  "$VENV/cr-filter-operators" "$session" "$config" >/dev/null
-  nice -n 19 env CI=true "$VENV/cosmic-ray" exec "$config" "$session"
-  "$VENV/cr-report" --show-output=false --show-diff "$session" >"$WORK/results/$name.txt" 2>&1 || true
+  "${CR[@]}" cosmic_ray.tools.filters.operators_filter:main "$session" "$config" >/dev/null
+  nice -n 19 env CI=true "${CR[@]}" cosmic_ray.cli:main exec "$config" "$session"
+  stop_server
+  "${CR[@]}" cosmic_ray.tools.report:report --show-output=false --show-diff "$session" >"$WORK/results/$name.txt" 2>&1 || true
   "$VENV/python" - "$session" "$name" "$(( $(date +%s) - started ))" <<'PY'
 import sqlite3, sys
 session, name, seconds = sys.argv[1], sys.argv[2], int(sys.argv[3])
