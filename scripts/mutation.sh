@@ -14,7 +14,7 @@
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 WORK="${MUTATION_DIR:-/tmp/neuraterm-mutation}"
-TIMEOUT="${MUTATION_TIMEOUT:-300}"   # seconds per mutant's test run; a mutant that hangs counts as killed
+# MUTATION_TIMEOUT: seconds per mutant's test run (a mutant that hangs counts as killed); default below.
 
 # smallest first; module | files it mutates | test files | pytest -k expression (over all of them; empty: every test)
 MODULES=(
@@ -36,8 +36,11 @@ if [ "${1:-}" = "--list" ]; then
   exit 0
 fi
 
-echo "copying $ROOT to $WORK/tree ..."
 mkdir -p "$WORK/results"
+# One run at a time per scratch folder (the copy is replaced at start): another run needs its own MUTATION_DIR.
+exec 9>"$WORK/lock"
+flock -n 9 || { echo "another mutation run is using $WORK: give this one its own MUTATION_DIR" >&2; exit 1; }
+echo "copying $ROOT to $WORK/tree ..."
 rm -rf "$WORK/tree" && mkdir -p "$WORK/tree"
 tar -C "$ROOT" --exclude=./.venv --exclude=./.git --exclude=__pycache__ --exclude=.hypothesis \
   --exclude=.pytest_cache --exclude=./.benchmarks -cf - . | tar -C "$WORK/tree" -xf -
@@ -71,12 +74,30 @@ for entry in "${MODULES[@]}"; do
   command=$("$VENV/python" -c 'import shlex, sys; print(shlex.join(sys.argv[1:]))' \
     "$VENV/python" -S "$WORK/tree/scripts/mutation_client.py" "$socket_path" \
     -x -q -p no:cacheprovider -p no:randomly "${args[@]}")
+  echo "== $name: $files"
+  echo "   tests: ${args[*]}"
+  started=$(date +%s)
+  stop_server
+  rm -f "$socket_path"
+  nice -n 19 env CI=true "$VENV/python" "$WORK/tree/scripts/mutation_server.py" "$socket_path" "$WORK/tree" $tests \
+    >"$WORK/results/$name.server" 2>&1 9>&- &
+  server=$!
+  until grep -q ready "$WORK/results/$name.server" 2>/dev/null; do
+    kill -0 "$server" 2>/dev/null || { echo "   the test server did not start (see $WORK/results/$name.server)"; server=; continue 2; }
+    sleep 0.2
+  done
+  baseline_started=$(date +%s)
+  if ! nice -n 19 env PYTHONDONTWRITEBYTECODE=1 CI=true bash -c "$command" >"$WORK/results/$name.baseline" 2>&1; then
+    echo "   the tests fail without a mutant (see $WORK/results/$name.baseline)"; stop_server; continue
+  fi
+  # A mutant that makes the tests hang is killed at the timeout: 10x the unmutated run, at least 60 s.
+  timeout=${MUTATION_TIMEOUT:-$(( ($(date +%s) - baseline_started) * 10 > 60 ? ($(date +%s) - baseline_started) * 10 : 60 ))}
   config="$WORK/$name.toml"
   session="$WORK/$name.sqlite"
   {
     echo "[cosmic-ray]"
     printf 'module-path = [%s]\n' "$(for f in $files; do printf '"%s", ' "$f"; done | sed 's/, $//')"
-    echo "timeout = $TIMEOUT"
+    echo "timeout = $timeout"
     echo "excluded-modules = []"
     echo "test-command = $("$VENV/python" -c 'import json, sys; print(json.dumps(sys.argv[1]))' "$command")"
     echo "[cosmic-ray.distributor]"
@@ -86,21 +107,6 @@ for entry in "${MODULES[@]}"; do
     # few integers here: dozens of mutants per file that any test kills, at ~10 s each on a busy machine.
     echo 'exclude-operators = ["core/ReplaceBinaryOperator_.*_(BitOr|BitAnd|BitXor|LShift|RShift)$"]'
   } >"$config"
-  echo "== $name: $files"
-  echo "   tests: ${args[*]}"
-  started=$(date +%s)
-  stop_server
-  rm -f "$socket_path"
-  nice -n 19 env CI=true "$VENV/python" "$WORK/tree/scripts/mutation_server.py" "$socket_path" "$WORK/tree" $tests \
-    >"$WORK/results/$name.server" 2>&1 &
-  server=$!
-  until grep -q ready "$WORK/results/$name.server" 2>/dev/null; do
-    kill -0 "$server" 2>/dev/null || { echo "   the test server did not start (see $WORK/results/$name.server)"; server=; continue 2; }
-    sleep 0.2
-  done
-  if ! nice -n 19 env PYTHONDONTWRITEBYTECODE=1 CI=true bash -c "$command" >"$WORK/results/$name.baseline" 2>&1; then
-    echo "   the tests fail without a mutant (see $WORK/results/$name.baseline)"; stop_server; continue
-  fi
   # A session is resumed: mutants already killed stay killed (a killed mutant stays killed when tests
   # are added), survivors are tried again against today's tests. MUTATION_FRESH=1 starts over.
   if [ "${MUTATION_FRESH:-0}" = 1 ] || [ ! -f "$session" ] || [ "$(cat "$session.files" 2>/dev/null)" != "$files" ]; then
