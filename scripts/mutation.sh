@@ -20,7 +20,7 @@ WORK="${MUTATION_DIR:-/tmp/neuraterm-mutation}"
 MODULES=(
   "smoothing|tui/smoothing.py|tests/test_charts.py|smooth"
   "metrics|core/metrics.py|tests/test_engine.py|metrics"
-  "event_log|core/run/event_log.py|tests/test_event_log_reader.py|"
+  "event_log|core/run/event_log.py|tests/test_event_log_bounds.py tests/test_event_log_reader.py|"
   "normalize|core/data/normalize.py|tests/test_custom_data.py|statistics or standardize or pixel_deviation or noise"
   "schedules|core/optim/schedules.py|tests/test_schedules.py tests/test_torch_parity.py|schedule or plateau"
   "ticks|tui/ticks.py|tests/test_charts.py|not smooth"
