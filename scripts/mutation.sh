@@ -24,7 +24,7 @@ MODULES=(
   "normalize|core/data/normalize.py|tests/test_normalize_statistics.py tests/test_custom_data.py|statistics or standardize or pixel_deviation or noise"
   "schedules|core/optim/schedules.py|tests/test_schedules.py tests/test_torch_parity.py|schedule or plateau"
   "ticks|tui/ticks.py|tests/test_charts.py|not smooth"
-  "results|core/study/results.py|tests/test_study_tables.py tests/test_studies.py|study_tables or sample_standard"
+  "results|core/study/results.py|tests/test_study_tables.py tests/test_studies.py|study_tables or sample_standard or last_epoch_its_report"
   "optimizers|core/optim/optimizers.py|tests/test_torch_parity.py tests/test_engine.py|optimizer or l2 or clipping"
   "data_readers|core/data/idx.py core/data/npy.py core/data/csv_table.py core/data/custom.py|tests/test_custom_data.py tests/test_data.py|"
   "engine|core/nn/tensor.py core/nn/activations.py core/nn/batchnorm.py core/nn/linear.py core/nn/losses.py|tests/test_gradcheck.py tests/test_torch_parity.py tests/test_engine.py|"

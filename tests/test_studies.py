@@ -636,13 +636,19 @@ charts = []
 """
 
 
-def test_mean_and_sample_standard_deviation_over_seeds_match_the_full_precision_table(tmp_path):
+@pytest.fixture(scope="module")
+def spread_study(tmp_path_factory):
+    cwd = tmp_path_factory.mktemp("spread")
+    (cwd / "s.toml").write_text(SPREAD_STUDY)
+    result = cli("study", "s.toml", cwd=cwd)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return cwd / "studies" / "spread"
+
+
+def test_mean_and_sample_standard_deviation_over_seeds_match_the_full_precision_table(spread_study):
     """Each "mean ± sd" cell of results.md, recomputed by hand from results.csv: the sample deviation
     (n - 1), which is what a spread over three seeds estimates; the population one is sqrt(2/3) of it."""
-    (tmp_path / "s.toml").write_text(SPREAD_STUDY)
-    result = cli("study", "s.toml", cwd=tmp_path)
-    assert result.returncode == 0, result.stdout + result.stderr
-    folder = tmp_path / "studies" / "spread"
+    folder = spread_study
     rows = list(csv.DictReader(open(folder / "results.csv")))
     assert [r["state"] for r in rows] == ["finished"] * 3
     markdown = (folder / "results.md").read_text()
@@ -669,3 +675,23 @@ def test_mean_and_sample_standard_deviation_over_seeds_match_the_full_precision_
         assert abs(float(sd_text) - sd * scale) <= half, (metric, cell, values)
         checked += sd * scale * (1 - math.sqrt(2 / 3)) > 2 * half  # pstdev would be visibly different here
     assert checked >= 3
+
+
+def test_a_results_row_is_the_members_last_epoch_its_report_its_median_seconds_and_its_health(spread_study):
+    """results.csv against each member's own files: history.csv's last row (not its first), report.json,
+    the median of the epochs' seconds, and the layer health measured at each epoch by default."""
+    rows = list(csv.DictReader(open(spread_study / "results.csv")))
+    assert len(rows) == 3
+    for row in rows:
+        member = spread_study / row["member"]
+        history = list(csv.DictReader(open(member / "history.csv")))
+        assert len(history) == 2 and row["epochs"] == "2"
+        for key in ("train_loss", "train_acc", "val_loss", "val_acc"):
+            assert float(row[key]) == float(history[-1][key]) != float(history[0][key]), key
+        seconds = sorted(float(h["seconds"]) for h in history)
+        assert float(row["s_per_epoch"]) == pytest.approx((seconds[0] + seconds[1]) / 2, rel=1e-12)
+        report = json.loads((member / "report.json").read_text())
+        assert float(row["test_acc"]) == report["test_accuracy"] and float(row["test_loss"]) == report["test_loss"]
+        assert float(row["macro_f1"]) == report["macro_f1"] and row["parameters"] == str(report["parameters"])
+        assert row["alerts"] == "healthy", row
+    assert "## Layer health at each member's last epoch" in (spread_study / "results.md").read_text()

@@ -121,7 +121,8 @@ def test_the_csv_keeps_full_precision_and_leaves_blanks(tables):
 def test_the_markdown_lists_states_spread_failures_and_figures(tables, tmp_path):
     folder, rows = tables
     figure = tmp_path / "figures" / "curves.png"
-    text = results.to_markdown(folder, rows, [figure, tmp_path / "figures" / "curves.svg"])
+    text = results.to_markdown(folder, rows, [figure, tmp_path / "figures" / "curves.svg",
+                                              tmp_path / "figures" / "curves.pdf"])
     assert text.startswith("# tables\n\nTwo learning rates over three seeds.\n\n"
                            "Base preset: quick; for every member: train.epochs = 3.\n\n"
                            "6 members: 4 finished, 1 failed, 1 running.\n\n| member | lr | seed | state |")
@@ -145,6 +146,18 @@ def test_one_seed_has_no_seed_column_and_no_spread(tmp_path):
     assert "Mean ±" not in text and "did not finish" not in text and "## Figures" not in text
     assert "Base preset: mine; for every member" in text  # a preset file is named by its stem
     assert "2 members: 2 finished." in text
+
+
+@pytest.mark.parametrize("seeds, seed_column", [("", False), ("seeds = [4]", False), ("seeds = [4, 5]", True)])
+def test_the_seed_column_and_the_spread_need_two_seeds(tmp_path, seeds, seed_column):
+    """Every other axis stays, whatever its name sorts after ("train.threads" > "train.seed")."""
+    text = STUDY.replace("seeds = [0, 1, 2]", seeds).replace('"optimizer.lr" = [0.1, 0.01]', '"train.threads" = [1, 2]')
+    folder = folder_of(text, tmp_path)
+    rows = [results.Row(m, "finished", dict(NONE)) for m in folder.members]
+    header, cells = results.table(folder, rows)
+    assert header[:4] == ["member", "threads", "seed", "state"] if seed_column else ["member", "threads", "state", "train acc"]
+    assert [c[1] for c in cells] == (["1", "1", "2", "2"] if seed_column else ["1", "2"])
+    assert ("## Mean ± standard deviation over seeds 4, 5" in results.to_markdown(folder, rows)) == seed_column
 
 
 def test_a_markdown_table_right_aligns_numeric_columns_and_escapes_bars():
