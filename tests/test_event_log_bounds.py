@@ -3,12 +3,19 @@ compaction keeps every epoch and the latest STEP_BUDGET / 2 bytes of step lines;
 step lines before the last SKIM_TAIL bytes; reads go CHUNK bytes at a time; a line longer than
 LINE_LIMIT is skipped and counted once. Expected lines are worked out from the bytes on disk."""
 import json
+import types
 
 import pytest
 
 from neuraterm.core.run import event_log, events
 
 STEP_PREFIXES = (b'{"type": "StepEnded"', b'{"type": "Heartbeat"')
+
+
+@pytest.fixture(autouse=True)
+def fixed_clock(monkeypatch):
+    """Every record's wall-clock time is 1.5: a line's length no longer depends on when it was written."""
+    monkeypatch.setattr(events, "time", types.SimpleNamespace(time=lambda: 1.5))
 
 
 def lines_of(path) -> list[bytes]:
