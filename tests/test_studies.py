@@ -629,10 +629,11 @@ seeds = [0, 1, 2]
 [set]
 "data.limit" = 600
 "model.hidden" = [16]
-"train.epochs" = 2
+"train.epochs" = 3
 [results]
 metrics = ["train_acc", "val_acc", "test_acc", "test_loss", "macro_f1", "best_epoch", "s_per_epoch"]
 charts = []
+noise = true
 """
 
 
@@ -685,13 +686,20 @@ def test_a_results_row_is_the_members_last_epoch_its_report_its_median_seconds_a
     for row in rows:
         member = spread_study / row["member"]
         history = list(csv.DictReader(open(member / "history.csv")))
-        assert len(history) == 2 and row["epochs"] == "2"
+        assert len(history) == 3 and row["epochs"] == "3"
         for key in ("train_loss", "train_acc", "val_loss", "val_acc"):
-            assert float(row[key]) == float(history[-1][key]) != float(history[0][key]), key
+            assert float(row[key]) == float(history[2][key]), key
+        assert float(history[2]["train_loss"]) not in (float(history[0]["train_loss"]), float(history[1]["train_loss"]))
         seconds = sorted(float(h["seconds"]) for h in history)
-        assert float(row["s_per_epoch"]) == pytest.approx((seconds[0] + seconds[1]) / 2, rel=1e-12)
+        assert float(row["s_per_epoch"]) == seconds[1]  # the median of three
         report = json.loads((member / "report.json").read_text())
         assert float(row["test_acc"]) == report["test_accuracy"] and float(row["test_loss"]) == report["test_loss"]
         assert float(row["macro_f1"]) == report["macro_f1"] and row["parameters"] == str(report["parameters"])
+        assert float(row["balanced_acc"]) == report["balanced_accuracy"]
+        noise = {float(n["sigma"]): n["accuracy"] for n in report["noise"]}
+        assert len(noise) == 4 and {float(k[6:]): float(v) for k, v in row.items() if k.startswith("noise_")} == noise
         assert row["alerts"] == "healthy", row
-    assert "## Layer health at each member's last epoch" in (spread_study / "results.md").read_text()
+    markdown = (spread_study / "results.md").read_text()
+    assert "## Layer health at each member's last epoch\n\nEvery member is within the alert thresholds." in markdown
+    member_lines = [line for line in markdown.splitlines() if line.startswith("| base_seed-")]
+    assert len(member_lines) == 3 and all(line.endswith("| healthy |") for line in member_lines)
