@@ -3,6 +3,7 @@ compaction keeps every epoch and the latest STEP_BUDGET / 2 bytes of step lines;
 step lines before the last SKIM_TAIL bytes; reads go CHUNK bytes at a time; a line longer than
 LINE_LIMIT is skipped and counted once. Expected lines are worked out from the bytes on disk."""
 import json
+import os
 import types
 
 import pytest
@@ -60,6 +61,9 @@ def test_compaction_keeps_every_other_line_and_the_latest_half_budget_of_steps(t
         assert sum(len(k) + 1 for k in kept if is_step(k)) <= budget
     log.close()
     assert 10 <= len(expected_steps) <= 20  # compacted more than once
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (tmp_path / "events.jsonl").stat().st_mode & 0o777 == 0o666 & ~umask  # as a new file would be
     assert sorted(p.name for p in tmp_path.iterdir()) == ["events.jsonl"]  # no temporary file left
 
 

@@ -54,7 +54,7 @@ class EventLog:
         self.path = Path(run_dir) / LOG_FILE
         self.step_interval = step_interval
         try:  # never appended through a planted link, never to a FIFO
-            fd = folder_files.open_file(self.path.parent, LOG_FILE, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+            fd = folder_files.open_file(self.path.parent, LOG_FILE, os.O_APPEND | os.O_WRONLY | os.O_CREAT)
         except folder_files.Refused as exc:
             raise NeuratermError(f"{exc}; move it away to train this folder") from None
         self._file = os.fdopen(fd, "ab", buffering=0)  # one write per line: nothing is held back to fail later
