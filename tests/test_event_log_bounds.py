@@ -39,9 +39,9 @@ def test_compaction_keeps_every_other_line_and_the_latest_half_budget_of_steps(t
     log = event_log.EventLog(tmp_path, step_interval=0)
     log(step(100))
     line = len(lines_of(tmp_path / "events.jsonl")[0]) + 1  # bytes per step line, its newline included
-    budget = 20 * line + line // 2
+    budget = 20 * line + 1
     monkeypatch.setattr(event_log, "STEP_BUDGET", budget)
-    keep = (budget // 2) // line  # whole step lines in half the budget: 10
+    keep = (budget // 2) // line  # whole step lines in half the budget: exactly 10 fill it
     assert keep == 10
     log(events.RunStarted(str(tmp_path), "b", "cpu", 10, 10, 1, 1, 999, 0, 9))
     expected_steps, others, in_file = [100], ["RunStarted"], 1
@@ -110,12 +110,15 @@ def record_of(e) -> dict:
     return events.to_record(e)
 
 
+@pytest.mark.parametrize("chunk", [400, 8 << 20])
 @pytest.mark.parametrize("tail", [0, 1, 150, 151, 152, 600, 10_000])
-def test_a_first_read_skims_step_lines_before_the_tail(tmp_path, monkeypatch, tail):
+def test_a_first_read_skims_step_lines_before_the_tail(tmp_path, monkeypatch, tail, chunk):
     monkeypatch.setattr(event_log, "SKIM_TAIL", tail)
+    monkeypatch.setattr(event_log, "CHUNK", chunk)
     sent = [events.RunStarted(str(tmp_path), "b", "cpu", 10, 10, 1, 1, 999, 0, 9)]
     for e in range(1, 5):
         sent += [step(100 + 10 * e + s) for s in range(3)] + [epoch(e)]
+    sent.append(step(199))  # a step line last too
     lines = write_lines(tmp_path / "events.jsonl", [record_of(e) for e in sent])
     size = sum(len(line) + 1 for line in lines)
     ends, at = [], 0

@@ -166,8 +166,8 @@ class LogReader:
                         self._in_long_line = True
                         continue
                     return found
-                cut = min(max(skim_before - self.offset, 0), end)  # lines before it are skimmed
-                cut = data.rfind(b"\n", 0, cut) + 1 if cut < end else end + 1
+                cut = min(max(skim_before - self.offset, 0), end + 1)  # lines before its line are skimmed
+                cut = data.rfind(b"\n", 0, cut) + 1 if cut <= end else end + 1
                 skimmed, lines = data[:cut].split(b"\n")[:-1], data[cut:end].split(b"\n") if cut <= end else []
                 if self._in_long_line:  # the rest of a line already counted
                     (skimmed if skimmed else lines).pop(0)
