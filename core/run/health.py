@@ -41,6 +41,9 @@ SCALARS = ("weight_norm", "grad_norm", "update_ratio", "update_ratio_median", "a
            "dead_fraction", "saturated_fraction", "unit_spread", "bn_scale_min", "bn_scale_max",
            "bn_shift_min", "bn_shift_max")
 FIELDS = (*SCALARS, *(f"weight_p{p}" for p in PERCENTILES), *(f"act_p{p}" for p in PERCENTILES))
+COL = {name: i for i, name in enumerate(FIELDS)}
+WEIGHT_BANDS = slice(COL["weight_p0"], COL["weight_p0"] + len(PERCENTILES))
+ACT_BANDS = slice(COL["act_p0"], COL["act_p0"] + len(PERCENTILES))
 DEAD_KINDS = ("relu", "leaky_relu", "gelu", "silu")
 SATURATING = ("tanh", "sigmoid")
 
@@ -96,15 +99,22 @@ def band_sample(a):
     return flat[::-(-flat.size // BAND_SAMPLE)]
 
 
-def _percentiles(xp, sample):
-    """`numpy.percentile(sample, PERCENTILES)` (its linear interpolation) from one sort: a sort of 16k
-    values is several times faster than percentile's nine partitions."""
-    v = xp.sort(sample).astype(xp.float64)
-    pos = np.array(PERCENTILES, np.float64) / 100 * (v.size - 1)
+def _percentiles(xp, samples: list):
+    """`numpy.percentile(sample, PERCENTILES)` (its linear interpolation) of each sample, from one sort of
+    them all (padded with +inf to the longest): one sort of 4k values is several times faster than
+    percentile's nine partitions, and one call for every band of an epoch saves the calls' overhead,
+    which on a small model is most of the cost. Returns (samples, percentiles) float64."""
+    sizes = np.array([s.size for s in samples], np.int64)
+    padded = xp.full((len(samples), int(sizes.max())), xp.inf, xp.result_type(*samples))
+    for i, s in enumerate(samples):
+        padded[i, :s.size] = s
+    v = xp.sort(padded, axis=1).astype(xp.float64)
+    pos = np.array(PERCENTILES, np.float64)[None, :] / 100 * (sizes[:, None] - 1)
     lo = np.floor(pos).astype(np.int64)
-    hi = np.minimum(lo + 1, v.size - 1)
-    frac = xp.asarray(pos - lo)
-    return v[xp.asarray(lo)] + (v[xp.asarray(hi)] - v[xp.asarray(lo)]) * frac
+    hi = np.minimum(lo + 1, sizes[:, None] - 1)
+    rows = xp.asarray(np.arange(len(samples))[:, None])
+    lo_v, hi_v = v[rows, xp.asarray(lo)], v[rows, xp.asarray(hi)]
+    return lo_v + (hi_v - lo_v) * xp.asarray(pos - lo)
 
 
 def _norm(xp, a):
@@ -122,6 +132,7 @@ class HealthMonitor:
         self.layers = layers_of(model)
         self.probe_x, self.probe_y = probe_x, xp.asarray(probe_y)
         self.num_classes = num_classes
+        self.class_counts = xp.bincount(self.probe_y, minlength=num_classes).astype(xp.float64)
         self.samples: list = []  # per sampled step: (layers, 3) [grad norm, ||delta W||, ||W before||]
         # Made once and reused: a fresh 400 KB array per sample is a fresh mapping whose page faults cost
         # more than the copy. Measuring is bound by memory, not arithmetic (a cold pass over quick's first
@@ -154,33 +165,33 @@ class HealthMonitor:
         """(values (layers, FIELDS), class confidence (classes,), samples this epoch); clears the samples."""
         xp = self.xp
         values = xp.full((len(self.layers), len(FIELDS)), xp.nan, xp.float64)
-        col = {name: i for i, name in enumerate(FIELDS)}
         n_samples = len(self.samples)
         if self.samples:
             s = xp.stack(self.samples)  # (samples, layers, 3)
             ratio = s[:, :, 1] / xp.maximum(s[:, :, 2], 1e-30)
-            values[:, col["grad_norm"]] = s[-1, :, 0]
-            values[:, col["update_ratio"]] = ratio[-1]
-            values[:, col["update_ratio_median"]] = xp.median(ratio, axis=0)
+            values[:, COL["grad_norm"]] = s[-1, :, 0]
+            values[:, COL["update_ratio"]] = ratio[-1]
+            values[:, COL["update_ratio_median"]] = ratio[0] if n_samples == 1 else xp.median(ratio, axis=0)
         self.samples = []
-        bands = slice(col["weight_p0"], col["weight_p0"] + len(PERCENTILES))
-        act_bands = slice(col["act_p0"], col["act_p0"] + len(PERCENTILES))
+        bands = []  # (layer, columns, values) of every percentile band, computed together at the end
         for layer, scratch in zip(self.layers, self._before):  # in the parameters' own dtype (float32)
             w = layer.linear.weight.data
             row = values[layer.index]
             norm = _norm(xp, w)
-            row[col["weight_norm"]] = norm
-            row[bands] = _percentiles(xp, band_sample(w))
+            row[COL["weight_norm"]] = norm
+            bands.append((layer.index, WEIGHT_BANDS, band_sample(w)))
             if w.shape[0] > 1:
-                row[col["unit_spread"]] = _norm(xp, xp.subtract(w, w.mean(axis=0), out=scratch)) / xp.maximum(norm, 1e-30)
+                row[COL["unit_spread"]] = _norm(xp, xp.subtract(w, w.mean(axis=0), out=scratch)) / xp.maximum(norm, 1e-30)
             if layer.bn is not None:
                 g, b = layer.bn.weight.data, layer.bn.bias.data
-                row[col["bn_scale_min"]], row[col["bn_scale_max"]] = g.min(), g.max()
-                row[col["bn_shift_min"]], row[col["bn_shift_max"]] = b.min(), b.max()
-        confidence = self._probe(values, col, act_bands)
+                row[COL["bn_scale_min"]], row[COL["bn_scale_max"]] = g.min(), g.max()
+                row[COL["bn_shift_min"]], row[COL["bn_shift_max"]] = b.min(), b.max()
+        confidence = self._probe(values, bands)
+        for (index, columns, _), pct in zip(bands, _percentiles(xp, [sample for _, _, sample in bands])):
+            values[index, columns] = pct
         return to_host(values), to_host(confidence), n_samples
 
-    def _probe(self, values, col, act_bands):
+    def _probe(self, values, bands: list):
         """Forward the probe batch in evaluation mode (no dropout, batch norm's running statistics)."""
         xp, was_training = self.xp, self.model.training
         self.model.eval()
@@ -188,23 +199,21 @@ class HealthMonitor:
             with no_grad():
                 h = Tensor(self.probe_x)
                 for layer in self.layers:
-                    out = h
                     for m in layer.modules:
-                        h = m(h)
-                        if not isinstance(m, Dropout):
-                            out = h
-                    a = out.data
+                        if not isinstance(m, Dropout):  # the identity in evaluation mode
+                            h = m(h)
+                    a = h.data
                     row = values[layer.index]
                     mean = a.mean(dtype=xp.float64)
                     deviation = a - mean.astype(a.dtype)  # then one BLAS dot: numpy's std is ~8 passes
-                    row[col["act_mean"]], row[col["act_std"]] = mean, _norm(xp, deviation) / math.sqrt(a.size)
-                    row[act_bands] = _percentiles(xp, band_sample(a))
+                    row[COL["act_mean"]], row[COL["act_std"]] = mean, _norm(xp, deviation) / math.sqrt(a.size)
+                    bands.append((layer.index, ACT_BANDS, band_sample(a)))
                     if layer.kind in DEAD_KINDS:
-                        row[col["dead_fraction"]] = 1.0 - (a > 0).any(axis=0).mean()
+                        row[COL["dead_fraction"]] = 1.0 - (a > 0).any(axis=0).mean()
                     elif layer.kind == "tanh":
-                        row[col["saturated_fraction"]] = (xp.abs(a) > 0.99).mean()
+                        row[COL["saturated_fraction"]] = (xp.abs(a) > 0.99).mean()
                     elif layer.kind == "sigmoid":
-                        row[col["saturated_fraction"]] = ((a > 0.99) | (a < 0.01)).mean()
+                        row[COL["saturated_fraction"]] = ((a > 0.99) | (a < 0.01)).mean()
                 logits = h.data.astype(xp.float64)
         finally:
             self.model.train(was_training)
@@ -212,9 +221,8 @@ class HealthMonitor:
         p = xp.exp(shifted)
         p /= p.sum(axis=1, keepdims=True)
         true = p[xp.arange(len(self.probe_y)), self.probe_y]
-        counts = xp.bincount(self.probe_y, minlength=self.num_classes).astype(xp.float64)
         sums = xp.bincount(self.probe_y, weights=true, minlength=self.num_classes)
-        return xp.where(counts > 0, sums / xp.maximum(counts, 1), xp.nan)
+        return xp.where(self.class_counts > 0, sums / xp.maximum(self.class_counts, 1), xp.nan)
 
 
 def record(epoch: int, layers: list[Layer] | list[str], kinds: list[str], values: np.ndarray,
@@ -222,12 +230,10 @@ def record(epoch: int, layers: list[Layer] | list[str], kinds: list[str], values
     """The `HealthMeasured` event of one epoch's values (columnar: each field a list over layers)."""
     from neuraterm.core.run.events import HealthMeasured
     names = [layer.name if isinstance(layer, Layer) else layer for layer in layers]
-    col = {name: i for i, name in enumerate(FIELDS)}
-    n = len(PERCENTILES)
     rows = [[_signif(v) for v in row] for row in np.asarray(values, np.float64).tolist()]  # floats, not numpy scalars
-    fields = {name: [row[col[name]] for row in rows] for name in SCALARS}
-    wb = [row[col["weight_p0"]:col["weight_p0"] + n] for row in rows]
-    ab = [row[col["act_p0"]:col["act_p0"] + n] for row in rows]
+    fields = {name: [row[COL[name]] for row in rows] for name in SCALARS}
+    wb = [row[WEIGHT_BANDS] for row in rows]
+    ab = [row[ACT_BANDS] for row in rows]
     return HealthMeasured(epoch=epoch, layers=names, kinds=list(kinds), weight_bands=wb, act_bands=ab,
                           class_confidence=[_signif(v) for v in np.asarray(confidence, np.float64).tolist()],
                           probe_size=probe_size, samples=samples, every=every, **fields)
