@@ -132,7 +132,7 @@ def test_local_pbt_exploits_are_recorded_forks_and_explore_changes_the_copy(refe
     for round_, exploit in applied:
         member, donor, at = exploit["member"], exploit["donor"], round_["epoch"]
         assert exploit["score"] is None or exploit["score"] <= exploit["donor_score"]
-        replaced = folder / "pbt" / "replaced" / f"{member}-g{round_['generation']}"
+        replaced = folder / "pbt" / "replaced" / f"{member}-e{at}"
         own = checkpoint.load(replaced)
         assert own.epoch == at and own.history[-1]["val_acc"] == exploit["score"]
     # The last exploit's member: a fork of its donor at that epoch, trained on with what explore drew.
@@ -240,4 +240,4 @@ def test_ray_pbt_records_its_exploits_as_forks_with_lineage(tmp_path):
     assert (Path(entry["parent"]).name, entry["epoch"]) == (last["donor"], epoch)
     lr = last["changes"]["optimizer.lr"][1]
     assert snap.config.optimizer.lr == lr and [r["lr"] for r in snap.history[epoch:]] == [lr] * (6 - epoch)
-    assert (folder / "pbt" / "replaced" / f"{last['member']}-g{[r['epoch'] for r in decisions(folder)].index(epoch) + 1}").is_dir()
+    assert (folder / "pbt" / "replaced" / f"{last['member']}-e{epoch}").is_dir()

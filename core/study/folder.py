@@ -10,7 +10,7 @@
         results.csv results.md figures/
         pruned.txt            members that Ray Tune's ASHA stopped early (never resumed)
         pbt/                  a PBT study's schedule (`pbt/state.json`) and the folders its exploits
-                              replaced (`pbt/replaced/<member>-g<N>/`), see `core/study/pbt.py`
+                              replaced (`pbt/replaced/<member>-e<epoch>/`), see `core/study/pbt.py`
 
 A member's state is read from its folder (`runs.describe`), so any process can tell it: the driver,
 the app's Study screen, a second terminal. A member runs as its own `neuraterm train`/`resume`

@@ -13,7 +13,7 @@ forks are exact, ends bit-identical.
 The schedule's record is `pbt/state.json` in the study folder, replaced atomically: each round (its
 epoch, every member's metric over the generation, its exploits) is written *before* it is applied,
 and each exploit is marked applied after its folder switched. The switch keeps the folder rules: the
-fork is written under `pbt/incoming/`, the member's folder moves to `pbt/replaced/<member>-g<N>/`
+fork is written under `pbt/incoming/`, the member's folder moves to `pbt/replaced/<member>-e<epoch>/`
 (nothing is deleted) and the fork takes its place; each step is a rename, and a rerun after a crash
 or a signal at any point finishes the round from the record (a signal during a round is acted on
 after it). A PBT study through Ray (`ray_tune.py`) records its exploits in the same file.
@@ -161,25 +161,34 @@ def _config(run_dir: Path) -> config_mod.Config:
 
 
 # -- applying an exploit --------------------------------------------------------------------------------
-def apply_exploit(folder: StudyFolder, exploit: dict, generation: int, epoch: int, total: int) -> None:
-    """Make the member's folder a fork of the donor's at `epoch` with the explored values: written
-    beside, then switched in by two renames; rerun after a crash at any point, it finishes the switch."""
-    member, donor = exploit["member"], exploit["donor"]
-    target = folder.member_dir(member)
-    incoming = folder.path / INCOMING / f"{member}-g{generation}"
-    aside = folder.path / REPLACED / f"{member}-g{generation}"
+def apply_exploit(folder: StudyFolder, exploit: dict, epoch: int, total: int) -> None:
+    """Make the member's folder a fork of the donor's at `epoch` with the explored values."""
+    def source():
+        return fork_mod.read(folder.member_dir(exploit["donor"]), epoch)
+    switch(folder.member_dir(exploit["member"]), folder.study.name, source,
+           {k: new for k, (_, new) in exploit["changes"].items()}, epoch, total)
+
+
+def switch(target: Path, study: str, source, values: dict, epoch: int, total: int) -> None:
+    """Replace the model folder `target` by a fork of `source()` (a `fork.Source`) at `epoch` with
+    `values` ("section.key" -> value) changed: the fork is written under `pbt/incoming/` beside it,
+    then the member's folder moves to `pbt/replaced/<member>-e<epoch>/` and the fork takes its place.
+    Each step is a rename, and called again after a crash at any point it finishes the switch."""
+    member, root = target.name, target.parent
+    incoming = root / INCOMING / f"{member}-e{epoch}"
+    aside = root / REPLACED / f"{member}-e{epoch}"
     if not aside.exists():
         if checkpoint.checkpoint_dir(incoming) is None:
-            source = fork_mod.read(folder.member_dir(donor), epoch)
-            values = source.snap.config.to_dict()
-            for key, (_, new) in exploit["changes"].items():
+            src = source()
+            changed = src.snap.config.to_dict()
+            for key, new in values.items():
                 section, name = key.split(".")
-                values[section][name] = new
-            values["name"], values["description"] = f"{folder.study.name}/{member}", f"{folder.study.name} member {member}"
-            values["train"]["epochs"] = total
-            config = config_mod.from_dict(values, f"{folder.path}: PBT exploit of {member}")
+                changed[section][name] = new
+            changed["name"], changed["description"] = f"{study}/{member}", f"{study} member {member}"
+            changed["train"]["epochs"] = total
+            config = config_mod.from_dict(changed, f"{root}: PBT exploit of {member}")
             incoming.parent.mkdir(parents=True, exist_ok=True)
-            fork_mod.create(source, config, incoming)
+            fork_mod.create(src, config, incoming)
         aside.parent.mkdir(parents=True, exist_ok=True)
         if target.exists():
             os.rename(target, aside)
@@ -222,7 +231,7 @@ class LocalPbt(LocalRunner):
         for exploit in round_["exploits"]:
             if exploit["applied"]:
                 continue
-            apply_exploit(self.folder, exploit, round_["generation"], round_["epoch"], total)
+            apply_exploit(self.folder, exploit, round_["epoch"], total)
             exploit["applied"] = True
             save_record(self.folder, record)
             progress = MemberProgress.of(self.folder.state(exploit["member"]))
