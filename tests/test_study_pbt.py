@@ -241,3 +241,14 @@ def test_ray_pbt_records_its_exploits_as_forks_with_lineage(tmp_path):
     lr = last["changes"]["optimizer.lr"][1]
     assert snap.config.optimizer.lr == lr and [r["lr"] for r in snap.history[epoch:]] == [lr] * (6 - epoch)
     assert (folder / "pbt" / "replaced" / f"{last['member']}-e{epoch}").is_dir()
+
+
+def test_a_pbt_member_is_not_started_alone(tmp_path):
+    """The Study screen's start key on a PBT member: one line, since alone it would train past the
+    population's next round."""
+    (tmp_path / "pop.toml").write_text(POPULATION)
+    folder = StudyFolder.create(study_mod.load(str(tmp_path / "pop.toml")), tmp_path / "pop")
+    with pytest.raises(NeuratermError, match="a member of a PBT population, which trains in generations: run "
+                                             "'neuraterm study .*pop' to continue it"):
+        folder.start("a")
+    assert folder.state("a").state == "waiting"

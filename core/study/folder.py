@@ -204,6 +204,9 @@ class StudyFolder:
         state = self.state(name)
         if state.state in ("running", "paused"):
             raise NeuratermError(f"{state.path} is being trained already")
+        if self.study.scheduler == "pbt" and epochs is None:  # alone it would train past the next round
+            raise NeuratermError(f"{name} is a member of a PBT population, which trains in generations: "
+                                 f"run 'neuraterm study {self.path}' to continue it")
         try:
             if not self.log_path(name).parent.is_symlink():
                 self.log_path(name).parent.mkdir(exist_ok=True)
