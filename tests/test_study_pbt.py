@@ -252,3 +252,42 @@ def test_a_pbt_member_is_not_started_alone(tmp_path):
                                              "'neuraterm study .*pop' to continue it"):
         folder.start("a")
     assert folder.state("a").state == "waiting"
+
+
+def test_an_exploit_cut_short_at_any_step_is_finished_by_the_next_call(tmp_path, monkeypatch):
+    """The switch is: the fork written under pbt/incoming/, the member's folder renamed into
+    pbt/replaced/, the fork renamed into its place. Cut after each step (a crash, a kill), the same
+    call again ends in the one complete state: the fork in place, the old folder kept whole."""
+    from neuraterm.core.run import checkpoint, fork as fork_mod
+    from neuraterm.core.study import pbt
+    study = tmp_path / "s"
+    for name, lr in (("donor", "0.1"), ("member", "0.001")):
+        trained = cli("train", "--preset", "quick", "--set", "data.limit=500", "--set", "model.hidden=[8]",
+                      "--set", f"optimizer.lr={lr}", "--epochs", 2, "--out", study / name)
+        assert trained.returncode == 0, trained.stderr
+    (study / "member" / "notes.txt").write_text("mine")
+    own = checkpoint.load(study / "member").history
+    real_rename, calls = os.rename, []
+
+    def switch():
+        pbt.switch(study / "member", "s", lambda: fork_mod.read(study / "donor", 2), {"optimizer.lr": 0.05}, 2, 4)
+
+    for cut in (1, 2):  # the first rename, then the second, fail once
+        def rename(a, b, cut=cut):
+            calls.append(a)
+            if len(calls) == cut:
+                raise KeyboardInterrupt
+            real_rename(a, b)
+        monkeypatch.setattr(os, "rename", rename)
+        with pytest.raises(KeyboardInterrupt):
+            switch()
+        calls.clear()
+    monkeypatch.setattr(os, "rename", real_rename)
+    switch()
+    switch()  # once complete, a further call changes nothing
+    fork, kept = checkpoint.load(study / "member"), checkpoint.load(study / "pbt" / "replaced" / "member-e2")
+    assert kept.history == own and (study / "pbt" / "replaced" / "member-e2" / "notes.txt").read_text() == "mine"
+    assert fork.history == checkpoint.load(study / "donor").history and fork.config.optimizer.lr == 0.05
+    assert [(Path(e["parent"]).name, e["epoch"]) for e in fork.meta["lineage"]] == [("donor", 2)]
+    assert fork.config.train.epochs == 4 and fork.config.name == "s/member"
+    assert list((study / "pbt" / "incoming").iterdir()) == []

@@ -262,6 +262,10 @@ def _pbt(folder: StudyFolder, pending):
             for key in spec.mutations:  # a member resumed by a rerun goes on with its values
                 trial.config[key] = config_mod.value_at(values, key) if values else initial[member][key]
             super().on_trial_add(tune_controller, trial)
+            # ... and with the rounds where they were: the next one at the next multiple of the interval
+            epoch = folder.state(member).info.epoch
+            self._trial_state[trial].last_perturbation_time = epoch // spec.interval * spec.interval
+            self._next_perturbation_sync = max(self._next_perturbation_sync, (epoch // spec.interval + 1) * spec.interval)
 
         def on_trial_result(self, tune_controller, trial, result):
             if result.get("epoch", 0) >= result.get("epochs", float("inf")):
