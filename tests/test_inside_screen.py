@@ -83,7 +83,7 @@ def test_inside_shows_every_epoch_and_layer_of_the_watched_run(watched):
         assert isinstance(screen, InsideScreen)
         assert [h.epoch for h in app.run_state.health] == list(range(1, 11))
         head = str(screen.query_one("#inside-head").render())
-        assert "layer health, epoch 10/10" in head and "probe 218 samples" in head  # 1/16 of quick's 3,500 training rows
+        assert "layer health, epoch 10/10" in head and "probe 109 samples" in head  # 1/32 of quick's 3,500 training rows
         table = screen.query_one("#layer-table").content
         assert "hidden1" in str(table.columns[0]._cells[0]) and "output" in str(table.columns[0]._cells[1])
         assert "no alerts" in str(screen.query_one("#inside-alerts").render())

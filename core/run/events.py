@@ -158,8 +158,10 @@ KINDS = {cls.__name__: cls for cls in (RunStarted, StepEnded, EpochEnded, Checkp
 
 
 def to_record(event: Event) -> dict:
-    """The event as a JSON-ready dict: its type, the wall-clock time, and its fields."""
-    return {"type": type(event).__name__, "time": time.time(), **dataclasses.asdict(event)}
+    """The event as a dict: its type, the wall-clock time, and its fields, shared, not copied (the event
+    log's `_plain` builds the JSON-ready copy; `asdict`'s deep copy cost a health event 0.2 ms)."""
+    return {"type": type(event).__name__, "time": time.time(),
+            **{f.name: getattr(event, f.name) for f in dataclasses.fields(event)}}
 
 
 # -- reading a record back: parsed, not trusted ---------------------------------------------------

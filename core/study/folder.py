@@ -35,14 +35,16 @@ CONFIGS, LOGS, FIGURES, PRUNED = "configs", "logs", "figures", "pruned.txt"
 # What a member can be. Done states are never started again by a driver.
 STATES = ("waiting", "running", "paused", "finished", "diverged", "failed", "interrupted", "pruned", "damaged")
 DONE = ("finished", "diverged", "failed", "pruned")
+RETRY_NOTE = "; retrying from epoch "  # how the Ray driver's note in a member's log says it runs the member again
 
 
 @dataclass
 class MemberState:
     member: study_mod.Member
     path: Path  # the member's model folder
-    state: str  # one of STATES
+    state: str  # one of STATES, or "retrying" (Ray runs the member again after a failure, see `retrying`)
     info: runs.RunInfo  # what `neuraterm runs` says about the folder (history, metrics, holder)
+    note: str = ""  # why it is retrying, as the driver wrote it ("its node 1a2b3c4d was lost; retrying from epoch 4")
 
     @property
     def name(self) -> str:
@@ -135,7 +137,37 @@ class StudyFolder:
             state = "diverged"
         if state in ("waiting", "interrupted") and name in self.pruned():
             state = "pruned"
-        return MemberState(member, path, state, info)
+        note = self.retrying(name) if state not in DONE else ""
+        return MemberState(member, path, "retrying" if note else state, info, note)
+
+    def retrying(self, name: str) -> str:
+        """The driver's note that Ray Tune runs the member again (its node was lost, its process died),
+        while that is news: the note is the last line of the member's log, the log was written after the
+        member's own event log (a restarted member writes an event as it starts), and a driver holds
+        the study. Its folder alone cannot say it: until the retry starts it reads as running (a holder
+        on a lost node) or interrupted."""
+        from neuraterm.core.run.event_log import LOG_FILE
+        from neuraterm.core.run.lock import holder
+        try:
+            fd = folder_files.open_file(self.path, f"{LOGS}/{name}.log")
+        except OSError:
+            return ""
+        with os.fdopen(fd, "rb") as f:
+            written = os.fstat(fd).st_mtime_ns
+            f.seek(max(0, os.fstat(fd).st_size - 4096))
+            lines = f.read(4096).decode("utf-8", "replace").splitlines()
+        last = lines[-1] if lines else ""
+        if not (last.startswith("neuraterm: ") and RETRY_NOTE in last):
+            return ""
+        try:
+            fd = folder_files.open_file(self.path, f"{self.member(name).name}/{LOG_FILE}")
+            member_wrote = os.fstat(fd).st_mtime_ns
+            os.close(fd)
+        except OSError:
+            member_wrote = 0
+        if member_wrote >= written or holder(self.path) is None:
+            return ""
+        return last[len("neuraterm: "):][:200]
 
     def states(self) -> list[MemberState]:
         return [self.state(m.name) for m in self.members]

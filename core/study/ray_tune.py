@@ -44,7 +44,7 @@ from neuraterm.core.run import checkpoint, events, status as runs, threads as th
 from neuraterm.core.errors import NeuratermError, RunFailed
 from neuraterm.core.run.lock import WriterLock
 from neuraterm.core.study import member_transfer
-from neuraterm.core.study.folder import DONE, StudyFolder
+from neuraterm.core.study.folder import DONE, RETRY_NOTE, StudyFolder
 from neuraterm.core.errors import STOP_SIGNALS
 from neuraterm.core.study.runner import MemberProgress, threads_per_member
 
@@ -368,7 +368,7 @@ def _callback(tune, folder: StudyFolder, listeners, held: dict | None):
             name, last = trial.config["member"], trial.last_result or {}
             epoch = int(last.get("epoch", 0))
             self.retried[name] = epoch
-            message = f"{_why(trial)}; retrying from epoch {epoch}"
+            message = f"{_why(trial)}{RETRY_NOTE}{epoch}"
             self.log(name, trial, f"neuraterm: {message}")
             self.emit(MemberProgress(name, "retrying", epoch, int(last.get("epochs", 0)), last.get("val_acc"),
                                      message=message))

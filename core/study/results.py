@@ -89,8 +89,8 @@ def row_of(folder: StudyFolder, name: str) -> Row:
     }
     noise = {float(n["sigma"]): float(n["accuracy"]) for n in (report or {}).get("noise", [])
              if isinstance(n, dict) and "sigma" in n and "accuracy" in n}
-    row = Row(state.member, state.state, metrics, noise, history, info.failure or info.problem, report,
-              _health(folder.member_dir(name)))
+    row = Row(state.member, state.state, metrics, noise, history, state.note or info.failure or info.problem,
+              report, _health(folder.member_dir(name)))
     if folder.study.scheduler == "pbt":
         from neuraterm.core.study import pbt
         row.exploits = pbt.exploits(folder).get(name, [])

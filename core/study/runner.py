@@ -238,7 +238,7 @@ class LocalRunner:
                     pass
 
 
-UNFINISHED = ("waiting", "interrupted", "running", "paused")
+UNFINISHED = ("waiting", "interrupted", "running", "paused", "retrying")
 FAILED = ("failed", "damaged")  # a diverged member is a result, not a failure
 
 

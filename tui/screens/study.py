@@ -165,11 +165,13 @@ class StudyScreen(Screen):
     @staticmethod
     def signature(rows: dict) -> list:
         """What the chart and the comparison show: redraw only when it changed."""
-        return [(name, r.state, len(r.history), tuple(sorted(r.noise.items()))) for name, r in rows.items()]
+        return [(name, r.state, len(r.history), tuple(sorted(r.noise.items())), r.message if r.state == "retrying" else "")
+                for name, r in rows.items()]
 
     def cells(self, row) -> tuple[str, ...]:
         epochs = row.member.config.train.epochs
-        return ("●" if row.name in self.selected else " ", markup(row.name), markup(row.state), f"{row.metrics['epochs']}/{epochs}",
+        state = f"[yellow]{row.state}[/]" if row.state == "retrying" else markup(row.state)
+        return ("●" if row.name in self.selected else " ", markup(row.name), state, f"{row.metrics['epochs']}/{epochs}",
                 pct(row.metrics["val_acc"]), pct(row.metrics["test_acc"]),
                 sparkline([r["val_acc"] for r in row.history]))
 
@@ -199,7 +201,9 @@ class StudyScreen(Screen):
             a, b = (self.rows[name] for name in self.selected)
             diff.update(f"[b]{markup(a.name)}[/] → [b]{markup(b.name)}[/]: " + "; ".join(markup(d) for d in differences(a, b)))
         else:
-            diff.update("space: select two members to compare them   m: next metric   ]: next study")
+            notes = [f"[yellow]{markup(r.name)}[/]: {markup(r.message)}" for r in self.rows.values()
+                     if r.state == "retrying" and r.message]  # what the driver says while Ray runs it again
+            diff.update("\n".join([*notes[:2], "space: select two members to compare them   m: next metric   ]: next study"]))
 
     def current(self) -> str | None:
         table = self.query_one(DataTable)
