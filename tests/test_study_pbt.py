@@ -188,7 +188,7 @@ def test_the_results_show_lineage_and_final_values_and_the_figure_draws_the_jump
     assert f"pop: PBT" in fig.axes[0].get_title()
 
 
-@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM])
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_a_pbt_study_stopped_by_a_signal_then_rerun_ends_as_the_uninterrupted_one(reference, tmp_path, stop):
     """The driver is stopped in the middle: SIGINT while the second generation trains, SIGTERM right
     as the first round is recorded. It exits 130/143, and a rerun ends with the reference's table and

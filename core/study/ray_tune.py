@@ -18,7 +18,11 @@ Where the member folders live:
 
 The driver's terminal shows the table only: Ray's and Tune's output goes to `<study>/ray/driver.log`
 (`--verbose` shows it). With `scheduler = "asha"`, Tune's ASHA stops members whose validation metric
-falls behind at each rung; they are listed in `pruned.txt` and never resumed. Divergence is a result
+falls behind at each rung; they are listed in `pruned.txt` and never resumed. With `scheduler = "pbt"`,
+Tune's PopulationBasedTraining (synchronous) restarts a member of the bottom quantile from a top
+member's Tune checkpoint (which then carries the member's folder, packed, in any storage mode): the
+worker makes the member's folder a recorded fork of it (`pbt.switch`) with the values Tune explored,
+and the driver records each exploit in `pbt/state.json`, as the local schedule does. Divergence is a result
 here too: the trial ends normally with the member's folder marked failed. Ctrl-C ends the Tune run;
 each member keeps its last epoch's checkpoint (Ray stops the workers, so the epoch under way is
 recomputed on resume).
