@@ -277,3 +277,37 @@ def test_small_updates_of_a_network_that_fits_its_data_are_not_called_a_learning
     assert [a.kind for a in alerts.check(epoch(0.995))] == []
     assert {(a.kind, a.layer) for a in alerts.check(epoch(0.40))} == {("updates_too_small", "hidden1"),
                                                                       ("updates_too_small", "output")}
+
+
+def test_kept_epochs_are_bounded_recent_in_full_and_never_bring_an_epoch_back():
+    """As the trainer uses it: each checkpoint thins what the previous one kept, plus the new epoch."""
+    from neuraterm.core.run.health import kept_epochs
+    assert kept_epochs(list(range(1, 9)), limit=8) == list(range(1, 9))
+    for limit in (8, 512):
+        kept = list(range(1, limit + 1))
+        for last in range(limit + 1, 3001):
+            now = kept_epochs(kept + [last], limit=limit)
+            half = limit // 2
+            assert len(now) <= limit and now[-half:] == list(range(last - half + 1, last + 1)) and now == sorted(now)
+            assert set(now) <= set(kept) | {last}
+            assert len(now) >= limit * 3 // 4  # the older half stays at least half full: nothing lost needlessly
+            kept = now
+    assert kept[0] <= 32  # at the real limit, 3,000 epochs still reach back to the run's first few
+
+
+def test_a_long_run_keeps_a_bounded_health_history_and_resumes_with_it(tmp_path, monkeypatch):
+    from neuraterm.core.run import health as health_mod
+    monkeypatch.setattr(health_mod, "HEALTH_ROWS", 6)
+    c = small(epochs=14)
+    c.data.limit = 300
+    seen = []
+    Trainer(c, tmp_path / "long", listeners=[seen.append]).run()
+    saved = checkpoint.load(tmp_path / "long").health
+    assert len(saved["epochs"]) <= 6 and saved["epochs"][-3:].tolist() == [12, 13, 14]
+    assert len([e for e in seen if isinstance(e, events.HealthMeasured)]) == 14  # the log has every epoch
+    with np.load(tmp_path / "long" / "health.npz") as z:
+        assert z["values"].shape[0] == len(saved["epochs"])
+    c.train.epochs = 16
+    Trainer(c, tmp_path / "long", resume=True).run()
+    again = checkpoint.load(tmp_path / "long").health["epochs"].tolist()
+    assert len(again) <= 6 and again[-3:] == [14, 15, 16] and set(again[:-3]) <= set(saved["epochs"].tolist())

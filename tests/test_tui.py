@@ -315,13 +315,27 @@ def test_too_small_terminal_says_so_on_every_screen(runs):
     async def steps(app, pilot):
         assert app.has_class("-too-small")
         await says_so(app, pilot, "setup")
-        for key, where in (("d", "dashboard"), ("r", "runs"), ("enter", "evaluate"), ("question_mark", "help")):
-            await pilot.press(key)
+        setup = app.screen
+        await pilot.press("enter", "d", "x", "question_mark")  # keys wait: nothing acts on what nobody sees
+        await settle(pilot)
+        assert app.screen is setup and app.launched is None and app.attached is None
+        for where in ("dashboard", "runs", "study", "inside"):  # every screen has the notice
+            app.switch_mode(where)
             await settle(pilot)
             await says_so(app, pilot, where)
-        await pilot.press("escape", "escape", "S")
-        await says_so(app, pilot, "study")
+        app.open_evaluation(str(runs / "alpha"))
+        await settle(pilot)
+        await says_so(app, pilot, "evaluate")
+        app.action_help()
+        await settle(pilot)
+        await says_so(app, pilot, "help")
     drive(steps, size=(60, 20))
+
+    async def quits(app, pilot):
+        await pilot.press("q")  # the one key that acts: quit
+        await pilot.pause(0.2)
+        assert app.return_code is not None or not app.is_running
+    drive(quits, size=(60, 20))
 
     async def shrink_and_grow(app, pilot):  # a terminal made smaller while the app runs, then larger again
         await pilot.press("r")

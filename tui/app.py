@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 from rich.markup import escape
-from textual import work
+from textual import events as events_ui, work
 from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.screen import ModalScreen
@@ -100,6 +100,15 @@ class NeuratermApp(App):
 
     def on_resize(self, event) -> None:
         self.check_size(event.size)
+
+    async def on_event(self, event) -> None:
+        """While the too-small notice covers the screen, keys and clicks would act on what nobody sees
+        (Enter on Setup starts a run, `x` stops one): only `q` and Ctrl+C (quit) get through."""
+        if (isinstance(event, (events_ui.Key, events_ui.MouseEvent)) and self.has_class("-too-small")
+                and not (isinstance(event, events_ui.Key) and event.key in ("q", "ctrl+c", "ctrl+q"))):
+            event.stop()
+            return
+        await super().on_event(event)
 
     def check_size(self, size=None) -> None:
         """The too-small class from the new size (`self.size` still says the old one while the resize is
