@@ -470,6 +470,8 @@ def study_cmd(study_ref, overrides, epochs, seeds, jobs, threads, ray_address, s
                 code = study_ray.run(folder, ray_address, jobs, [printer], threads, storage, verbose)
             else:
                 from neuraterm.core.study.runner import LocalRunner, default_jobs
+                if study.scheduler == "pbt":
+                    from neuraterm.core.study.pbt import LocalPbt as LocalRunner
                 code = LocalRunner(folder, jobs or default_jobs(folder), [printer], threads).run()
     rows = study_results.write(folder)  # the tables first: nothing after this can cost them
     figures = []

@@ -127,7 +127,7 @@ def test_listing_studies():
 
 def test_study_modules_import_no_ui_and_no_optional_extra():
     code = ("import sys\n"
-            "from neuraterm.core.study import spec, folder, runner, results, figures, cross_entropy, ray_tune\n"
+            "from neuraterm.core.study import spec, folder, runner, results, figures, cross_entropy, ray_tune, pbt\n"
             "print(','.join(m for m in ('textual', 'click', 'rich', 'ray', 'matplotlib') if m in sys.modules))\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""

@@ -9,6 +9,8 @@
         <member>/             an ordinary model folder: eval, resume, export and watch work on it
         results.csv results.md figures/
         pruned.txt            members that Ray Tune's ASHA stopped early (never resumed)
+        pbt/                  a PBT study's schedule (`pbt/state.json`) and the folders its exploits
+                              replaced (`pbt/replaced/<member>-e<epoch>/`), see `core/study/pbt.py`
 
 A member's state is read from its folder (`runs.describe`), so any process can tell it: the driver,
 the app's Study screen, a second terminal. A member runs as its own `neuraterm train`/`resume`
@@ -199,10 +201,11 @@ class StudyFolder:
             f.write(name + "\n")
 
     # -- running one member ----------------------------------------------------------------------
-    def command(self, name: str, threads: int = 0) -> list[str]:
-        """The `neuraterm` command line that trains `name` (a new run) or continues it (a resume)."""
+    def command(self, name: str, threads: int = 0, epochs: int | None = None) -> list[str]:
+        """The `neuraterm` command line that trains `name` (a new run) or continues it (a resume);
+        `epochs` trains it to that epoch only (a PBT generation)."""
         path = self.member_dir(name)
-        extra = ["--threads", str(threads)] if threads else []
+        extra = (["--threads", str(threads)] if threads else []) + (["--epochs", str(epochs)] if epochs else [])
         if checkpoint.checkpoint_dir(path) is not None:
             return [sys.executable, "-m", "neuraterm", "resume", str(path), *extra]
         fork = self.member(name).fork
@@ -223,7 +226,7 @@ class StudyFolder:
         return f"waits for {parent} to reach epoch {epoch}"
 
     def start(self, name: str, threads: int = 0, env: dict | None = None,
-              die_with_parent: bool = False) -> subprocess.Popen:
+              die_with_parent: bool = False, epochs: int | None = None) -> subprocess.Popen:
         """Train or resume one member in its own process (its output appended to logs/<member>.log).
 
         The process gets a session of its own, so a Ctrl-C at the terminal reaches the driver only
@@ -233,6 +236,9 @@ class StudyFolder:
         state = self.state(name)
         if state.state in ("running", "paused"):
             raise NeuratermError(f"{state.path} is being trained already")
+        if self.study.scheduler == "pbt" and epochs is None:  # alone it would train past the next round
+            raise NeuratermError(f"{name} is a member of a PBT population, which trains in generations: "
+                                 f"run 'neuraterm study {self.path}' to continue it")
         try:
             if not self.log_path(name).parent.is_symlink():
                 self.log_path(name).parent.mkdir(exist_ok=True)
@@ -241,7 +247,7 @@ class StudyFolder:
         except OSError as exc:
             raise NeuratermError(f"cannot start {name}: {self.log_path(name)} ({exc.strerror or exc})") from None
         with log:
-            return subprocess.Popen(self.command(name, threads), stdin=subprocess.DEVNULL, stdout=log,
+            return subprocess.Popen(self.command(name, threads, epochs), stdin=subprocess.DEVNULL, stdout=log,
                                     stderr=subprocess.STDOUT, start_new_session=True,
                                     preexec_fn=_parent_death_signal() if die_with_parent else None,
                                     env={**os.environ, "NO_COLOR": "1", **(env or {})})

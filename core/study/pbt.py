@@ -1,0 +1,239 @@
+"""Population Based Training (`scheduler = "pbt"`): the members train in generations, and between two
+the worst copy a better one and perturb its hyper-parameters.
+
+Without Ray (`LocalPbt`) the generations are synchronous: every member trains to epoch k * interval
+(`--jobs` at a time), then the members are ranked by `[pbt] metric` at that epoch. Each member of the
+bottom quantile *exploits*: its folder becomes a recorded fork (`core/run/fork.py`) of a member of the
+top quantile at that epoch, with the donor's weights, optimizer moments, data order and history, and
+its lineage in `model.json`; and *explores*: the fork's `[pbt.mutations]` are perturbed. Donors and
+perturbations are drawn from a generator seeded by (`[pbt] seed`, generation) and ties are broken by
+the study's member order, so a rerun of the same study draws the same ones and, since training and
+forks are exact, ends bit-identical.
+
+The schedule's record is `pbt/state.json` in the study folder, replaced atomically: each round (its
+epoch, every member's metric over the generation, its exploits) is written *before* it is applied,
+and each exploit is marked applied after its folder switched. The switch keeps the folder rules: the
+fork is written under `pbt/incoming/`, the member's folder moves to `pbt/replaced/<member>-e<epoch>/`
+(nothing is deleted) and the fork takes its place; each step is a rename, and a rerun after a crash
+or a signal at any point finishes the round from the record (a signal during a round is acted on
+after it). A PBT study through Ray (`ray_tune.py`) records its exploits in the same file.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from neuraterm.core import config as config_mod
+from neuraterm.core.errors import STOP_SIGNALS, NeuratermError
+from neuraterm.core.run import checkpoint, folder_files, fork as fork_mod
+from neuraterm.core.study import spec as study_mod
+from neuraterm.core.study.folder import MemberState, StudyFolder
+from neuraterm.core.study.runner import UNFINISHED, LocalRunner, MemberProgress
+
+FOLDER = "pbt"
+STATE = f"{FOLDER}/state.json"
+INCOMING, REPLACED = f"{FOLDER}/incoming", f"{FOLDER}/replaced"
+
+
+# -- the record -----------------------------------------------------------------------------------------
+def load_record(folder: StudyFolder) -> dict:
+    """`pbt/state.json`: {"format": 1, "rounds": [...]} (empty before the first round)."""
+    try:
+        data = folder_files.read_bytes(folder.path, STATE, 1 << 24)
+    except FileNotFoundError:
+        return {"format": 1, "rounds": []}
+    except OSError as exc:
+        raise NeuratermError(f"{folder.path / STATE}: cannot be read ({exc})") from None
+    try:
+        record = json.loads(data)
+        assert isinstance(record, dict) and isinstance(record.get("rounds"), list)
+    except (ValueError, AssertionError):
+        raise NeuratermError(f"{folder.path / STATE}: not a PBT record; move it away to start the schedule "
+                             f"afresh") from None
+    return record
+
+
+def save_record(folder: StudyFolder, record: dict) -> None:
+    (folder.path / FOLDER).mkdir(exist_ok=True)
+    checkpoint.write_atomic(folder.path / STATE, json.dumps(record, indent=1).encode("utf-8"))
+
+
+def exploits(folder: StudyFolder) -> dict[str, list[dict]]:
+    """Each member's applied exploits, oldest first: {"generation", "epoch", "donor", "changes"...}."""
+    found: dict[str, list[dict]] = {}
+    for round_ in load_record(folder)["rounds"]:
+        for e in round_.get("exploits", []):
+            if e.get("applied"):
+                found.setdefault(e["member"], []).append({**e, "epoch": round_["epoch"]})
+    return found
+
+
+def lineage_text(exploit: dict) -> str:
+    """'m0 @ epoch 4, lr 0.0012': whom a member copied, when, and what explore changed."""
+    changed = ", ".join(f"{k.split('.', 1)[-1]} {study_mod.short_text(new)}" for k, (_, new) in exploit["changes"].items())
+    return f"{exploit['donor']} @ epoch {exploit['epoch']}" + (f", {changed}" if changed else "")
+
+
+# -- deciding a round -----------------------------------------------------------------------------------
+def better_first(metric: str):
+    """Sort key: the best score first (highest accuracy, lowest loss), no score (diverged) last."""
+    def key(item):
+        score = item[1]
+        if score is None or not math.isfinite(score):
+            return (1, 0.0, item[2])
+        return (0, -score if metric.endswith("acc") else score, item[2])
+    return key
+
+
+def quantile_count(population: int, quantile: float) -> int:
+    """Members that exploit in a round (Ray's rule: ceil(n * q), at most half the population)."""
+    count = int(math.ceil(population * quantile))
+    return int(math.floor(population / 2)) if count > population / 2 else count
+
+
+def explore(values: dict, pbt: study_mod.Pbt, rng: np.random.Generator) -> dict:
+    """New values of the mutated keys: a draw from the distribution with `resample_probability`, else
+    the next or previous value of a choice list, or the value times one of `factors` (kept within the
+    distribution's bounds, so a perturbed momentum never reaches 1)."""
+    out = {}
+    for key, spec in pbt.mutations.items():
+        kind, args = study_mod._distribution(spec, key)
+        old = values[key]
+        if rng.random() < pbt.resample_probability or (kind == "choice" and old not in args):
+            new = study_mod._draw(kind, args, rng)
+        elif kind == "choice":
+            i = args.index(old) + (1 if rng.random() < 0.5 else -1)
+            new = args[min(max(i, 0), len(args) - 1)]
+        else:
+            new = min(max(old * pbt.factors[int(rng.integers(len(pbt.factors)))], args[0]), args[1])
+            new = int(round(new)) if kind == "randint" else float(new)
+        out[key] = new
+    return out
+
+
+def score_of(state: MemberState, metric: str, epoch: int) -> float | None:
+    """The member's metric at `epoch` (None when it diverged before, or the value is not finite)."""
+    rows = [r for r in state.info.history if r["epoch"] == epoch]
+    if state.state != "finished" or not rows or not math.isfinite(rows[0][metric]):
+        return None
+    return float(rows[0][metric])
+
+
+def plan_round(folder: StudyFolder, generation: int, epoch: int, previous: int) -> dict:
+    """The round after generation `generation`, which ended at `epoch` (the one before ended at
+    `previous`): every member's metric over the generation (for the figure), and its exploits."""
+    pbt = folder.study.pbt
+    states = [s for s in folder.states() if s.state in ("finished", "diverged")]
+    order = {m.name: i for i, m in enumerate(folder.members)}
+    scored = sorted(((s, score_of(s, pbt.metric, epoch), order[s.name]) for s in states), key=better_first(pbt.metric))
+    count = quantile_count(len(scored), pbt.quantile)
+    top = [s for s, score, _ in scored[:count] if score is not None]
+    bottom = [s for s, _, _ in scored[len(scored) - count:]] if top else []
+    rng = np.random.default_rng([pbt.seed, generation])
+    planned = []
+    for state in sorted(bottom, key=lambda s: order[s.name]):
+        donor = top[int(rng.integers(len(top)))]
+        config = _config(folder.member_dir(donor.name))
+        values = config.to_dict()
+        before = {k: config_mod.value_at(values, k) for k in pbt.mutations}
+        after = explore(before, pbt, rng)
+        planned.append({"member": state.name, "donor": donor.name, "score": score_of(state, pbt.metric, epoch),
+                        "donor_score": score_of(donor, pbt.metric, epoch),
+                        "changes": {k: [before[k], after[k]] for k in pbt.mutations}, "applied": False})
+    curves = {s.name: [[r["epoch"], r[pbt.metric]] for r in s.info.history if previous < r["epoch"] <= epoch]
+              for s in folder.states()}
+    return {"generation": generation, "epoch": epoch, "metric": pbt.metric, "curves": _finite(curves),
+            "exploits": planned}
+
+
+def _finite(curves: dict) -> dict:
+    """JSON has no NaN: a diverged member's non-finite values are left out."""
+    return {k: [[e, v] for e, v in points if isinstance(v, (int, float)) and math.isfinite(v)] for k, points in curves.items()}
+
+
+def _config(run_dir: Path) -> config_mod.Config:
+    return checkpoint.load(run_dir).config
+
+
+# -- applying an exploit --------------------------------------------------------------------------------
+def apply_exploit(folder: StudyFolder, exploit: dict, epoch: int, total: int) -> None:
+    """Make the member's folder a fork of the donor's at `epoch` with the explored values."""
+    def source():
+        return fork_mod.read(folder.member_dir(exploit["donor"]), epoch)
+    switch(folder.member_dir(exploit["member"]), folder.study.name, source,
+           {k: new for k, (_, new) in exploit["changes"].items()}, epoch, total)
+
+
+def switch(target: Path, study: str, source, values: dict, epoch: int, total: int) -> None:
+    """Replace the model folder `target` by a fork of `source()` (a `fork.Source`) at `epoch` with
+    `values` ("section.key" -> value) changed: the fork is written under `pbt/incoming/` beside it,
+    then the member's folder moves to `pbt/replaced/<member>-e<epoch>/` and the fork takes its place.
+    Each step is a rename, and called again after a crash at any point it finishes the switch."""
+    member, root = target.name, target.parent
+    incoming = root / INCOMING / f"{member}-e{epoch}"
+    aside = root / REPLACED / f"{member}-e{epoch}"
+    if not aside.exists():
+        if checkpoint.checkpoint_dir(incoming) is None:
+            src = source()
+            changed = src.snap.config.to_dict()
+            for key, new in values.items():
+                section, name = key.split(".")
+                changed[section][name] = new
+            changed["name"], changed["description"] = f"{study}/{member}", f"{study} member {member}"
+            changed["train"]["epochs"] = total
+            config = config_mod.from_dict(changed, f"{root}: PBT exploit of {member}")
+            incoming.parent.mkdir(parents=True, exist_ok=True)
+            fork_mod.create(src, config, incoming)
+        aside.parent.mkdir(parents=True, exist_ok=True)
+        if target.exists():
+            os.rename(target, aside)
+    if incoming.exists():
+        os.rename(incoming, target)
+
+
+# -- the local driver -----------------------------------------------------------------------------------
+@dataclass
+class LocalPbt(LocalRunner):
+    """`LocalRunner` in generations, with a round of exploits between two (see the module's text)."""
+
+    def _drive(self) -> int:
+        folder, pbt = self.folder, self.folder.study.pbt
+        totals = {m.config.train.epochs for m in folder.members}
+        if len(totals) != 1:
+            raise NeuratermError(f"{folder.study.source}: the members of a PBT study train the same number of "
+                                 f"epochs; these ask for {', '.join(map(str, sorted(totals)))}")
+        total = totals.pop()
+        record = load_record(folder)
+        while True:
+            rounds = record["rounds"]
+            if rounds and not all(e["applied"] for e in rounds[-1]["exploits"]):
+                self._apply(record, rounds[-1], total)
+                continue
+            until = min((len(rounds) + 1) * pbt.interval, total)
+            code = self._run(until)
+            if self.signals:
+                return STOP_SIGNALS[self.signals[0]]
+            if code:
+                return code
+            states = folder.states()
+            if until >= total or any(s.state in UNFINISHED for s in states):
+                return 0  # done, or members stopped by someone else: the study's last line names them
+            previous = rounds[-1]["epoch"] if rounds else 0
+            rounds.append(plan_round(folder, len(rounds) + 1, until, previous))
+            save_record(folder, record)
+
+    def _apply(self, record: dict, round_: dict, total: int) -> None:
+        for exploit in round_["exploits"]:
+            if exploit["applied"]:
+                continue
+            apply_exploit(self.folder, exploit, round_["epoch"], total)
+            exploit["applied"] = True
+            save_record(self.folder, record)
+            progress = MemberProgress.of(self.folder.state(exploit["member"]))
+            progress.message = "exploit: " + lineage_text({**exploit, "epoch": round_["epoch"]})
+            self.emit(progress)
