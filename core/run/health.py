@@ -122,7 +122,7 @@ def _percentiles(xp, samples: list):
     percentile's nine partitions, and one call for every band of an epoch saves the calls' overhead,
     which on a small model is most of the cost. Returns (samples, percentiles) float64."""
     sizes = np.array([s.size for s in samples], np.int64)
-    padded = xp.full((len(samples), int(sizes.max())), xp.inf, xp.result_type(*samples))
+    padded = xp.full((len(samples), int(sizes.max())), xp.inf, np.result_type(*(s.dtype for s in samples)))
     for i, s in enumerate(samples):
         padded[i, :s.size] = s
     v = xp.sort(padded, axis=1).astype(xp.float64)
