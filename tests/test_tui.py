@@ -337,6 +337,15 @@ def test_too_small_terminal_says_so_on_every_screen(runs):
         assert app.return_code is not None or not app.is_running
     drive(quits, size=(60, 20))
 
+    async def quits_leaving_a_live_run_training(app, pilot):  # its question would sit under the notice
+        app.attached, app.run_state.status = runs / "alpha", "running"
+        app.attached_is_live = lambda: True
+        await pilot.press("q")
+        await pilot.pause(0.2)
+        assert not any(type(s).__name__ == "QuitDialog" for s in app.screen_stack)
+        assert app._exit_renderables and "alpha keeps training" in str(app._exit_renderables[-1])
+    drive(quits_leaving_a_live_run_training, size=(60, 20))
+
     async def shrink_and_grow(app, pilot):  # a terminal made smaller while the app runs, then larger again
         await pilot.press("r")
         await pilot.resize_terminal(60, 20)
