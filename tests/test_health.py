@@ -311,3 +311,30 @@ def test_a_long_run_keeps_a_bounded_health_history_and_resumes_with_it(tmp_path,
     Trainer(c, tmp_path / "long", resume=True).run()
     again = checkpoint.load(tmp_path / "long").health["epochs"].tolist()
     assert len(again) <= 6 and again[-3:] == [14, 15, 16] and set(again[:-3]) <= set(saved["epochs"].tolist())
+
+
+def test_class_names_reach_viewers_while_the_run_trains_and_stay_plain_text(tmp_path):
+    """RunStarted carries the class names, so the Inside screen and the dashboard's prediction dynamics name
+    classes before there is a report; a name from the data is shown as text, never as markup or escapes."""
+    from neuraterm.core.run.event_log import LogReader
+    from neuraterm.tui.run_state import RunState
+    from neuraterm.tui.screens.inside import class_names
+    from neuraterm.tui.widgets.health_views import confidence_lines
+    rng = np.random.default_rng(0)
+    y = np.arange(240) % 3
+    x = rng.integers(0, 60, (240, 6, 6)).astype(np.uint8)
+    for c in range(3):
+        x[y == c, 2 * c:2 * c + 2] += 150
+    data = tmp_path / "shoes.npz"
+    names = ["sandal", "ankle boot", "\x1b[31mred"]
+    np.savez(data, x=x, y=y, class_names=np.array(names))
+    c = config_mod.Config()
+    c.data.dataset, c.train.epochs, c.model.hidden = str(data), 2, [8]
+    Trainer(c, tmp_path / "shoes").run()
+    state = RunState()
+    for event in LogReader(tmp_path / "shoes").read_new():
+        if not isinstance(event, events.RunFinished):  # as a viewer sees it mid-run: no report yet
+            state.apply(event)
+    assert state.report is None and state.class_names == names and class_names(state) == names
+    shown = confidence_lines(state.health, class_names(state), 120).plain
+    assert "sandal" in shown and "ankle boot" in shown and chr(27) not in shown and "\\x1b" in shown  # escaped, as text
