@@ -320,6 +320,26 @@ def test_evaluate_an_interrupted_run_says_which_epoch(workdir):
     drive(steps)
 
 
+def test_pause_stop_and_save_are_offered_while_a_run_trains_only(workdir):
+    async def steps(app, pilot):
+        footer = await footer_shows(app, pilot, ["t Train"])
+        await pilot.press("d")
+        footer = await footer_shows(app, pilot, ["e Evaluate"])
+        assert "Pause" not in footer and any("no run yet: pick a preset" in row for row in screen_text(app))  # not spaced out
+        config = tiny_config(epochs=500)
+        config.train.batch_size = 8
+        app.start_run(config)
+        while len(app.run_state.history) < 1:
+            await pilot.pause(0.05)
+        footer = await footer_shows(app, pilot, ["p Pause", "x Stop", "s Save"])
+        assert all(k in footer for k in ("p Pause", "x Stop", "s Save")), footer
+        await pilot.press("x")
+        await settle(pilot)
+        footer = await footer_shows(app, pilot, ["e Evaluate"])
+        assert app.run_state.status in ("stopped", "interrupted") and "Pause" not in footer, (app.run_state.status, footer)
+    drive(steps, size=(80, 24))
+
+
 def test_evaluate_a_running_run_from_the_dashboard(workdir):
     async def steps(app, pilot):
         config = tiny_config(epochs=500)
@@ -691,9 +711,9 @@ def test_at_80x24_every_screen_keeps_its_keys_and_the_log_keeps_whole_lines(work
         app = app_for_snapshot(preset="tiny", start=True)
         async with app.run_test(size=(80, 24)) as pilot:
             await settle(pilot)
-            keys = ("p Pause", "x Stop", "e Evaluate", "n Setup", "r Runs", "? Help", "q Quit")
+            keys = ("e Evaluate", "n Setup", "r Runs", "? Help", "q Quit")  # the run is over: no pause, stop or save
             footer = await footer_shows(app, pilot, keys)
-            assert all(key in footer for key in keys), footer
+            assert all(key in footer for key in keys) and "Pause" not in footer and "Stop" not in footer, footer
             log = app.screen.query_one("#log")
             for _ in range(40):  # the log is written on the dashboard's redraw timer
                 if len(log.lines) >= len(app.run_state.log):

@@ -210,6 +210,7 @@ class NeuratermApp(App):
         self.run_id += 1
         state.run_dir = str(run_dir)
         self.run_state, self.attached, self.launched = state, run_dir, launched
+        self.refresh_bindings()
         self.switch_mode("dashboard")
         self.follow(run_dir, self.run_id, launched)
 
@@ -249,18 +250,23 @@ class NeuratermApp(App):
 
     def on_run_events(self, message: RunEvents) -> None:
         if message.run_id == self.run_id:
+            status = self.run_state.status
             for event in message.batch:
                 self.run_state.apply(event)
             self.run_state.skipped_lines(message.skipped)
+            if self.run_state.status != status:
+                self.refresh_bindings()  # pause, stop and save come and go with a live run
 
     def on_run_error(self, message: RunError) -> None:
         if message.run_id == self.run_id:
             self.run_state.fail(message.message)
+            self.refresh_bindings()
             self.notify(message.message, severity="error", timeout=8)
 
     def on_run_detached(self, message: RunDetached) -> None:
         if message.run_id == self.run_id:
             self.run_state.detach()
+            self.refresh_bindings()
 
     # -- actions ----------------------------------------------------------------------------
     def send(self, action: str) -> bool:
@@ -299,7 +305,10 @@ class NeuratermApp(App):
         self.push_screen(screen_class("evaluate")(run_dir, live=live))
 
     def check_action(self, action: str, parameters: tuple) -> bool:
-        """The key of the screen already shown is left out of the footer (and does nothing)."""
+        """The key of the screen already shown is left out of the footer (and does nothing), and so are
+        pause, stop and save while no run trains (a finished run, or none yet)."""
+        if action in ("toggle_pause", "stop_run", "save_now"):
+            return self.attached is not None and self.run_state.status in ("starting", "running", "paused")
         return not (action == "show_mode" and parameters and parameters[0] == self.current_mode
                     and all(isinstance(screen, ModalScreen) for screen in self.screen_stack[1:]))
 
