@@ -241,6 +241,12 @@ def test_ray_pbt_records_its_exploits_as_forks_with_lineage(tmp_path):
     lr = last["changes"]["optimizer.lr"][1]
     assert snap.config.optimizer.lr == lr and [r["lr"] for r in snap.history[epoch:]] == [lr] * (6 - epoch)
     assert (folder / "pbt" / "replaced" / f"{last['member']}-e{epoch}").is_dir()
+    history = [json.loads(line) for line in (folder / last["member"] / "events.jsonl").read_text().splitlines()]
+    assert [e["epoch"] for e in history if e["type"] == "EpochEnded"][:epoch] == list(range(1, epoch + 1))
+    from neuraterm.core.study import ray_tune
+    trials = [d for d in (folder / "ray" / "tune").iterdir() if d.is_dir() and d.name.startswith("train_member")]
+    kept = {d.name: len(list(d.glob("checkpoint_*"))) for d in trials}
+    assert len(trials) == 4 and all(1 <= n <= ray_tune.KEPT + 1 for n in kept.values()), kept
 
 
 def test_a_pbt_member_is_not_started_alone(tmp_path):
