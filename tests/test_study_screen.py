@@ -7,6 +7,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from neuraterm.core.run import lock
 from neuraterm.tui.app import make_app
 from neuraterm.tui.screens.study import StudyScreen, differences, sparkline
@@ -99,7 +101,7 @@ def test_a_member_that_ray_retries_reads_retrying_with_the_drivers_note_until_it
     import os
     from types import SimpleNamespace
 
-    from ray import tune
+    tune = pytest.importorskip("ray.tune")
 
     from neuraterm.core.study import ray_tune, results, spec
     from neuraterm.core.study.folder import StudyFolder

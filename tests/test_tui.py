@@ -122,6 +122,46 @@ def test_snapshot_dashboard_after_a_short_run(snap_compare, size, workdir):
     assert snap_compare(app_for_snapshot(), terminal_size=SIZES[size], run_before=replay)
 
 
+def test_c_shows_the_prediction_dynamics_on_the_dashboard_in_place_of_the_lr(runs):
+    """The watched run's per-class confidence on the probe batch, from its health, a line per class that
+    fits; c again brings the LR chart back."""
+    async def steps(app, pilot):
+        app.watch_run(str(runs / "beta"))
+        await settle(pilot)
+        screen = app.screen
+        assert len(app.run_state.health) == 4
+        await pilot.press("c")
+        await settle(pilot)
+        await pilot.pause(0.3)
+        panel = screen.query_one("#confidence-panel")
+        assert panel.display and not screen.query_one("#lr-chart").display
+        text = str(panel.render())
+        last = app.run_state.health[-1].class_confidence
+        worst = min(range(10), key=lambda i: (last[i], i))
+        lines = text.splitlines()
+        assert lines[0] in ("lowest 6 of 10", "the 6 lowest of 10 classes") and len(lines) == 7, text  # 7 rows inside
+        assert f"{100 * last[worst]:3.0f}%" in text  # the class it gets least right is always shown
+        await pilot.press("c")
+        await pilot.pause(0.2)
+        assert screen.query_one("#lr-chart").display and not panel.display
+    drive(steps, size=(80, 24))
+
+
+def test_confidence_lines_show_the_lowest_classes_that_fit_in_class_order():
+    from types import SimpleNamespace
+
+    from neuraterm.tui.widgets.health_views import confidence_lines
+    confidence = [0.9 - 0.01 * i for i in range(47)]
+    confidence[5], confidence[40] = 0.05, None  # the worst class, and one not on the probe batch
+    health = [SimpleNamespace(epoch=e, class_confidence=confidence) for e in (1, 2)]
+    text = confidence_lines(health, None, width=21, rows=5).plain.splitlines()
+    assert text[0] == "lowest 4 of 47"  # the longest title that fits its width, never wrapped
+    assert [line.split()[0] for line in text[1:]] == ["5", "44", "45", "46"]  # lowest first chosen, shown in order
+    assert "  5%" in text[1]
+    everything = confidence_lines(health, None, width=200).plain
+    assert "epochs 1..2" in everything and " 40 " in everything
+
+
 @pytest.mark.parametrize("size", SIZES)
 def test_snapshot_runs_overlay(snap_compare, size, runs):
     async def overlay_both(pilot):
@@ -336,6 +376,15 @@ def test_too_small_terminal_says_so_on_every_screen(runs):
         await pilot.pause(0.2)
         assert app.return_code is not None or not app.is_running
     drive(quits, size=(60, 20))
+
+    async def quits_leaving_a_live_run_training(app, pilot):  # its question would sit under the notice
+        app.attached, app.run_state.status = runs / "alpha", "running"
+        app.attached_is_live = lambda: True
+        await pilot.press("q")
+        await pilot.pause(0.2)
+        assert not any(type(s).__name__ == "QuitDialog" for s in app.screen_stack)
+        assert app._exit_renderables and "alpha keeps training" in str(app._exit_renderables[-1])
+    drive(quits_leaving_a_live_run_training, size=(60, 20))
 
     async def shrink_and_grow(app, pilot):  # a terminal made smaller while the app runs, then larger again
         await pilot.press("r")

@@ -352,9 +352,13 @@ class NeuratermApp(App):
         await self.run_action(action, self.screen)
 
     async def action_quit(self) -> None:
-        """Quit; a run under way is its own process, so ask whether it keeps training."""
+        """Quit; a run under way is its own process, so ask whether it keeps training (with the too-small
+        notice over the question, nobody could answer it: the run keeps training, and the exit says so)."""
         if not self.attached_is_live() or self.run_state.status not in ("starting", "running", "paused"):
             self.exit()
+            return
+        if self.has_class("-too-small"):
+            self.exit(message=f"{self.attached} keeps training in its own process (neuraterm watch {self.attached})")
             return
 
         def answer(choice: str | None) -> None:

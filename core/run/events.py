@@ -118,8 +118,8 @@ class HealthMeasured:
     layers: list  # names: hidden1, hidden2, ..., output
     kinds: list  # each layer's activation (relu, tanh, ..., identity for the logits)
     weight_norm: list
-    grad_norm: list  # of the epoch's last step
-    update_ratio: list  # ||delta W|| / ||W|| of the epoch's last step
+    grad_norm: list  # of the epoch's last sampled step
+    update_ratio: list  # ||delta W|| / ||W|| of the epoch's last sampled step
     update_ratio_median: list  # over the steps sampled this epoch
     act_mean: list  # on the probe batch, from here on
     act_std: list
