@@ -403,8 +403,11 @@ def test_ray_pbt_packs_the_member_only_where_a_round_can_copy_it(pair):
         {"member": ["a"], "donor": "b", "score": 0.1, "donor_score": 0.2, "changes": {}, "applied": True}]}]},
     {"rounds": [{"generation": 1, "epoch": 2, "metric": "val_acc", "exploits": [
         {"member": "zz", "donor": "b", "score": 0.1, "donor_score": 0.2, "changes": {}, "applied": False}]}]},
+    {"rounds": [{"generation": 1, "epoch": 2, "metric": "val_acc", "exploits": [
+        {"member": "a", "donor": "b", "score": 0.1, "donor_score": 0.2, "changes": {"lr": [0.1, 0.2]},
+         "applied": False}]}]},
 ], ids=["round-not-a-table", "exploit-keys-missing", "epoch-a-string", "curve-point", "member-a-list",
-        "member-unknown"])
+        "member-unknown", "change-not-a-mutation"])
 def test_a_hand_edited_pbt_record_is_one_line_in_the_results_and_the_driver(tmp_path, record):
     (tmp_path / "pop.toml").write_text(POPULATION)
     folder = StudyFolder.create(study_mod.load(str(tmp_path / "pop.toml")), tmp_path / "studies" / "pop")

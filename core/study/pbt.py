@@ -53,7 +53,7 @@ def load_record(folder: StudyFolder) -> dict:
         raise NeuratermError(f"{folder.path / STATE}: cannot be read ({exc})") from None
     try:
         record = json.loads(data)
-        problem = _problem(record, {m.name for m in folder.members})
+        problem = _problem(record, {m.name for m in folder.members}, set(folder.study.pbt.mutations))
     except ValueError:
         problem = "not JSON"
     if problem:
@@ -62,7 +62,7 @@ def load_record(folder: StudyFolder) -> dict:
     return record
 
 
-def _problem(record, members: set[str]) -> str:
+def _problem(record, members: set[str], mutations: set[str]) -> str:
     """What makes `record` unusable as a PBT record, or "" (a hand edit or another program's file)."""
     def number(v, none=False):
         return (v is None and none) or (isinstance(v, (int, float)) and not isinstance(v, bool))
@@ -89,8 +89,10 @@ def _problem(record, members: set[str]) -> str:
             if not (isinstance(e, dict) and all(isinstance(e.get(k), str) and e[k] in members for k in ("member", "donor"))
                     and isinstance(e.get("applied"), bool) and number(e.get("score"), True)
                     and number(e.get("donor_score"), True) and isinstance(e.get("changes"), dict)
+                    and set(e["changes"]) <= mutations
                     and all(isinstance(c, list) and len(c) == 2 for c in e["changes"].values())):
-                return f"{where}: an exploit needs a member and a donor of the study, scores, changes and applied"
+                return (f"{where}: an exploit needs a member and a donor of the study, scores, changes of "
+                        f"[pbt.mutations] keys and applied")
     return ""
 
 
