@@ -316,7 +316,7 @@ def test_a_long_run_keeps_a_bounded_health_history_and_resumes_with_it(tmp_path,
 @pytest.fixture(scope="module")
 def thinned(tmp_path_factory):
     """Two runs of one group: 14 epochs with a checkpoint that keeps at most 6 epochs of health (thinned
-    to [4, 8, 12, 13, 14]), and 6 epochs (stopped earlier) that keeps all of them."""
+    to [4, 8, 10, 12, 13, 14]), and 6 epochs (stopped earlier) that keeps all of them."""
     from neuraterm.core.run import health as health_mod
     root = tmp_path_factory.mktemp("thinned")
     with pytest.MonkeyPatch.context() as patch:
@@ -360,3 +360,30 @@ def test_the_health_figure_averages_members_epoch_by_epoch(thinned):
         line = ax.lines[0]
         assert list(line.get_xdata()) == [1, 2, 3, 4, 5, 6, 8, 10, 12, 13, 14] == sorted(by_epoch)
         assert np.allclose(line.get_ydata(), [np.mean(by_epoch[e]) for e in sorted(by_epoch)])
+
+
+def test_class_names_reach_viewers_while_the_run_trains_and_stay_plain_text(tmp_path):
+    """RunStarted carries the class names, so the Inside screen and the dashboard's prediction dynamics name
+    classes before there is a report; a name from the data is shown as text, never as markup or escapes."""
+    from neuraterm.core.run.event_log import LogReader
+    from neuraterm.tui.run_state import RunState
+    from neuraterm.tui.screens.inside import class_names
+    from neuraterm.tui.widgets.health_views import confidence_lines
+    rng = np.random.default_rng(0)
+    y = np.arange(240) % 3
+    x = rng.integers(0, 60, (240, 6, 6)).astype(np.uint8)
+    for c in range(3):
+        x[y == c, 2 * c:2 * c + 2] += 150
+    data = tmp_path / "shoes.npz"
+    names = ["sandal", "ankle boot", "\x1b[31mred"]
+    np.savez(data, x=x, y=y, class_names=np.array(names))
+    c = config_mod.Config()
+    c.data.dataset, c.train.epochs, c.model.hidden = str(data), 2, [8]
+    Trainer(c, tmp_path / "shoes").run()
+    state = RunState()
+    for event in LogReader(tmp_path / "shoes").read_new():
+        if not isinstance(event, events.RunFinished):  # as a viewer sees it mid-run: no report yet
+            state.apply(event)
+    assert state.report is None and state.class_names == names and class_names(state) == names
+    shown = confidence_lines(state.health, class_names(state), 120).plain
+    assert "sandal" in shown and "ankle boot" in shown and chr(27) not in shown and "\\x1b" in shown  # escaped, as text

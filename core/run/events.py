@@ -30,6 +30,7 @@ class RunStarted:
     step_engine: str = ""  # which training step runs (fused kernels and graphs, or autograd, and why)
     blas_threads: str = ""  # on the CPU: how many BLAS threads, and why
     notes: list = field(default_factory=list)  # about the data, one line each (a remapping, an empty class)
+    class_names: list = field(default_factory=list)  # in label order, so viewers name classes while it trains
 
 
 @dataclass
@@ -305,7 +306,7 @@ def _field(cls, name: str, kind: str, value):
         return check_report(value) if name == "report" else _class_counts(value, name)
     if kind == "list" and cls is HealthMeasured:
         return _health_list(name, value)
-    if kind == "list":  # RunStarted.notes: lines of text
+    if kind == "list":  # RunStarted.notes and class_names: lines of text
         return _list(value, name, _str)
     raise Invalid(f"{name}: a field of unknown kind {kind}")
 

@@ -417,7 +417,8 @@ class Trainer:
                                     len(data.train.y), len(data.val.y), len(data.test.y), len(self.order),
                                     self.epoch, total_epochs, self.feeder.describe(), data.counts(),
                                     self.step.describe(),
-                                    f"{self.threads} ({self.threads_why})" if self.threads else "", list(data.notes)))
+                                    f"{self.threads} ({self.threads_why})" if self.threads else "", list(data.notes),
+                                    list(data.class_names)))
         run_start = time.perf_counter()
         early_stopped = self.early.should_stop  # a run killed between its early stop and its report
         try:

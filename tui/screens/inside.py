@@ -149,7 +149,7 @@ class InsideScreen(Screen):
 
 
 def class_names(state) -> list[str] | None:
-    return (state.report or {}).get("class_names")
+    return (state.report or {}).get("class_names") or state.class_names or None
 
 
 def alert_text(alerts: list) -> Text:

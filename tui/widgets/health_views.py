@@ -186,7 +186,7 @@ def confidence_lines(health: list, class_names: list[str] | None, width: int, ro
     names = [visible(n, 40) for n in class_names] if class_names and len(class_names) == k else \
         [str(i) for i in range(k)]
     spark = 8
-    label = max(len(n[:6]) for n in names)
+    label = max(1, min(max(len(n) for n in names), 12, width - spark - 6))  # "ankle boot" whole where it fits
     cell = label + spark + 6
     per_line = max(1, width // (cell + 1))
     shown = list(range(k))
@@ -204,7 +204,7 @@ def confidence_lines(health: list, class_names: list[str] | None, width: int, ro
             text.append("\n")
         series = [h.class_confidence[i] if i < len(h.class_confidence) else None for h in health]
         value = last.class_confidence[i]
-        text.append(names[i][:6].rjust(label) + " ")
+        text.append(names[i][:label].rjust(label) + " ")
         text.append_text(sparkline(series, spark, 0.0, 1.0))
         text.append(f" {'-' if value is None else f'{100 * value:3.0f}%'} ", style="bold")
     return text
