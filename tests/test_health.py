@@ -214,7 +214,7 @@ def test_inspect_bad_input_is_one_line(tmp_path):
     assert done.returncode == 2 and "no layer health" in done.stderr and len(done.stderr.strip().splitlines()) == 1
     on = train(tmp_path / "on", epochs=1)
     done = cli("inspect", on, "--epoch", 7)
-    assert done.returncode == 2 and "epochs 1..1" in done.stderr
+    assert done.returncode == 2 and "has no layer health of that epoch; it keeps epoch 1\n" in done.stderr
     done = cli("inspect", tmp_path / "nothing")
     assert done.returncode == 2 and "Traceback" not in done.stderr
 
@@ -311,6 +311,55 @@ def test_a_long_run_keeps_a_bounded_health_history_and_resumes_with_it(tmp_path,
     Trainer(c, tmp_path / "long", resume=True).run()
     again = checkpoint.load(tmp_path / "long").health["epochs"].tolist()
     assert len(again) <= 6 and again[-3:] == [14, 15, 16] and set(again[:-3]) <= set(saved["epochs"].tolist())
+
+
+@pytest.fixture(scope="module")
+def thinned(tmp_path_factory):
+    """Two runs of one group: 14 epochs with a checkpoint that keeps at most 6 epochs of health (thinned
+    to [4, 8, 10, 12, 13, 14]), and 6 epochs (stopped earlier) that keeps all of them."""
+    from neuraterm.core.run import health as health_mod
+    root = tmp_path_factory.mktemp("thinned")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(health_mod, "HEALTH_ROWS", 6)
+        for name, epochs in (("long", 14), ("short", 6)):
+            c = small(epochs=epochs)
+            c.data.limit = 300
+            Trainer(c, root / name).run()
+    return root
+
+
+def test_inspect_of_a_thinned_epoch_names_the_epochs_kept_and_the_nearest(thinned):
+    from neuraterm.core.run.health import describe_kept, kept_epochs
+    kept = [int(e) for e in checkpoint.load(thinned / "long").health["epochs"]]
+    assert kept == [4, 8, 10, 12, 13, 14]
+    done = cli("inspect", thinned / "long", "--epoch", 9)
+    assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert (f"--epoch 9: {thinned / 'long'} has no layer health of that epoch (nearest: 8 and 10); it keeps "
+            f"epochs 4, 8..12 every 2nd, 13, 14\n") in done.stderr
+    assert describe_kept(kept_epochs(list(range(1, 3001)))) == "epochs 16..2736 every 16th, 2745..3000"
+    assert describe_kept([5, 10, 15, 20]) == "epochs 5..20 every 5th" and describe_kept([1]) == "epoch 1"
+    assert inspect_json(thinned / "long", "--epoch", 8)["epochs"][0]["epoch"] == 8
+
+
+def test_the_health_figure_averages_members_epoch_by_epoch(thinned):
+    """A group's line is the mean over its members of each epoch's log10 update/weight ratio, matched by
+    epoch number: a thinned history and a shorter one have different epochs at the same positions."""
+    from types import SimpleNamespace
+    pytest.importorskip("matplotlib")
+    from neuraterm.core.run import health as health_mod
+    from neuraterm.core.study import figures
+    rows = [SimpleNamespace(name=name, member=SimpleNamespace(group="g"), alerts=[],
+                            health=health_mod.history_of(checkpoint.load(thinned / name).health))
+            for name in ("long", "short")]
+    fig = figures._health(figures.pyplot(), SimpleNamespace(study=SimpleNamespace(name="s")), rows)
+    for layer, ax in enumerate(fig.axes[:len(rows[0].health[-1].layers)]):
+        by_epoch: dict[int, list[float]] = {}
+        for r in rows:
+            for h in r.health:
+                by_epoch.setdefault(h.epoch, []).append(np.log10(h.update_ratio_median[layer]))
+        line = ax.lines[0]
+        assert list(line.get_xdata()) == [1, 2, 3, 4, 5, 6, 8, 10, 12, 13, 14] == sorted(by_epoch)
+        assert np.allclose(line.get_ydata(), [np.mean(by_epoch[e]) for e in sorted(by_epoch)])
 
 
 def test_class_names_reach_viewers_while_the_run_trains_and_stay_plain_text(tmp_path):

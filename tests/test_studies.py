@@ -299,6 +299,30 @@ def test_the_folder_api_starts_stops_and_resumes_one_member(tmp_path):
     assert folder.state(name).state == "finished" and folder.state(name).info.epoch == 40
 
 
+
+def test_a_member_ray_is_about_to_retry_is_not_started_beside_it(tmp_path):
+    """While the Ray driver holds the study and its last note says it retries the member, starting the
+    member here would put two trainers on one folder: one line instead, and nothing started."""
+    from neuraterm.core.study.folder import RETRY_NOTE
+    study = study_mod.with_overrides(study_mod.load("study-lr"), ['data.dataset="mnist-5k"', "data.limit=300"], epochs=2)
+    folder = StudyFolder.create(study, tmp_path / "lr")
+    name = "lr-0.01"
+    folder.log_path(name).parent.mkdir(exist_ok=True)
+    folder.log_path(name).write_text(f"neuraterm: its node 1a2b3c4d was lost{RETRY_NOTE}4\n")
+    driver = folder.lock()
+    try:
+        assert folder.state(name).state == "retrying"
+        with pytest.raises(NeuratermError) as error:
+            started = folder.start(name)
+            started.kill()  # (only without the fix: the test fails, and leaves no trainer behind)
+            started.wait()
+        assert str(error.value) == (f"{name} is being retried by the Ray driver of {folder.path} (its node 1a2b3c4d "
+                                    f"was lost; retrying from epoch 4); wait for it, or stop that driver first")
+    finally:
+        driver.release()
+    assert not folder.member_dir(name).exists()
+
+
 AGREE = ('name = "agree"\ndescription = "seeds that agree"\npreset = "quick"\nseeds = [0, 1, 2]\n'
          '[set]\n"data.limit" = 500\n"model.hidden" = [16]\n"train.epochs" = 1\n'
          '[grid]\n"model.init" = ["zeros", "he_normal"]\n[results]\ncharts = ["curves", "final"]\n')

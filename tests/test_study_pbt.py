@@ -241,6 +241,12 @@ def test_ray_pbt_records_its_exploits_as_forks_with_lineage(tmp_path):
     lr = last["changes"]["optimizer.lr"][1]
     assert snap.config.optimizer.lr == lr and [r["lr"] for r in snap.history[epoch:]] == [lr] * (6 - epoch)
     assert (folder / "pbt" / "replaced" / f"{last['member']}-e{epoch}").is_dir()
+    history = [json.loads(line) for line in (folder / last["member"] / "events.jsonl").read_text().splitlines()]
+    assert [e["epoch"] for e in history if e["type"] == "EpochEnded"][:epoch] == list(range(1, epoch + 1))
+    from neuraterm.core.study import ray_tune
+    trials = [d for d in (folder / "ray" / "tune").iterdir() if d.is_dir() and d.name.startswith("train_member")]
+    kept = {d.name: len(list(d.glob("checkpoint_*"))) for d in trials}
+    assert len(trials) == 4 and all(1 <= n <= ray_tune.KEPT + 1 for n in kept.values()), kept
 
 
 def test_a_pbt_member_is_not_started_alone(tmp_path):
@@ -291,3 +297,124 @@ def test_an_exploit_cut_short_at_any_step_is_finished_by_the_next_call(tmp_path,
     assert [(Path(e["parent"]).name, e["epoch"]) for e in fork.meta["lineage"]] == [("donor", 2)]
     assert fork.config.train.epochs == 4 and fork.config.name == "s/member"
     assert list((study / "pbt" / "incoming").iterdir()) == []
+
+
+@pytest.fixture(scope="module")
+def pair(tmp_path_factory):
+    """A donor and a member, 2 epochs each of small runs: what an exploit switches between."""
+    study = tmp_path_factory.mktemp("pair") / "s"
+    for name, lr in (("donor", "0.1"), ("member", "0.001")):
+        trained = cli("train", "--preset", "quick", "--set", "data.limit=500", "--set", "model.hidden=[8]",
+                      "--set", f"optimizer.lr={lr}", "--epochs", 2, "--out", study / name)
+        assert trained.returncode == 0, trained.stderr
+    return study
+
+
+def copy_of(pair: Path, tmp_path: Path) -> Path:
+    import shutil
+    shutil.copytree(pair, tmp_path / "s", symlinks=True)
+    return tmp_path / "s"
+
+
+def test_a_replaced_folder_left_by_an_earlier_schedule_is_one_line_not_an_exploit_recorded_unmade(pair, tmp_path):
+    """pbt/replaced/<member>-e<epoch> exists (the record was moved away and the study rerun) but the
+    member's folder is not the fork: the switch must refuse rather than skip, or the exploit would be
+    marked applied with the member untouched."""
+    from neuraterm.core.run import checkpoint, fork as fork_mod
+    from neuraterm.core.study import pbt
+    study = copy_of(pair, tmp_path)
+    (study / "pbt" / "replaced" / "member-e2").mkdir(parents=True)
+    before = checkpoint.load(study / "member")
+    with pytest.raises(NeuratermError) as error:
+        pbt.switch(study / "member", "s", lambda: fork_mod.read(study / "donor", 2), {"optimizer.lr": 0.05}, 2, 4)
+    message = str(error.value)
+    assert "\n" not in message and str(study / "pbt" / "replaced" / "member-e2") in message
+    assert "is not a fork of donor at that epoch; move" in message
+    after = checkpoint.load(study / "member")
+    assert after.config.optimizer.lr == before.config.optimizer.lr and not after.meta.get("lineage")
+
+
+@pytest.mark.parametrize("link", ["pbt", "pbt/replaced", "pbt/incoming"])
+def test_a_planted_link_among_the_pbt_folders_is_refused(pair, tmp_path, link):
+    """A study folder is input: a link at pbt/, pbt/replaced/ or pbt/incoming/ would move the member's
+    folder (or write the fork) wherever it points."""
+    from neuraterm.core.run import fork as fork_mod
+    from neuraterm.core.study import pbt
+    study = copy_of(pair, tmp_path)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (study / link).parent.mkdir(parents=True, exist_ok=True)
+    (study / link).symlink_to(elsewhere, target_is_directory=True)
+    with pytest.raises(NeuratermError, match="a symbolic link, which a study's PBT folders never are") as error:
+        pbt.switch(study / "member", "s", lambda: fork_mod.read(study / "donor", 2), {"optimizer.lr": 0.05}, 2, 4)
+    assert str(study / link) in str(error.value)
+    assert list(elsewhere.iterdir()) == [] and (study / "member" / "model.json").is_file()
+
+
+def test_a_ray_exploit_takes_the_donors_history_from_the_packed_copy(pair, tmp_path):
+    """With --storage the worker's node may not have the study folder: the fork's event log comes from
+    the donor's packed checkpoint, and only the lineage names the donor's folder in the study."""
+    from neuraterm.core.run import checkpoint
+    from neuraterm.core.study import member_transfer, ray_tune
+    study = copy_of(pair, tmp_path)
+    packed = tmp_path / "packed"
+    packed.mkdir()
+    member_transfer.pack(study / "donor", packed)
+    from neuraterm.core.run import fork as fork_mod
+    donor_log = fork_mod._events_up_to(study / "donor", 2)
+    nowhere = tmp_path / "on-another-node"  # the study path as the driver's node names it
+    params = {"pbt": {"keys": ["optimizer.lr"], "study": str(nowhere), "name": "s", "epochs": 4, "interval": 2},
+              "optimizer.lr": 0.05}
+    ray_tune._exploit(packed, {"member": "donor", "epoch": 2}, study / "member", params)
+    fork = checkpoint.load(study / "member")
+    assert fork.meta["lineage"][-1]["parent"] == str(nowhere / "donor") and fork.config.optimizer.lr == 0.05
+    log = (study / "member" / "events.jsonl").read_bytes()
+    assert b'"type": "EpochEnded"' in log and log == donor_log
+
+
+def test_ray_pbt_packs_the_member_only_where_a_round_can_copy_it(pair):
+    """Tune keeps a PBT trial's latest checkpoint and the KEPT highest `packed_epoch`s: the member's
+    folder is packed at multiples of the interval and at its last epoch, the other epochs only point."""
+    from types import SimpleNamespace
+    from neuraterm.core.study import ray_tune
+    reports = []
+
+    class Checkpoint:
+        @staticmethod
+        def from_directory(d):
+            return sorted(p.name for p in Path(d).iterdir())
+
+    tune = SimpleNamespace(Checkpoint=Checkpoint, report=lambda result, checkpoint: reports.append((result, checkpoint)))
+    reporter = ray_tune._Reporter(tune, pair / "donor", "donor", ship=False, interval=2)
+    for epoch in range(1, 8):
+        reporter.report({"epoch": float(epoch), "epochs": 7.0, "val_acc": 0.5})
+    packed = [int(r["epoch"]) for r, files in reports if files != [ray_tune.CHECKPOINT_FILE]]
+    assert packed == [2, 4, 6, 7]
+    assert [r[ray_tune.PACKED] for r, _ in reports] == [0, 2, 0, 4, 0, 6, 7]
+    assert 3 <= ray_tune.KEPT  # Ray warns that 2 or fewer may delete a checkpoint PBT still restores from
+
+
+@pytest.mark.parametrize("record", [
+    {"rounds": [1]},
+    {"rounds": [{"generation": 1, "epoch": 2, "metric": "val_acc", "exploits": [{"member": "a"}]}]},
+    {"rounds": [{"generation": 1, "epoch": "2", "metric": "val_acc", "exploits": []}]},
+    {"rounds": [{"generation": 1, "epoch": 2, "metric": "val_acc", "curves": {"a": [[1]]}, "exploits": []}]},
+    {"rounds": [{"generation": 1, "epoch": 2, "metric": "val_acc", "exploits": [
+        {"member": ["a"], "donor": "b", "score": 0.1, "donor_score": 0.2, "changes": {}, "applied": True}]}]},
+    {"rounds": [{"generation": 1, "epoch": 2, "metric": "val_acc", "exploits": [
+        {"member": "zz", "donor": "b", "score": 0.1, "donor_score": 0.2, "changes": {}, "applied": False}]}]},
+    {"rounds": [{"generation": 1, "epoch": 2, "metric": "val_acc", "exploits": [
+        {"member": "a", "donor": "b", "score": 0.1, "donor_score": 0.2, "changes": {"lr": [0.1, 0.2]},
+         "applied": False}]}]},
+], ids=["round-not-a-table", "exploit-keys-missing", "epoch-a-string", "curve-point", "member-a-list",
+        "member-unknown", "change-not-a-mutation"])
+def test_a_hand_edited_pbt_record_is_one_line_in_the_results_and_the_driver(tmp_path, record):
+    (tmp_path / "pop.toml").write_text(POPULATION)
+    folder = StudyFolder.create(study_mod.load(str(tmp_path / "pop.toml")), tmp_path / "studies" / "pop")
+    (folder.path / "pbt").mkdir()
+    (folder.path / "pbt" / "state.json").write_text(json.dumps(record))
+    for args in (("--results-only",), ()):
+        result = cli("study", "pop.toml", *args, cwd=tmp_path, timeout=120)
+        assert result.returncode == 2 and result.stderr.count("\n") == 1, (args, result.stderr)
+        assert result.stderr.startswith("neuraterm: error: studies/pop/pbt/state.json: not a PBT record (")
+    assert all(s.state == "waiting" for s in folder.states())

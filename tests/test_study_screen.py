@@ -149,3 +149,28 @@ def test_a_member_that_ray_retries_reads_retrying_with_the_drivers_note_until_it
     finally:
         driver.release()
     assert folder.state(name).state != "retrying"  # no driver: nobody retries it
+
+
+def test_a_damaged_pbt_record_is_one_line_on_the_study_screen(tmp_path):
+    """The rows of a PBT study read its record (pbt/state.json): a hand-edited one that is valid JSON but
+    not a record is the title's one line, not a worker dying silently over stale rows."""
+    from neuraterm.core.study import spec
+    from neuraterm.core.study.folder import StudyFolder
+    (tmp_path / "pop.toml").write_text('name = "pop"\npreset = "quick"\nscheduler = "pbt"\n[grid]\n'
+                                       '"optimizer.lr" = [0.1, 0.01]\n[pbt.mutations]\n'
+                                       '"optimizer.lr" = {loguniform = [0.0001, 1.0]}\n')
+    folder = StudyFolder.create(spec.load(str(tmp_path / "pop.toml")), tmp_path / "studies" / "pop")
+    (folder.path / "pbt").mkdir()
+    (folder.path / "pbt" / "state.json").write_text('{"rounds": [1]}')
+
+    async def scenario():
+        app = make_app("runs", deterministic=True, watch_dir=str(folder.path))
+        async with app.run_test(size=(100, 32)) as pilot:
+            deadline = time.monotonic() + 30
+            while not (isinstance(app.screen, StudyScreen)
+                       and "not a PBT record" in str(app.screen.query_one("#study-title").render())):
+                assert time.monotonic() < deadline, "the Study screen never said the record is damaged"
+                await pilot.pause(0.1)
+            title = str(app.screen.query_one("#study-title").render())
+            assert "pbt/state.json: not a PBT record (round 1 is not a table)" in title and "\n" not in title
+    asyncio.run(scenario())

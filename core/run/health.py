@@ -66,6 +66,24 @@ def kept_epochs(epochs: list[int], limit: int | None = None) -> list[int]:
     return [e for e in older if e % stride == 0] + recent
 
 
+def describe_kept(epochs: list[int]) -> str:
+    """'epochs 16..2736 every 16th, 2745..3000': the epochs a checkpoint holds health of, three or more
+    of one stride as a range (thinned by `kept_epochs`, or measured every `train.health_every` epochs)."""
+    parts, i = [], 0
+    while i < len(epochs):
+        j, stride = i, (epochs[i + 1] - epochs[i] if i + 1 < len(epochs) else 1)
+        while j + 1 < len(epochs) and epochs[j + 1] - epochs[j] == stride:
+            j += 1
+        if j - i < 2:
+            parts.append(str(epochs[i]))
+            i += 1
+            continue
+        nth = "" if stride == 1 else f" every {({2: '2nd', 3: '3rd'}.get(stride, f'{stride}th'))}"
+        parts.append(f"{epochs[i]}..{epochs[j]}{nth}")
+        i = j + 1
+    return ("epoch " if len(epochs) == 1 else "epochs ") + ", ".join(parts)
+
+
 def probe_size(train_size: int) -> int:
     """512 rows, or 1/32 of a small training split (at least 64, at most the split). A unit that is
     positive on 5% of inputs looks dead on 64 rows with probability 0.95^64 = 4%, on 109 (quick) 0.4%."""

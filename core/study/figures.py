@@ -234,16 +234,19 @@ def _health(plt, folder, rows):
     colors = plt.get_cmap("tab10" if len(grouped) <= 10 else "tab20")
     for k, (group, members) in enumerate(grouped.items()):
         for i, ax in enumerate(axes[0]):
-            series = [[np.log10(h.update_ratio_median[i]) if i < len(h.layers) and h.update_ratio_median[i]
-                       and h.update_ratio_median[i] > 0 else np.nan for h in r.health] for r in members]
-            length = max(len(s) for s in series)
-            grid = np.full((len(series), length), np.nan)
-            for j, s in enumerate(series):
-                grid[j, :len(s)] = s
+            # by epoch number: a checkpoint thins old epochs (health.kept_epochs) and members stop at
+            # different epochs (early stopping, divergence), so positions in two histories differ
+            epochs = sorted({h.epoch for r in members for h in r.health})
+            column = {e: c for c, e in enumerate(epochs)}
+            grid = np.full((len(members), len(epochs)), np.nan)
+            for j, r in enumerate(members):
+                for h in r.health:
+                    ratio = h.update_ratio_median[i] if i < len(h.layers) else None
+                    grid[j, column[h.epoch]] = np.log10(ratio) if ratio and ratio > 0 else np.nan
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", RuntimeWarning)
                 mean = np.nanmean(grid, 0)
-            epochs = [h.epoch for h in max((r.health for r in members), key=len)]
+            length = len(epochs)
             flagged = any(a.layer == layers[i] and a.kind.startswith("updates") for r in members for a in r.alerts)
             ax.plot(epochs, mean, color=colors(k % colors.N), marker="o" if length <= 3 else None, ms=3,
                     label=group if i == 0 else None, linestyle="--" if flagged else "-")

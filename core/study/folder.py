@@ -236,6 +236,9 @@ class StudyFolder:
         state = self.state(name)
         if state.state in ("running", "paused"):
             raise NeuratermError(f"{state.path} is being trained already")
+        if state.state == "retrying":  # Ray's driver is about to start it again: two writers on one folder
+            raise NeuratermError(f"{name} is being retried by the Ray driver of {self.path} ({state.note}); wait "
+                                 f"for it, or stop that driver first")
         if self.study.scheduler == "pbt" and epochs is None:  # alone it would train past the next round
             raise NeuratermError(f"{name} is a member of a PBT population, which trains in generations: "
                                  f"run 'neuraterm study {self.path}' to continue it")

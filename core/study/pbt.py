@@ -30,7 +30,7 @@ import numpy as np
 
 from neuraterm.core import config as config_mod
 from neuraterm.core.errors import STOP_SIGNALS, NeuratermError
-from neuraterm.core.run import checkpoint, folder_files, fork as fork_mod
+from neuraterm.core.run import checkpoint, folder_files, fork as fork_mod, status as runs
 from neuraterm.core.study import spec as study_mod
 from neuraterm.core.study.folder import MemberState, StudyFolder
 from neuraterm.core.study.runner import UNFINISHED, LocalRunner, MemberProgress
@@ -42,7 +42,9 @@ INCOMING, REPLACED = f"{FOLDER}/incoming", f"{FOLDER}/replaced"
 
 # -- the record -----------------------------------------------------------------------------------------
 def load_record(folder: StudyFolder) -> dict:
-    """`pbt/state.json`: {"format": 1, "rounds": [...]} (empty before the first round)."""
+    """`pbt/state.json`: {"format": 1, "rounds": [...]} (empty before the first round), checked whole:
+    the results, the figure, the Study screen and the drivers index it without further checks."""
+    _refuse_links(folder.path)
     try:
         data = folder_files.read_bytes(folder.path, STATE, 1 << 24)
     except FileNotFoundError:
@@ -51,16 +53,62 @@ def load_record(folder: StudyFolder) -> dict:
         raise NeuratermError(f"{folder.path / STATE}: cannot be read ({exc})") from None
     try:
         record = json.loads(data)
-        assert isinstance(record, dict) and isinstance(record.get("rounds"), list)
-    except (ValueError, AssertionError):
-        raise NeuratermError(f"{folder.path / STATE}: not a PBT record; move it away to start the schedule "
-                             f"afresh") from None
+        problem = _problem(record, {m.name for m in folder.members}, set(folder.study.pbt.mutations))
+    except ValueError:
+        problem = "not JSON"
+    if problem:
+        raise NeuratermError(f"{folder.path / STATE}: not a PBT record ({problem}); move it away to start the "
+                             f"schedule afresh")
     return record
 
 
+def _problem(record, members: set[str], mutations: set[str]) -> str:
+    """What makes `record` unusable as a PBT record, or "" (a hand edit or another program's file)."""
+    def number(v, none=False):
+        return (v is None and none) or (isinstance(v, (int, float)) and not isinstance(v, bool))
+
+    def count(v):
+        return isinstance(v, int) and not isinstance(v, bool) and v >= 0
+
+    if not isinstance(record, dict) or not isinstance(record.get("rounds"), list):
+        return "no list of rounds"
+    for i, r in enumerate(record["rounds"], 1):
+        where = f"round {i}"
+        if not isinstance(r, dict):
+            return f"{where} is not a table"
+        if not (count(r.get("generation")) and count(r.get("epoch")) and isinstance(r.get("metric"), str)):
+            return f"{where} needs a generation, an epoch and a metric"
+        curves = r.get("curves", {})
+        if not isinstance(curves, dict) or not all(
+                isinstance(points, list) and all(isinstance(p, list) and len(p) == 2 and count(p[0]) and number(p[1])
+                                                 for p in points) for points in curves.values()):
+            return f"{where}: curves must map members to [epoch, value] pairs"
+        if not isinstance(r.get("exploits"), list):
+            return f"{where} has no list of exploits"
+        for e in r["exploits"]:
+            if not (isinstance(e, dict) and all(isinstance(e.get(k), str) and e[k] in members for k in ("member", "donor"))
+                    and isinstance(e.get("applied"), bool) and number(e.get("score"), True)
+                    and number(e.get("donor_score"), True) and isinstance(e.get("changes"), dict)
+                    and set(e["changes"]) <= mutations
+                    and all(isinstance(c, list) and len(c) == 2 for c in e["changes"].values())):
+                return (f"{where}: an exploit needs a member and a donor of the study, scores, changes of "
+                        f"[pbt.mutations] keys and applied")
+    return ""
+
+
 def save_record(folder: StudyFolder, record: dict) -> None:
+    _refuse_links(folder.path)
     (folder.path / FOLDER).mkdir(exist_ok=True)
     checkpoint.write_atomic(folder.path / STATE, json.dumps(record, indent=1).encode("utf-8"))
+
+
+def _refuse_links(root: Path) -> None:
+    """`pbt/`, `pbt/replaced/` and `pbt/incoming/` are written and renamed into: a study folder is
+    input (copied, shared), and a link planted there would move member folders or the record elsewhere."""
+    for rel in (FOLDER, REPLACED, INCOMING):
+        if os.path.islink(root / rel):
+            raise NeuratermError(f"{root / rel}: a symbolic link, which a study's PBT folders never are; "
+                                 f"replace it by a folder (links are not followed)")
 
 
 def exploits(folder: StudyFolder) -> dict[str, list[dict]]:
@@ -173,11 +221,21 @@ def switch(target: Path, study: str, source, values: dict, epoch: int, total: in
     """Replace the model folder `target` by a fork of `source()` (a `fork.Source`) at `epoch` with
     `values` ("section.key" -> value) changed: the fork is written under `pbt/incoming/` beside it,
     then the member's folder moves to `pbt/replaced/<member>-e<epoch>/` and the fork takes its place.
-    Each step is a rename, and called again after a crash at any point it finishes the switch."""
+    Each step is a rename, and called again after a crash at any point it finishes the switch. A
+    replaced folder of that name with no fork in place (left by an earlier schedule whose record was
+    moved away) is one line: the exploit would otherwise be recorded without happening."""
     member, root = target.name, target.parent
     incoming = root / INCOMING / f"{member}-e{epoch}"
     aside = root / REPLACED / f"{member}-e{epoch}"
-    if not aside.exists():
+    _refuse_links(root)
+    if os.path.lexists(aside) and not os.path.lexists(incoming):
+        src = source()
+        if not _forked_from(target, src.parent.name, epoch):
+            raise NeuratermError(f"{aside}: a folder an earlier PBT exploit of {member} at epoch {epoch} replaced, "
+                                 f"but {target} is not a fork of {src.parent.name} at that epoch; move {aside} out "
+                                 f"of {root / REPLACED} and run the study again")
+        return
+    if not os.path.lexists(aside):
         if checkpoint.checkpoint_dir(incoming) is None:
             src = source()
             changed = src.snap.config.to_dict()
@@ -188,12 +246,20 @@ def switch(target: Path, study: str, source, values: dict, epoch: int, total: in
             changed["train"]["epochs"] = total
             config = config_mod.from_dict(changed, f"{root}: PBT exploit of {member}")
             incoming.parent.mkdir(parents=True, exist_ok=True)
+            _refuse_links(root)
             fork_mod.create(src, config, incoming)
         aside.parent.mkdir(parents=True, exist_ok=True)
+        _refuse_links(root)
         if target.exists():
             os.rename(target, aside)
     if incoming.exists():
         os.rename(incoming, target)
+
+
+def _forked_from(target: Path, donor: str, epoch: int) -> bool:
+    """Whether the last entry of `target`'s lineage (model.json, see fork.py) is `donor` at `epoch`."""
+    lineage = runs.describe(target).lineage
+    return bool(lineage) and Path(lineage[-1]["parent"]).name == donor and lineage[-1]["epoch"] == epoch
 
 
 # -- the local driver -----------------------------------------------------------------------------------

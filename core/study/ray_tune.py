@@ -20,7 +20,8 @@ The driver's terminal shows the table only: Ray's and Tune's output goes to `<st
 (`--verbose` shows it). With `scheduler = "asha"`, Tune's ASHA stops members whose validation metric
 falls behind at each rung; they are listed in `pruned.txt` and never resumed. With `scheduler = "pbt"`,
 Tune's PopulationBasedTraining (synchronous) restarts a member of the bottom quantile from a top
-member's Tune checkpoint (which then carries the member's folder, packed, in any storage mode): the
+member's Tune checkpoint (at the epochs a round can copy, multiples of the interval, it carries the
+member's folder, packed, in any storage mode; Tune keeps the last few of those, `KEPT`): the
 worker makes the member's folder a recorded fork of it (`pbt.switch`) with the values Tune explored,
 and the driver records each exploit in `pbt/state.json`, as the local schedule does. Divergence is a result
 here too: the trial ends normally with the member's folder marked failed. Ctrl-C ends the Tune run;
@@ -55,6 +56,10 @@ from neuraterm.core.study.runner import MemberProgress, threads_per_member
 EXPERIMENTS = "ray"
 CHECKPOINT_FILE = "member.json"
 DRIVER_LOG = "driver.log"  # Ray's and Tune's own output, unless --verbose
+# PBT: the epoch whose Tune checkpoint carries the member's folder (0 when it only points there). Tune
+# keeps a trial's latest checkpoint and the KEPT highest of these: the last rounds' packed folders, which
+# a member that copies a donor restarts from (synch PBT holds the donor at the next round until then).
+PACKED, KEPT = "packed_epoch", 3
 
 
 def import_ray():
@@ -82,10 +87,12 @@ def _node() -> str:
 
 class _Reporter:
     """A trainer listener: after each epoch's checkpoint is saved, report that epoch to Tune, with a
-    Tune checkpoint that points at the member's folder (shared filesystem) or carries it (`ship`)."""
+    Tune checkpoint that points at the member's folder (shared filesystem) or carries it (`ship`).
+    Under PBT (`interval`), the epochs where a round can happen (multiples of the interval) and the
+    last carry it in any case: another member may fork from them."""
 
-    def __init__(self, tune, run_dir: Path, name: str, ship: bool, pack: bool = False):
-        self.tune, self.run_dir, self.name, self.ship, self.pack = tune, run_dir, name, ship, pack
+    def __init__(self, tune, run_dir: Path, name: str, ship: bool, interval: int = 0):
+        self.tune, self.run_dir, self.name, self.ship, self.interval = tune, run_dir, name, ship, interval
         self.epoch_row: dict | None = None
         self.node = _node()
 
@@ -99,8 +106,12 @@ class _Reporter:
             self.report(_metrics(row))
 
     def report(self, result: dict) -> None:
+        epoch = int(result.get("epoch", 0))
+        round_ = self.interval and (epoch % self.interval == 0 or epoch >= result.get("epochs", epoch))
+        if self.interval:
+            result = {**result, PACKED: float(epoch if round_ else 0)}
         with tempfile.TemporaryDirectory() as d:
-            if self.ship or self.pack:  # PBT packs in any case: another member may fork from this epoch later
+            if self.ship or round_:
                 member_transfer.pack(self.run_dir, Path(d))
             Path(d, CHECKPOINT_FILE).write_text(json.dumps(
                 {"member": self.name, "run_dir": str(self.run_dir), "epoch": int(result.get("epoch", 0)),
@@ -161,7 +172,7 @@ def _train(name: str, run_dir: Path, config, params: dict, ship: bool, seeds: di
                                      f"{saved['epoch']} was saved there: the study folder must be on a shared filesystem")
     elif ship and seeds and name in seeds:
         member_transfer.unpack_bytes(seeds[name], run_dir)
-    reporter = _Reporter(tune, run_dir, name, ship, "pbt" in params)
+    reporter = _Reporter(tune, run_dir, name, ship, params["pbt"]["interval"] if "pbt" in params else 0)
     info = runs.describe(run_dir)
     if info.status not in ("finished", "failed"):
         resume = checkpoint.checkpoint_dir(run_dir) is not None
@@ -201,7 +212,8 @@ def _exploit(packed: Path, saved: dict, run_dir: Path, params: dict) -> None:
         def source():
             copy = Path(d) / donor
             member_transfer.unpack(packed, copy)
-            return dataclasses.replace(fork_mod.read(copy, epoch), parent=Path(spec["study"]) / donor)
+            # the fork's history comes from the copy (the donor's folder may be on no disk of this node)
+            return dataclasses.replace(fork_mod.read(copy, epoch), named=Path(spec["study"]) / donor)
         pbt.switch(run_dir, spec["name"], source, values, epoch, spec["epochs"])
 
 
@@ -596,7 +608,7 @@ def _fit(ray, tune, folder, pending, address, jobs, listeners, threads, storage,
             if population:
                 metric = folder.study.pbt.metric
                 space["pbt"] = {"keys": list(folder.study.pbt.mutations), "study": str(folder.path.resolve()),
-                                "name": folder.study.name, "epochs": epochs}
+                                "name": folder.study.name, "epochs": epochs, "interval": folder.study.pbt.interval}
             if storage is None:
                 trainable = train_member
                 space.update({"folder": str(folder.path.resolve())})
@@ -620,8 +632,9 @@ def _fit(ray, tune, folder, pending, address, jobs, listeners, threads, storage,
                 run_config=tune.RunConfig(
                     name=name, storage_path=where, verbose=0,
                     failure_config=tune.FailureConfig(max_failures=2),
-                    # PBT: a donor's checkpoint must outlive its later ones until the members that copy it restart
-                    checkpoint_config=tune.CheckpointConfig(num_to_keep=None if population else 1),
+                    checkpoint_config=tune.CheckpointConfig(num_to_keep=KEPT, checkpoint_score_attribute=PACKED,
+                                                            checkpoint_score_order="max") if population
+                    else tune.CheckpointConfig(num_to_keep=1),
                     callbacks=[progress]))
             try:
                 tuner.fit()

@@ -63,9 +63,9 @@ def differences(a, b) -> list[str]:
 
 
 class StudyRows(Message):
-    def __init__(self, rows: list):
+    def __init__(self, rows: list, error: str = ""):
         super().__init__()
-        self.rows = rows
+        self.rows, self.error = rows, error  # error: why the folder cannot be read (a damaged PBT record)
 
 
 class StudyScreen(Screen):
@@ -135,9 +135,15 @@ class StudyScreen(Screen):
     @work(thread=True, exclusive=True, group="study-rows", exit_on_error=False)
     def read_rows(self, folder) -> None:
         """Every member's state and metrics, read from its folder off the UI thread."""
-        self.post_message(StudyRows(self.app.service.study_rows(folder)))
+        try:
+            self.post_message(StudyRows(self.app.service.study_rows(folder)))
+        except NeuratermError as exc:
+            self.post_message(StudyRows([], str(exc)))
 
     def on_study_rows(self, message: StudyRows) -> None:
+        if message.error:
+            self.query_one("#study-title", Static).update(f"[b red]✗[/] {markup(message.error)}")
+            return
         table = self.query_one(DataTable)
         fresh = {row.name: row for row in message.rows}
         counts = {}
