@@ -237,3 +237,33 @@ def test_only_the_backend_module_mentions_cupy():
     root = Path(core.__file__).parent
     offenders = [p.name for p in root.rglob("*.py") if "import cupy" in p.read_text() and p.name != "backend.py"]
     assert offenders == []
+
+
+def test_batchnorm_running_statistics_by_hand_also_for_a_batch_of_one():
+    """PyTorch refuses a training batch of one row; ours must keep finite running statistics (the
+    unbiased variance's n - 1 is 0 there, and the batch's variance is 0 too)."""
+    from neuraterm.core.nn.batchnorm import BatchNorm1d
+    layer = BatchNorm1d(2, dtype=np.float64)
+    x = np.array([[1.0, 2.0], [3.0, 6.0], [5.0, 10.0]])  # mean (3, 6), variance 8/3 and 32/3 (biased), 4 and 16
+    out = layer(Tensor(x)).data
+    np.testing.assert_allclose(out[:, 0], np.array([-2.0, 0.0, 2.0]) / math.sqrt(8 / 3 + 1e-5), rtol=1e-12)
+    np.testing.assert_allclose(out[:, 1], np.array([-4.0, 0.0, 4.0]) / math.sqrt(32 / 3 + 1e-5), rtol=1e-12)
+    np.testing.assert_allclose(layer.running_mean, [0.3, 0.6], rtol=1e-12)
+    np.testing.assert_allclose(layer.running_var, [0.9 + 0.4, 0.9 + 1.6], rtol=1e-12)
+    layer.eval()
+    seen = layer(Tensor(np.array([[0.3 + math.sqrt(1.3 + 1e-5), 0.6 - 2 * math.sqrt(2.5 + 1e-5)]]))).data
+    np.testing.assert_allclose(seen, [[1.0, -2.0]], rtol=1e-12)
+    one = BatchNorm1d(2, dtype=np.float64, momentum=0.5)
+    out = one(Tensor(np.array([[7.0, -1.0]]))).data
+    np.testing.assert_array_equal(out, [[0.0, 0.0]])
+    np.testing.assert_allclose(one.running_mean, [3.5, -0.5], rtol=1e-12)
+    np.testing.assert_allclose(one.running_var, [0.5, 0.5], rtol=1e-12)
+
+
+def test_mse_value_and_gradient_by_hand():
+    from neuraterm.core.nn.losses import mse
+    prediction = Tensor(np.array([[1.0, 2.0], [3.0, 5.0]]), requires_grad=True)
+    loss = mse(prediction, np.array([[0.0, 2.0], [1.0, 1.0]]))
+    assert float(loss.data) == pytest.approx((1 + 0 + 4 + 16) / 4, rel=1e-12)
+    loss.backward()
+    np.testing.assert_allclose(prediction.grad, np.array([[1.0, 0.0], [2.0, 4.0]]) * 2 / 4, rtol=1e-12)
