@@ -248,6 +248,10 @@ def test_optimizer_uses_the_compiled_adam_only_for_large_float32_models():
     assert big.compiled == adam_kernel.available()
     edge = build("adam", [Tensor(np.zeros(adam_kernel.COMPILED_FROM - 1, dtype=np.float32))], lr=0.01)
     assert not edge.compiled
+    bigger = build("adam", [Tensor(np.zeros(adam_kernel.COMPILED_FROM + 7, dtype=np.float32))], lr=0.01)
+    assert bigger.compiled == adam_kernel.available()
+    half = build("adam", [Tensor(np.zeros(adam_kernel.COMPILED_FROM, dtype=np.float16))], lr=0.01)
+    assert not half.compiled  # the kernel is float32's
 
 
 def test_optimizer_compiled_adam_follows_the_textbook_in_float32():
