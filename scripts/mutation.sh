@@ -21,11 +21,11 @@ WORK="${MUTATION_DIR:-/tmp/neuraterm-mutation}"
 MODULES=(
   "smoothing|tui/smoothing.py|tests/test_charts.py|smooth"
   "metrics|core/metrics.py|tests/test_engine.py|metrics"
-  "event_log|core/run/event_log.py|tests/test_event_log_reader.py|"
-  "normalize|core/data/normalize.py|tests/test_custom_data.py|statistics or standardize or pixel_deviation or noise"
+  "event_log|core/run/event_log.py|tests/test_event_log_bounds.py tests/test_event_log_reader.py|"
+  "normalize|core/data/normalize.py|tests/test_normalize_statistics.py tests/test_custom_data.py|statistics or standardize or pixel_deviation or noise"
   "schedules|core/optim/schedules.py|tests/test_schedules.py tests/test_torch_parity.py|schedule or plateau"
   "ticks|tui/ticks.py|tests/test_charts.py|not smooth"
-  "results|core/study/results.py|tests/test_studies.py|sample_standard"
+  "results|core/study/results.py|tests/test_study_tables.py tests/test_studies.py|study_tables or sample_standard or last_epoch_its_report"
   "optimizers|core/optim/optimizers.py|tests/test_optimizer_rules.py tests/test_engine.py tests/test_torch_parity.py|optimizer or l2 or clipping"
   "data_readers|core/data/idx.py core/data/npy.py core/data/csv_table.py core/data/custom.py|tests/test_data_readers.py tests/test_custom_data.py tests/test_data.py|"
   "engine|core/nn/tensor.py core/nn/activations.py core/nn/batchnorm.py core/nn/linear.py core/nn/losses.py|tests/test_gradcheck.py tests/test_torch_parity.py tests/test_engine.py|"
@@ -123,9 +123,11 @@ for entry in "${MODULES[@]}"; do
     "$VENV/python" -c "import sqlite3, sys; db = sqlite3.connect(sys.argv[1]); db.execute(\"delete from work_results where test_outcome != 'KILLED'\"); db.commit()" "$session"
   fi
   "${CR[@]}" cosmic_ray.tools.filters.operators_filter:main "$session" "$config" >/dev/null
+  # Annotations are never evaluated under `from __future__ import annotations`: no test can see a mutant there.
+  "$VENV/python" "$WORK/tree/scripts/mutation_filter_annotations.py" "$session"
   nice -n 19 env CI=true "${CR[@]}" cosmic_ray.cli:main exec "$config" "$session"
   stop_server
-  "${CR[@]}" cosmic_ray.tools.report:report --show-output=false --show-diff "$session" >"$WORK/results/$name.txt" 2>&1 || true
+  "${CR[@]}" cosmic_ray.tools.report:report --no-show-output --show-diff --surviving-only "$session" >"$WORK/results/$name.txt" 2>&1 || true
   "$VENV/python" - "$session" "$name" "$(( $(date +%s) - started ))" <<'PY'
 import sqlite3, sys
 session, name, seconds = sys.argv[1], sys.argv[2], int(sys.argv[3])

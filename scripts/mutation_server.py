@@ -138,6 +138,16 @@ def serve(path: str) -> None:
     selector = selectors.DefaultSelector()
     selector.register(listener, selectors.EVENT_READ, "accept")
     jobs: dict[int, tuple[socket.socket, int]] = {}  # pidfd -> (client connection, child pid)
+
+    def stop(*_):  # the script is done with this module, or was interrupted: no test run outlives us
+        for _, pid in jobs.values():
+            try:
+                os.killpg(pid, signal.SIGKILL)
+            except OSError:
+                pass
+        sys.exit(0)
+
+    signal.signal(signal.SIGTERM, stop)
     print(f"mutation server {os.getpid()} ready on {path}", flush=True)
     while True:
         for key, _ in selector.select():
@@ -200,7 +210,6 @@ def main() -> None:
     # Out of the collector's sight: pytest collects garbage five times a run, 0.1 s each over this heap.
     gc.collect()
     gc.freeze()
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     serve(path)
 
 

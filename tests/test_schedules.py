@@ -66,3 +66,21 @@ def test_plateau_schedule_in_max_mode_and_its_state_resumes_it():
                      "mode": "max", "best": 0.6, "bad_epochs": 0}
     again = ReduceLROnPlateau(**state)
     assert [again.step(v) for v in (0.55, 0.7)] == [plateau.step(v) for v in (0.55, 0.7)] == pytest.approx([0.025, 0.025])
+
+
+def test_plateau_defaults_are_pytorchs_factor_and_patience():
+    """ReduceLROnPlateau(lr) alone: factor 0.1 after 10 epochs without improvement (PyTorch's defaults)."""
+    plateau = ReduceLROnPlateau(1.0)
+    got = [plateau.step(v) for v in [1.0] + [1.0] * 11]
+    assert got[:11] == [1.0] * 11  # the best, then 10 bad epochs: patience is not yet exceeded
+    assert got[11] == pytest.approx(0.1)
+
+
+def test_plateau_does_not_lower_the_lr_by_less_than_1e_8():
+    """PyTorch's eps: a reduction smaller than 1e-8 is not made (the LR is at its useful floor)."""
+    plateau = ReduceLROnPlateau(1.5e-8, factor=0.5, patience=0)
+    assert plateau.step(1.0) == 1.5e-8
+    assert plateau.step(1.0) == 1.5e-8  # would be 7.5e-9: 7.5e-9 less, under 1e-8
+    assert plateau.bad_epochs == 0  # the bad-epoch count starts over all the same
+    bigger = ReduceLROnPlateau(3e-8, factor=0.5, patience=0)
+    assert [bigger.step(1.0), bigger.step(1.0)] == [3e-8, 1.5e-8]  # 1.5e-8 less: made

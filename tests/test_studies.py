@@ -629,20 +629,27 @@ seeds = [0, 1, 2]
 [set]
 "data.limit" = 600
 "model.hidden" = [16]
-"train.epochs" = 2
+"train.epochs" = 3
 [results]
 metrics = ["train_acc", "val_acc", "test_acc", "test_loss", "macro_f1", "best_epoch", "s_per_epoch"]
 charts = []
+noise = true
 """
 
 
-def test_mean_and_sample_standard_deviation_over_seeds_match_the_full_precision_table(tmp_path):
+@pytest.fixture(scope="module")
+def spread_study(tmp_path_factory):
+    cwd = tmp_path_factory.mktemp("spread")
+    (cwd / "s.toml").write_text(SPREAD_STUDY)
+    result = cli("study", "s.toml", cwd=cwd)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return cwd / "studies" / "spread"
+
+
+def test_mean_and_sample_standard_deviation_over_seeds_match_the_full_precision_table(spread_study):
     """Each "mean ± sd" cell of results.md, recomputed by hand from results.csv: the sample deviation
     (n - 1), which is what a spread over three seeds estimates; the population one is sqrt(2/3) of it."""
-    (tmp_path / "s.toml").write_text(SPREAD_STUDY)
-    result = cli("study", "s.toml", cwd=tmp_path)
-    assert result.returncode == 0, result.stdout + result.stderr
-    folder = tmp_path / "studies" / "spread"
+    folder = spread_study
     rows = list(csv.DictReader(open(folder / "results.csv")))
     assert [r["state"] for r in rows] == ["finished"] * 3
     markdown = (folder / "results.md").read_text()
@@ -669,3 +676,30 @@ def test_mean_and_sample_standard_deviation_over_seeds_match_the_full_precision_
         assert abs(float(sd_text) - sd * scale) <= half, (metric, cell, values)
         checked += sd * scale * (1 - math.sqrt(2 / 3)) > 2 * half  # pstdev would be visibly different here
     assert checked >= 3
+
+
+def test_a_results_row_is_the_members_last_epoch_its_report_its_median_seconds_and_its_health(spread_study):
+    """results.csv against each member's own files: history.csv's last row (not its first), report.json,
+    the median of the epochs' seconds, and the layer health measured at each epoch by default."""
+    rows = list(csv.DictReader(open(spread_study / "results.csv")))
+    assert len(rows) == 3
+    for row in rows:
+        member = spread_study / row["member"]
+        history = list(csv.DictReader(open(member / "history.csv")))
+        assert len(history) == 3 and row["epochs"] == "3"
+        for key in ("train_loss", "train_acc", "val_loss", "val_acc"):
+            assert float(row[key]) == float(history[2][key]), key
+        assert float(history[2]["train_loss"]) not in (float(history[0]["train_loss"]), float(history[1]["train_loss"]))
+        seconds = sorted(float(h["seconds"]) for h in history)
+        assert float(row["s_per_epoch"]) == seconds[1]  # the median of three
+        report = json.loads((member / "report.json").read_text())
+        assert float(row["test_acc"]) == report["test_accuracy"] and float(row["test_loss"]) == report["test_loss"]
+        assert float(row["macro_f1"]) == report["macro_f1"] and row["parameters"] == str(report["parameters"])
+        assert float(row["balanced_acc"]) == report["balanced_accuracy"]
+        noise = {float(n["sigma"]): n["accuracy"] for n in report["noise"]}
+        assert len(noise) == 4 and {float(k[6:]): float(v) for k, v in row.items() if k.startswith("noise_")} == noise
+        assert row["alerts"] == "healthy", row
+    markdown = (spread_study / "results.md").read_text()
+    assert "## Layer health at each member's last epoch\n\nEvery member is within the alert thresholds." in markdown
+    member_lines = [line for line in markdown.splitlines() if line.startswith("| base_seed-")]
+    assert len(member_lines) == 3 and all(line.endswith("| healthy |") for line in member_lines)
