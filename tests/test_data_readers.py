@@ -18,7 +18,7 @@ def idx_bytes(array, magic=(0, 0, 8)):
 
 # -- IDX --------------------------------------------------------------------------------------
 @pytest.mark.parametrize("magic,shown", [((1, 0, 8), "01000802"), ((0, 1, 8), "00010802"), ((0, 0, 9), "00000902"),
-                                         ((0, 0, 0x0D), "00000d02")])
+                                         ((0, 0, 0x0D), "00000d02"), ((0, 0, 3), "00000302")])
 def test_idx_magic_bytes_are_each_checked(tmp_path, magic, shown):
     path = tmp_path / "f"
     path.write_bytes(idx_bytes(np.zeros((2, 3)), magic))
@@ -53,6 +53,9 @@ def test_idx_data_shorter_or_longer_than_the_header_says(tmp_path):
         idx.read_idx(path)
     path.write_bytes(whole)
     np.testing.assert_array_equal(idx.read_idx(path), np.arange(12).reshape(3, 4))
+    path.write_bytes(idx_bytes(np.zeros((3, 100))) + b"\0")  # sizes past CPython's cached small ints
+    with pytest.raises(NeuratermError, match=r"promises 300 bytes of data for shape \(3, 100\), file holds more"):
+        idx.read_idx(path)
 
 
 def test_idx_a_stack_of_files_is_one_array_of_rows_in_order(tmp_path):
@@ -117,6 +120,11 @@ def test_idx_unreadable_sources_name_the_first_file(tmp_path):
         idx.read_idx(("zip:m", broken))
     with pytest.raises(NeuratermError, match=r"^zip:m: cannot read \(gone\)$"):
         idx.read_stack([("zip:m", broken)])
+    archived = ("zip:m", broken)
+    with pytest.raises(NeuratermError, match=rf"^{tmp_path / 'missing'}: cannot read \("):
+        idx.read_stack([tmp_path / "missing", archived])  # named by the first source, a path
+    with pytest.raises(NeuratermError, match=r"^zip:m: cannot read \(gone\)$"):
+        idx.read_stack([archived, tmp_path / "missing"])
     (tmp_path / "cut.gz").write_bytes(gzip.compress(idx_bytes(np.zeros((3, 4))))[:-12])
     with pytest.raises(NeuratermError, match=r"cut.gz: cannot read"):
         idx.read_stack([tmp_path / "cut.gz"])
