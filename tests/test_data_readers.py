@@ -18,7 +18,8 @@ def idx_bytes(array, magic=(0, 0, 8)):
 
 # -- IDX --------------------------------------------------------------------------------------
 @pytest.mark.parametrize("magic,shown", [((1, 0, 8), "01000802"), ((0, 1, 8), "00010802"), ((0, 0, 9), "00000902"),
-                                         ((0, 0, 0x0D), "00000d02"), ((0, 0, 3), "00000302")])
+                                         ((0, 0, 0x0D), "00000d02"), ((0, 0, 3), "00000302"),
+                                         ((0x20, 0, 8), "20000802")])  # above gzip's 1f8b, not gzip
 def test_idx_magic_bytes_are_each_checked(tmp_path, magic, shown):
     path = tmp_path / "f"
     path.write_bytes(idx_bytes(np.zeros((2, 3)), magic))
