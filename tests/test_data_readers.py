@@ -274,3 +274,23 @@ def test_available_memory_reads_memavailable_in_bytes(monkeypatch):
         raise OSError("no /proc")
     monkeypatch.setattr(npy, "open", missing, raising=False)
     assert npy.available_memory() == os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+
+
+def test_npz_the_memory_message_gives_fractions_of_a_gibibyte(tmp_path, monkeypatch):
+    """A 1.5 GiB member (its header and a zip directory that say so; the data is never reached) against
+    1 GiB available: both figures to a tenth, as written out here."""
+    path = tmp_path / "big.npz"
+    buffer = io.BytesIO()
+    np.lib.format.write_array_header_1_0(buffer, {"descr": "<f4", "fortran_order": False,
+                                                  "shape": (384 * 2**20,)})
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr(zipfile.ZipInfo("x.npy"), buffer.getvalue(), compress_type=zipfile.ZIP_DEFLATED)
+    raw = bytearray(path.read_bytes())
+    central = raw.index(b"PK\x01\x02")
+    raw[central + 24:central + 28] = (2**31).to_bytes(4, "little")  # uncompressed size: 2 GiB
+    path.write_bytes(bytes(raw))
+    monkeypatch.setattr(npy, "available_memory", lambda: 2**30)
+    with pytest.raises(NeuratermError) as err:
+        npy.npz_members(path)
+    assert str(err.value) == (f"{path}:x.npy: (402653184,) float32 needs 1.5 GiB once decompressed; "
+                              f"1.0 GiB are available")
