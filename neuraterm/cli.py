@@ -247,8 +247,11 @@ def inspect_cmd(run_dir, epoch, as_json):
     epochs = [h.epoch for h in history]
     if epoch is not None:
         if epoch not in epochs:
-            raise NeuratermError(f"--epoch {epoch}: {run_dir} has layer health for epochs "
-                                 f"{epochs[0]}..{epochs[-1]}")
+            nearest = ""
+            if epochs[0] < epoch < epochs[-1]:  # thinned away, or between two measured epochs
+                nearest = f" (nearest: {max(e for e in epochs if e < epoch)} and {min(e for e in epochs if e > epoch)})"
+            raise NeuratermError(f"--epoch {epoch}: {run_dir} has no layer health of that epoch{nearest}; it keeps "
+                                 f"{health.describe_kept(epochs)}")
         history = [h for h in history if h.epoch == epoch]
     found = alerts.summary(history)
     if as_json:
@@ -470,6 +473,8 @@ def study_cmd(study_ref, overrides, epochs, seeds, jobs, threads, ray_address, s
                 code = study_ray.run(folder, ray_address, jobs, [printer], threads, storage, verbose)
             else:
                 from neuraterm.core.study.runner import LocalRunner, default_jobs
+                if study.scheduler == "pbt":
+                    from neuraterm.core.study.pbt import LocalPbt as LocalRunner
                 code = LocalRunner(folder, jobs or default_jobs(folder), [printer], threads).run()
     rows = study_results.write(folder)  # the tables first: nothing after this can cost them
     figures = []

@@ -83,10 +83,12 @@ def test_inside_shows_every_epoch_and_layer_of_the_watched_run(watched):
         assert isinstance(screen, InsideScreen)
         assert [h.epoch for h in app.run_state.health] == list(range(1, 11))
         head = str(screen.query_one("#inside-head").render())
-        assert "layer health, epoch 10/10" in head and "probe 218 samples" in head  # 1/16 of quick's 3,500 training rows
+        assert "layer health, epoch 10/10" in head and "probe 109 samples" in head  # 1/32 of quick's 3,500 training rows
         table = screen.query_one("#layer-table").content
         assert "hidden1" in str(table.columns[0]._cells[0]) and "output" in str(table.columns[0]._cells[1])
         assert "no alerts" in str(screen.query_one("#inside-alerts").render())
+        footer = [strip.text for strip in screen._compositor.render_strips()][-1]
+        assert "[ ] Layer" in footer and "W0" not in footer  # z acts on the pictures only
         await pilot.press("right_square_bracket")
         await settle(pilot)
         assert "output weights" in str(screen.query_one("#bands").render())
@@ -104,6 +106,12 @@ def test_the_tiles_are_the_units_with_the_largest_learned_change(watched):
         text = str(screen.query_one("#tiles").render())
         assert f"#{top[0]} |w| {np.linalg.norm(learned[top[0]]):.2f}" in text
         assert "W - W0 (learned), epoch 10" in text
+        for _ in range(20):  # the footer is recomposed after a refresh
+            footer = [strip.text for strip in screen._compositor.render_strips()][-1]
+            if "Layer" not in footer:
+                break
+            await pilot.pause(0.1)
+        assert "z W0" in footer and "Layer" not in footer  # [ ] picks a layer of the bands only
         await pilot.press("z")
         await settle(pilot)
         text = str(screen.query_one("#tiles").render())

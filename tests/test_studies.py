@@ -127,7 +127,7 @@ def test_listing_studies():
 
 def test_study_modules_import_no_ui_and_no_optional_extra():
     code = ("import sys\n"
-            "from neuraterm.core.study import spec, folder, runner, results, figures, cross_entropy, ray_tune\n"
+            "from neuraterm.core.study import spec, folder, runner, results, figures, cross_entropy, ray_tune, pbt\n"
             "print(','.join(m for m in ('textual', 'click', 'rich', 'ray', 'matplotlib') if m in sys.modules))\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
@@ -297,6 +297,30 @@ def test_the_folder_api_starts_stops_and_resumes_one_member(tmp_path):
     assert folder.command(name)[3] == "resume"
     assert folder.start(name, threads=1).wait(timeout=300) == 0
     assert folder.state(name).state == "finished" and folder.state(name).info.epoch == 40
+
+
+
+def test_a_member_ray_is_about_to_retry_is_not_started_beside_it(tmp_path):
+    """While the Ray driver holds the study and its last note says it retries the member, starting the
+    member here would put two trainers on one folder: one line instead, and nothing started."""
+    from neuraterm.core.study.folder import RETRY_NOTE
+    study = study_mod.with_overrides(study_mod.load("study-lr"), ['data.dataset="mnist-5k"', "data.limit=300"], epochs=2)
+    folder = StudyFolder.create(study, tmp_path / "lr")
+    name = "lr-0.01"
+    folder.log_path(name).parent.mkdir(exist_ok=True)
+    folder.log_path(name).write_text(f"neuraterm: its node 1a2b3c4d was lost{RETRY_NOTE}4\n")
+    driver = folder.lock()
+    try:
+        assert folder.state(name).state == "retrying"
+        with pytest.raises(NeuratermError) as error:
+            started = folder.start(name)
+            started.kill()  # (only without the fix: the test fails, and leaves no trainer behind)
+            started.wait()
+        assert str(error.value) == (f"{name} is being retried by the Ray driver of {folder.path} (its node 1a2b3c4d "
+                                    f"was lost; retrying from epoch 4); wait for it, or stop that driver first")
+    finally:
+        driver.release()
+    assert not folder.member_dir(name).exists()
 
 
 AGREE = ('name = "agree"\ndescription = "seeds that agree"\npreset = "quick"\nseeds = [0, 1, 2]\n'

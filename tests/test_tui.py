@@ -122,6 +122,46 @@ def test_snapshot_dashboard_after_a_short_run(snap_compare, size, workdir):
     assert snap_compare(app_for_snapshot(), terminal_size=SIZES[size], run_before=replay)
 
 
+def test_c_shows_the_prediction_dynamics_on_the_dashboard_in_place_of_the_lr(runs):
+    """The watched run's per-class confidence on the probe batch, from its health, a line per class that
+    fits; c again brings the LR chart back."""
+    async def steps(app, pilot):
+        app.watch_run(str(runs / "beta"))
+        await settle(pilot)
+        screen = app.screen
+        assert len(app.run_state.health) == 4
+        await pilot.press("c")
+        await settle(pilot)
+        await pilot.pause(0.3)
+        panel = screen.query_one("#confidence-panel")
+        assert panel.display and not screen.query_one("#lr-chart").display
+        text = str(panel.render())
+        last = app.run_state.health[-1].class_confidence
+        worst = min(range(10), key=lambda i: (last[i], i))
+        lines = text.splitlines()
+        assert lines[0] in ("lowest 6 of 10", "the 6 lowest of 10 classes") and len(lines) == 7, text  # 7 rows inside
+        assert f"{100 * last[worst]:3.0f}%" in text  # the class it gets least right is always shown
+        await pilot.press("c")
+        await pilot.pause(0.2)
+        assert screen.query_one("#lr-chart").display and not panel.display
+    drive(steps, size=(80, 24))
+
+
+def test_confidence_lines_show_the_lowest_classes_that_fit_in_class_order():
+    from types import SimpleNamespace
+
+    from neuraterm.tui.widgets.health_views import confidence_lines
+    confidence = [0.9 - 0.01 * i for i in range(47)]
+    confidence[5], confidence[40] = 0.05, None  # the worst class, and one not on the probe batch
+    health = [SimpleNamespace(epoch=e, class_confidence=confidence) for e in (1, 2)]
+    text = confidence_lines(health, None, width=21, rows=5).plain.splitlines()
+    assert text[0] == "lowest 4 of 47"  # the longest title that fits its width, never wrapped
+    assert [line.split()[0] for line in text[1:]] == ["5", "44", "45", "46"]  # lowest first chosen, shown in order
+    assert "  5%" in text[1]
+    everything = confidence_lines(health, None, width=200).plain
+    assert "epochs 1..2" in everything and " 40 " in everything
+
+
 @pytest.mark.parametrize("size", SIZES)
 def test_snapshot_runs_overlay(snap_compare, size, runs):
     async def overlay_both(pilot):
@@ -280,6 +320,26 @@ def test_evaluate_an_interrupted_run_says_which_epoch(workdir):
     drive(steps)
 
 
+def test_pause_stop_and_save_are_offered_while_a_run_trains_only(workdir):
+    async def steps(app, pilot):
+        footer = await footer_shows(app, pilot, ["t Train"])
+        await pilot.press("d")
+        footer = await footer_shows(app, pilot, ["e Evaluate"])
+        assert "Pause" not in footer and any("no run yet: pick a preset" in row for row in screen_text(app))  # not spaced out
+        config = tiny_config(epochs=500)
+        config.train.batch_size = 8
+        app.start_run(config)
+        while len(app.run_state.history) < 1:
+            await pilot.pause(0.05)
+        footer = await footer_shows(app, pilot, ["p Pause", "x Stop", "s Save"])
+        assert all(k in footer for k in ("p Pause", "x Stop", "s Save")), footer
+        await pilot.press("x")
+        await settle(pilot)
+        footer = await footer_shows(app, pilot, ["e Evaluate"])
+        assert app.run_state.status in ("stopped", "interrupted") and "Pause" not in footer, (app.run_state.status, footer)
+    drive(steps, size=(80, 24))
+
+
 def test_evaluate_a_running_run_from_the_dashboard(workdir):
     async def steps(app, pilot):
         config = tiny_config(epochs=500)
@@ -315,13 +375,36 @@ def test_too_small_terminal_says_so_on_every_screen(runs):
     async def steps(app, pilot):
         assert app.has_class("-too-small")
         await says_so(app, pilot, "setup")
-        for key, where in (("d", "dashboard"), ("r", "runs"), ("enter", "evaluate"), ("question_mark", "help")):
-            await pilot.press(key)
+        setup = app.screen
+        await pilot.press("enter", "d", "x", "question_mark")  # keys wait: nothing acts on what nobody sees
+        await settle(pilot)
+        assert app.screen is setup and app.launched is None and app.attached is None
+        for where in ("dashboard", "runs", "study", "inside"):  # every screen has the notice
+            app.switch_mode(where)
             await settle(pilot)
             await says_so(app, pilot, where)
-        await pilot.press("escape", "escape", "S")
-        await says_so(app, pilot, "study")
+        app.open_evaluation(str(runs / "alpha"))
+        await settle(pilot)
+        await says_so(app, pilot, "evaluate")
+        app.action_help()
+        await settle(pilot)
+        await says_so(app, pilot, "help")
     drive(steps, size=(60, 20))
+
+    async def quits(app, pilot):
+        await pilot.press("q")  # the one key that acts: quit
+        await pilot.pause(0.2)
+        assert app.return_code is not None or not app.is_running
+    drive(quits, size=(60, 20))
+
+    async def quits_leaving_a_live_run_training(app, pilot):  # its question would sit under the notice
+        app.attached, app.run_state.status = runs / "alpha", "running"
+        app.attached_is_live = lambda: True
+        await pilot.press("q")
+        await pilot.pause(0.2)
+        assert not any(type(s).__name__ == "QuitDialog" for s in app.screen_stack)
+        assert app._exit_renderables and "alpha keeps training" in str(app._exit_renderables[-1])
+    drive(quits_leaving_a_live_run_training, size=(60, 20))
 
     async def shrink_and_grow(app, pilot):  # a terminal made smaller while the app runs, then larger again
         await pilot.press("r")
@@ -628,9 +711,9 @@ def test_at_80x24_every_screen_keeps_its_keys_and_the_log_keeps_whole_lines(work
         app = app_for_snapshot(preset="tiny", start=True)
         async with app.run_test(size=(80, 24)) as pilot:
             await settle(pilot)
-            keys = ("p Pause", "x Stop", "e Evaluate", "n Setup", "r Runs", "? Help", "q Quit")
+            keys = ("e Evaluate", "n Setup", "r Runs", "? Help", "q Quit")  # the run is over: no pause, stop or save
             footer = await footer_shows(app, pilot, keys)
-            assert all(key in footer for key in keys), footer
+            assert all(key in footer for key in keys) and "Pause" not in footer and "Stop" not in footer, footer
             log = app.screen.query_one("#log")
             for _ in range(40):  # the log is written on the dashboard's redraw timer
                 if len(log.lines) >= len(app.run_state.log):

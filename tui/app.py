@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 from rich.markup import escape
-from textual import work
+from textual import events as events_ui, work
 from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.screen import ModalScreen
@@ -100,6 +100,15 @@ class NeuratermApp(App):
 
     def on_resize(self, event) -> None:
         self.check_size(event.size)
+
+    async def on_event(self, event) -> None:
+        """While the too-small notice covers the screen, keys and clicks would act on what nobody sees
+        (Enter on Setup starts a run, `x` stops one): only `q` and Ctrl+C (quit) get through."""
+        if (isinstance(event, (events_ui.Key, events_ui.MouseEvent)) and self.has_class("-too-small")
+                and not (isinstance(event, events_ui.Key) and event.key in ("q", "ctrl+c", "ctrl+q"))):
+            event.stop()
+            return
+        await super().on_event(event)
 
     def check_size(self, size=None) -> None:
         """The too-small class from the new size (`self.size` still says the old one while the resize is
@@ -201,6 +210,7 @@ class NeuratermApp(App):
         self.run_id += 1
         state.run_dir = str(run_dir)
         self.run_state, self.attached, self.launched = state, run_dir, launched
+        self.refresh_bindings()
         self.switch_mode("dashboard")
         self.follow(run_dir, self.run_id, launched)
 
@@ -240,18 +250,23 @@ class NeuratermApp(App):
 
     def on_run_events(self, message: RunEvents) -> None:
         if message.run_id == self.run_id:
+            status = self.run_state.status
             for event in message.batch:
                 self.run_state.apply(event)
             self.run_state.skipped_lines(message.skipped)
+            if self.run_state.status != status:
+                self.refresh_bindings()  # pause, stop and save come and go with a live run
 
     def on_run_error(self, message: RunError) -> None:
         if message.run_id == self.run_id:
             self.run_state.fail(message.message)
+            self.refresh_bindings()
             self.notify(message.message, severity="error", timeout=8)
 
     def on_run_detached(self, message: RunDetached) -> None:
         if message.run_id == self.run_id:
             self.run_state.detach()
+            self.refresh_bindings()
 
     # -- actions ----------------------------------------------------------------------------
     def send(self, action: str) -> bool:
@@ -290,7 +305,10 @@ class NeuratermApp(App):
         self.push_screen(screen_class("evaluate")(run_dir, live=live))
 
     def check_action(self, action: str, parameters: tuple) -> bool:
-        """The key of the screen already shown is left out of the footer (and does nothing)."""
+        """The key of the screen already shown is left out of the footer (and does nothing), and so are
+        pause, stop and save while no run trains (a finished run, or none yet)."""
+        if action in ("toggle_pause", "stop_run", "save_now"):
+            return self.attached is not None and self.run_state.status in ("starting", "running", "paused")
         return not (action == "show_mode" and parameters and parameters[0] == self.current_mode
                     and all(isinstance(screen, ModalScreen) for screen in self.screen_stack[1:]))
 
@@ -343,9 +361,13 @@ class NeuratermApp(App):
         await self.run_action(action, self.screen)
 
     async def action_quit(self) -> None:
-        """Quit; a run under way is its own process, so ask whether it keeps training."""
+        """Quit; a run under way is its own process, so ask whether it keeps training (with the too-small
+        notice over the question, nobody could answer it: the run keeps training, and the exit says so)."""
         if not self.attached_is_live() or self.run_state.status not in ("starting", "running", "paused"):
             self.exit()
+            return
+        if self.has_class("-too-small"):
+            self.exit(message=f"{self.attached} keeps training in its own process (neuraterm watch {self.attached})")
             return
 
         def answer(choice: str | None) -> None:

@@ -32,6 +32,7 @@ class RunState:
     samples_per_s: float = 0.0
     log: list[str] = field(default_factory=list)
     report: dict | None = None
+    class_names: list[str] = field(default_factory=list)  # from RunStarted (a log written before it: none)
     health: list[events.HealthMeasured] = field(default_factory=list)  # per epoch, for the Inside screen
     alerts: list[events.HealthAlert] = field(default_factory=list)
     version: int = 0
@@ -86,6 +87,7 @@ class RunState:
             self.name, self.device = event.config_name, event.device
             self.data_placement, self.parameters, self.epochs = event.data_placement, event.parameters, event.epochs
             self.steps, self.status, self.report = event.steps_per_epoch, "running", None
+            self.class_names = list(event.class_names)
             self.history = [e for e in self.history if e.epoch <= event.start_epoch]
             self.health = [h for h in self.health if h.epoch <= event.start_epoch]
             self.alerts = [a for a in self.alerts if a.epoch <= event.start_epoch]

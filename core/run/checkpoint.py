@@ -21,7 +21,8 @@ Inside a checkpoint:
     state/optimizer/*.npy  optimizer moments and step count
     history.csv            one row per epoch
     report.json            the final evaluation (once the run has finished)
-    health.npz             layer health per epoch (core/run/health.py), when it is on, in one file (each
+    health.npz             layer health per epoch (core/run/health.py; at most 512 epochs, the older ones
+                           thinned: `health.kept_epochs`), when it is on, in one file (each
                            file of a checkpoint costs an fsync): values (epochs x layers x fields, float32),
                            epochs, confidence (epochs x classes), probe (the probe batch's rows in the
                            training split), and the names: layers, kinds (activations), fields, percentiles

@@ -73,7 +73,12 @@ class EventLog:
         self.write(event)
 
     def write(self, event: events.Event) -> None:
-        line = (json.dumps(_plain(events.to_record(event)), allow_nan=False) + "\n").encode("utf-8")
+        record = events.to_record(event)
+        try:  # most events hold no NaN or infinity: encoded as they are, without a copy through _plain
+            text = json.dumps(record, allow_nan=False)
+        except ValueError:
+            text = json.dumps(_plain(record), allow_nan=False)
+        line = (text + "\n").encode("utf-8")
         with self._lock:
             if self._file.closed:
                 return

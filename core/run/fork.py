@@ -43,6 +43,7 @@ class Source:
     snap: checkpoint.Snapshot
     manifest_sha256: str
     best: checkpoint.Snapshot | None = None  # the parent's best epoch as of K, when it is another kept epoch
+    named: Path | None = None  # the parent as the lineage names it, when `parent` is a copy of it (Ray's PBT)
 
 
 @dataclass
@@ -160,7 +161,7 @@ def create(source: Source, config: config_mod.Config, run_dir: Path) -> Plan:
         plan.changes.pop(key, None)
     fresh = _fresh_optimizer(config, snap)
     plan.fresh_optimizer = fresh is not None
-    entry = {"parent": str(source.parent), "epoch": source.epoch, "checkpoint": source.folder.name,
+    entry = {"parent": str(source.named or source.parent), "epoch": source.epoch, "checkpoint": source.folder.name,
              "manifest_sha256": source.manifest_sha256, "changes": plan.changes,
              "fresh_optimizer": plan.fresh_optimizer, "created": time.time()}
     earlier = snap.meta.get("lineage")

@@ -4,8 +4,8 @@ Loss and accuracy say *that* training goes badly; these figures say *why* (cs231
 learning process", Deeplearning4j's update:parameter chart, TensorBoard's distributions). Per layer:
 
 - weight and gradient norms and the update/weight ratio ||W_after - W_before|| / ||W_before|| of one
-  step, sampled every `every` steps and at the epoch's last step (the gradient is the one the optimizer
-  received: after clipping and the coupled L2 term);
+  step, sampled every `every` steps, and at the last step of an epoch shorter than that (the gradient
+  is the one the optimizer received: after clipping and the coupled L2 term);
 - on a fixed probe batch, drawn once from the training split with its own generator (so values compare
   across epochs and runs and no training stream is touched), the activations' mean and standard
   deviation, the fraction of dead units (ReLU family: never positive on the probe) or of saturated
@@ -33,20 +33,60 @@ from neuraterm.core.nn.tensor import Tensor, no_grad
 
 PERCENTILES = (0, 7, 16, 31, 50, 69, 84, 93, 100)
 PROBE_SIZE = 512  # rows of the probe batch, at most...
-PROBE_SHARE = 16  # ...and at most 1/16 of the training split (but PROBE_MIN): on a small split a 512-row
-PROBE_MIN = 128  # probe is a large share of the epoch (quick: 15% of 3,500 rows, 2.5% of its epoch time)
-BAND_SAMPLE = 16384
+PROBE_SHARE = 32  # ...and at most 1/32 of the training split (but PROBE_MIN): on a small split a 512-row
+PROBE_MIN = 64  # probe is a large share of the epoch (quick: 15% of 3,500 rows, 2.5% of its epoch time)
+BAND_SAMPLE = 4096
+HEALTH_ROWS = 512  # epochs of health a checkpoint holds at most (`kept_epochs`)
 PROBE_SEED = 0x5EED  # added to the run's seed: the probe's own generator, never a training stream
 SCALARS = ("weight_norm", "grad_norm", "update_ratio", "update_ratio_median", "act_mean", "act_std",
            "dead_fraction", "saturated_fraction", "unit_spread", "bn_scale_min", "bn_scale_max",
            "bn_shift_min", "bn_shift_max")
 FIELDS = (*SCALARS, *(f"weight_p{p}" for p in PERCENTILES), *(f"act_p{p}" for p in PERCENTILES))
+COL = {name: i for i, name in enumerate(FIELDS)}
+WEIGHT_BANDS = slice(COL["weight_p0"], COL["weight_p0"] + len(PERCENTILES))
+ACT_BANDS = slice(COL["act_p0"], COL["act_p0"] + len(PERCENTILES))
 DEAD_KINDS = ("relu", "leaky_relu", "gelu", "silu")
 SATURATING = ("tanh", "sigmoid")
 
 
+def kept_epochs(epochs: list[int], limit: int | None = None) -> list[int]:
+    """The epochs whose health a checkpoint keeps: all of them up to `limit` (HEALTH_ROWS); beyond it the
+    latest limit/2, and of the older ones every 2^k-th epoch, k the smallest that leaves at most limit/2.
+    Each checkpoint rewrites the health it holds, so an unbounded history made a 3,000-epoch run of a
+    small model spend more on health.npz (4 ms a save) than on the rest of measuring. Applied at each
+    save to what the last one kept, it leaves a density that falls with age (gaps of 1, 2, 4, 8, ...
+    epochs going back), and never brings back an epoch it dropped. The event log keeps every epoch."""
+    limit = HEALTH_ROWS if limit is None else limit
+    if len(epochs) <= limit:
+        return list(epochs)
+    recent, older = epochs[-(limit // 2):], epochs[:-(limit // 2)]
+    stride = 1
+    while sum(1 for e in older if e % stride == 0) > limit - limit // 2:
+        stride *= 2
+    return [e for e in older if e % stride == 0] + recent
+
+
+def describe_kept(epochs: list[int]) -> str:
+    """'epochs 16..2736 every 16th, 2745..3000': the epochs a checkpoint holds health of, three or more
+    of one stride as a range (thinned by `kept_epochs`, or measured every `train.health_every` epochs)."""
+    parts, i = [], 0
+    while i < len(epochs):
+        j, stride = i, (epochs[i + 1] - epochs[i] if i + 1 < len(epochs) else 1)
+        while j + 1 < len(epochs) and epochs[j + 1] - epochs[j] == stride:
+            j += 1
+        if j - i < 2:
+            parts.append(str(epochs[i]))
+            i += 1
+            continue
+        nth = "" if stride == 1 else f" every {({2: '2nd', 3: '3rd'}.get(stride, f'{stride}th'))}"
+        parts.append(f"{epochs[i]}..{epochs[j]}{nth}")
+        i = j + 1
+    return ("epoch " if len(epochs) == 1 else "epochs ") + ", ".join(parts)
+
+
 def probe_size(train_size: int) -> int:
-    """512 rows, or 1/16 of a small training split (at least 128, at most the split)."""
+    """512 rows, or 1/32 of a small training split (at least 64, at most the split). A unit that is
+    positive on 5% of inputs looks dead on 64 rows with probability 0.95^64 = 4%, on 109 (quick) 0.4%."""
     return min(train_size, PROBE_SIZE, max(PROBE_MIN, train_size // PROBE_SHARE))
 
 
@@ -89,20 +129,28 @@ def _signif(v: float, digits: int = 4):
 def band_sample(a):
     """The values percentile bands are taken over: every k-th of the flattened array, k chosen so at most
     BAND_SAMPLE remain (sorting 10^5-10^6 values each epoch would cost more than the rest of the
-    measuring; 16,384 evenly strided values place each band within about 1% of the distribution)."""
+    measuring; 4,096 evenly strided values place each band within about 2% of the distribution, and
+    sort in a quarter of the time 16,384 took, which was a tenth of quick's whole measuring)."""
     flat = a.ravel()
     return flat[::-(-flat.size // BAND_SAMPLE)]
 
 
-def _percentiles(xp, sample):
-    """`numpy.percentile(sample, PERCENTILES)` (its linear interpolation) from one sort: a sort of 16k
-    values is several times faster than percentile's nine partitions."""
-    v = xp.sort(sample).astype(xp.float64)
-    pos = np.array(PERCENTILES, np.float64) / 100 * (v.size - 1)
+def _percentiles(xp, samples: list):
+    """`numpy.percentile(sample, PERCENTILES)` (its linear interpolation) of each sample, from one sort of
+    them all (padded with +inf to the longest): one sort of 4k values is several times faster than
+    percentile's nine partitions, and one call for every band of an epoch saves the calls' overhead,
+    which on a small model is most of the cost. Returns (samples, percentiles) float64."""
+    sizes = np.array([s.size for s in samples], np.int64)
+    padded = xp.full((len(samples), int(sizes.max())), xp.inf, np.result_type(*(s.dtype for s in samples)))
+    for i, s in enumerate(samples):
+        padded[i, :s.size] = s
+    v = xp.sort(padded, axis=1).astype(xp.float64)
+    pos = np.array(PERCENTILES, np.float64)[None, :] / 100 * (sizes[:, None] - 1)
     lo = np.floor(pos).astype(np.int64)
-    hi = np.minimum(lo + 1, v.size - 1)
-    frac = xp.asarray(pos - lo)
-    return v[xp.asarray(lo)] + (v[xp.asarray(hi)] - v[xp.asarray(lo)]) * frac
+    hi = np.minimum(lo + 1, sizes[:, None] - 1)
+    rows = xp.asarray(np.arange(len(samples))[:, None])
+    lo_v, hi_v = v[rows, xp.asarray(lo)], v[rows, xp.asarray(hi)]
+    return lo_v + (hi_v - lo_v) * xp.asarray(pos - lo)
 
 
 def _norm(xp, a):
@@ -120,57 +168,66 @@ class HealthMonitor:
         self.layers = layers_of(model)
         self.probe_x, self.probe_y = probe_x, xp.asarray(probe_y)
         self.num_classes = num_classes
+        self.class_counts = xp.bincount(self.probe_y, minlength=num_classes).astype(xp.float64)
         self.samples: list = []  # per sampled step: (layers, 3) [grad norm, ||delta W||, ||W before||]
-        self._before: list | None = None
+        # Made once and reused: a fresh 400 KB array per sample is a fresh mapping whose page faults cost
+        # more than the copy. Measuring is bound by memory, not arithmetic (a cold pass over quick's first
+        # layer costs ~0.1 ms), so each value is taken while its array is still in cache.
+        self._before = [xp.empty_like(layer.linear.weight.data) for layer in self.layers]
+        self._before_norms: list = []
 
     def due(self, step: int, steps: int) -> bool:
-        return step % self.every == 0 or step == steps
+        """Every `every`-th step of an epoch, and its last step if none was (an epoch shorter than `every`)."""
+        return step % self.every == 0 or (step == steps and not self.samples)
 
     def before_step(self) -> None:
-        self._before = [layer.linear.weight.data.copy() for layer in self.layers]
+        self._before_norms = []
+        for layer, before in zip(self.layers, self._before):
+            self.xp.copyto(before, layer.linear.weight.data)
+            self._before_norms.append(_norm(self.xp, before))
 
     def after_step(self) -> None:
         xp, rows = self.xp, []
-        for layer, before in zip(self.layers, self._before):
+        for layer, delta, before_norm in zip(self.layers, self._before, self._before_norms):
             w = layer.linear.weight
             grad = getattr(w, "_grad_buffer", None)
             grad = grad if grad is not None else w.grad
+            xp.subtract(w.data, delta, out=delta)  # the copy from before the step becomes the step's update
             rows.append(xp.stack([_norm(xp, grad) if grad is not None else xp.asarray(np.nan),
-                                  _norm(xp, w.data - before), _norm(xp, before)]))
+                                  _norm(xp, delta), before_norm]))
         self.samples.append(xp.stack(rows))
-        self._before = None
 
     def measure(self) -> tuple[np.ndarray, np.ndarray, int]:
         """(values (layers, FIELDS), class confidence (classes,), samples this epoch); clears the samples."""
         xp = self.xp
         values = xp.full((len(self.layers), len(FIELDS)), xp.nan, xp.float64)
-        col = {name: i for i, name in enumerate(FIELDS)}
         n_samples = len(self.samples)
         if self.samples:
             s = xp.stack(self.samples)  # (samples, layers, 3)
             ratio = s[:, :, 1] / xp.maximum(s[:, :, 2], 1e-30)
-            values[:, col["grad_norm"]] = s[-1, :, 0]
-            values[:, col["update_ratio"]] = ratio[-1]
-            values[:, col["update_ratio_median"]] = xp.median(ratio, axis=0)
+            values[:, COL["grad_norm"]] = s[-1, :, 0]
+            values[:, COL["update_ratio"]] = ratio[-1]
+            values[:, COL["update_ratio_median"]] = ratio[0] if n_samples == 1 else xp.median(ratio, axis=0)
         self.samples = []
-        bands = slice(col["weight_p0"], col["weight_p0"] + len(PERCENTILES))
-        act_bands = slice(col["act_p0"], col["act_p0"] + len(PERCENTILES))
-        for layer in self.layers:  # in the parameters' own dtype (float32)
+        bands = []  # (layer, columns, values) of every percentile band, computed together at the end
+        for layer, scratch in zip(self.layers, self._before):  # in the parameters' own dtype (float32)
             w = layer.linear.weight.data
             row = values[layer.index]
             norm = _norm(xp, w)
-            row[col["weight_norm"]] = norm
-            row[bands] = _percentiles(xp, band_sample(w))
+            row[COL["weight_norm"]] = norm
+            bands.append((layer.index, WEIGHT_BANDS, band_sample(w)))
             if w.shape[0] > 1:
-                row[col["unit_spread"]] = _norm(xp, w - w.mean(axis=0)) / xp.maximum(norm, 1e-30)
+                row[COL["unit_spread"]] = _norm(xp, xp.subtract(w, w.mean(axis=0), out=scratch)) / xp.maximum(norm, 1e-30)
             if layer.bn is not None:
                 g, b = layer.bn.weight.data, layer.bn.bias.data
-                row[col["bn_scale_min"]], row[col["bn_scale_max"]] = g.min(), g.max()
-                row[col["bn_shift_min"]], row[col["bn_shift_max"]] = b.min(), b.max()
-        confidence = self._probe(values, col, act_bands)
+                row[COL["bn_scale_min"]], row[COL["bn_scale_max"]] = g.min(), g.max()
+                row[COL["bn_shift_min"]], row[COL["bn_shift_max"]] = b.min(), b.max()
+        confidence = self._probe(values, bands)
+        for (index, columns, _), pct in zip(bands, _percentiles(xp, [sample for _, _, sample in bands])):
+            values[index, columns] = pct
         return to_host(values), to_host(confidence), n_samples
 
-    def _probe(self, values, col, act_bands):
+    def _probe(self, values, bands: list):
         """Forward the probe batch in evaluation mode (no dropout, batch norm's running statistics)."""
         xp, was_training = self.xp, self.model.training
         self.model.eval()
@@ -178,21 +235,21 @@ class HealthMonitor:
             with no_grad():
                 h = Tensor(self.probe_x)
                 for layer in self.layers:
-                    out = h
                     for m in layer.modules:
-                        h = m(h)
-                        if not isinstance(m, Dropout):
-                            out = h
-                    a = out.data
+                        if not isinstance(m, Dropout):  # the identity in evaluation mode
+                            h = m(h)
+                    a = h.data
                     row = values[layer.index]
-                    row[col["act_mean"]], row[col["act_std"]] = a.mean(dtype=xp.float64), a.std(dtype=xp.float64)
-                    row[act_bands] = _percentiles(xp, band_sample(a))
+                    mean = a.mean(dtype=xp.float64)
+                    deviation = a - mean.astype(a.dtype)  # then one BLAS dot: numpy's std is ~8 passes
+                    row[COL["act_mean"]], row[COL["act_std"]] = mean, _norm(xp, deviation) / math.sqrt(a.size)
+                    bands.append((layer.index, ACT_BANDS, band_sample(a)))
                     if layer.kind in DEAD_KINDS:
-                        row[col["dead_fraction"]] = 1.0 - (a > 0).any(axis=0).mean()
+                        row[COL["dead_fraction"]] = 1.0 - (a > 0).any(axis=0).mean()
                     elif layer.kind == "tanh":
-                        row[col["saturated_fraction"]] = (xp.abs(a) > 0.99).mean()
+                        row[COL["saturated_fraction"]] = (xp.abs(a) > 0.99).mean()
                     elif layer.kind == "sigmoid":
-                        row[col["saturated_fraction"]] = ((a > 0.99) | (a < 0.01)).mean()
+                        row[COL["saturated_fraction"]] = ((a > 0.99) | (a < 0.01)).mean()
                 logits = h.data.astype(xp.float64)
         finally:
             self.model.train(was_training)
@@ -200,9 +257,8 @@ class HealthMonitor:
         p = xp.exp(shifted)
         p /= p.sum(axis=1, keepdims=True)
         true = p[xp.arange(len(self.probe_y)), self.probe_y]
-        counts = xp.bincount(self.probe_y, minlength=self.num_classes).astype(xp.float64)
         sums = xp.bincount(self.probe_y, weights=true, minlength=self.num_classes)
-        return xp.where(counts > 0, sums / xp.maximum(counts, 1), xp.nan)
+        return xp.where(self.class_counts > 0, sums / xp.maximum(self.class_counts, 1), xp.nan)
 
 
 def record(epoch: int, layers: list[Layer] | list[str], kinds: list[str], values: np.ndarray,
@@ -210,14 +266,13 @@ def record(epoch: int, layers: list[Layer] | list[str], kinds: list[str], values
     """The `HealthMeasured` event of one epoch's values (columnar: each field a list over layers)."""
     from neuraterm.core.run.events import HealthMeasured
     names = [layer.name if isinstance(layer, Layer) else layer for layer in layers]
-    col = {name: i for i, name in enumerate(FIELDS)}
-    n = len(PERCENTILES)
-    fields = {name: [_signif(float(values[i, col[name]])) for i in range(len(names))] for name in SCALARS}
-    wb = [[_signif(float(v)) for v in values[i, col["weight_p0"]:col["weight_p0"] + n]] for i in range(len(names))]
-    ab = [[_signif(float(v)) for v in values[i, col["act_p0"]:col["act_p0"] + n]] for i in range(len(names))]
+    rows = [[_signif(v) for v in row] for row in np.asarray(values, np.float64).tolist()]  # floats, not numpy scalars
+    fields = {name: [row[COL[name]] for row in rows] for name in SCALARS}
+    wb = [row[WEIGHT_BANDS] for row in rows]
+    ab = [row[ACT_BANDS] for row in rows]
     return HealthMeasured(epoch=epoch, layers=names, kinds=list(kinds), weight_bands=wb, act_bands=ab,
-                          class_confidence=[_signif(float(v)) for v in confidence], probe_size=probe_size,
-                          samples=samples, every=every, **fields)
+                          class_confidence=[_signif(v) for v in np.asarray(confidence, np.float64).tolist()],
+                          probe_size=probe_size, samples=samples, every=every, **fields)
 
 
 def history_of(saved: dict | None) -> list:

@@ -257,10 +257,13 @@ class Trainer:
         self.alerting = {(a.kind, a.layer) for a in now}
 
     def _health_arrays(self) -> dict | None:
-        """The health of every epoch so far, for the checkpoint."""
+        """The health of the epochs so far, for the checkpoint (at most HEALTH_ROWS of them, older ones
+        thinned: `health.kept_epochs`); what is thinned away is dropped from memory too."""
         if not getattr(self, "health_history", None):
             return None
-        known = self.health_values
+        keep = set(health.kept_epochs([h.epoch for h in self.health_history]))
+        self.health_history = [h for h in self.health_history if h.epoch in keep]
+        known = self.health_values = {e: v for e, v in self.health_values.items() if e in keep}
         first = self.health_history[0]
         values = np.stack([known[h.epoch][0] for h in self.health_history]).astype(np.float32)
         confidence = np.stack([known[h.epoch][1] for h in self.health_history]).astype(np.float32)
@@ -414,7 +417,8 @@ class Trainer:
                                     len(data.train.y), len(data.val.y), len(data.test.y), len(self.order),
                                     self.epoch, total_epochs, self.feeder.describe(), data.counts(),
                                     self.step.describe(),
-                                    f"{self.threads} ({self.threads_why})" if self.threads else "", list(data.notes)))
+                                    f"{self.threads} ({self.threads_why})" if self.threads else "", list(data.notes),
+                                    list(data.class_names)))
         run_start = time.perf_counter()
         early_stopped = self.early.should_stop  # a run killed between its early stop and its report
         try:

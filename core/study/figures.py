@@ -7,7 +7,8 @@ differ only by seed are drawn as their mean with the spread (minimum to maximum)
 Charts (`[results] charts`): `curves` (validation accuracy, validation loss, training loss and
 accuracy per epoch), `final` (test and validation accuracy against the x axis), `time` (median
 seconds per epoch against the x axis, log scale), `capacity` (test accuracy against the parameter
-count, log scale), `noise` (test accuracy against the noise sigma). The `ce` chart belongs to the
+count, log scale), `noise` (test accuracy against the noise sigma), `pbt` (a PBT study's metric per
+member over epochs, each member's own line, with its exploits drawn as jumps from the donor's point). The `ce` chart belongs to the
 cross-entropy study (`core/study/cross_entropy.py`). Every study whose members measured layer health
 also gets `update-ratio`: the update/weight ratio per layer and epoch, a line per member.
 """
@@ -22,7 +23,7 @@ import numpy as np
 
 from neuraterm.core.run import checkpoint
 from neuraterm.core.errors import NeuratermError
-from neuraterm.core.study.spec import label, value_text
+from neuraterm.core.study.spec import label, short_text, value_text
 from neuraterm.core.study.folder import FIGURES, StudyFolder
 from neuraterm.core.study.results import Row, groups
 
@@ -233,16 +234,19 @@ def _health(plt, folder, rows):
     colors = plt.get_cmap("tab10" if len(grouped) <= 10 else "tab20")
     for k, (group, members) in enumerate(grouped.items()):
         for i, ax in enumerate(axes[0]):
-            series = [[np.log10(h.update_ratio_median[i]) if i < len(h.layers) and h.update_ratio_median[i]
-                       and h.update_ratio_median[i] > 0 else np.nan for h in r.health] for r in members]
-            length = max(len(s) for s in series)
-            grid = np.full((len(series), length), np.nan)
-            for j, s in enumerate(series):
-                grid[j, :len(s)] = s
+            # by epoch number: a checkpoint thins old epochs (health.kept_epochs) and members stop at
+            # different epochs (early stopping, divergence), so positions in two histories differ
+            epochs = sorted({h.epoch for r in members for h in r.health})
+            column = {e: c for c, e in enumerate(epochs)}
+            grid = np.full((len(members), len(epochs)), np.nan)
+            for j, r in enumerate(members):
+                for h in r.health:
+                    ratio = h.update_ratio_median[i] if i < len(h.layers) else None
+                    grid[j, column[h.epoch]] = np.log10(ratio) if ratio and ratio > 0 else np.nan
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", RuntimeWarning)
                 mean = np.nanmean(grid, 0)
-            epochs = [h.epoch for h in max((r.health for r in members), key=len)]
+            length = len(epochs)
             flagged = any(a.layer == layers[i] and a.kind.startswith("updates") for r in members for a in r.alerts)
             ax.plot(epochs, mean, color=colors(k % colors.N), marker="o" if length <= 3 else None, ms=3,
                     label=group if i == 0 else None, linestyle="--" if flagged else "-")
@@ -263,7 +267,65 @@ def _health(plt, folder, rows):
     return fig
 
 
-CHARTS = {"curves": _curves, "final": _final, "time": _time, "capacity": _capacity, "noise": _noise}
+def _pbt(plt, folder, rows):
+    """Each member's own metric over epochs (from the PBT record's rounds, then its folder), broken where
+    it exploited: a cross where its line was abandoned, a dashed jump from the donor's point at that
+    epoch (a dot in the member's colour) to where the member went on."""
+    from neuraterm.core.study import pbt
+    record = pbt.load_record(folder)
+    metric = folder.study.pbt.metric
+    scale = 100 if metric.endswith("acc") else 1
+    own: dict[str, dict[int, float]] = {r.name: {} for r in rows}
+    last = 0
+    for round_ in record["rounds"]:
+        for name, points in round_.get("curves", {}).items():
+            own.setdefault(name, {}).update({int(e): float(v) for e, v in points})
+        last = round_["epoch"]
+    for r in rows:
+        own[r.name].update({h["epoch"]: h[metric] for h in r.history if h["epoch"] > last and math.isfinite(h[metric])})
+    fig, ax = plt.subplots(figsize=(9, 5.2))
+    colors = plt.get_cmap("tab10" if len(rows) <= 10 else "tab20")
+    for round_ in record["rounds"]:
+        ax.axvline(round_["epoch"], color="0.85", linewidth=1, zorder=0)
+    for i, r in enumerate(rows):
+        color, points = colors(i % colors.N), own[r.name]
+        cuts = [e["epoch"] for e in r.exploits]
+        bounds = [0, *cuts, max(points, default=0)]
+        final = ", ".join(f"{label(k)} {short_text(v)}" for k, v in r.final.items())
+        label_ = r.name + (f" (final {final})" if final else "")
+        for j, (low, high) in enumerate(zip(bounds, bounds[1:])):
+            epochs = [e for e in sorted(points) if low < e <= high]
+            ax.plot(epochs, [scale * points[e] for e in epochs], color=color, marker="o" if len(points) <= 3 else None,
+                    ms=3, label=label_ if j == 0 else None)
+        for e in r.exploits:
+            at, donor = e["epoch"], e.get("donor_score")
+            if at in points:
+                ax.plot([at], [scale * points[at]], marker="x", color=color, ms=8, linestyle="none")
+            if donor is None:
+                continue
+            if at in points:  # the jump itself: from where the member was to the donor's point
+                ax.plot([at, at], [scale * points[at], scale * donor], color=color, linestyle=":", linewidth=1)
+            after = [x for x in sorted(points) if x > at][:1]
+            ax.plot([at, *after], [scale * donor, *[scale * points[x] for x in after]], color=color, linestyle="--",
+                    linewidth=1.2)
+            ax.plot([at], [scale * donor], marker="o", color=color, ms=6, markeredgecolor="black", linestyle="none")
+            ax.annotate(f"<- {e['donor']}", (at, scale * donor), fontsize=7, xytext=(4, -10), textcoords="offset points",
+                        color=color)
+    from matplotlib.ticker import MaxNLocator
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel("epoch")
+    names = {"val_acc": "validation accuracy", "val_loss": "validation loss", "train_acc": "training accuracy",
+             "train_loss": "training loss"}
+    ax.set_ylabel(names[metric] + (" (%)" if scale == 100 else ""))
+    ax.set_title(f"{folder.study.name}: PBT, {names[metric]} per member (x: line left at an exploit; dashed: "
+                 f"the copy of the donor's point)", fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False)
+    fig.tight_layout()
+    return fig
+
+
+CHARTS = {"pbt": _pbt, "curves": _curves, "final": _final, "time": _time, "capacity": _capacity, "noise": _noise}
 
 
 def draw(folder: StudyFolder, rows: list[Row]) -> tuple[list[Path], list[str]]:

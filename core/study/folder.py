@@ -9,6 +9,8 @@
         <member>/             an ordinary model folder: eval, resume, export and watch work on it
         results.csv results.md figures/
         pruned.txt            members that Ray Tune's ASHA stopped early (never resumed)
+        pbt/                  a PBT study's schedule (`pbt/state.json`) and the folders its exploits
+                              replaced (`pbt/replaced/<member>-e<epoch>/`), see `core/study/pbt.py`
 
 A member's state is read from its folder (`runs.describe`), so any process can tell it: the driver,
 the app's Study screen, a second terminal. A member runs as its own `neuraterm train`/`resume`
@@ -33,14 +35,16 @@ CONFIGS, LOGS, FIGURES, PRUNED = "configs", "logs", "figures", "pruned.txt"
 # What a member can be. Done states are never started again by a driver.
 STATES = ("waiting", "running", "paused", "finished", "diverged", "failed", "interrupted", "pruned", "damaged")
 DONE = ("finished", "diverged", "failed", "pruned")
+RETRY_NOTE = "; retrying from epoch "  # how the Ray driver's note in a member's log says it runs the member again
 
 
 @dataclass
 class MemberState:
     member: study_mod.Member
     path: Path  # the member's model folder
-    state: str  # one of STATES
+    state: str  # one of STATES, or "retrying" (Ray runs the member again after a failure, see `retrying`)
     info: runs.RunInfo  # what `neuraterm runs` says about the folder (history, metrics, holder)
+    note: str = ""  # why it is retrying, as the driver wrote it ("its node 1a2b3c4d was lost; retrying from epoch 4")
 
     @property
     def name(self) -> str:
@@ -133,7 +137,37 @@ class StudyFolder:
             state = "diverged"
         if state in ("waiting", "interrupted") and name in self.pruned():
             state = "pruned"
-        return MemberState(member, path, state, info)
+        note = self.retrying(name) if state not in DONE else ""
+        return MemberState(member, path, "retrying" if note else state, info, note)
+
+    def retrying(self, name: str) -> str:
+        """The driver's note that Ray Tune runs the member again (its node was lost, its process died),
+        while that is news: the note is the last line of the member's log, the log was written after the
+        member's own event log (a restarted member writes an event as it starts), and a driver holds
+        the study. Its folder alone cannot say it: until the retry starts it reads as running (a holder
+        on a lost node) or interrupted."""
+        from neuraterm.core.run.event_log import LOG_FILE
+        from neuraterm.core.run.lock import holder
+        try:
+            fd = folder_files.open_file(self.path, f"{LOGS}/{name}.log")
+        except OSError:
+            return ""
+        with os.fdopen(fd, "rb") as f:
+            written = os.fstat(fd).st_mtime_ns
+            f.seek(max(0, os.fstat(fd).st_size - 4096))
+            lines = f.read(4096).decode("utf-8", "replace").splitlines()
+        last = lines[-1] if lines else ""
+        if not (last.startswith("neuraterm: ") and RETRY_NOTE in last):
+            return ""
+        try:
+            fd = folder_files.open_file(self.path, f"{self.member(name).name}/{LOG_FILE}")
+            member_wrote = os.fstat(fd).st_mtime_ns
+            os.close(fd)
+        except OSError:
+            member_wrote = 0
+        if member_wrote >= written or holder(self.path) is None:
+            return ""
+        return last[len("neuraterm: "):][:200]
 
     def states(self) -> list[MemberState]:
         return [self.state(m.name) for m in self.members]
@@ -167,10 +201,11 @@ class StudyFolder:
             f.write(name + "\n")
 
     # -- running one member ----------------------------------------------------------------------
-    def command(self, name: str, threads: int = 0) -> list[str]:
-        """The `neuraterm` command line that trains `name` (a new run) or continues it (a resume)."""
+    def command(self, name: str, threads: int = 0, epochs: int | None = None) -> list[str]:
+        """The `neuraterm` command line that trains `name` (a new run) or continues it (a resume);
+        `epochs` trains it to that epoch only (a PBT generation)."""
         path = self.member_dir(name)
-        extra = ["--threads", str(threads)] if threads else []
+        extra = (["--threads", str(threads)] if threads else []) + (["--epochs", str(epochs)] if epochs else [])
         if checkpoint.checkpoint_dir(path) is not None:
             return [sys.executable, "-m", "neuraterm", "resume", str(path), *extra]
         fork = self.member(name).fork
@@ -191,7 +226,7 @@ class StudyFolder:
         return f"waits for {parent} to reach epoch {epoch}"
 
     def start(self, name: str, threads: int = 0, env: dict | None = None,
-              die_with_parent: bool = False) -> subprocess.Popen:
+              die_with_parent: bool = False, epochs: int | None = None) -> subprocess.Popen:
         """Train or resume one member in its own process (its output appended to logs/<member>.log).
 
         The process gets a session of its own, so a Ctrl-C at the terminal reaches the driver only
@@ -201,6 +236,12 @@ class StudyFolder:
         state = self.state(name)
         if state.state in ("running", "paused"):
             raise NeuratermError(f"{state.path} is being trained already")
+        if state.state == "retrying":  # Ray's driver is about to start it again: two writers on one folder
+            raise NeuratermError(f"{name} is being retried by the Ray driver of {self.path} ({state.note}); wait "
+                                 f"for it, or stop that driver first")
+        if self.study.scheduler == "pbt" and epochs is None:  # alone it would train past the next round
+            raise NeuratermError(f"{name} is a member of a PBT population, which trains in generations: "
+                                 f"run 'neuraterm study {self.path}' to continue it")
         try:
             if not self.log_path(name).parent.is_symlink():
                 self.log_path(name).parent.mkdir(exist_ok=True)
@@ -209,7 +250,7 @@ class StudyFolder:
         except OSError as exc:
             raise NeuratermError(f"cannot start {name}: {self.log_path(name)} ({exc.strerror or exc})") from None
         with log:
-            return subprocess.Popen(self.command(name, threads), stdin=subprocess.DEVNULL, stdout=log,
+            return subprocess.Popen(self.command(name, threads, epochs), stdin=subprocess.DEVNULL, stdout=log,
                                     stderr=subprocess.STDOUT, start_new_session=True,
                                     preexec_fn=_parent_death_signal() if die_with_parent else None,
                                     env={**os.environ, "NO_COLOR": "1", **(env or {})})

@@ -18,7 +18,12 @@ Where the member folders live:
 
 The driver's terminal shows the table only: Ray's and Tune's output goes to `<study>/ray/driver.log`
 (`--verbose` shows it). With `scheduler = "asha"`, Tune's ASHA stops members whose validation metric
-falls behind at each rung; they are listed in `pruned.txt` and never resumed. Divergence is a result
+falls behind at each rung; they are listed in `pruned.txt` and never resumed. With `scheduler = "pbt"`,
+Tune's PopulationBasedTraining (synchronous) restarts a member of the bottom quantile from a top
+member's Tune checkpoint (at the epochs a round can copy, multiples of the interval, it carries the
+member's folder, packed, in any storage mode; Tune keeps the last few of those, `KEPT`): the
+worker makes the member's folder a recorded fork of it (`pbt.switch`) with the values Tune explored,
+and the driver records each exploit in `pbt/state.json`, as the local schedule does. Divergence is a result
 here too: the trial ends normally with the member's folder marked failed. Ctrl-C ends the Tune run;
 each member keeps its last epoch's checkpoint (Ray stops the workers, so the epoch under way is
 recomputed on resume).
@@ -44,13 +49,17 @@ from neuraterm.core.run import checkpoint, events, status as runs, threads as th
 from neuraterm.core.errors import NeuratermError, RunFailed
 from neuraterm.core.run.lock import WriterLock
 from neuraterm.core.study import member_transfer
-from neuraterm.core.study.folder import DONE, StudyFolder
+from neuraterm.core.study.folder import DONE, RETRY_NOTE, StudyFolder
 from neuraterm.core.errors import STOP_SIGNALS
 from neuraterm.core.study.runner import MemberProgress, threads_per_member
 
 EXPERIMENTS = "ray"
 CHECKPOINT_FILE = "member.json"
 DRIVER_LOG = "driver.log"  # Ray's and Tune's own output, unless --verbose
+# PBT: the epoch whose Tune checkpoint carries the member's folder (0 when it only points there). Tune
+# keeps a trial's latest checkpoint and the KEPT highest of these: the last rounds' packed folders, which
+# a member that copies a donor restarts from (synch PBT holds the donor at the next round until then).
+PACKED, KEPT = "packed_epoch", 3
 
 
 def import_ray():
@@ -78,10 +87,12 @@ def _node() -> str:
 
 class _Reporter:
     """A trainer listener: after each epoch's checkpoint is saved, report that epoch to Tune, with a
-    Tune checkpoint that points at the member's folder (shared filesystem) or carries it (`ship`)."""
+    Tune checkpoint that points at the member's folder (shared filesystem) or carries it (`ship`).
+    Under PBT (`interval`), the epochs where a round can happen (multiples of the interval) and the
+    last carry it in any case: another member may fork from them."""
 
-    def __init__(self, tune, run_dir: Path, name: str, ship: bool):
-        self.tune, self.run_dir, self.name, self.ship = tune, run_dir, name, ship
+    def __init__(self, tune, run_dir: Path, name: str, ship: bool, interval: int = 0):
+        self.tune, self.run_dir, self.name, self.ship, self.interval = tune, run_dir, name, ship, interval
         self.epoch_row: dict | None = None
         self.node = _node()
 
@@ -95,13 +106,16 @@ class _Reporter:
             self.report(_metrics(row))
 
     def report(self, result: dict) -> None:
+        epoch = int(result.get("epoch", 0))
+        round_ = self.interval and (epoch % self.interval == 0 or epoch >= result.get("epochs", epoch))
+        if self.interval:
+            result = {**result, PACKED: float(epoch if round_ else 0)}
         with tempfile.TemporaryDirectory() as d:
-            if self.ship:
+            if self.ship or round_:
                 member_transfer.pack(self.run_dir, Path(d))
-            else:
-                Path(d, CHECKPOINT_FILE).write_text(json.dumps(
-                    {"member": self.name, "run_dir": str(self.run_dir), "epoch": result.get("epoch"),
-                     "checkpoint": str(checkpoint.checkpoint_dir(self.run_dir))}), encoding="utf-8")
+            Path(d, CHECKPOINT_FILE).write_text(json.dumps(
+                {"member": self.name, "run_dir": str(self.run_dir), "epoch": int(result.get("epoch", 0)),
+                 "checkpoint": str(checkpoint.checkpoint_dir(self.run_dir))}), encoding="utf-8")
             self.tune.report({**result, "node": self.node}, checkpoint=self.tune.Checkpoint.from_directory(d))
 
 
@@ -147,7 +161,10 @@ def _train(name: str, run_dir: Path, config, params: dict, ship: bool, seeds: di
     restored = tune.get_checkpoint()
     if restored is not None:
         with restored.as_directory() as d:
-            if ship:
+            saved = _saved(Path(d))
+            if saved.get("member", name) != name:  # PBT's exploit: another member's checkpoint
+                _exploit(Path(d), saved, run_dir, params)
+            elif ship:
                 member_transfer.unpack(Path(d), run_dir)
             elif checkpoint.checkpoint_dir(run_dir) is None:
                 saved = json.loads(Path(d, CHECKPOINT_FILE).read_text(encoding="utf-8"))
@@ -155,7 +172,7 @@ def _train(name: str, run_dir: Path, config, params: dict, ship: bool, seeds: di
                                      f"{saved['epoch']} was saved there: the study folder must be on a shared filesystem")
     elif ship and seeds and name in seeds:
         member_transfer.unpack_bytes(seeds[name], run_dir)
-    reporter = _Reporter(tune, run_dir, name, ship)
+    reporter = _Reporter(tune, run_dir, name, ship, params["pbt"]["interval"] if "pbt" in params else 0)
     info = runs.describe(run_dir)
     if info.status not in ("finished", "failed"):
         resume = checkpoint.checkpoint_dir(run_dir) is not None
@@ -171,6 +188,33 @@ def _train(name: str, run_dir: Path, config, params: dict, ship: bool, seeds: di
             tune.report({**_last_result(run_dir, config.train.epochs), "error": str(exc)})
             return
     reporter.report(_last_result(run_dir, config.train.epochs))
+
+
+def _saved(d: Path) -> dict:
+    try:
+        saved = json.loads(Path(d, CHECKPOINT_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return saved if isinstance(saved, dict) else {}
+
+
+def _exploit(packed: Path, saved: dict, run_dir: Path, params: dict) -> None:
+    """Ray's PBT restarts this member from a better member's checkpoint (packed in `packed`): the
+    member's folder becomes a recorded fork of the donor at that epoch, with the values PBT explored
+    (in the trial's config), as the local schedule does (`pbt.switch`). The lineage names the donor's
+    folder in the study folder."""
+    import dataclasses
+    from neuraterm.core.run import fork as fork_mod
+    from neuraterm.core.study import pbt
+    donor, epoch, spec = saved["member"], int(saved["epoch"]), params["pbt"]
+    values = {k: params[k] for k in spec["keys"]}
+    with tempfile.TemporaryDirectory() as d:
+        def source():
+            copy = Path(d) / donor
+            member_transfer.unpack(packed, copy)
+            # the fork's history comes from the copy (the donor's folder may be on no disk of this node)
+            return dataclasses.replace(fork_mod.read(copy, epoch), named=Path(spec["study"]) / donor)
+        pbt.switch(run_dir, spec["name"], source, values, epoch, spec["epochs"])
 
 
 # -- in the driver ------------------------------------------------------------------------------------
@@ -195,6 +239,102 @@ def _scheduler(folder: StudyFolder, epochs: int):
     # stop_last_trials=False: a member that reaches its last epoch ends by itself, after its test report.
     return RecordingASHA(time_attr="epoch", max_t=epochs, grace_period=min(asha.grace_period, epochs),
                          reduction_factor=asha.reduction_factor, stop_last_trials=False)
+
+
+def _clip(bounds: dict, config: dict) -> dict:
+    """PBT's custom explore: a perturbed value stays within its distribution's bounds (as locally)."""
+    for key, (low, high) in bounds.items():
+        config[key] = type(config[key])(min(max(config[key], low), high))
+    return config
+
+
+def _pbt(folder: StudyFolder, pending):
+    """Tune's PopulationBasedTraining (synchronous, a round every `[pbt] interval` epochs) that records
+    each exploit in the study's PBT record (`pbt/state.json`, written by this driver only) and starts
+    every member from its own values of the mutated keys. A member's last epoch is never a round: it
+    ends, with its test report."""
+    import functools
+    from ray import tune
+    from ray.tune.schedulers import PopulationBasedTraining, TrialScheduler
+    from neuraterm.core.study import pbt as pbt_mod
+    from neuraterm.core.study.spec import _distribution
+    spec = folder.study.pbt
+    mutations, bounds = {}, {}
+    for key, distribution in spec.mutations.items():
+        kind, args = _distribution(distribution, key)
+        if kind == "choice":
+            mutations[key] = list(args)
+            continue
+        mutations[key] = {"uniform": tune.uniform, "loguniform": tune.loguniform}[kind](*args) if kind != "randint" \
+            else tune.randint(args[0], args[1] + 1)
+        bounds[key] = tuple(args)
+    initial = {m.name: {k: config_mod.value_at(m.config.to_dict(), k) for k in spec.mutations} for m in pending}
+
+    class RecordingPBT(PopulationBasedTraining):
+        def on_trial_add(self, tune_controller, trial):
+            member = trial.config["member"]
+            current = folder.member_dir(member) / "config.toml"
+            values = config_mod.load_toml(current).to_dict() if current.is_file() else None
+            for key in spec.mutations:  # a member resumed by a rerun goes on with its values
+                trial.config[key] = config_mod.value_at(values, key) if values else initial[member][key]
+            super().on_trial_add(tune_controller, trial)
+            # ... and with the rounds where they were: the next one at the next multiple of the interval
+            epoch = folder.state(member).info.epoch
+            self._trial_state[trial].last_perturbation_time = epoch // spec.interval * spec.interval
+            self._next_perturbation_sync = max(self._next_perturbation_sync, (epoch // spec.interval + 1) * spec.interval)
+
+        def on_trial_result(self, tune_controller, trial, result):
+            if result.get("epoch", 0) >= result.get("epochs", float("inf")):
+                return TrialScheduler.CONTINUE
+            return super().on_trial_result(tune_controller, trial, result)
+
+        def _get_new_config(self, trial, trial_to_clone):
+            """The donor's explored values, in the trial's own config (Ray copies the donor's whole
+            config, which names the donor member)."""
+            new, operations = super()._get_new_config(trial, trial_to_clone)
+            return {**trial.config, **{k: new[k] for k in spec.mutations}}, operations
+
+        def _exploit(self, tune_controller, trial, trial_to_clone):
+            before = {k: trial_to_clone.config[k] for k in spec.mutations}
+            super()._exploit(tune_controller, trial, trial_to_clone)
+            state, donor_state = self._trial_state[trial], self._trial_state[trial_to_clone]
+            epoch = int((donor_state.last_result or {}).get("epoch", 0))
+            score = (state.last_result or {}).get(spec.metric)
+            record = pbt_mod.load_record(folder)
+            rounds = record["rounds"]
+            if not rounds or rounds[-1]["epoch"] != epoch:
+                previous = rounds[-1]["epoch"] if rounds else 0
+                curves = {s.name: [[r["epoch"], r[spec.metric]] for r in s.info.history if previous < r["epoch"] <= epoch]
+                          for s in folder.states()}
+                rounds.append({"generation": len(rounds) + 1, "epoch": epoch, "metric": spec.metric,
+                               "curves": pbt_mod._finite(curves), "exploits": []})
+            rounds[-1]["exploits"].append({
+                "member": trial.config["member"], "donor": trial_to_clone.config["member"],
+                "score": None if score is None or score in WORST.values() else float(score),
+                "donor_score": float(donor_state.last_result[spec.metric]),
+                "changes": {k: [before[k], trial.config[k]] for k in spec.mutations}, "applied": False})
+            pbt_mod.save_record(folder, record)
+
+    return RecordingPBT(time_attr="epoch", perturbation_interval=spec.interval, quantile_fraction=spec.quantile,
+                        resample_probability=spec.resample_probability, perturbation_factors=tuple(spec.factors),
+                        hyperparam_mutations=mutations, custom_explore_fn=functools.partial(_clip, bounds),
+                        synch=True)
+
+
+def _mark_applied(folder: StudyFolder) -> None:
+    """An exploit of the record is applied once the member's folder is the fork (its lineage names the
+    donor at that epoch); one whose member never restarted (an interrupted run) stays unapplied."""
+    from neuraterm.core.study import pbt as pbt_mod
+    record = pbt_mod.load_record(folder)
+    changed = False
+    for round_ in record["rounds"]:
+        for e in round_["exploits"]:
+            if not e["applied"]:
+                lineage = folder.state(e["member"]).info.lineage
+                if any(Path(l.get("parent", "")).name == e["donor"] and l.get("epoch") == round_["epoch"] for l in lineage):
+                    e["applied"] = changed = True
+    if changed:
+        pbt_mod.save_record(folder, record)
 
 
 def _callback(tune, folder: StudyFolder, listeners, held: dict | None):
@@ -244,7 +384,7 @@ def _callback(tune, folder: StudyFolder, listeners, held: dict | None):
             name, last = trial.config["member"], trial.last_result or {}
             epoch = int(last.get("epoch", 0))
             self.retried[name] = epoch
-            message = f"{_why(trial)}; retrying from epoch {epoch}"
+            message = f"{_why(trial)}{RETRY_NOTE}{epoch}"
             self.log(name, trial, f"neuraterm: {message}")
             self.emit(MemberProgress(name, "retrying", epoch, int(last.get("epochs", 0)), last.get("val_acc"),
                                      message=message))
@@ -464,15 +604,20 @@ def _fit(ray, tune, folder, pending, address, jobs, listeners, threads, storage,
                 _check_shared(ray, folder, address)
             epochs = max(m.config.train.epochs for m in pending)
             asha, metric = folder.study.scheduler == "asha", folder.study.asha.metric
+            population, space = folder.study.scheduler == "pbt", {}
+            if population:
+                metric = folder.study.pbt.metric
+                space["pbt"] = {"keys": list(folder.study.pbt.mutations), "study": str(folder.path.resolve()),
+                                "name": folder.study.name, "epochs": epochs, "interval": folder.study.pbt.interval}
             if storage is None:
                 trainable = train_member
-                space = {"folder": str(folder.path.resolve())}
+                space.update({"folder": str(folder.path.resolve())})
                 where, name = str((folder.path / EXPERIMENTS).resolve()), "tune"
             else:
                 configs = {m.name: folder.config_path(m.name).read_text(encoding="utf-8") for m in pending}
                 seeds = {m.name: member_transfer.packed_bytes(folder.member_dir(m.name)) for m in pending
                          if checkpoint.checkpoint_dir(folder.member_dir(m.name)) is not None}
-                trainable, space = tune.with_parameters(train_member, configs=configs, seeds=seeds), {}
+                trainable = tune.with_parameters(train_member, configs=configs, seeds=seeds)
                 where = storage
                 name = f"{folder.path.resolve().name}-{hashlib.sha256(str(folder.path.resolve()).encode()).hexdigest()[:8]}"
             progress = _callback(tune, folder, listeners, held if storage is not None else None)
@@ -480,17 +625,24 @@ def _fit(ray, tune, folder, pending, address, jobs, listeners, threads, storage,
                 tune.with_resources(trainable, {"cpu": per_member, "gpu": 1 if gpu else 0}),
                 param_space={"member": tune.grid_search([m.name for m in pending]), "threads": per_member, **space},
                 tune_config=tune.TuneConfig(
-                    scheduler=_scheduler(folder, epochs) if asha else None, max_concurrent_trials=jobs or None,
-                    reuse_actors=False, **({"metric": metric, "mode": "max" if metric.endswith("acc") else "min"}
-                                           if asha else {})),
+                    scheduler=_scheduler(folder, epochs) if asha else _pbt(folder, pending) if population else None,
+                    max_concurrent_trials=jobs or None, reuse_actors=False,
+                    **({"metric": metric, "mode": "max" if metric.endswith("acc") else "min"}
+                       if asha or population else {})),
                 run_config=tune.RunConfig(
                     name=name, storage_path=where, verbose=0,
                     failure_config=tune.FailureConfig(max_failures=2),
-                    checkpoint_config=tune.CheckpointConfig(num_to_keep=1), callbacks=[progress]))
+                    checkpoint_config=tune.CheckpointConfig(num_to_keep=KEPT, checkpoint_score_attribute=PACKED,
+                                                            checkpoint_score_order="max") if population
+                    else tune.CheckpointConfig(num_to_keep=1),
+                    callbacks=[progress]))
             try:
                 tuner.fit()
             except (KeyboardInterrupt, _Interrupted) as exc:
                 return exc.code if isinstance(exc, _Interrupted) else 130
+            finally:
+                if population:
+                    _mark_applied(folder)
         finally:
             for s, handler in previous.items():
                 signal.signal(s, handler)

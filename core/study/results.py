@@ -39,6 +39,8 @@ class Row:
     message: str = ""  # why it failed
     report: dict | None = None  # the member's test report, once it finished
     health: list = field(default_factory=list)  # its layer health per epoch (HealthMeasured), if measured
+    exploits: list = field(default_factory=list)  # a PBT member's exploits, oldest first (pbt.exploits)
+    final: dict = field(default_factory=dict)  # a PBT member's mutated keys as it ended ("optimizer.lr" -> value)
 
     @property
     def alerts(self) -> list:
@@ -87,8 +89,34 @@ def row_of(folder: StudyFolder, name: str) -> Row:
     }
     noise = {float(n["sigma"]): float(n["accuracy"]) for n in (report or {}).get("noise", [])
              if isinstance(n, dict) and "sigma" in n and "accuracy" in n}
-    return Row(state.member, state.state, metrics, noise, history, info.failure or info.problem, report,
-               _health(folder.member_dir(name)))
+    row = Row(state.member, state.state, metrics, noise, history, state.note or info.failure or info.problem,
+              report, _health(folder.member_dir(name)))
+    if folder.study.scheduler == "pbt":
+        from neuraterm.core.study import pbt
+        row.exploits = pbt.exploits(folder).get(name, [])
+        row.final = _final_values(folder, name)
+    return row
+
+
+def _final_values(folder: StudyFolder, name: str) -> dict:
+    """The mutated keys of a PBT member's current config (its own until an exploit, then explored)."""
+    from neuraterm.core import config as config_mod
+    path = folder.member_dir(name) / "config.toml"
+    try:
+        values = config_mod.load_toml(path).to_dict() if path.is_file() else folder.member(name).config.to_dict()
+    except NeuratermError:
+        return {}
+    return {k: config_mod.value_at(values, k) for k in folder.study.pbt.mutations}
+
+
+def lineage(row: Row) -> str:
+    """'m0 @ epoch 4, lr 0.0012; m3 @ epoch 6, lr 0.002': whom a PBT member copied, oldest first."""
+    from neuraterm.core.study import pbt
+    return "; ".join(pbt.lineage_text(e) for e in row.exploits)
+
+
+def _pbt_keys(folder: StudyFolder) -> list[str]:
+    return list(folder.study.pbt.mutations) if folder.study.scheduler == "pbt" else []
 
 
 def _health(run_dir: Path) -> list:
@@ -124,10 +152,14 @@ def to_csv(folder: StudyFolder, rows: list[Row]) -> str:
     sigmas = _sigmas(folder, rows)
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(["member", *axes, "state", *METRICS, *[f"noise_{s:g}" for s in sigmas], "alerts", "message"])
+    pbt_keys = _pbt_keys(folder)
+    pbt_head = ["lineage", *[f"final_{k}" for k in pbt_keys]] if pbt_keys else []
+    writer.writerow(["member", *axes, "state", *pbt_head, *METRICS, *[f"noise_{s:g}" for s in sigmas], "alerts",
+                     "message"])
     for r in rows:
+        pbt_cells = [lineage(r), *[value_text(r.final[k]) if k in r.final else "" for k in pbt_keys]] if pbt_keys else []
         writer.writerow([r.name, *[value_text(r.member.values[a]) if a in r.member.values else "" for a in axes],
-                         r.state, *[_number(r.metrics[m]) for m in METRICS],
+                         r.state, *pbt_cells, *[_number(r.metrics[m]) for m in METRICS],
                          *[_number(r.noise.get(s)) for s in sigmas], r.alert_kinds, r.message])
     return out.getvalue()
 
@@ -153,9 +185,13 @@ def table(folder: StudyFolder, rows: list[Row]) -> tuple[list[str], list[list[st
     metrics = folder.study.results.metrics
     sigmas = _sigmas(folder, rows)
     with_health = any(r.health for r in rows)
-    header = ["member", *[label(a) for a in axes], "state", *[HEADINGS[m] for m in metrics],
+    pbt_keys = _pbt_keys(folder)
+    pbt_head = ["copied", *[f"final {label(k)}" for k in pbt_keys]] if pbt_keys else []
+    header = ["member", *[label(a) for a in axes], "state", *pbt_head, *[HEADINGS[m] for m in metrics],
               *[f"s={s:g}" for s in sigmas], *(["alerts"] if with_health else [])]
     cells = [[r.name, *[short_text(r.member.values[a]) if a in r.member.values else "" for a in axes], r.state,
+              *([", ".join(f"{e['donor']} @ {e['epoch']}" for e in r.exploits) or "-",
+                 *[short_text(r.final[k]) if k in r.final else "-" for k in pbt_keys]] if pbt_keys else []),
               *[shown(m, r.metrics[m]) for m in metrics], *[shown("noise", r.noise.get(s)) for s in sigmas],
               *([r.alert_kinds or "-"] if with_health else [])]
              for r in rows]
@@ -221,6 +257,14 @@ def to_markdown(folder: StudyFolder, rows: list[Row], figures: list[Path] = ()) 
     if len(study.seeds) > 1:
         parts += ["", f"## Mean ± standard deviation over seeds {', '.join(map(str, study.seeds))}", "",
                   markdown_table(*spread(folder, rows))]
+    if study.scheduler == "pbt":
+        pbt = study.pbt
+        parts += ["", f"## Population Based Training: every {pbt.interval} epochs the bottom {pbt.quantile:g} by "
+                      f"{HEADINGS[pbt.metric]} copies a member of the top {pbt.quantile:g} and perturbs "
+                      f"{', '.join(label(k) for k in pbt.mutations)}", ""]
+        copied = [(e, r) for r in rows for e in r.exploits]
+        parts += [f"- {r.name} <- {_lineage_line(e, pbt.metric)}" for e, r in sorted(copied, key=lambda x: x[0]["epoch"])] \
+            or ["No member copied another (no round was reached)."]
     failed = [r for r in rows if r.message and r.state in ("diverged", "failed", "damaged")]
     if failed:
         parts += ["", "## Members that did not finish", ""] + [f"- {r.name}: {r.message}" for r in failed]
@@ -233,6 +277,12 @@ def to_markdown(folder: StudyFolder, rows: list[Row], figures: list[Path] = ()) 
         parts += ["", "## Figures", ""] + [f"![{p.stem}]({p.relative_to(folder.path).as_posix()})"
                                            for p in figures if p.suffix == ".png"]
     return "\n".join(parts) + "\n"
+
+
+def _lineage_line(exploit: dict, metric: str) -> str:
+    from neuraterm.core.study import pbt
+    return (f"{pbt.lineage_text(exploit)} ({HEADINGS[metric]} {shown(metric, exploit.get('score'))} -> "
+            f"{shown(metric, exploit.get('donor_score'))})")
 
 
 def write(folder: StudyFolder, rows: list[Row] | None = None, figures: list[Path] = ()) -> list[Row]:

@@ -112,7 +112,7 @@ class LocalRunner:
         in_main = threading.current_thread() is threading.main_thread()
         previous = {s: signal.signal(s, self._on_signal) for s in STOP_SIGNALS} if in_main else {}
         try:
-            return self._run()
+            return self._drive()
         finally:
             for s, handler in previous.items():
                 signal.signal(s, handler)
@@ -127,12 +127,22 @@ class LocalRunner:
                 except OSError:
                     pass
 
-    def _run(self) -> int:
+    def _drive(self) -> int:
+        """What `run` does under the study's lock and the signal handlers (a PBT runner: generations)."""
+        return self._run()
+
+    def _pending(self, state: MemberState, until: int | None) -> bool:
+        """Whether a member still trains: not done, or (a PBT generation) finished short of `until`."""
+        return state.state not in DONE or (until is not None and state.state == "finished"
+                                           and state.info.epoch < until)
+
+    def _run(self, until: int | None = None) -> int:
+        """Train every member that is not done (to epoch `until` only, when given) and wait for them."""
         gpus = gpu_ids() if any(m.config.train.device in ("gpu", "auto") for m in self.folder.members) else []
         queue = []
         for state in self.folder.states():
             self.emit(MemberProgress.of(state))
-            if state.state not in DONE:
+            if self._pending(state, until):
                 queue.append(state.name)
         free = list(range(max(1, self.jobs)))
         bad_input: tuple[str, str] | None = None
@@ -150,7 +160,7 @@ class LocalRunner:
                     break
                 queue.remove(name)
                 state = self.folder.state(name)
-                if state.state in DONE:
+                if not self._pending(state, until):
                     self.emit(MemberProgress.of(state))
                     continue
                 slot = free.pop(0)
@@ -163,7 +173,7 @@ class LocalRunner:
                     env = _thread_env(threads)
                     if gpus:
                         env["CUDA_VISIBLE_DEVICES"] = gpus[slot % len(gpus)]
-                    process = self.folder.start(name, threads, env, die_with_parent=True)
+                    process = self.folder.start(name, threads, env, die_with_parent=True, epochs=until)
                     progress.state, progress.message = "starting", ""
                     self.active[name] = _Active(process, _reader_at_end(state.path), slot, progress)
                 self.emit(progress)
@@ -228,7 +238,7 @@ class LocalRunner:
                     pass
 
 
-UNFINISHED = ("waiting", "interrupted", "running", "paused")
+UNFINISHED = ("waiting", "interrupted", "running", "paused", "retrying")
 FAILED = ("failed", "damaged")  # a diverged member is a result, not a failure
 
 

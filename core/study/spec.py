@@ -7,6 +7,9 @@ here with a seeded generator so that the members, their names and their configs 
 machine and every resume (Ray Tune then schedules them and ASHA may stop the bad ones early). What
 the results show is in `[results]`. A `kind = "ce"` study is not trained: it evaluates naive and
 stable cross-entropy on growing logits (`core/study/cross_entropy.py`), described by its `[ce]` table.
+With `scheduler = "pbt"` the members are a population that trains in generations of `[pbt] interval`
+epochs; between two, the worst members copy a better one and perturb its `[pbt.mutations]`
+(`core/study/pbt.py`).
 
 Every key is checked like a preset's, with the file named and a "did you mean"; a member's config
 is a complete, validated `Config`. Member names are stable and path-safe (`lr-0.01`,
@@ -31,14 +34,14 @@ from neuraterm.core.errors import NeuratermError, did_you_mean
 STUDY_FILE = "study.toml"  # the resolved copy inside a study folder
 KINDS = ("train", "ce")
 SEARCHES = ("grid", "random")
-SCHEDULERS = ("fifo", "asha")
+SCHEDULERS = ("fifo", "asha", "pbt")
 DISTRIBUTIONS = ("choice", "uniform", "loguniform", "randint")
 METRICS = ("epochs", "best_epoch", "train_loss", "train_acc", "val_loss", "val_acc", "test_loss", "test_acc",
            "macro_f1", "balanced_acc", "parameters", "s_per_epoch")
 DEFAULT_METRICS = ["train_acc", "val_acc", "test_acc", "test_loss", "best_epoch", "parameters", "s_per_epoch"]
-CHARTS = ("curves", "final", "time", "capacity", "noise", "ce")
+CHARTS = ("curves", "final", "time", "capacity", "noise", "ce", "pbt")
 FORK_KEYS = ("name", "from", "epoch")  # a [[fork]] row's own keys; the others are settings it changes
-RESERVED = ("configs", "logs", "figures", "ray", "results", "study")  # names a member folder may not take
+RESERVED = ("configs", "logs", "figures", "pbt", "ray", "results", "study")  # names a member folder may not take
 # Short names for axis keys in member names; any other key is named by its last part.
 LABELS = {"optimizer.lr": "lr", "train.batch_size": "batch", "model.hidden": "hidden", "model.init": "init",
           "optimizer.momentum": "momentum", "optimizer.name": "opt", "model.activation": "act",
@@ -74,6 +77,21 @@ class Asha:
 
 
 @dataclass
+class Pbt:
+    """Population Based Training: every `interval` epochs the members ranked in the bottom `quantile`
+    by `metric` exploit (become a fork of a member of the top quantile) and explore (perturb the
+    fork's `mutations`: a draw from the distribution with `resample_probability`, else the value
+    times one of `factors`, or the next value of a choice list). `seed` fixes the draws."""
+    interval: int = 2
+    quantile: float = 0.25
+    metric: str = "val_acc"
+    seed: int = 0
+    factors: list[float] = field(default_factory=lambda: [0.8, 1.2])
+    resample_probability: float = 0.25
+    mutations: dict = field(default_factory=dict)  # "section.key" -> {distribution: arguments}, as in [space]
+
+
+@dataclass
 class Study:
     name: str
     description: str = ""
@@ -91,6 +109,7 @@ class Study:
     space: dict = field(default_factory=dict)  # "section.key" -> {distribution: arguments}
     scheduler: str = "fifo"
     asha: Asha = field(default_factory=Asha)
+    pbt: Pbt = field(default_factory=Pbt)
     results: Results = field(default_factory=Results)
     ce: CE = field(default_factory=CE)
     source: str = field(default="", compare=False)
@@ -176,7 +195,8 @@ def _sub(cls, value, where: str):
     _typed(value, dict, where)
     hints = {f.name: f for f in fields(cls)}
     config_mod.check_keys(value, list(hints), where)
-    kinds = {"list[str]": list, "list[float]": list, "int": int, "float": float, "bool": bool, "str": str}
+    kinds = {"list[str]": list, "list[float]": list, "int": int, "float": float, "bool": bool, "str": str,
+             "dict": dict}
     out = {}
     for key, v in value.items():
         kind = kinds[str(hints[key].type)]
@@ -221,9 +241,11 @@ def from_dict(values: dict, source: str) -> Study:
                              FORK_KEYS) for i, r in enumerate(rows)]
     if "space" in values:
         s["space"] = _dotted(_typed(values["space"], dict, f"{source}: [space]"), f"{source}: [space]")
-    for key, cls in (("results", Results), ("ce", CE), ("asha", Asha)):
+    for key, cls in (("results", Results), ("ce", CE), ("asha", Asha), ("pbt", Pbt)):
         if key in values:
             s[key] = _sub(cls, values[key], f"{source}: [{key}]")
+    if "pbt" in values:
+        s["pbt"].mutations = _dotted(s["pbt"].mutations, f"{source}: [pbt.mutations]")
     study = Study(**s, source=source)
     validate(study)
     return study
@@ -279,6 +301,44 @@ def validate(st: Study) -> None:
         _fail(src, f"[asha] metric must be one of {', '.join(config_mod.MONITORS)}")
     if st.asha.grace_period < 1 or st.asha.reduction_factor < 2:
         _fail(src, "[asha] grace_period must be >= 1 and reduction_factor >= 2")
+    if st.scheduler == "pbt":
+        _validate_pbt(st)
+    elif st.pbt != Pbt():
+        _fail(src, "[pbt] belongs to scheduler = \"pbt\"")
+
+
+# Keys PBT may not perturb: what a fork cannot change, and how long or where a member runs.
+PBT_FIXED = ("train.epochs", "train.keep", "train.device", "train.threads", "data.data_dir", "data.placement")
+
+
+def _validate_pbt(st: Study) -> None:
+    from neuraterm.core.run.fork import FROZEN_ON_FORK
+    src, pbt = st.source, st.pbt
+    if st.fork:
+        _fail(src, "a PBT study's members are its population; [[fork]] rows belong to other schedulers")
+    if pbt.interval < 1:
+        _fail(src, f"[pbt] interval must be >= 1 epoch, got {pbt.interval}")
+    if not 0 < pbt.quantile <= 0.5:
+        _fail(src, f"[pbt] quantile must be in (0, 0.5] (the bottom fraction that copies the top one), got {pbt.quantile}")
+    if pbt.metric not in config_mod.MONITORS:
+        _fail(src, f"[pbt] metric {pbt.metric!r} is not one of {', '.join(config_mod.MONITORS)}"
+                   f"{did_you_mean(pbt.metric, config_mod.MONITORS)}")
+    if not pbt.factors or not all(0 < f and math.isfinite(f) for f in pbt.factors):
+        _fail(src, "[pbt] factors must be a non-empty list of positive numbers (like [0.8, 1.2])")
+    if not 0 <= pbt.resample_probability <= 1:
+        _fail(src, f"[pbt] resample_probability must be in [0, 1], got {pbt.resample_probability}")
+    if not 0 <= pbt.seed <= config_mod.MAX_SEED:
+        _fail(src, f"[pbt] seed must be between 0 and {config_mod.MAX_SEED}")
+    if not pbt.mutations:
+        _fail(src, "scheduler = \"pbt\" needs [pbt.mutations]: what explore perturbs, like "
+                   "\"optimizer.lr\" = {loguniform = [0.0001, 0.1]}")
+    for key, spec in pbt.mutations.items():
+        if key in FROZEN_ON_FORK or key in PBT_FIXED:
+            _fail(src, f"[pbt.mutations] {key} cannot be perturbed (a fork keeps it: it defines the data, the "
+                       f"model, its initialization or the run's length)")
+        _distribution(spec, f"{src}: [pbt.mutations] {key}")
+    if member_count(st) < 2:
+        _fail(src, f"a PBT population needs at least 2 members, this study has {member_count(st)}")
 
 
 def _validate_ce(st: Study) -> None:
@@ -486,6 +546,13 @@ def members(study: Study, full_batch=None) -> list[Member]:
                 shown["train.seed"] = seed
             found.append(Member(name, shown, group, config))
     found += _forks(study, found)
+    if study.scheduler == "pbt":
+        for m in found:
+            sched = m.config.schedule
+            if sched.name == "cosine" or (sched.name == "linear" and not sched.decay_epochs):
+                _fail(f"{study.source}: member {m.name}", f"schedule {sched.name!r} spans the run's epochs, but a "
+                      f"PBT member trains in generations; use constant, step, exponential, plateau, or linear "
+                      f"with schedule.decay_epochs")
     names = [m.name for m in found]
     for m in found:
         if names.count(m.name) > 1:
@@ -563,7 +630,7 @@ def _to_plain(study: Study) -> dict:
         value = getattr(study, f.name)
         if value == getattr(defaults, f.name) and f.name not in ("kind", "preset"):
             continue
-        if f.name in ("results", "ce", "asha"):
+        if f.name in ("results", "ce", "asha", "pbt"):
             value = {sub.name: getattr(value, sub.name) for sub in fields(value)}
         out[f.name] = json.loads(json.dumps(value))
     return out

@@ -11,12 +11,13 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.widget import Widget
-from textual.widgets import ProgressBar, RichLog
+from textual.widgets import ProgressBar, RichLog, Static
 
 from neuraterm.core.screen_text import visible
 from neuraterm.tui.smoothing import WEIGHTS, Smoother
 from neuraterm.tui.ticks import nice_steps
 from neuraterm.tui.widgets.curve_chart import CurveChart, Series
+from neuraterm.tui.widgets.health_views import confidence_lines
 from neuraterm.tui.widgets.keys_footer import KeysFooter
 
 
@@ -69,6 +70,8 @@ class DashboardScreen(Screen):
         Binding("e", "app.evaluate_current", "Evaluate", tooltip="Evaluate the current run's last checkpoint"),
         Binding("m", "smoothing", "Smoothing", show=False, tooltip="Change the step-loss smoothing"),
         Binding("l", "log_scale", "Log scale", show=False, tooltip="Log scale on or off for the loss and LR charts"),
+        Binding("c", "confidence", "Confidence", show=False,
+                tooltip="The LR chart, or per class the confidence in the true class on the probe batch over the epochs"),
         Binding("F", "accept_fork", "Fork", tooltip="Start the fork the curves suggest (the log says which)"),
     ]
     suggestion = None  # the fork the curves suggest for the run shown (core/run/suggestions.py)
@@ -86,6 +89,7 @@ class DashboardScreen(Screen):
                 yield RichLog(id="log", max_lines=200, wrap=True, markup=False, min_width=16)  # wrap at its width, not 78
                 yield CurveChart("step loss", x_label="step", id="step-chart")
                 yield CurveChart("lr", id="lr-chart")
+                yield Static("", id="confidence-panel")
         yield KeysFooter()
 
     def on_mount(self) -> None:
@@ -93,6 +97,11 @@ class DashboardScreen(Screen):
         self._smoothed_state = None
         self.show_smoothing()
         self.query_one("#loss-chart", CurveChart).set_note("l: log scale")
+        self.query_one("#lr-chart", CurveChart).set_note("c: class confidence")
+        panel = self.query_one("#confidence-panel", Static)
+        panel.display = False
+        panel.border_title, panel.border_subtitle = "class confidence", "c: LR"
+        self._drawn_health = (-1, None)
         self._drawn_version = -1
         self._drawn_epochs = -1
         self._drawn_steps = -1
@@ -124,6 +133,10 @@ class DashboardScreen(Screen):
             self._drawn_progress = (total, 100 * done // total)
             self.query_one("#progress", ProgressBar).update(total=total, progress=done)
         self.query_one("#status", StatusLine).show(self.status_text(state))
+        panel = self.query_one("#confidence-panel", Static)
+        if panel.display and (len(state.health), panel.size) != self._drawn_health:
+            self._drawn_health = (len(state.health), panel.size)
+            self.draw_confidence(state, panel)
         log = self.query_one("#log", RichLog)
         for line in state.log[self._logged:]:
             log.write(line)
@@ -139,6 +152,27 @@ class DashboardScreen(Screen):
             {"train": (epochs, [e.train_acc for e in state.history]),
              "val": (epochs, [e.val_acc for e in state.history])}, x_max)
         self.query_one("#lr-chart", CurveChart).set_series({"lr": (epochs, [e.lr for e in state.history])}, x_max)
+
+    def action_confidence(self) -> None:
+        """Swap the LR chart for the prediction dynamics (Karpathy's recipe) and back."""
+        panel = self.query_one("#confidence-panel", Static)
+        panel.display = not panel.display
+        self.query_one("#lr-chart").display = not panel.display
+        self._drawn_health = (-1, None)
+        self.call_after_refresh(self.redraw_now)
+
+    def redraw_now(self) -> None:
+        self._drawn_version = -1
+        self.redraw()
+
+    def draw_confidence(self, state, panel: Static) -> None:
+        if not state.health:
+            panel.update(Text("no layer health yet: it arrives at each epoch's end (train.health_every = 0 "
+                              "turns it off)", style="grey62"))
+            return
+        from neuraterm.tui.screens.inside import class_names
+        width, height = panel.content_size
+        panel.update(confidence_lines(state.health, class_names(state), max(width, 12), rows=max(height, 2)))
 
     def update_suggestion(self, state) -> None:
         """Offer a fork when the curves say the run overfits; the log says from where and with what."""
@@ -187,9 +221,10 @@ class DashboardScreen(Screen):
         for chart in ("#loss-chart", "#lr-chart", "#step-chart"):
             self.query_one(chart, CurveChart).set_log_scale(on)
 
-    def status_text(self, state) -> str:
+    def status_text(self, state) -> list[str]:
+        """The status line's parts, most wanted first (`fit` leaves out what does not fit whole)."""
         if state.status == "idle":
-            return "no run yet: pick a preset on the Setup screen (n) and press t"
+            return ["no run yet: pick a preset on the Setup screen (n) and press t"]
         epoch = max(state.epoch, len(state.history))
         done, total = state.progress()
         parts = [f"{100 * done // total:3d}%", state.status, f"epoch {epoch}/{state.epochs}"]

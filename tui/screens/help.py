@@ -1,7 +1,9 @@
 """The key bindings, gathered from the app and every screen so the list cannot go stale."""
 from __future__ import annotations
 
-from rich.markup import escape
+from rich.console import Group
+from rich.table import Table
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
@@ -17,10 +19,14 @@ class HelpScreen(ModalScreen):
         self.sections = sections  # (screen, [(keys as shown, what they do)])
 
     def compose(self) -> ComposeResult:
-        lines = ["[b]neuraterm keys[/]  (ctrl+p: command palette with every action; escape: close)", ""]
+        parts = [Text.from_markup("[b]neuraterm keys[/]  (ctrl+p: command palette with every action; escape: close)\n")]
         for title, entries in self.sections:
-            lines.append(f"[b]{title}[/]")
+            parts.append(Text(title, style="bold"))
+            grid = Table.grid(padding=(0, 1))  # a description that wraps goes on under itself, not under the keys
+            grid.add_column(width=15, no_wrap=True)
+            grid.add_column(ratio=1)
             for keys, what in entries:
-                lines.append(f"  [cyan]{escape(keys):<13}[/] {escape(what)}")
+                grid.add_row(Text("  " + keys, style="cyan"), Text(what))
+            parts.append(grid)
         with VerticalScroll(id="help"):
-            yield Static("\n".join(lines))
+            yield Static(Group(*parts))

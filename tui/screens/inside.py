@@ -54,8 +54,17 @@ class InsideScreen(Screen):
         self.redraw()
         self.set_interval(0.5, self.redraw)
 
+    def check_action(self, action: str, parameters: tuple) -> bool | None:
+        """`z` acts on the pictures and `[ ]` on the bands: each is offered (in the footer) only with its view."""
+        if action == "toggle_learned":
+            return getattr(self, "pictures", False)
+        if action == "layer":
+            return not getattr(self, "pictures", False)
+        return True
+
     def action_toggle_view(self) -> None:
         self.pictures = not self.pictures
+        self.refresh_bindings()
         self.query_one("#tiles").display = self.pictures
         self.query_one("#bands").display = not self.pictures
         self.query_one("#inside-right").display = not self.pictures or self.size.width >= 120
@@ -140,7 +149,7 @@ class InsideScreen(Screen):
 
 
 def class_names(state) -> list[str] | None:
-    return (state.report or {}).get("class_names")
+    return (state.report or {}).get("class_names") or state.class_names or None
 
 
 def alert_text(alerts: list) -> Text:

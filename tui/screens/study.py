@@ -63,9 +63,9 @@ def differences(a, b) -> list[str]:
 
 
 class StudyRows(Message):
-    def __init__(self, rows: list):
+    def __init__(self, rows: list, error: str = ""):
         super().__init__()
-        self.rows = rows
+        self.rows, self.error = rows, error  # error: why the folder cannot be read (a damaged PBT record)
 
 
 class StudyScreen(Screen):
@@ -135,9 +135,15 @@ class StudyScreen(Screen):
     @work(thread=True, exclusive=True, group="study-rows", exit_on_error=False)
     def read_rows(self, folder) -> None:
         """Every member's state and metrics, read from its folder off the UI thread."""
-        self.post_message(StudyRows(self.app.service.study_rows(folder)))
+        try:
+            self.post_message(StudyRows(self.app.service.study_rows(folder)))
+        except NeuratermError as exc:
+            self.post_message(StudyRows([], str(exc)))
 
     def on_study_rows(self, message: StudyRows) -> None:
+        if message.error:
+            self.query_one("#study-title", Static).update(f"[b red]✗[/] {markup(message.error)}")
+            return
         table = self.query_one(DataTable)
         fresh = {row.name: row for row in message.rows}
         counts = {}
@@ -165,11 +171,13 @@ class StudyScreen(Screen):
     @staticmethod
     def signature(rows: dict) -> list:
         """What the chart and the comparison show: redraw only when it changed."""
-        return [(name, r.state, len(r.history), tuple(sorted(r.noise.items()))) for name, r in rows.items()]
+        return [(name, r.state, len(r.history), tuple(sorted(r.noise.items())), r.message if r.state == "retrying" else "")
+                for name, r in rows.items()]
 
     def cells(self, row) -> tuple[str, ...]:
         epochs = row.member.config.train.epochs
-        return ("●" if row.name in self.selected else " ", markup(row.name), markup(row.state), f"{row.metrics['epochs']}/{epochs}",
+        state = f"[yellow]{row.state}[/]" if row.state == "retrying" else markup(row.state)
+        return ("●" if row.name in self.selected else " ", markup(row.name), state, f"{row.metrics['epochs']}/{epochs}",
                 pct(row.metrics["val_acc"]), pct(row.metrics["test_acc"]),
                 sparkline([r["val_acc"] for r in row.history]))
 
@@ -199,7 +207,9 @@ class StudyScreen(Screen):
             a, b = (self.rows[name] for name in self.selected)
             diff.update(f"[b]{markup(a.name)}[/] → [b]{markup(b.name)}[/]: " + "; ".join(markup(d) for d in differences(a, b)))
         else:
-            diff.update("space: select two members to compare them   m: next metric   ]: next study")
+            notes = [f"[yellow]{markup(r.name)}[/]: {markup(r.message)}" for r in self.rows.values()
+                     if r.state == "retrying" and r.message]  # what the driver says while Ray runs it again
+            diff.update("\n".join([*notes[:2], "space: select two members to compare them   m: next metric   ]: next study"]))
 
     def current(self) -> str | None:
         table = self.query_one(DataTable)

@@ -176,23 +176,35 @@ def _append_side_by_side(text: Text, pictures: list) -> None:
             text.append_text(picture[line])
 
 
-def confidence_lines(health: list, class_names: list[str] | None, width: int) -> Text:
+def confidence_lines(health: list, class_names: list[str] | None, width: int, rows: int | None = None) -> Text:
     """Per class, the mean probability of the true class on the probe batch over the epochs
-    (Karpathy's prediction dynamics): a sparkline each, several classes a line."""
+    (Karpathy's prediction dynamics): a sparkline each, several classes a line. With `rows` (the lines
+    there are room for, the title's included), the classes that fit, those the model gets least right
+    first (shown in class order), and the title says how many of how many."""
     last = health[-1]
     k = len(last.class_confidence)
     names = [visible(n, 40) for n in class_names] if class_names and len(class_names) == k else \
         [str(i) for i in range(k)]
     spark = 8
-    cell = max(len(n[:6]) for n in names) + spark + 6
+    label = max(1, min(max(len(n) for n in names), 12, width - spark - 6))  # "ankle boot" whole where it fits
+    cell = label + spark + 6
     per_line = max(1, width // (cell + 1))
-    text = Text(f"confidence in the true class, probe batch, epochs 1..{last.epoch}", style="bold")
-    for i in range(k):
-        if i % per_line == 0:
+    shown = list(range(k))
+    titles = [f"confidence in the true class, probe batch, epochs 1..{last.epoch}", f"epochs 1..{last.epoch}"]
+    if rows is not None and k > per_line * max(rows - 1, 1):
+        room = per_line * max(rows - 1, 1)
+        worst = sorted(range(k), key=lambda i: (last.class_confidence[i] is None, last.class_confidence[i] or 0.0, i))
+        shown = sorted(worst[:room])
+        titles = [f"true-class confidence (probe batch): the {room} lowest of {k} classes",
+                  f"the {room} lowest of {k} classes", f"lowest {room} of {k}"]
+    fitting = next((t for t in titles if len(t) <= width), titles[-1]) if rows is not None else titles[0]
+    text = Text(fitting, style="bold")  # with `rows`, one line that fits, never wrapped
+    for n, i in enumerate(shown):
+        if n % per_line == 0:
             text.append("\n")
         series = [h.class_confidence[i] if i < len(h.class_confidence) else None for h in health]
         value = last.class_confidence[i]
-        text.append(names[i][:6].rjust(max(len(n[:6]) for n in names)) + " ")
+        text.append(names[i][:label].rjust(label) + " ")
         text.append_text(sparkline(series, spark, 0.0, 1.0))
         text.append(f" {'-' if value is None else f'{100 * value:3.0f}%'} ", style="bold")
     return text

@@ -26,4 +26,4 @@ class TooSmall(Widget):
                 f"{MIN_HEIGHT - height} more rows" if height < MIN_HEIGHT else ""]
         return (f"terminal too small: {width}x{height}\n"
                 f"neuraterm needs at least {MIN_WIDTH}x{MIN_HEIGHT}\n"
-                f"({' and '.join(m for m in more if m)})")
+                f"({' and '.join(m for m in more if m)}); keys wait until it fits; q quits (a run keeps training)")
