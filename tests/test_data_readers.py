@@ -152,6 +152,8 @@ def test_npy_fortran_order_and_empty_arrays(tmp_path):
     got = npy.load_npy(tmp_path / "f.npy")
     assert got.flags.f_contiguous
     np.testing.assert_array_equal(got, [[0, 1, 2], [3, 4, 5]])
+    write_npy(tmp_path / "one.npy", np.array([[5]], np.int8))
+    assert npy.load_npy(tmp_path / "one.npy").tolist() == [[5]]
     write_npy(tmp_path / "e.npy", np.zeros((0, 3), np.uint8))
     empty = npy.load_npy(tmp_path / "e.npy")
     assert empty.shape == (0, 3) and empty.dtype == np.uint8
@@ -289,8 +291,8 @@ def test_npz_the_memory_message_gives_fractions_of_a_gibibyte(tmp_path, monkeypa
     central = raw.index(b"PK\x01\x02")
     raw[central + 24:central + 28] = (2**31).to_bytes(4, "little")  # uncompressed size: 2 GiB
     path.write_bytes(bytes(raw))
-    monkeypatch.setattr(npy, "available_memory", lambda: 2**30)
+    monkeypatch.setattr(npy, "available_memory", lambda: int(1.3 * 2**30))
     with pytest.raises(NeuratermError) as err:
         npy.npz_members(path)
     assert str(err.value) == (f"{path}:x.npy: (402653184,) float32 needs 1.5 GiB once decompressed; "
-                              f"1.0 GiB are available")
+                              f"1.3 GiB are available")
