@@ -170,8 +170,13 @@ def test_npy_a_header_promising_more_than_the_file_holds(tmp_path):
     path.write_bytes(raw[:-1])
     with pytest.raises(NeuratermError, match=r"\(80 bytes\) but the file holds 79 bytes"):
         npy.load_npy(path)
+    path.write_bytes(raw[:-80])  # the header alone
+    with pytest.raises(NeuratermError, match=r"\(80 bytes\) but the file holds 0 bytes of data$"):
+        npy.load_npy(path)
     path.write_bytes(raw)
     assert npy.load_npy(path).shape == (10,)
+    path.write_bytes(raw + b"\0" * 8)  # bytes after the data are left alone, as NumPy's own reader does
+    np.testing.assert_array_equal(npy.load_npy(path), np.zeros(10))
 
 
 def test_npy_objects_and_non_arrays_are_refused(tmp_path):
