@@ -267,3 +267,14 @@ def test_mse_value_and_gradient_by_hand():
     assert float(loss.data) == pytest.approx((1 + 0 + 4 + 16) / 4, rel=1e-12)
     loss.backward()
     np.testing.assert_allclose(prediction.grad, np.array([[1.0, 0.0], [2.0, 4.0]]) * 2 / 4, rtol=1e-12)
+
+
+def test_linear_layer_by_default_has_a_zero_bias_and_decays_only_its_weight():
+    from neuraterm.core.nn.linear import Linear
+    layer = Linear(4, 3)
+    assert layer.weight.shape == (3, 4) and layer.weight.decay
+    assert layer.bias is not None and layer.bias.shape == (3,) and not layer.bias.decay and not layer.bias.data.any()
+    layer.bias.data[...] = [1.0, -2.0, 0.5]
+    x = np.arange(8, dtype=np.float32).reshape(2, 4)
+    np.testing.assert_allclose(layer(Tensor(x)).data, x @ layer.weight.data.T + [1.0, -2.0, 0.5], rtol=1e-6)
+    assert Linear(4, 3, bias=False).bias is None
