@@ -265,6 +265,8 @@ def test_mse_value_and_gradient_by_hand():
     prediction = Tensor(np.array([[1.0, 2.0], [3.0, 5.0]]), requires_grad=True)
     loss = mse(prediction, np.array([[0.0, 2.0], [1.0, 1.0]]))
     assert float(loss.data) == pytest.approx((1 + 0 + 4 + 16) / 4, rel=1e-12)
+    again = mse(Tensor(prediction.data.copy()), Tensor(np.array([[0.0, 2.0], [1.0, 1.0]])))  # a Tensor target
+    assert not isinstance(again.data, Tensor) and float(again.data) == pytest.approx(21 / 4, rel=1e-12)
     (loss * 3.0).backward()  # an upstream gradient other than 1 (a weighted loss)
     np.testing.assert_allclose(prediction.grad, 3.0 * np.array([[1.0, 0.0], [2.0, 4.0]]) * 2 / 4, rtol=1e-12)
 
