@@ -253,6 +253,9 @@ def test_batchnorm_running_statistics_by_hand_also_for_a_batch_of_one():
     layer.eval()
     seen = layer(Tensor(np.array([[0.3 + math.sqrt(1.3 + 1e-5), 0.6 - 2 * math.sqrt(2.5 + 1e-5)]]))).data
     np.testing.assert_allclose(seen, [[1.0, -2.0]], rtol=1e-12)
+    two = BatchNorm1d(1, dtype=np.float64)
+    two(Tensor(np.array([[0.0], [2.0]])))  # variance 1 biased, 2 unbiased (n - 1 = 1)
+    np.testing.assert_allclose(two.running_var, [0.9 + 0.2], rtol=1e-12)
     one = BatchNorm1d(2, dtype=np.float64, momentum=0.5)
     out = one(Tensor(np.array([[7.0, -1.0]]))).data
     np.testing.assert_array_equal(out, [[0.0, 0.0]])
