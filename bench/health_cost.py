@@ -14,7 +14,7 @@ the monitor's `measure`, the event built and logged, the alerts; wrapped here wi
 and the table shows that time as a share of the same run's epoch time: a ratio measured under the same
 load, which is what the 2% target is checked against. What health adds to each checkpoint (health.npz:
 built, written, fsynced) is timed directly too: the run's last checkpoint saved again with and without
-it, in turns, 7 times each.
+it, in turns, 15 times each.
 
 "emnist" is the EMNIST ByMerge model of the M3a preset (784-400-240-120-47 GELU, dropout, AdamW, batch
 512) on synthetic data of EMNIST's shape (47 classes; 2,000 rows per class, so 65,800 training rows and
@@ -96,7 +96,7 @@ def epoch_times(name: str, folder: Path, epochs: int, every: int, k: int) -> tup
     return [b - a for a, b in zip(stamps, stamps[1:])], share  # the first epoch's inside: one per gap
 
 
-def save_cost(run_dir: Path, times: int = 7) -> tuple[float, float]:
+def save_cost(run_dir: Path, times: int = 15) -> tuple[float, float]:
     """Median seconds to save the folder's checkpoint without and with its health.npz."""
     snap = checkpoint.load(run_dir)
     health_part = snap.health

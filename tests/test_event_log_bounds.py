@@ -3,6 +3,7 @@ compaction keeps every epoch and the latest STEP_BUDGET / 2 bytes of step lines;
 step lines before the last SKIM_TAIL bytes; reads go CHUNK bytes at a time; a line longer than
 LINE_LIMIT is skipped and counted once. Expected lines are worked out from the bytes on disk."""
 import json
+import os
 import types
 
 import pytest
@@ -34,13 +35,15 @@ def step(n: int) -> events.StepEnded:
     return events.StepEnded(1, n, 999, 0.5, 100.0)  # steps 100-999: every step line has the same length
 
 
-def test_compaction_keeps_every_other_line_and_the_latest_half_budget_of_steps(tmp_path, monkeypatch):
+@pytest.mark.parametrize("lines, extra", [(20, 0), (20, 1), (21, -5), (22, -1)])
+def test_compaction_keeps_every_other_line_and_the_latest_half_budget_of_steps(tmp_path, monkeypatch, lines, extra):
+    """Budgets at a whole number of lines, one byte over, and a few bytes under: each byte counts."""
     log = event_log.EventLog(tmp_path, step_interval=0)
     log(step(100))
     line = len(lines_of(tmp_path / "events.jsonl")[0]) + 1  # bytes per step line, its newline included
-    budget = 20 * line + line // 2
+    budget = lines * line + extra
     monkeypatch.setattr(event_log, "STEP_BUDGET", budget)
-    keep = (budget // 2) // line  # whole step lines in half the budget: 10
+    keep = (budget // 2) // line  # whole step lines in half the budget
     assert keep == 10
     log(events.RunStarted(str(tmp_path), "b", "cpu", 10, 10, 1, 1, 999, 0, 9))
     expected_steps, others, in_file = [100], ["RunStarted"], 1
@@ -59,7 +62,10 @@ def test_compaction_keeps_every_other_line_and_the_latest_half_budget_of_steps(t
         assert [json.loads(k)["type"] for k in kept if not is_step(k)] == others
         assert sum(len(k) + 1 for k in kept if is_step(k)) <= budget
     log.close()
-    assert 10 <= len(expected_steps) <= 20  # compacted more than once
+    assert 10 <= len(expected_steps) <= 22  # compacted more than once
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (tmp_path / "events.jsonl").stat().st_mode & 0o777 == 0o666 & ~umask  # as a new file would be
     assert sorted(p.name for p in tmp_path.iterdir()) == ["events.jsonl"]  # no temporary file left
 
 
@@ -106,12 +112,15 @@ def record_of(e) -> dict:
     return events.to_record(e)
 
 
+@pytest.mark.parametrize("chunk", [400, 8 << 20])
 @pytest.mark.parametrize("tail", [0, 1, 150, 151, 152, 600, 10_000])
-def test_a_first_read_skims_step_lines_before_the_tail(tmp_path, monkeypatch, tail):
+def test_a_first_read_skims_step_lines_before_the_tail(tmp_path, monkeypatch, tail, chunk):
     monkeypatch.setattr(event_log, "SKIM_TAIL", tail)
+    monkeypatch.setattr(event_log, "CHUNK", chunk)
     sent = [events.RunStarted(str(tmp_path), "b", "cpu", 10, 10, 1, 1, 999, 0, 9)]
     for e in range(1, 5):
         sent += [step(100 + 10 * e + s) for s in range(3)] + [epoch(e)]
+    sent.append(step(199))  # a step line last too
     lines = write_lines(tmp_path / "events.jsonl", [record_of(e) for e in sent])
     size = sum(len(line) + 1 for line in lines)
     ends, at = [], 0
@@ -162,8 +171,9 @@ def test_a_line_longer_than_the_limit_is_skipped_and_counted_once(tmp_path, monk
     assert reader.offset == sum(len(line) + 1 for line in lines)
 
 
-def test_a_long_line_written_in_pieces_is_counted_once_and_what_follows_is_read(tmp_path, monkeypatch):
-    monkeypatch.setattr(event_log, "CHUNK", 256)
+@pytest.mark.parametrize("chunk", [256, 4096])  # a chunk under the limit, and over it
+def test_a_long_line_written_in_pieces_is_counted_once_and_what_follows_is_read(tmp_path, monkeypatch, chunk):
+    monkeypatch.setattr(event_log, "CHUNK", chunk)
     monkeypatch.setattr(event_log, "LINE_LIMIT", 600)
     path = tmp_path / "events.jsonl"
     write_lines(path, [record_of(epoch(1))])
@@ -192,3 +202,25 @@ def test_a_short_torn_line_is_waited_for_not_skipped(tmp_path, monkeypatch):
     with open(path, "ab") as f:
         f.write(line[40:] + b"\n")
     assert reader.read_new() == [epoch(1)] and reader.skipped == 0
+
+
+def test_a_blank_line_is_passed_while_the_next_one_is_still_written(tmp_path):
+    path = tmp_path / "events.jsonl"
+    line = json.dumps(record_of(epoch(1))).encode()
+    path.write_bytes(b"\n" + line[:30])
+    reader = event_log.LogReader(tmp_path)
+    assert reader.read_new() == [] and reader.offset == 1 and reader.skipped == 0
+    with open(path, "ab") as f:
+        f.write(line[30:] + b"\n")
+    assert reader.read_new() == [epoch(1)] and reader.offset == len(line) + 2
+
+
+def test_a_short_log_skims_by_the_line_that_holds_the_tails_first_byte(tmp_path, monkeypatch):
+    """Two step lines, 250 bytes: a tail of one byte is the last line's newline, so that line is read."""
+    path = tmp_path / "events.jsonl"
+    lines = write_lines(path, [record_of(step(100)), record_of(step(101))])
+    assert len(lines[0]) + len(lines[1]) + 2 < 256
+    for tail, expected in [(0, []), (1, [step(101)]), (len(lines[1]) + 1, [step(101)]),
+                           (len(lines[1]) + 2, [step(100), step(101)])]:
+        monkeypatch.setattr(event_log, "SKIM_TAIL", tail)
+        assert event_log.LogReader(tmp_path).read_new() == expected, tail

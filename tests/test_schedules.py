@@ -84,3 +84,29 @@ def test_plateau_does_not_lower_the_lr_by_less_than_1e_8():
     assert plateau.bad_epochs == 0  # the bad-epoch count starts over all the same
     bigger = ReduceLROnPlateau(3e-8, factor=0.5, patience=0)
     assert [bigger.step(1.0), bigger.step(1.0)] == [3e-8, 1.5e-8]  # 1.5e-8 less: made
+
+
+def test_an_improvement_of_exactly_the_threshold_is_not_one():
+    """PyTorch's rule is strict: better than best x (1 - 1e-4) in min mode, x (1 + 1e-4) in max mode."""
+    low = ReduceLROnPlateau(0.1, factor=0.5, patience=0, mode="".join(["m", "in"]))  # a parsed string, not the literal
+    assert low.step(2.0) == 0.1
+    assert low.step(2.0 * (1 - 1e-4)) == pytest.approx(0.05) and low.best == 2.0
+    assert low.step(1.9) == pytest.approx(0.05) and low.best == 1.9
+    high = ReduceLROnPlateau(0.1, factor=0.5, patience=0, mode="max")
+    assert high.step(2.0) == 0.1
+    assert high.step(2.0 * (1 + 1e-4)) == pytest.approx(0.05) and high.best == 2.0
+
+
+def test_a_reduction_of_exactly_1e_8_is_not_made():
+    plateau = ReduceLROnPlateau(2e-8, factor=0.5, patience=0)
+    assert [plateau.step(1.0), plateau.step(1.0)] == [2e-8, 2e-8]  # 2e-8 - 1e-8 is not more than 1e-8
+
+
+def test_cosine_reaches_its_floor_one_epoch_after_a_warm_up_that_leaves_one_epoch():
+    cosine = schedules.build("cosine", 0.1, 3, warmup=2, lr_min=0.01)
+    assert [cosine(e) for e in range(5)] == pytest.approx([0.1 / 3, 0.2 / 3, 0.1, 0.01, 0.01])
+
+
+def test_linear_decay_stays_at_zero_after_its_epochs():
+    linear = schedules.build("linear", 0.1, 10)
+    assert [linear(e) for e in (10, 15, 40)] == [0.0, 0.0, 0.0]  # never a negative LR

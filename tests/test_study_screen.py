@@ -74,6 +74,9 @@ def test_the_study_screen_shows_live_members_overlays_them_and_stops_one(tmp_pat
             await until(lambda: screen.rows[stopped].state == "interrupted", seconds=60)
             assert lock.holder(folder / stopped) is None
             assert str(table.get_row(stopped)[2]) == "interrupted"
+            await pilot.pause(0.2)
+            shown = [strip.text for strip in app.screen._compositor.render_strips()]
+            assert any(stopped in row and "interrupted" in row for row in shown), shown  # the state whole, not cut
     try:
         asyncio.run(scenario())
     finally:

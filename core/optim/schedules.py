@@ -19,7 +19,7 @@ def constant(lr0: float) -> Schedule:
     return lambda epoch: lr0
 
 
-def linear(lr0: float, epochs: int, lr_min: float = 0.0) -> Schedule:
+def linear(lr0: float, epochs: int, lr_min: float) -> Schedule:
     """`max(lr_min, lr0 * (1 - t / T))`: linear decay that saturates at `lr_min`."""
     return lambda epoch: max(lr_min, lr0 * (1.0 - epoch / epochs))
 
@@ -28,11 +28,11 @@ def exponential(lr0: float, gamma: float) -> Schedule:
     return lambda epoch: lr0 * gamma ** epoch
 
 
-def step(lr0: float, step_size: int, gamma: float = 0.1) -> Schedule:
+def step(lr0: float, step_size: int, gamma: float) -> Schedule:
     return lambda epoch: lr0 * gamma ** (epoch // step_size)
 
 
-def cosine(lr0: float, epochs: int, lr_min: float = 0.0, warmup: int = 0) -> Schedule:
+def cosine(lr0: float, epochs: int, lr_min: float, warmup: int = 0) -> Schedule:
     """Linear warm-up over `warmup` epochs, then half a cosine from `lr0` down to `lr_min`."""
     def lr(epoch: int) -> float:
         if epoch < warmup:
@@ -46,7 +46,8 @@ SCHEDULES = ("constant", "linear", "exponential", "step", "cosine", "plateau")
 
 
 def build(name: str, lr0: float, epochs: int, **options) -> Schedule:
-    """A schedule by name; 'plateau' is driven by `ReduceLROnPlateau` and is constant here."""
+    """A schedule by name; 'plateau' is driven by `ReduceLROnPlateau` and is constant here. The defaults
+    of the options a preset may leave out are here, in one place."""
     makers = {
         "constant": lambda: constant(lr0),
         "plateau": lambda: constant(lr0),

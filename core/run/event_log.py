@@ -54,7 +54,7 @@ class EventLog:
         self.path = Path(run_dir) / LOG_FILE
         self.step_interval = step_interval
         try:  # never appended through a planted link, never to a FIFO
-            fd = folder_files.open_file(self.path.parent, LOG_FILE, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+            fd = folder_files.open_file(self.path.parent, LOG_FILE, os.O_APPEND | os.O_WRONLY | os.O_CREAT)
         except folder_files.Refused as exc:
             raise NeuratermError(f"{exc}; move it away to train this folder") from None
         self._file = os.fdopen(fd, "ab", buffering=0)  # one write per line: nothing is held back to fail later
@@ -171,8 +171,8 @@ class LogReader:
                         self._in_long_line = True
                         continue
                     return found
-                cut = min(max(skim_before - self.offset, 0), end)  # lines before it are skimmed
-                cut = data.rfind(b"\n", 0, cut) + 1 if cut < end else end + 1
+                cut = min(max(skim_before - self.offset, 0), end + 1)  # lines before its line are skimmed
+                cut = data.rfind(b"\n", 0, cut) + 1 if cut <= end else end + 1
                 skimmed, lines = data[:cut].split(b"\n")[:-1], data[cut:end].split(b"\n") if cut <= end else []
                 if self._in_long_line:  # the rest of a line already counted
                     (skimmed if skimmed else lines).pop(0)

@@ -70,8 +70,7 @@ class EvaluateScreen(Screen):
     run's checkpoint is evaluated on the test split, which loads the dataset (seconds on big ones)."""
 
     BINDINGS = [Binding("escape", "app.pop_screen", "Back", tooltip="Back to the previous screen"),
-                Binding("g", "mistakes", "Mistakes", show=False,  # in Help and the palette
-                        tooltip="The most confident mistakes, as pictures")]
+                Binding("g", "mistakes", "Mistakes", tooltip="The most confident mistakes, as pictures")]
 
     def action_mistakes(self) -> None:
         from neuraterm.tui.screens.mistakes import MistakesScreen

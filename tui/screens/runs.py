@@ -128,7 +128,7 @@ class RunsScreen(Screen):
         for key, run in fresh.items():
             if self.cells(run) != self.cells(self.runs[key]):
                 for column, value in zip(self.columns[2:], self.cells(run)):
-                    table.update_cell(key, column, value)
+                    table.update_cell(key, column, value, update_width=True)  # "interrupted" whole
         self.runs = fresh
 
     def current(self) -> str | None:

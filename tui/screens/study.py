@@ -162,7 +162,7 @@ class StudyScreen(Screen):
             for name, r in fresh.items():
                 for column, old, new in zip(self.columns, self.cells(self.rows[name]), self.cells(r)):
                     if old != new:
-                        table.update_cell(name, column, new)
+                        table.update_cell(name, column, new, update_width=True)  # a longer state whole
         drawn = self.signature(self.rows)
         self.rows = fresh
         if self.signature(fresh) != drawn:

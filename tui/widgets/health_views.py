@@ -230,7 +230,8 @@ def mistake_tiles(result: dict, width: int) -> Text:
         pictures = [half_blocks(gray(np.asarray(m["image"], np.float64).reshape(side, side))).split("\n") for m in group]
         text.append("\n")
         for j, m in enumerate(group):
-            pair = f"{visible(m['true'])[:5]}→{visible(m['predicted'])[:5]}"
+            half = max(5, (side - 1) // 2)  # each name gets half the tile ("Ankle boot→Sandal" whole on 28 columns)
+            pair = f"{visible(m['true'])[:half]}→{visible(m['predicted'])[:half]}"
             text.append(("" if not j else " ") + pair.ljust(side)[:side], style="bold")
         text.append("\n")
         for j, m in enumerate(group):
