@@ -32,6 +32,8 @@ def test_idx_magic_bytes_are_each_checked(tmp_path, magic, shown):
     (b"\0\0\x08\x00", "truncated IDX header"),  # no dimensions at all
     (b"\0\0\x08\x02" + np.array([3], ">u4").tobytes(), "truncated IDX header"),  # one size of two
     (b"\0\0\x08\x02" + np.array([3, 4], ">u4").tobytes()[:-1], "truncated IDX header"),
+    (b"\0\0\x08\x41" + np.ones(65, ">u4").tobytes(), "IDX header says 65 dimensions; at most 8 are read"),
+    (b"\0\0\x08\x09" + np.ones(9, ">u4").tobytes(), "IDX header says 9 dimensions; at most 8 are read"),
 ])
 def test_idx_short_headers_are_named(tmp_path, raw, message):
     path = tmp_path / "f"
