@@ -15,6 +15,7 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 WORK="${MUTATION_DIR:-/tmp/neuraterm-mutation}"
 # MUTATION_TIMEOUT: seconds per mutant's test run (a mutant that hangs counts as killed); default below.
+# MUTATION_FILES="core/nn/linear.py core/nn/losses.py" bash scripts/mutation.sh engine: part of a module.
 
 # smallest first; module | files it mutates | test files | pytest -k expression (over all of them; empty: every test)
 MODULES=(
@@ -25,8 +26,8 @@ MODULES=(
   "schedules|core/optim/schedules.py|tests/test_schedules.py tests/test_torch_parity.py|schedule or plateau"
   "ticks|tui/ticks.py|tests/test_charts.py|not smooth"
   "results|core/study/results.py|tests/test_study_tables.py tests/test_studies.py|study_tables or sample_standard or last_epoch_its_report"
-  "optimizers|core/optim/optimizers.py|tests/test_torch_parity.py tests/test_engine.py|optimizer or l2 or clipping"
-  "data_readers|core/data/idx.py core/data/npy.py core/data/csv_table.py core/data/custom.py|tests/test_custom_data.py tests/test_data.py|"
+  "optimizers|core/optim/optimizers.py|tests/test_optimizer_rules.py tests/test_engine.py tests/test_torch_parity.py|optimizer or l2 or clipping"
+  "data_readers|core/data/idx.py core/data/npy.py core/data/csv_table.py core/data/custom.py|tests/test_data_readers.py tests/test_custom_data.py tests/test_data.py|"
   "engine|core/nn/tensor.py core/nn/activations.py core/nn/batchnorm.py core/nn/linear.py core/nn/losses.py|tests/test_gradcheck.py tests/test_torch_parity.py tests/test_engine.py|"
   "checkpoint|core/run/checkpoint.py|tests/test_bad_input.py|damaged or format_1 or foreign"
 )
@@ -65,6 +66,11 @@ wanted=("$@")
 for entry in "${MODULES[@]}"; do
   IFS='|' read -r name files tests expr <<<"$entry"
   if [ ${#wanted[@]} -gt 0 ] && [[ ! " ${wanted[*]} " =~ " $name " ]]; then continue; fi
+  # MUTATION_FILES: some of the module's files only (a large module run in parts), a session of its own.
+  if [ -n "${MUTATION_FILES:-}" ]; then
+    files=$MUTATION_FILES
+    name="$name.$(for f in $files; do basename "$f" .py; done | paste -sd+)"
+  fi
   args=($tests)
   [ -n "$expr" ] && args+=(-k "$expr")
   # pytest runs in a server that has imported the heavy dependencies once and forks per mutant

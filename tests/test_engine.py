@@ -237,3 +237,49 @@ def test_only_the_backend_module_mentions_cupy():
     root = Path(core.__file__).parent
     offenders = [p.name for p in root.rglob("*.py") if "import cupy" in p.read_text() and p.name != "backend.py"]
     assert offenders == []
+
+
+def test_batchnorm_running_statistics_by_hand_also_for_a_batch_of_one():
+    """PyTorch refuses a training batch of one row; ours must keep finite running statistics (the
+    unbiased variance's n - 1 is 0 there, and the batch's variance is 0 too)."""
+    from neuraterm.core.nn.batchnorm import BatchNorm1d
+    layer = BatchNorm1d(2, dtype=np.float64)
+    x = np.array([[1.0, 2.0], [3.0, 6.0], [5.0, 10.0]])  # mean (3, 6), variance 8/3 and 32/3 (biased), 4 and 16
+    out = layer(Tensor(x)).data
+    np.testing.assert_allclose(out[:, 0], np.array([-2.0, 0.0, 2.0]) / math.sqrt(8 / 3 + 1e-5), rtol=1e-12)
+    np.testing.assert_allclose(out[:, 1], np.array([-4.0, 0.0, 4.0]) / math.sqrt(32 / 3 + 1e-5), rtol=1e-12)
+    np.testing.assert_allclose(layer.running_mean, [0.3, 0.6], rtol=1e-12)
+    np.testing.assert_allclose(layer.running_var, [0.9 + 0.4, 0.9 + 1.6], rtol=1e-12)
+    layer.eval()
+    seen = layer(Tensor(np.array([[0.3 + math.sqrt(1.3 + 1e-5), 0.6 - 2 * math.sqrt(2.5 + 1e-5)]]))).data
+    np.testing.assert_allclose(seen, [[1.0, -2.0]], rtol=1e-12)
+    two = BatchNorm1d(1, dtype=np.float64)
+    two(Tensor(np.array([[0.0], [2.0]])))  # variance 1 biased, 2 unbiased (n - 1 = 1)
+    np.testing.assert_allclose(two.running_var, [0.9 + 0.2], rtol=1e-12)
+    one = BatchNorm1d(2, dtype=np.float64, momentum=0.5)
+    out = one(Tensor(np.array([[7.0, -1.0]]))).data
+    np.testing.assert_array_equal(out, [[0.0, 0.0]])
+    np.testing.assert_allclose(one.running_mean, [3.5, -0.5], rtol=1e-12)
+    np.testing.assert_allclose(one.running_var, [0.5, 0.5], rtol=1e-12)
+
+
+def test_mse_value_and_gradient_by_hand():
+    from neuraterm.core.nn.losses import mse
+    prediction = Tensor(np.array([[1.0, 2.0], [3.0, 5.0]]), requires_grad=True)
+    loss = mse(prediction, np.array([[0.0, 2.0], [1.0, 1.0]]))
+    assert float(loss.data) == pytest.approx((1 + 0 + 4 + 16) / 4, rel=1e-12)
+    again = mse(Tensor(prediction.data.copy()), Tensor(np.array([[0.0, 2.0], [1.0, 1.0]])))  # a Tensor target
+    assert not isinstance(again.data, Tensor) and float(again.data) == pytest.approx(21 / 4, rel=1e-12)
+    (loss * 3.0).backward()  # an upstream gradient other than 1 (a weighted loss)
+    np.testing.assert_allclose(prediction.grad, 3.0 * np.array([[1.0, 0.0], [2.0, 4.0]]) * 2 / 4, rtol=1e-12)
+
+
+def test_linear_layer_by_default_has_a_zero_bias_and_decays_only_its_weight():
+    from neuraterm.core.nn.linear import Linear
+    layer = Linear(4, 3)
+    assert layer.weight.shape == (3, 4) and layer.weight.decay
+    assert layer.bias is not None and layer.bias.shape == (3,) and not layer.bias.decay and not layer.bias.data.any()
+    layer.bias.data[...] = [1.0, -2.0, 0.5]
+    x = np.arange(8, dtype=np.float32).reshape(2, 4)
+    np.testing.assert_allclose(layer(Tensor(x)).data, x @ layer.weight.data.T + [1.0, -2.0, 0.5], rtol=1e-6)
+    assert Linear(4, 3, bias=False).bias is None

@@ -35,12 +35,17 @@ def _open(source: Source, stack: contextlib.ExitStack) -> tuple[BinaryIO, str]:
     return raw, name
 
 
+MAX_DIMS = 8
+
+
 def _header(stream: BinaryIO, name: str) -> tuple[int, ...]:
     head = stream.read(4)
     if len(head) < 4:
         raise NeuratermError(f"{name}: not an IDX file (only {len(head)} bytes)")
     if head[0] != 0 or head[1] != 0 or head[2] != 0x08:
         raise NeuratermError(f"{name}: not an IDX uint8 file (magic {head.hex()}, expected 000008xx)")
+    if head[3] > MAX_DIMS:  # NumPy refuses more than 64 with a bare ValueError; images and labels need 1 to 4
+        raise NeuratermError(f"{name}: IDX header says {head[3]} dimensions; at most {MAX_DIMS} are read")
     raw_dims = stream.read(4 * head[3])
     if head[3] == 0 or len(raw_dims) < 4 * head[3]:
         raise NeuratermError(f"{name}: truncated IDX header")
