@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
+from study_cli import cli, results_table
 
 from neuraterm.core.study import spec as study_mod
 from neuraterm.core.errors import NeuratermError
@@ -27,14 +28,8 @@ SAME = ("member", "model.init", "train.seed", "state", "epochs", "best_epoch", "
 HAS_RAY = importlib.util.find_spec("ray") is not None
 
 
-def cli(*args, cwd=None, timeout=600, env=None):
-    return subprocess.run([sys.executable, "-m", "neuraterm", *map(str, args)], capture_output=True, text=True,
-                          cwd=cwd, timeout=timeout, env={**os.environ, "NO_COLOR": "1", **(env or {})})
-
-
 def table(folder: Path) -> list[dict]:
-    with open(folder / "results.csv", newline="") as f:
-        return [{k: row[k] for k in SAME} for row in csv.DictReader(f)]
+    return results_table(folder, SAME)
 
 
 def parse(text: str, source: str = "s.toml"):

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
+from study_cli import cli, results_table
 
 from neuraterm.core.errors import NeuratermError
 from neuraterm.core.study import spec as study_mod
@@ -47,14 +48,8 @@ HAS_RAY = importlib.util.find_spec("ray") is not None
 HAS_PLOT = importlib.util.find_spec("matplotlib") is not None
 
 
-def cli(*args, cwd=None, timeout=600, env=None):
-    return subprocess.run([sys.executable, "-m", "neuraterm", *map(str, args)], capture_output=True, text=True,
-                          cwd=cwd, timeout=timeout, env={**os.environ, "NO_COLOR": "1", **(env or {})})
-
-
 def table(folder: Path) -> list[dict]:
-    with open(folder / "results.csv", newline="") as f:
-        return [{k: row[k] for k in SAME} for row in csv.DictReader(f)]
+    return results_table(folder, SAME)
 
 
 def decisions(folder: Path) -> list:
@@ -185,7 +180,7 @@ def test_the_results_show_lineage_and_final_values_and_the_figure_draws_the_jump
     for line, (epoch, e) in zip(jumps, exploits):
         assert line.get_xdata()[0] == epoch and line.get_ydata()[0] == pytest.approx(100 * e["donor_score"])
     assert sum(1 for l in lines if l.get_marker() == "x") == len(exploits)  # where each copier's own line ended
-    assert f"pop: PBT" in fig.axes[0].get_title()
+    assert "pop: PBT" in fig.axes[0].get_title()
 
 
 @pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
