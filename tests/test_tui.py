@@ -325,7 +325,7 @@ def test_pause_stop_and_save_are_offered_while_a_run_trains_only(workdir):
         footer = await footer_shows(app, pilot, ["t Train"])
         await pilot.press("d")
         footer = await footer_shows(app, pilot, ["e Evaluate"])
-        assert "Pause" not in footer and any("no run yet: pick a preset" in row for row in screen_text(app))  # not spaced out
+        assert "Pause" not in footer and any("no run yet: pick a preset in Setup (n), then t" in row for row in screen_text(app))
         config = tiny_config(epochs=500)
         config.train.batch_size = 8
         app.start_run(config)

@@ -224,7 +224,7 @@ class DashboardScreen(Screen):
     def status_text(self, state) -> list[str]:
         """The status line's parts, most wanted first (`fit` leaves out what does not fit whole)."""
         if state.status == "idle":
-            return ["no run yet: pick a preset on the Setup screen (n) and press t"]
+            return ["no run yet: pick a preset in Setup (n), then t"]
         epoch = max(state.epoch, len(state.history))
         done, total = state.progress()
         parts = [f"{100 * done // total:3d}%", state.status, f"epoch {epoch}/{state.epochs}"]
