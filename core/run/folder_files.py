@@ -124,17 +124,7 @@ def is_dir(root: Path, rel: str) -> bool:
 
 def is_file(root: Path, rel: str) -> bool:
     """Whether `root/rel` is a regular file reached without links."""
-    parts = _parts(rel, root)
-    try:
-        dir_fd = open_dir(root, "/".join(parts[:-1]))
-    except OSError:
-        return False
-    try:
-        return stat.S_ISREG(os.stat(parts[-1], dir_fd=dir_fd, follow_symlinks=False).st_mode)
-    except OSError:
-        return False
-    finally:
-        os.close(dir_fd)
+    return _if_kind(root, rel, stat.S_ISREG)
 
 
 def list_dir(root: Path, rel: str = "") -> list[tuple[str, str]]:
@@ -155,8 +145,9 @@ def list_dir(root: Path, rel: str = "") -> list[tuple[str, str]]:
         os.close(fd)
 
 
-def _remove(root: Path, rel: str, is_kind, remove) -> bool:
-    """`remove(name, dir_fd=...)` the entry `root/rel` if `is_kind(its lstat mode)`, reached without links."""
+def _if_kind(root: Path, rel: str, is_kind, then=None) -> bool:
+    """Whether the entry `root/rel`, reached without links, is of the kind `is_kind(its lstat mode)` asks
+    for; if it is, `then(name, dir_fd=...)` is done to it (a removal) and must succeed."""
     parts = _parts(rel, root)
     try:
         dir_fd = open_dir(root, "/".join(parts[:-1]))
@@ -165,7 +156,8 @@ def _remove(root: Path, rel: str, is_kind, remove) -> bool:
     try:
         if not is_kind(os.stat(parts[-1], dir_fd=dir_fd, follow_symlinks=False).st_mode):
             return False
-        remove(parts[-1], dir_fd=dir_fd)
+        if then is not None:
+            then(parts[-1], dir_fd=dir_fd)
         return True
     except OSError:
         return False
@@ -175,17 +167,17 @@ def _remove(root: Path, rel: str, is_kind, remove) -> bool:
 
 def remove_file(root: Path, rel: str) -> bool:
     """Delete `root/rel` if it is a regular file reached without links; anything else stays."""
-    return _remove(root, rel, stat.S_ISREG, os.unlink)
+    return _if_kind(root, rel, stat.S_ISREG, os.unlink)
 
 
 def remove_link(root: Path, rel: str) -> bool:
     """Delete the symbolic link `root/rel` itself (a leftover of the program's own link switch)."""
-    return _remove(root, rel, stat.S_ISLNK, os.unlink)
+    return _if_kind(root, rel, stat.S_ISLNK, os.unlink)
 
 
 def remove_empty_dir(root: Path, rel: str) -> bool:
     """Delete the folder `root/rel` if it is empty and not a link."""
-    return _remove(root, rel, stat.S_ISDIR, os.rmdir)
+    return _if_kind(root, rel, stat.S_ISDIR, os.rmdir)
 
 
 def remove_tree(root: Path, rel: str) -> None:
