@@ -367,7 +367,6 @@ def test_class_names_reach_viewers_while_the_run_trains_and_stay_plain_text(tmp_
     classes before there is a report; a name from the data is shown as text, never as markup or escapes."""
     from neuraterm.core.run.event_log import LogReader
     from neuraterm.tui.run_state import RunState
-    from neuraterm.tui.screens.inside import class_names
     from neuraterm.tui.widgets.health_views import confidence_lines
     rng = np.random.default_rng(0)
     y = np.arange(240) % 3
@@ -384,6 +383,6 @@ def test_class_names_reach_viewers_while_the_run_trains_and_stay_plain_text(tmp_
     for event in LogReader(tmp_path / "shoes").read_new():
         if not isinstance(event, events.RunFinished):  # as a viewer sees it mid-run: no report yet
             state.apply(event)
-    assert state.report is None and state.class_names == names and class_names(state) == names
-    shown = confidence_lines(state.health, class_names(state), 120).plain
+    assert state.report is None and state.class_names == names and state.class_labels() == names
+    shown = confidence_lines(state.health, state.class_labels(), 120).plain
     assert "sandal" in shown and "ankle boot" in shown and chr(27) not in shown and "\\x1b" in shown  # escaped, as text

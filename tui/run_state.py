@@ -80,6 +80,11 @@ class RunState:
         done, total = self.progress()
         return (total - done) * (t1 - t0) / (done1 - done0)
 
+    def class_labels(self) -> list[str] | None:
+        """The classes' names: the report's, or RunStarted's while the run trains (none from a log
+        written before RunStarted carried them)."""
+        return (self.report or {}).get("class_names") or self.class_names or None
+
     def apply(self, event: events.Event, now: float | None = None) -> None:
         if isinstance(event, events.RunStarted):
             # the folder followed stays the one attached: a fork's log begins with its parent's sessions

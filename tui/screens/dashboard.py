@@ -170,9 +170,8 @@ class DashboardScreen(Screen):
             panel.update(Text("no layer health yet: it arrives at each epoch's end (train.health_every = 0 "
                               "turns it off)", style="grey62"))
             return
-        from neuraterm.tui.screens.inside import class_names
         width, height = panel.content_size
-        panel.update(confidence_lines(state.health, class_names(state), max(width, 12), rows=max(height, 2)))
+        panel.update(confidence_lines(state.health, state.class_labels(), max(width, 12), rows=max(height, 2)))
 
     def update_suggestion(self, state) -> None:
         """Offer a fork when the curves say the run overfits; the log says from where and with what."""

@@ -123,7 +123,7 @@ class InsideScreen(Screen):
                 tiles = weight_tiles(shown, left_w, body_h, epoch, self.learned)
                 if not self.query_one("#inside-right").display:  # narrow: the confidence goes under the pictures
                     tiles.append("\n\n")
-                    tiles.append_text(confidence_lines(state.health, class_names(state), left_w))
+                    tiles.append_text(confidence_lines(state.health, state.class_labels(), left_w))
                 self.query_one("#tiles", Static).update(tiles)
         else:
             name = visible(last.layers[self.shown_layer], 40)
@@ -136,7 +136,7 @@ class InsideScreen(Screen):
             self.query_one("#bands", Static).update(text)
         right_w = max(20, self.query_one("#inside-right").size.width - 2)
         self.query_one("#inside-alerts", Static).update(alert_text(state.alerts))
-        self.query_one("#confidence", Static).update(confidence_lines(state.health, class_names(state), right_w))
+        self.query_one("#confidence", Static).update(confidence_lines(state.health, state.class_labels(), right_w))
 
     @work(thread=True, exclusive=True, group="inside-weights", exit_on_error=False)
     def load_weights(self, run_dir: str, epochs: int):
@@ -146,10 +146,6 @@ class InsideScreen(Screen):
         if event.worker.group == "inside-weights" and event.state == WorkerState.SUCCESS:
             self.weights = event.worker.result
             self.redraw(force=True)
-
-
-def class_names(state) -> list[str] | None:
-    return (state.report or {}).get("class_names") or state.class_names or None
 
 
 def alert_text(alerts: list) -> Text:
