@@ -10,12 +10,17 @@
 # in your tree, and you can keep working while it runs. Each module runs only the tests that cover it
 # (pytest -x: a mutant dies at its first failing test). Results: $MUTATION_DIR/results/<module>.txt
 # (every surviving mutant's diff) and a score line per module on stdout; docs/mutation.md records them.
-# Runs under `nice -n 19`, one mutant at a time: the machine is shared.
+# Each mutant runs only the tests that execute the statements it changed (per-test coverage recorded
+# once per module on the unmutated copy: scripts/mutation_coverage.py). MUTATION_JOBS lanes (default 2
+# where there are 2 cores or more) run modules side by side, each in its own copy ($MUTATION_DIR/laneN),
+# the largest modules first, each to the lane with the least work so far. Runs under `nice -n 19`.
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 WORK="${MUTATION_DIR:-/tmp/neuraterm-mutation}"
 # MUTATION_TIMEOUT: seconds per mutant's test run (a mutant that hangs counts as killed); default below.
 # MUTATION_FILES="core/nn/linear.py core/nn/losses.py" bash scripts/mutation.sh engine: part of a module.
+# MUTATION_SELECT=0: every mutant runs the module's whole selection (to compare verdicts with selection).
+# MUTATION_SAMPLE=N: N mutants of each module drawn at random (MUTATION_SEED, default 0), the rest skipped.
 
 # smallest first; module | files it mutates | test files | pytest -k expression (over all of them; empty: every test)
 MODULES=(
@@ -38,31 +43,16 @@ if [ "${1:-}" = "--list" ]; then
 fi
 
 mkdir -p "$WORK/results"
-# One run at a time per scratch folder (the copy is replaced at start): another run needs its own MUTATION_DIR.
+# One run at a time per scratch folder (the copies are replaced at start): another run needs its own MUTATION_DIR.
 exec 9>"$WORK/lock"
 flock -n 9 || { echo "another mutation run is using $WORK: give this one its own MUTATION_DIR" >&2; exit 1; }
-echo "copying $ROOT to $WORK/tree ..."
-rm -rf "$WORK/tree" && mkdir -p "$WORK/tree"
-tar -C "$ROOT" --exclude=./.venv --exclude=./.git --exclude=__pycache__ --exclude=.hypothesis \
-  --exclude=.pytest_cache --exclude=./.benchmarks -cf - . | tar -C "$WORK/tree" -xf -
 PY="${MUTATION_PYTHON:-$ROOT/.venv/bin/python}"
 [ -x "$PY" ] || PY=python3
-if [ ! -x "$WORK/venv/bin/python" ]; then
-  "$PY" -m venv --system-site-packages "$WORK/venv"
-fi
-"$WORK/venv/bin/python" -m pip install -q --no-deps -e "$WORK/tree"
-"$WORK/venv/bin/python" -c "import cosmic_ray" 2>/dev/null || "$WORK/venv/bin/python" -m pip install -q "cosmic-ray==8.7.0"
-VENV="$WORK/venv/bin"
-# cosmic-ray's commands by entry point: a cosmic-ray from the system site-packages has no scripts in the venv.
-CR=("$VENV/python" -c 'import importlib, sys; m, f = sys.argv.pop(1).split(":"); sys.argv[0] = f; sys.exit(getattr(importlib.import_module(m), f)())')
-cd "$WORK/tree"
-"$VENV/python" -c "import neuraterm.core as c, sys; sys.exit(0 if c.__file__.startswith('$WORK/tree/') else 'the copy is not the installed package: ' + c.__file__)"
+JOBS=${MUTATION_JOBS:-$(( $(nproc) >= 2 ? 2 : 1 ))}
 
-server=
-stop_server() { if [ -n "$server" ]; then kill "$server" 2>/dev/null || true; wait "$server" 2>/dev/null || true; server=; fi; }
-trap stop_server EXIT
-
+# The modules asked for, as "name|files|tests|expr", with MUTATION_FILES applied.
 wanted=("$@")
+todo=()
 for entry in "${MODULES[@]}"; do
   IFS='|' read -r name files tests expr <<<"$entry"
   if [ ${#wanted[@]} -gt 0 ] && [[ ! " ${wanted[*]} " =~ " $name " ]]; then continue; fi
@@ -71,35 +61,98 @@ for entry in "${MODULES[@]}"; do
     files=$MUTATION_FILES
     name="$name.$(for f in $files; do basename "$f" .py; done | paste -sd+)"
   fi
-  args=($tests)
+  todo+=("$name|$files|$tests|$expr")
+done
+
+# Lanes: the largest module first, each to the lane with the least work so far. A module's work is its
+# mutant count from an earlier session, else a count of what cosmic-ray mutates (operators, comparisons,
+# numbers, keywords), which comes within ~20% of it.
+declare -a lane_work lane_modules
+for ((j = 0; j < JOBS; j++)); do lane_work[j]=0; lane_modules[j]=""; done
+while IFS=' ' read -r work index; do
+  best=0
+  for ((j = 1; j < JOBS; j++)); do (( lane_work[j] < lane_work[best] )) && best=$j; done
+  lane_work[best]=$(( lane_work[best] + work ))
+  lane_modules[best]+="$index "
+done < <(for i in "${!todo[@]}"; do
+  IFS='|' read -r name files _ <<<"${todo[$i]}"
+  count=$(python3 -c "import sqlite3, sys; print(sqlite3.connect(sys.argv[1]).execute('select count(*) from work_items').fetchone()[0])" "$WORK/$name.sqlite" 2>/dev/null || true)
+  if [ -z "$count" ] || [ "$(cat "$WORK/$name.sqlite.files" 2>/dev/null)" != "$files" ]; then
+    count=$(cd "$ROOT" && python3 -c '
+import ast, sys
+kinds = (ast.operator, ast.cmpop, ast.unaryop, ast.boolop, ast.Break, ast.Continue)
+print(sum(isinstance(n, kinds) or (isinstance(n, ast.Constant) and type(n.value) in (int, float, bool))
+          for f in sys.argv[1:] for n in ast.walk(ast.parse(open(f).read()))) * 3)' $files)
+  fi
+  echo "$count $i"
+done | sort -rn)
+
+# One lane: its own copy of the checkout with its own editable install, then its modules one by one.
+run_lane() {
+  local lane=$1 indexes=$2
+  local LANE="$WORK/lane$lane"
+  mkdir -p "$LANE"
+  rm -rf "$LANE/tree" && mkdir -p "$LANE/tree"
+  tar -C "$ROOT" --exclude=./.venv --exclude=./.git --exclude=__pycache__ --exclude=.hypothesis \
+    --exclude=.pytest_cache --exclude=./.benchmarks -cf - . | tar -C "$LANE/tree" -xf -
+  if [ ! -x "$LANE/venv/bin/python" ]; then
+    "$PY" -m venv --system-site-packages "$LANE/venv"
+  fi
+  "$LANE/venv/bin/python" -m pip install -q --no-deps -e "$LANE/tree"
+  "$LANE/venv/bin/python" -c "import cosmic_ray" 2>/dev/null || "$LANE/venv/bin/python" -m pip install -q "cosmic-ray==8.7.0"
+  "$LANE/venv/bin/python" -c "import coverage" 2>/dev/null || "$LANE/venv/bin/python" -m pip install -q "coverage>=7.4"
+  local VENV="$LANE/venv/bin"
+  # cosmic-ray's commands by entry point: a cosmic-ray from the system site-packages has no scripts in the venv.
+  CR=("$VENV/python" -c 'import importlib, sys; m, f = sys.argv.pop(1).split(":"); sys.argv[0] = f; sys.exit(getattr(importlib.import_module(m), f)())')
+  cd "$LANE/tree"
+  "$VENV/python" -c "import neuraterm.core as c, sys; sys.exit(0 if c.__file__.startswith('$LANE/tree/') else 'the copy is not the installed package: ' + c.__file__)"
+  server=
+  trap stop_server EXIT
+  for index in $indexes; do
+    run_module "$LANE" "$VENV" "${todo[$index]}" >"$WORK/results/$(cut -d'|' -f1 <<<"${todo[$index]}").log" 2>&1 || true
+    flock "$WORK/lock.out" cat "$WORK/results/$(cut -d'|' -f1 <<<"${todo[$index]}").log"
+  done
+}
+
+stop_server() { if [ -n "${server:-}" ]; then kill "$server" 2>/dev/null || true; wait "$server" 2>/dev/null || true; server=; fi; }
+
+run_module() {
+  local LANE=$1 VENV=$2 name files tests expr
+  IFS='|' read -r name files tests expr <<<"$3"
+  local args=($tests)
   [ -n "$expr" ] && args+=(-k "$expr")
   # pytest runs in a server that has imported the heavy dependencies once and forks per mutant
   # (scripts/mutation_server.py); cosmic-ray's test command is its tiny client. A quoted command line
   # for cosmic-ray (it splits it with shlex).
-  socket_path="$WORK/$name.sock"
+  local socket_path="$LANE/$name.sock"
+  local command
   command=$("$VENV/python" -c 'import shlex, sys; print(shlex.join(sys.argv[1:]))' \
-    "$VENV/python" -S "$WORK/tree/scripts/mutation_client.py" "$socket_path" \
+    "$VENV/python" -S "$LANE/tree/scripts/mutation_client.py" "$socket_path" \
     -x -q -p no:cacheprovider -p no:randomly "${args[@]}")
-  echo "== $name: $files"
+  echo "== $name: $files (lane $(basename "$LANE"))"
   echo "   tests: ${args[*]}"
+  local started
   started=$(date +%s)
   stop_server
   rm -f "$socket_path"
-  nice -n 19 env CI=true "$VENV/python" "$WORK/tree/scripts/mutation_server.py" "$socket_path" "$WORK/tree" $tests \
-    >"$WORK/results/$name.server" 2>&1 9>&- &
+  nice -n 19 env CI=true "$VENV/python" "$LANE/tree/scripts/mutation_server.py" "$socket_path" "$LANE/tree" $tests \
+    --mutate $files >"$WORK/results/$name.server" 2>&1 9>&- &
   server=$!
   until grep -q ready "$WORK/results/$name.server" 2>/dev/null; do
-    kill -0 "$server" 2>/dev/null || { echo "   the test server did not start (see $WORK/results/$name.server)"; server=; continue 2; }
+    kill -0 "$server" 2>/dev/null || { echo "   the test server did not start (see $WORK/results/$name.server)"; server=; return 1; }
     sleep 0.2
   done
-  baseline_started=$(date +%s)
-  if ! nice -n 19 env PYTHONDONTWRITEBYTECODE=1 CI=true bash -c "$command" >"$WORK/results/$name.baseline" 2>&1; then
-    echo "   the tests fail without a mutant (see $WORK/results/$name.baseline)"; stop_server; continue
+  # Once on the unmutated copy: the tests pass, and which of them executes which statement (coverage).
+  if ! nice -n 19 env PYTHONDONTWRITEBYTECODE=1 CI=true MUTATION_RECORD=1 bash -c "$command" >"$WORK/results/$name.baseline" 2>&1; then
+    echo "   the tests fail without a mutant (see $WORK/results/$name.baseline)"; stop_server; return 1
   fi
+  local baseline_started timeout
+  baseline_started=$(date +%s)
+  nice -n 19 env PYTHONDONTWRITEBYTECODE=1 CI=true bash -c "$command" >>"$WORK/results/$name.baseline" 2>&1 || true
   # A mutant that makes the tests hang is killed at the timeout: 10x the unmutated run, at least 60 s.
   timeout=${MUTATION_TIMEOUT:-$(( ($(date +%s) - baseline_started) * 10 > 60 ? ($(date +%s) - baseline_started) * 10 : 60 ))}
-  config="$WORK/$name.toml"
-  session="$WORK/$name.sqlite"
+  local config="$LANE/$name.toml"
+  local session="$WORK/$name.sqlite"
   {
     echo "[cosmic-ray]"
     printf 'module-path = [%s]\n' "$(for f in $files; do printf '"%s", ' "$f"; done | sed 's/, $//')"
@@ -124,8 +177,11 @@ for entry in "${MODULES[@]}"; do
   fi
   "${CR[@]}" cosmic_ray.tools.filters.operators_filter:main "$session" "$config" >/dev/null
   # Annotations are never evaluated under `from __future__ import annotations`: no test can see a mutant there.
-  "$VENV/python" "$WORK/tree/scripts/mutation_filter_annotations.py" "$session"
-  nice -n 19 env CI=true "${CR[@]}" cosmic_ray.cli:main exec "$config" "$session"
+  "$VENV/python" "$LANE/tree/scripts/mutation_filter_annotations.py" "$session"
+  if [ -n "${MUTATION_SAMPLE:-}" ]; then
+    "$VENV/python" "$LANE/tree/scripts/mutation_sample.py" "$session" "$MUTATION_SAMPLE" "${MUTATION_SEED:-0}"
+  fi
+  nice -n 19 env CI=true "${CR[@]}" cosmic_ray.cli:main exec "$config" "$session" 9>&-
   stop_server
   "${CR[@]}" cosmic_ray.tools.report:report --no-show-output --show-diff --surviving-only "$session" >"$WORK/results/$name.txt" 2>&1 || true
   "$VENV/python" - "$session" "$name" "$(( $(date +%s) - started ))" <<'PY'
@@ -143,4 +199,18 @@ score = 100 * killed / done if done else 0
 print(f"   {name}: {killed} of {done} mutants killed ({score:.1f}%), {survived} survived, "
       f"{other} not run, {total - len(rows)} pending; {seconds} s")
 PY
+}
+
+started_all=$(date +%s)
+lanes=()
+set -m  # each lane in a process group of its own: stopping the run stops all it started
+for ((j = 0; j < JOBS; j++)); do
+  [ -n "${lane_modules[j]}" ] || continue
+  run_lane $(( j + 1 )) "${lane_modules[j]}" 9>&- &
+  lanes+=($!)
 done
+set +m
+trap 'for pid in "${lanes[@]}"; do kill -- "-$pid" 2>/dev/null || true; done' EXIT INT TERM
+for pid in "${lanes[@]}"; do wait "$pid" || true; done
+trap - EXIT
+echo "all: $(( $(date +%s) - started_all )) s in $JOBS lane(s)"

@@ -14,10 +14,17 @@ size could stand in for a mutant of the same size written in the same second. At
 `__pycache__` folders are removed and its sources compiled to *checked-hash* .pycs, which the import
 system validates against the source's hash, never its mtime; a mutant never matches its original's hash.
 
-    python scripts/mutation_server.py SOCKET TREE TEST_FILE ...   # TEST_FILEs: what to preload for
+Test selection (scripts/mutation_coverage.py): with `--mutate FILE ...` (relative to TREE) the server
+reads those files' original text at start; a request whose environment has MUTATION_RECORD=1 runs its
+tests under per-test coverage of them and keeps the result (SOCKET.tests.json); every later request
+runs only the tests that execute the statements in which the files on disk differ from the originals.
+
+    python scripts/mutation_server.py SOCKET TREE TEST_FILE ... [--mutate FILE ...]
+    # TEST_FILEs: what to preload for
 """
 from __future__ import annotations
 
+import argparse
 import ast
 import compileall
 import gc
@@ -31,6 +38,8 @@ import signal
 import socket
 import sys
 from pathlib import Path
+
+import mutation_coverage
 
 # Imported lazily by the product, and heavy or thread-starting at import: better in each child.
 NOT_PRELOADED = {"neuraterm", "ray", "cupy", "pyarrow", "conftest", "tests"}
@@ -99,7 +108,36 @@ def quick_hypothesis() -> None:
     settings.load_profile("mutation")
 
 
-def run_child(conn: socket.socket, request: dict, fds: list[int]) -> None:
+class Selection:
+    """The mutated files' original text and statements, and the recorded coverage of the tests."""
+
+    def __init__(self, tree: Path, files: list[str], record_path: Path):
+        self.tree = tree
+        self.originals = {f: (tree / f).read_text(encoding="utf-8") for f in files}
+        self.structures = {f: mutation_coverage.Structure.of(text, str(tree / f))
+                           for f, text in self.originals.items()}
+        self.record_path = record_path
+        self.record: dict | None = None
+        record_path.unlink(missing_ok=True)
+
+    def refresh(self) -> None:
+        """Load the recording once the recording run has written it (before forking: children inherit it)."""
+        if self.record is None and self.originals and self.record_path.exists():
+            self.record = json.loads(self.record_path.read_text(encoding="utf-8"))
+
+    def plugins(self, request: dict) -> list | None:
+        """pytest plugins that keep only the tests this mutant needs; None: no test needs to run."""
+        if self.record is None or request["env"].get("MUTATION_SELECT") == "0":
+            return []
+        tests, why = mutation_coverage.chosen_tests(self.record, self.structures, self.originals, self.tree)
+        print(f"mutation server: {why}" if tests is not None else f"mutation server: every test ({why})",
+              flush=True)
+        if tests is None:
+            return []
+        return [mutation_coverage.Only(tests)] if tests else None
+
+
+def run_child(conn: socket.socket, request: dict, fds: list[int], selection: Selection) -> None:
     """In the forked child: become the client's pytest, and never return."""
     code = 3
     try:
@@ -116,8 +154,17 @@ def run_child(conn: socket.socket, request: dict, fds: list[int]) -> None:
         import pytest
         if "hypothesis" in sys.modules:
             quick_hypothesis()
+        if request["env"].get("MUTATION_RECORD") == "1" and selection.originals:
+            code = mutation_coverage.record(request["args"], selection.tree, list(selection.originals),
+                                            selection.record_path)
+            return
+        plugins = selection.plugins(request)
+        if plugins is None:  # no test executes the changed statements: the mutant survives untested
+            code = 0
+            return
         # The preloaded plugins were imported before pytest could rewrite their asserts: it says so.
-        code = int(pytest.main([*request["args"], "-W", "ignore::pytest.PytestAssertRewriteWarning"]))
+        code = int(pytest.main([*request["args"], "-W", "ignore::pytest.PytestAssertRewriteWarning"],
+                               plugins=plugins))
     except BaseException:
         import traceback
         traceback.print_exc()
@@ -129,7 +176,7 @@ def run_child(conn: socket.socket, request: dict, fds: list[int]) -> None:
             os._exit(code)
 
 
-def serve(path: str) -> None:
+def serve(path: str, selection: Selection) -> None:
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     if os.path.exists(path):
         os.unlink(path)
@@ -159,10 +206,11 @@ def serve(path: str) -> None:
                 except (OSError, ValueError):
                     conn.close()
                     continue
+                selection.refresh()
                 pid = os.fork()
                 if pid == 0:
                     listener.close()
-                    run_child(conn, request, fds)
+                    run_child(conn, request, fds, selection)
                 for fd in fds:
                     os.close(fd)
                 try:
@@ -197,8 +245,15 @@ def serve(path: str) -> None:
 
 
 def main() -> None:
-    path, tree, *test_files = sys.argv[1:]
+    parser = argparse.ArgumentParser(description="a pytest already started, for mutation testing")
+    parser.add_argument("socket")
+    parser.add_argument("tree")
+    parser.add_argument("test_files", nargs="*")
+    parser.add_argument("--mutate", nargs="+", default=[], help="the files mutants are made of (test selection)")
+    options = parser.parse_args()
+    path, tree, test_files = options.socket, options.tree, options.test_files
     tree_path = Path(tree).resolve()
+    selection = Selection(tree_path, options.mutate, Path(path + ".tests.json"))
     # Not the scripts folder on sys.path: a child's path is the tree's, as for `python -m pytest`.
     sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).parent.resolve()]
     fresh_bytecode(tree_path)
@@ -210,7 +265,7 @@ def main() -> None:
     # Out of the collector's sight: pytest collects garbage five times a run, 0.1 s each over this heap.
     gc.collect()
     gc.freeze()
-    serve(path)
+    serve(path, selection)
 
 
 if __name__ == "__main__":

@@ -124,3 +124,117 @@ def test_without_a_server_the_client_runs_pytest_itself(tree, tmp_path):
     (tree / "doubling.py").write_text(ORIGINAL)
     assert run.returncode == 1
     assert "no answer from the server" in run.stderr
+
+
+# Test selection: the server records which test executes which statement of the mutated file, and a
+# mutant runs only the tests that execute the statements it changed.
+SHAPES = """SIDES = 4
+
+
+def square(x):
+    return x * x
+
+
+def cube(x):
+    return (x
+            * x * x)
+
+
+def unused(x):
+    return -x
+"""
+SHAPE_TESTS = """from shapes import SIDES, cube, square
+
+
+def test_square():
+    assert square(3) == 9
+
+
+def test_cube():
+    assert cube(2) == 8
+
+
+def test_sides():
+    assert SIDES == 4
+"""
+# Started processes are not measured: a test that starts one runs with every mutant.
+SPAWNING_TEST = """import subprocess, sys
+
+
+def test_unused_in_a_process():
+    subprocess.run([sys.executable, "-c", "import shapes; assert shapes.unused(2) == -2"], check=True)
+"""
+
+
+@pytest.fixture
+def selecting(tmp_path):
+    """A tree whose shapes.py is mutated, and a server started with --mutate; yields (tree, socket)."""
+    servers = []
+
+    def start(*test_sources):
+        root = tmp_path / f"tree{len(servers)}"
+        (root / "tests").mkdir(parents=True)
+        (root / "shapes.py").write_text(SHAPES)
+        for n, source in enumerate(test_sources):
+            (root / "tests" / f"test_shapes{n}.py").write_text(source)
+        sock, log = root.parent / f"s{len(servers)}.sock", root.parent / f"server{len(servers)}.log"
+        with open(log, "w") as out:
+            proc = subprocess.Popen([sys.executable, str(SCRIPTS / "mutation_server.py"), str(sock), str(root),
+                                     "tests/test_shapes0.py", "--mutate", "shapes.py"],
+                                    stdout=out, stderr=subprocess.STDOUT)
+        servers.append(proc)
+        deadline = time.monotonic() + 60
+        while "ready" not in log.read_text():
+            assert proc.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, "the server did not start in 60 s"
+            time.sleep(0.05)
+        recording = fast(root, sock, "-x", "-p", "no:randomly", env={"MUTATION_RECORD": "1"})
+        assert recording.returncode == 0, recording.stdout + recording.stderr
+        return root, sock
+
+    yield start
+    for proc in servers:
+        proc.terminate()
+        proc.wait(10)
+
+
+def mutated(tree, sock, original, mutant, **env):
+    source = tree / "shapes.py"
+    assert original in SHAPES
+    source.write_text(SHAPES.replace(original, mutant))
+    try:
+        return fast(tree, sock, "-x", "-p", "no:randomly", env=env)
+    finally:
+        source.write_text(SHAPES)
+
+
+def test_a_mutant_runs_only_the_tests_that_execute_its_statement(selecting):
+    tree, sock = selecting(SHAPE_TESTS)
+    # the second line of cube's two-line statement: the statement's test alone runs, and kills it
+    run = mutated(tree, sock, "* x * x)", "* x + x)")
+    assert run.returncode == 1
+    assert "1 of 3 tests run" in run.stdout and "1 failed, 2 deselected" in run.stdout, run.stdout
+    # the same mutant with selection off: every test, in order (-x stops at the first failure)
+    run = mutated(tree, sock, "* x * x)", "* x + x)", MUTATION_SELECT="0")
+    assert run.returncode == 1 and "1 failed, 1 passed" in run.stdout, run.stdout
+    # a line no test executes: not run at all, and survives
+    run = mutated(tree, sock, "return -x", "return +x")
+    assert run.returncode == 0
+    assert "0 of 3 tests run" in run.stdout and "passed" not in run.stdout, run.stdout
+    # a line executed at import (module level; a def's signature likewise): every test runs
+    for original, mutant in [("SIDES = 4", "SIDES = 5"), ("def square(x):", "def square(x=1):")]:
+        run = mutated(tree, sock, original, mutant)
+        assert "every test" in run.stdout and "runs at import" in run.stdout, run.stdout
+    assert "1 failed, 2 passed" in mutated(tree, sock, "SIDES = 4", "SIDES = 5").stdout
+    # the unmutated tree runs everything
+    run = fast(tree, sock, "-x", "-p", "no:randomly")
+    assert run.returncode == 0 and "3 passed" in run.stdout, run.stdout
+
+
+def test_a_test_that_starts_a_process_runs_with_every_mutant(selecting):
+    tree, sock = selecting(SHAPE_TESTS + SPAWNING_TEST)
+    run = mutated(tree, sock, "return -x", "return +x")  # executed only in the test's child process
+    assert run.returncode == 1
+    assert "1 of 4 tests run" in run.stdout and "1 failed, 3 deselected" in run.stdout, run.stdout
+    run = mutated(tree, sock, "return x * x", "return x + x")  # square's test, and the process's test
+    assert "2 of 4 tests run" in run.stdout, run.stdout
