@@ -22,6 +22,7 @@ import difflib
 import json
 import os
 import subprocess
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -63,6 +64,13 @@ def changed_lines(original: str, current: str) -> set[int]:
         elif op == "insert":
             changed.update(n for n in (i1, i1 + 1) if 1 <= n <= len(a))
     return changed
+
+
+def time_limit(record: dict, tests: list[str]) -> int:
+    """Seconds after which a run of `tests` counts as hung (killed): 10x what they took when recorded
+    (under coverage, so slower than now), at least 20. cosmic-ray's own limit is 10x the whole selection."""
+    seconds = dict(zip(record["tests"], record["seconds"]))
+    return max(20, round(10 * (record["overhead"] + sum(seconds[t] for t in tests))))
 
 
 def chosen_tests(record: dict, structures: dict[str, Structure], originals: dict[str, str],
@@ -117,6 +125,7 @@ class Recorder:
         self.cov = cov
         self.context = OUTSIDE
         self.tests: list[str] = []
+        self.seconds: list[float] = []  # each test's time, setup and teardown included
         self.fixtures: dict[str, set[str]] = {}  # test -> the fixtures it uses (all of them, transitively)
         self.spawned: set[str] = set()  # contexts in which a process was started
 
@@ -130,9 +139,11 @@ class Recorder:
         self.tests.append(item.nodeid)
         self.fixtures[item.nodeid] = set(getattr(item, "fixturenames", ()))
         self.switch(item.nodeid)
+        started = time.monotonic()
         try:
             yield
         finally:
+            self.seconds.append(time.monotonic() - started)
             self.switch(OUTSIDE)
 
     @pytest.hookimpl(hookwrapper=True)
@@ -187,13 +198,16 @@ def record(args: list[str], tree: Path, files: list[str], out: Path) -> int:
     cov = coverage.Coverage(data_file=None, config_file=False, include=list(paths))
     recorder = Recorder(cov)
     watch_processes(recorder.spawning)
+    started = time.monotonic()
     cov.start()
     try:
         code = int(pytest.main([*args, "-W", "ignore::pytest.PytestAssertRewriteWarning"], plugins=[recorder]))
     finally:
         cov.stop()
     data = cov.get_data()
-    result: dict = {"tests": recorder.tests, "files": {}}
+    # what a run costs beyond its tests' own time: pytest's start, collection, the wide fixtures' teardown
+    overhead = time.monotonic() - started - sum(recorder.seconds)
+    result: dict = {"tests": recorder.tests, "seconds": recorder.seconds, "overhead": overhead, "files": {}}
     always: set[int] = set()
     for context in recorder.spawned:  # outside tests: pytest's plugins asking git for a tag, not the product
         always.update(recorder.tests_of(context))

@@ -134,6 +134,8 @@ class Selection:
               flush=True)
         if tests is None:
             return []
+        if tests:  # a hung mutant is killed in seconds, not at 10x the whole selection's time
+            signal.alarm(mutation_coverage.time_limit(self.record, tests))
         return [mutation_coverage.Only(tests)] if tests else None
 
 
@@ -235,6 +237,10 @@ def serve(path: str, selection: Selection) -> None:
                     pass
             _, status = os.waitpid(pid, 0)
             os.close(pidfd)
+            try:  # what the test run started and left behind (its own time limit cut it short)
+                os.killpg(pid, signal.SIGKILL)
+            except OSError:
+                pass
             code = os.waitstatus_to_exitcode(status)
             code = code if 0 <= code < 256 else 1  # killed by a signal: a failed run
             try:
