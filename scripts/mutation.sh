@@ -29,7 +29,7 @@ MODULES=(
   "event_log|core/run/event_log.py|tests/test_event_log_bounds.py tests/test_event_log_reader.py|"
   "normalize|core/data/normalize.py|tests/test_normalize_statistics.py tests/test_custom_data.py|statistics or standardize or pixel_deviation or noise"
   "schedules|core/optim/schedules.py|tests/test_schedules.py tests/test_torch_parity.py|schedule or plateau"
-  "ticks|tui/ticks.py|tests/test_charts.py|not smooth"
+  "ticks|tui/ticks.py|tests/test_tick_placement.py tests/test_charts.py|not smooth"
   "results|core/study/results.py|tests/test_study_tables.py tests/test_studies.py|study_tables or sample_standard or last_epoch_its_report"
   "optimizers|core/optim/optimizers.py|tests/test_optimizer_rules.py tests/test_engine.py tests/test_torch_parity.py|optimizer or l2 or clipping"
   "data_readers|core/data/idx.py core/data/npy.py core/data/csv_table.py core/data/custom.py|tests/test_data_readers.py tests/test_custom_data.py tests/test_data.py|"
