@@ -98,3 +98,41 @@ def test_a_log_axis_under_a_decade_labels_round_values_at_their_logarithms():
     axis = log_axis(3.0, 3.0, 11)
     assert (axis.lo, axis.hi) == (pytest.approx(math.log10(1.5)), pytest.approx(math.log10(6)))
     assert axis.labels == ["2", "3", "4", "5", "6"]
+
+
+def test_an_axis_starts_on_the_step_at_or_below_its_lowest_value():
+    # 0.3 / 0.1 is 2.9999999999999996 in floats: the axis still starts at 0.3, not 0.2; 0.05 would
+    # tick every row (11 > 6 ticks), 0.1 ticks every second row from 0.3 to 0.8
+    axis_is(linear_axis(0.3, 0.7, 11), 0.3, 0.8, [0.3, 0.4, 0.5, 0.6, 0.7, 0.8],
+            ["0.3", "0.4", "0.5", "0.6", "0.7", "0.8"])
+
+
+def test_from_five_rows_on_ticks_are_at_least_two_rows_apart():
+    # a step of 1 over 0..5 on 6 rows would label every row: 2 is the first with a row between
+    axis_is(linear_axis(0.0, 5.0, 6), 0.0, 5.0, [0.0, 2.0, 4.0], ["0", "2", "4"])
+
+
+def test_a_top_just_past_a_tick_is_not_forgiven_beyond_eps():
+    # the top is 2.4e-10 above 2.0, more than EPS forgives (1e-9 of the 0.12 range): the steps 0.25,
+    # 0.5, 1 and 2, whose last tick would be 2.0, are refused; 2.5 from 0 is the first to cover it
+    axis_is(linear_axis(1.88, 2.00000000024, 2), 0.0, 2.5, [0.0, 2.5], ["0", "2.5"])
+
+
+def test_the_ceiling_drops_the_labels_above_it():
+    # 50 is the first step >= 82.6 / 3; on 4 rows it ticks 0, 50, 100 and 150, and an accuracy
+    # axis stops labelling at 100
+    axis_is(linear_axis(8.7, 91.3, 4), 0.0, 150.0, [0.0, 50.0, 100.0, 150.0], ["0", "50", "100", "150"])
+    axis_is(linear_axis(8.7, 91.3, 4, ceiling=100), 0.0, 150.0, [0.0, 50.0, 100.0], ["0", "50", "100"])
+
+
+def test_labels_of_negative_ticks_and_of_a_step_of_five_in_scientific_notation():
+    assert format_ticks([-0.5, 0.0, 0.5], 0.5, 5, -1) == ["-0.5", "0", "0.5"]
+    assert format_ticks([5e-7, 1e-6], 5e-7, 5, -7) == ["5.0e-07", "1.0e-06"]
+
+
+def test_a_log_axis_of_three_rows_under_a_decade_takes_one_round_value():
+    # 2..4 on 3 rows: a decade a step leaves one tick; one nice value inside (2.5: 0.5, 1 and 2
+    # leave 5, 3 and 2 of them)
+    axis = log_axis(2.0, 4.0, 3)
+    assert (axis.lo, axis.hi) == (pytest.approx(math.log10(2)), pytest.approx(math.log10(4)))
+    assert axis.ticks == pytest.approx([math.log10(2.5)]) and axis.labels == ["2.5"]

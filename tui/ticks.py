@@ -37,7 +37,7 @@ def nice_steps(smallest: float):
         e += 1
 
 
-def _fit(vmin: float, vmax: float, cells: int, steps, max_ticks: int, min_count: int = 1):
+def _fit(vmin: float, vmax: float, cells: int, steps, max_ticks: int, min_count: int):
     """The first step (the finest) whose ticks fall a whole number of cells apart, at least two
     cells on a chart of five or more, with at most `max_ticks` of them; returns
     (that step's tuple, lo, hi, tick count)."""
