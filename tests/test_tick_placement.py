@@ -136,3 +136,14 @@ def test_a_log_axis_of_three_rows_under_a_decade_takes_one_round_value():
     axis = log_axis(2.0, 4.0, 3)
     assert (axis.lo, axis.hi) == (pytest.approx(math.log10(2)), pytest.approx(math.log10(4)))
     assert axis.ticks == pytest.approx([math.log10(2.5)]) and axis.labels == ["2.5"]
+
+
+def test_a_tick_a_hair_from_zero_is_labelled_zero_at_any_step():
+    # within a millionth of the step of zero: zero, also on a step of 1e-8 (scientific labels)
+    assert format_ticks([-1e-23, 1e-8, 2e-8], 1e-8, 1, -8) == ["0e+00", "1e-08", "2e-08"]
+
+
+def test_thirty_decades_on_seven_rows_tick_every_ten():
+    # 1, 2, 3 and 5 decades a step leave ticks under two rows apart; 10 puts 4 ticks 2 rows apart
+    axis = log_axis(1.0, 1e30, 7)
+    assert axis.ticks == pytest.approx([0, 10, 20, 30]) and axis.labels == ["1", "1e10", "1e20", "1e30"]
