@@ -1,0 +1,56 @@
+"""A model folder is claimed only when it is new, empty or a model this program may resume, and its
+checkpoints are never reached through a link: each refusal is one line, exit 2, and the folder is left
+exactly as it was (tests for core/run/checkpoint.py's claims, beside the damage cases of test_bad_input)."""
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from model_folders import TINY, main, one_line, tree
+from neuraterm import cli as cli_mod
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    out = tmp_path_factory.mktemp("integrity") / "run"
+    assert cli_mod.main(["train", "--out", str(out), "--epochs", "1", *TINY]) == 0
+    return out
+
+
+def test_training_into_a_folder_that_holds_a_model_is_refused(trained, capsys):
+    before = tree(trained)
+    code, _, err = main(capsys, "train", "--out", trained, "--epochs", "1", *TINY)
+    assert code == 2
+    assert "already holds a model" in one_line(err) and f"neuraterm resume {trained}" in err
+    assert tree(trained) == before
+
+
+def test_training_into_a_folder_of_other_files_is_refused(tmp_path, capsys):
+    folder = tmp_path / "notes"
+    folder.mkdir()
+    (folder / "todo.txt").write_text("x")
+    code, _, err = main(capsys, "train", "--out", folder, "--epochs", "1", *TINY)
+    assert code == 2 and "is not empty and is not a neuraterm model folder" in one_line(err)
+    assert [p.name for p in folder.iterdir()] == ["todo.txt"]
+
+
+def test_training_into_a_file_is_refused(tmp_path, capsys):
+    path = tmp_path / "a-file"
+    path.write_text("x")
+    code, _, err = main(capsys, "train", "--out", path, "--epochs", "1", *TINY)
+    assert code == 2 and "exists and is not a folder" in one_line(err)
+    assert path.read_text() == "x"
+
+
+def test_checkpoints_behind_a_link_are_not_resumed(trained, tmp_path, capsys):
+    run = tmp_path / "run"
+    shutil.copytree(trained, run, symlinks=True)
+    elsewhere = tmp_path / "elsewhere"
+    (run / "checkpoints").rename(elsewhere)
+    (run / "checkpoints").symlink_to(elsewhere)
+    before, inside = tree(run), tree(elsewhere)
+    code, _, err = main(capsys, "resume", run, "--epochs", "2")
+    assert code == 2
+    assert "is a symbolic link" in one_line(err) and "links are not followed" in err
+    assert tree(run) == before and tree(elsewhere) == inside
