@@ -1,6 +1,6 @@
 """What layer health costs a run: epoch time with `train.health_every` at its default (50) vs off (0).
 
-    python bench/health_cost.py [--presets quick,fashion-mlp,emnist] [--epochs 4] [--repeats 3] [--dir /dev/shm]
+    python bench/health_cost.py [--presets quick,fashion-mlp,emnist] [--epochs 4] [--repeats 3] [--dir /dev/shm] [--device gpu]
 
 Each run is a real `Trainer` over its model folder (checkpoints, event log and all); the two modes take
 turns (off, on, then on, off, ...) so drift of this shared machine hits both, and the table shows medians.
@@ -16,9 +16,8 @@ checked); the table shows that time as a share of the same run's epoch time, a r
 same load, which is what the 2% target is checked against. "beside" is the health thread's own work
 (`measure`, `record`, and `_keep_health`: the history kept, health.npz's bytes made) as a share of the
 epoch: done while the main thread waits on fsyncs, and shown so that a machine without that wait
-(tmpfs: `--dir /dev/shm`) can be judged. What health.npz adds to each checkpoint (its bytes written,
-hashed, fsynced) is timed directly too: the run's last checkpoint saved again with and without it, in
-turns, the median of 31 paired differences.
+(tmpfs: `--dir /dev/shm`) can be judged. What health.npz adds to each checkpoint (its bytes hashed,
+written, fsynced) is timed directly too, on the run's last one (`save_cost`).
 
 "emnist" is the EMNIST ByMerge model of the M3a preset (784-400-240-120-47 GELU, dropout, AdamW, batch
 512) on synthetic data of EMNIST's shape (47 classes; 2,000 rows per class, so 65,800 training rows and
@@ -28,6 +27,8 @@ than on the real dataset, so its ratio is an upper bound.
 from __future__ import annotations
 
 import argparse
+import hashlib
+import os
 import statistics
 import sys
 import tempfile
@@ -77,6 +78,9 @@ def emnist_like(folder: Path) -> str:
     return str(path)
 
 
+DEVICE = ["cpu"]
+
+
 def config_for(name: str, folder: Path, epochs: int, every: int):
     if name == "emnist":
         c = presets.load("emnist-m3a")
@@ -85,7 +89,7 @@ def config_for(name: str, folder: Path, epochs: int, every: int):
         c.train.early_stopping = 0
     else:
         c = presets.load(name)
-    c.train.epochs, c.train.health_every = epochs, every
+    c.train.epochs, c.train.health_every, c.train.device = epochs, every, DEVICE[0]
     c.train.noise = [0.0]
     return c
 
@@ -108,26 +112,25 @@ def epoch_times(name: str, folder: Path, epochs: int, every: int, k: int) -> tup
     return [b - a for a, b in zip(stamps, stamps[1:])], shares
 
 
-def save_cost(run_dir: Path, times: int = 31) -> float:
-    """Median over `times` pairs of saves of the folder's checkpoint, without and with health.npz (in
-    turns, the order reversed every other pair), of the seconds the file adds: a paired difference, so
-    that the disk's drift between pairs (fsyncs beside other jobs' writes) cancels."""
-    snap = checkpoint.load(run_dir)
-    health_part = checkpoint.health_file(snap.health)  # its bytes, as the health thread hands them over
-    writer = checkpoint.RunWriter(run_dir, new=False)
-    added = []
-    try:
-        for k in range(times):
-            spent = {}
-            for with_health in ((False, True) if k % 2 == 0 else (True, False)):
-                snap.health = health_part if with_health else None
-                start = time.perf_counter()
-                writer.save(snap)
-                spent[with_health] = time.perf_counter() - start
-            added.append(spent[True] - spent[False])
-    finally:
-        writer.close()
-    return statistics.median(added)
+def save_cost(run_dir: Path, times: int = 61) -> float:
+    """Median seconds that health.npz adds to a checkpoint's save: the run's last health.npz (its bytes, as
+    the health thread hands them over) hashed for the manifest, written and fsynced as a new file beside
+    the checkpoints, `times` times. Whole saves with and without it, in turns, differ by more than this
+    from one save to the next on this machine (other jobs' writes, the retention sweep), so their
+    difference could not resolve it."""
+    data = checkpoint.health_file(checkpoint.load(run_dir).health)
+    scratch = run_dir / "health-cost"
+    scratch.mkdir()
+    spent = []
+    for k in range(times):
+        start = time.perf_counter()
+        hashlib.sha256(data).hexdigest()
+        with open(scratch / f"{k}.npz", "xb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        spent.append(time.perf_counter() - start)
+    return statistics.median(spent)
 
 
 def main() -> int:
@@ -137,7 +140,9 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--dir", default=None, help="where the runs' folders go (default: the system's temporary "
                         "folder; /dev/shm for a tmpfs, whose fsyncs cost nothing)")
+    parser.add_argument("--device", default="cpu", choices=("cpu", "gpu"))
     args = parser.parse_args()
+    DEVICE[0] = args.device
     rows = []
     with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
         folder = Path(tmp)
