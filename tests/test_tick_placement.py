@@ -147,3 +147,9 @@ def test_thirty_decades_on_seven_rows_tick_every_ten():
     # 1, 2, 3 and 5 decades a step leave ticks under two rows apart; 10 puts 4 ticks 2 rows apart
     axis = log_axis(1.0, 1e30, 7)
     assert axis.ticks == pytest.approx([0, 10, 20, 30]) and axis.labels == ["1", "1e10", "1e20", "1e30"]
+
+
+def test_nine_decades_on_seven_rows_tick_every_three():
+    # 1 and 2 decades a step leave ticks under two rows apart; 3 puts 4 ticks 2 rows apart
+    axis = log_axis(1.0, 1e9, 7)
+    assert axis.ticks == pytest.approx([0, 3, 6, 9]) and axis.labels == ["1", "1000", "1e6", "1e9"]
