@@ -283,6 +283,11 @@ DAMAGE = {
     "plateau_a_list": ("plateau", _state("plateau", []), "'plateau'", "both"),
     "plateau_lr_a_string": ("plateau", _plateau(lr="0.1"), "'plateau'", "both"),
     "plateau_unknown_field": ("plateau", _plateau(cooldown=3), "'plateau'", "both"),
+    # each field's range: an lr of 0, a negative count, a best that is not a number
+    "plateau_lr_zero": ("plateau", _plateau(lr=0.0), "'plateau'", "both"),
+    "plateau_bad_epochs_negative": ("plateau", _plateau(bad_epochs=-1), "'plateau'", "both"),
+    "plateau_patience_negative": ("plateau", _plateau(patience=-1), "'plateau'", "both"),
+    "plateau_best_a_string": ("plateau", _plateau(best="0.5"), "'plateau'", "both"),
     "train_json_not_json": ("plain", lambda run: edit(run, "state/train.json", b"{"), "not valid JSON", "both"),
     # history.csv
     "history_extra_field": ("plain", lambda run: _history(run, lambda ls: ls[:-1] + [ls[-1] + ",7"]), "fields",
