@@ -275,6 +275,9 @@ DAMAGE = {
     "partial_step_past_the_epoch": ("plain", _partial(step=10**6), "partial", "resume"),
     "partial_order_rng_garbage": ("plain", _partial(order_rng={}), "order_rng", "both"),
     "partial_seen_negative": ("plain", _partial(seen=-8), "'partial'", "both"),
+    "partial_step_negative": ("plain", _partial(step=-1), "'partial'", "both"),
+    "partial_correct_negative": ("plain", _partial(correct=-1), "'partial'", "both"),
+    "partial_correct_past_seen": ("plain", _partial(correct=9), "'partial'", "both"),
     "reference_loss_a_string": ("plain", _state("reference_loss", "2.3"), "reference_loss", "both"),
     "reference_loss_nan": ("plain", lambda run: edit(run, "state/train.json", read(run, "state/train.json").replace(
         b'"reference_loss": ', b'"reference_loss": NaN, "x": ')), "reference_loss", "both"),

@@ -3,11 +3,12 @@ checkpoints are never reached through a link: each refusal is one line, exit 2, 
 exactly as it was (tests for core/run/checkpoint.py's claims, beside the damage cases of test_bad_input)."""
 from __future__ import annotations
 
+import json
 import shutil
 
 import pytest
 
-from model_folders import TINY, main, one_line, tree
+from model_folders import TINY, edit, main, one_line, read, tree
 from neuraterm import cli as cli_mod
 
 
@@ -54,3 +55,15 @@ def test_checkpoints_behind_a_link_are_not_resumed(trained, tmp_path, capsys):
     assert code == 2
     assert "is a symbolic link" in one_line(err) and "links are not followed" in err
     assert tree(run) == before and tree(elsewhere) == inside
+
+
+def test_a_partial_epoch_state_in_range_is_resumed(trained, tmp_path, capsys):
+    """The bounds of a saved partial epoch are inclusive: step 0, nothing correct yet, is a state a stop
+    can save, and resumes (the damage cases in test_bad_input.py check the values outside them)."""
+    run = tmp_path / "run"
+    shutil.copytree(trained, run, symlinks=True)
+    state = json.loads(read(run, "state/train.json"))
+    state["partial"] = {"step": 0, "loss_sum": 0.0, "correct": 0, "seen": 0, "order_rng": state["order_rng"]}
+    edit(run, "state/train.json", json.dumps(state).encode())
+    code, _, err = main(capsys, "resume", run, "--epochs", "2")
+    assert code == 0, err
