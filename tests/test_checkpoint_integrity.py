@@ -3,13 +3,17 @@ checkpoints are never reached through a link: each refusal is one line, exit 2, 
 exactly as it was (tests for core/run/checkpoint.py's claims, beside the damage cases of test_bad_input)."""
 from __future__ import annotations
 
+import io
 import json
 import shutil
 
+import numpy as np
 import pytest
 
 from model_folders import TINY, edit, main, one_line, read, tree
 from neuraterm import cli as cli_mod
+from neuraterm.core.errors import NeuratermError
+from neuraterm.core.run import checkpoint
 
 
 @pytest.fixture(scope="module")
@@ -67,3 +71,49 @@ def test_a_partial_epoch_state_in_range_is_resumed(trained, tmp_path, capsys):
     edit(run, "state/train.json", json.dumps(state).encode())
     code, _, err = main(capsys, "resume", run, "--epochs", "2")
     assert code == 0, err
+
+
+def _health_changed(change):
+    def damage(run):
+        with np.load(io.BytesIO(read(run, "health.npz")), allow_pickle=False) as z:
+            arrays = dict(z)
+        change(arrays)
+        buffer = io.BytesIO()
+        np.savez(buffer, **arrays)
+        edit(run, "health.npz", buffer.getvalue())  # re-listed in the manifest, as if saved so
+    return damage
+
+
+# One array of health.npz at a time: a dtype or a shape that does not fit the model or the other arrays.
+HEALTH_DAMAGE = {
+    "values_integers": lambda a: a.update(values=np.nan_to_num(a["values"]).astype(np.int64)),
+    "values_booleans": lambda a: a.update(values=a["values"] > 0),
+    "values_a_dimension_more": lambda a: a.update(values=a["values"][..., None]),
+    "values_a_field_less": lambda a: a.update(values=a["values"][:, :, :-1]),
+    "epochs_floats": lambda a: a.update(epochs=a["epochs"].astype(np.float64)),
+    "epochs_one_less": lambda a: a.update(epochs=a["epochs"][:-1]),
+    "confidence_integers": lambda a: a.update(confidence=a["confidence"].astype(np.int64)),
+    "confidence_a_class_less": lambda a: a.update(confidence=a["confidence"][:, :-1]),
+    "layers_one_more": lambda a: a.update(layers=np.append(a["layers"], "extra")),
+    "kinds_one_more": lambda a: a.update(kinds=np.append(a["kinds"], "extra")),
+    "fields_as_bytes": lambda a: a.update(fields=a["fields"].astype(np.bytes_)),
+    "probe_floats": lambda a: a.update(probe=a["probe"].astype(np.float64)),
+    "every_a_float": lambda a: a.update(every=np.float64(a["every"])),
+}
+
+
+@pytest.mark.parametrize("case", sorted(HEALTH_DAMAGE))
+def test_a_health_file_that_does_not_fit_the_model_is_refused(trained, tmp_path, case):
+    run = tmp_path / "run"
+    shutil.copytree(trained, run, symlinks=True)
+    _health_changed(HEALTH_DAMAGE[case])(run)
+    with pytest.raises(NeuratermError, match="health.npz: its arrays do not describe 2 layers and 10 classes"):
+        checkpoint.load(run)
+
+
+def test_the_health_file_as_saved_is_accepted(trained, tmp_path):
+    """The same rewrite with nothing changed loads: the cases above fail for their change alone."""
+    run = tmp_path / "run"
+    shutil.copytree(trained, run, symlinks=True)
+    _health_changed(lambda a: None)(run)
+    assert checkpoint.load(run).health["values"].shape[1] == 2
