@@ -288,6 +288,7 @@ DAMAGE = {
     "plateau_unknown_field": ("plateau", _plateau(cooldown=3), "'plateau'", "both"),
     # each field's range: an lr of 0, a negative count, a best that is not a number
     "plateau_lr_zero": ("plateau", _plateau(lr=0.0), "'plateau'", "both"),
+    "plateau_lr_negative": ("plateau", _plateau(lr=-0.1), "'plateau'", "both"),
     "plateau_bad_epochs_negative": ("plateau", _plateau(bad_epochs=-1), "'plateau'", "both"),
     "plateau_patience_negative": ("plateau", _plateau(patience=-1), "'plateau'", "both"),
     "plateau_best_a_string": ("plateau", _plateau(best="0.5"), "'plateau'", "both"),

@@ -117,3 +117,25 @@ def test_the_health_file_as_saved_is_accepted(trained, tmp_path):
     shutil.copytree(trained, run, symlinks=True)
     _health_changed(lambda a: None)(run)
     assert checkpoint.load(run).health["values"].shape[1] == 2
+
+
+def test_a_folder_name_keeps_80_safe_characters():
+    assert checkpoint.sanitize_name("a" * 80) == "a" * 80
+    assert checkpoint.sanitize_name("b" * 81) == "b" * 80
+    assert checkpoint.sanitize_name("x y/z") == "x-y-z" and checkpoint.sanitize_name("../") == "run"
+
+
+def test_a_plateau_run_resumes(tmp_path, capsys):
+    """Its saved schedule state holds every field of the plateau schedule: all of them are accepted."""
+    run = tmp_path / "run"
+    assert main(capsys, "train", "--out", run, "--epochs", "1", *TINY, "--set", 'schedule.name="plateau"')[0] == 0
+    code, _, err = main(capsys, "resume", run, "--epochs", "2")
+    assert code == 0, err
+
+
+def test_a_hidden_layer_of_one_unit_is_a_model_like_any_other(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(capsys, "train", "--out", run, "--epochs", "1", "--set", "data.limit=600",
+                "--set", "model.hidden=[1]")[0] == 0
+    code, _, err = main(capsys, "eval", run, "--noise", "0")
+    assert code == 0, err
