@@ -36,7 +36,7 @@ class Structure:
     runtime: set[int]  # lines inside some function's body: executed by a call, not by the import
 
     @classmethod
-    def of(cls, text: str, filename: str) -> "Structure":
+    def of(cls, text: str, filename: str) -> Structure:
         from coverage.parser import PythonParser
         parser = PythonParser(text=text, filename=filename)
         parser.parse_source()
