@@ -153,3 +153,20 @@ def test_nine_decades_on_seven_rows_tick_every_three():
     # 1 and 2 decades a step leave ticks under two rows apart; 3 puts 4 ticks 2 rows apart
     axis = log_axis(1.0, 1e9, 7)
     assert axis.ticks == pytest.approx([0, 3, 6, 9]) and axis.labels == ["1", "1000", "1e6", "1e9"]
+
+
+def test_five_rows_are_already_too_few_for_a_tick_on_every_row():
+    # 0..4 on 5 rows: a step of 1 labels every row; 2 is the first with a row between
+    axis_is(linear_axis(0.0, 4.0, 5), 0.0, 4.0, [0.0, 2.0, 4.0], ["0", "2", "4"])
+
+
+def test_at_most_six_ticks_by_default():
+    # 0..6 on 13 rows: a step of 1 gives 7 ticks two rows apart, one too many; 2 gives 4
+    axis_is(linear_axis(0.0, 6.0, 13), 0.0, 6.0, [0.0, 2.0, 4.0, 6.0], ["0", "2", "4", "6"])
+
+
+def test_the_top_of_the_range_is_a_tick_when_a_multiple_sits_there():
+    # 0.7 / 0.1 is 6.999999999999999 in floats: 0.7 is still a multiple inside [0.3, 0.7]; 0.02, 0.025
+    # and 0.05 leave 21, 17 and 9 of them, 0.1 five
+    step, ticks = ticks_inside(0.3, 0.7, 5)
+    assert step[1:] == (1, -1) and ticks == pytest.approx([0.3, 0.4, 0.5, 0.6, 0.7])
