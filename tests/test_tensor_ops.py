@@ -247,6 +247,8 @@ def test_unbroadcast_sums_over_the_broadcast_axes_only():
     ones = np.ones((2, 1, 4))  # an axis of 1 in both: nothing to sum there
     np.testing.assert_array_equal(_unbroadcast(np, ones, (2, 1, 4)), ones)
     np.testing.assert_array_equal(_unbroadcast(np, ones, (1, 1, 4)), np.full((1, 1, 4), 2.0))
+    # an empty batch: a (1, 4) bias broadcast over 0 rows gets a zero gradient of its own shape
+    np.testing.assert_array_equal(_unbroadcast(np, np.ones((0, 4)), (1, 4)), np.zeros((1, 4)))
 
 
 def test_max_shares_the_gradient_of_a_tie_equally():
