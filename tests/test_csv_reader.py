@@ -50,6 +50,7 @@ def test_the_delimiter_comes_from_the_first_line(first, delimiter):
 def test_a_header_is_a_first_line_whose_features_are_not_all_numbers():
     assert csv_table._layout("f.csv", "label,a,b", "") == (",", True, ["label", "a", "b"], 0)
     assert csv_table._layout("f.csv", "label,1,b", "") == (",", True, ["label", "1", "b"], 0)
+    assert csv_table._layout("f.csv", "label,a,2", "") == (",", True, ["label", "a", "2"], 0)
     # a word in the label column alone is a class name, not a header
     assert csv_table._layout("f.csv", "cat,1,2", "") == (",", False, [], 0)
     assert csv_table._layout("f.csv", "x;y;kind", "kind") == (";", True, ["x", "y", "kind"], 2)

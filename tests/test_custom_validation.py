@@ -178,6 +178,9 @@ def test_a_row_of_no_values_is_still_checked_in_blocks(monkeypatch):
                            "class (renumber them, or drop the unused class names)"),
     ({"x": X, "y": np.where(Y == 2, 12, Y)}, "no sample has label 2, 3, 4, 5, 6, ...; labels must run 0..12 with a "
                                              "sample of every class (renumber them, or drop the unused class names)"),
+    ({"x": X, "y": np.where(np.arange(12) == 0, 8, Y)}, "no sample has label 3, 4, 5, 6, 7; labels must run 0..8 "
+                                                        "with a sample of every class (renumber them, or drop the "
+                                                        "unused class names)"),
     ({"x": X, "y": np.where(Y == 2, 13, Y)}, "label 13 with 12 samples; labels must run 0..K-1 with a sample of "
                                              "every class"),
     ({"x": X, "y": Y, "class_names": np.array(["a", "b", "c", "d", "e"])},
@@ -198,6 +201,8 @@ def test_labels_count_up_to_the_number_of_samples_train_and_test_together():
 def test_a_class_present_only_in_the_test_split_counts():
     d = custom.from_arrays("d", {"x": X, "y": Y % 2, "x_test": X[:3], "y_test": np.array([0, 1, 2])})
     assert d.class_names == ["0", "1", "2"] and d.y_test.tolist() == [0, 1, 2]
+    d = custom.from_arrays("d", {"x": X, "y": Y, "x_test": X[:2], "y_test": np.array([1, 0])})
+    assert d.class_names == ["0", "1", "2"] and d.y_test.tolist() == [1, 0]
 
 
 def test_class_names_of_any_string_or_integer_kind():
@@ -322,18 +327,22 @@ def test_the_listing_of_a_csv(tmp_path):
     assert full.class_names == ("x", "y", "z") and full.notes == ()
 
 
-def test_the_listing_of_an_image_folder_counts_files_and_reads_one_size(tmp_path):
+def test_the_listing_of_an_image_folder_counts_files_and_reads_one_size(tmp_path, monkeypatch):
     Image = pytest.importorskip("PIL.Image", reason="the `images` extra (Pillow) is not installed; CI installs it")
-    for label, mode in (("cat", "L"), ("dog", "L")):
+    sizes = {"cat": [(5, 4), (7, 4)], "dog": [(6, 4), (6, 4), (6, 4)]}  # the size is read from the first file
+    for label, found in sizes.items():
         (tmp_path / "pics" / label).mkdir(parents=True)
-        for i in range(2 if label == "cat" else 3):
-            Image.new(mode, (5, 4)).save(tmp_path / "pics" / label / f"{i}.png")
+        for i, size in enumerate(found):
+            Image.new("L", size).save(tmp_path / "pics" / label / f"{i}.png")
     s = custom.describe(str(tmp_path / "pics"))
     assert (s.classes, s.train, s.test, s.image_shape, s.format) == (2, 5, 0, (4, 5), "images")
     assert custom._files(tmp_path / "pics", "images") == sorted((tmp_path / "pics").rglob("*.png"))
     for file in (tmp_path / "pics").rglob("*.png"):
         Image.new("RGB", (5, 4)).save(file)
     assert custom.describe(str(tmp_path / "pics")).image_shape == (4, 5, 3)
+    with monkeypatch.context() as patch:  # a decompression bomb is not opened: its size stays unknown
+        patch.setattr(Image, "MAX_IMAGE_PIXELS", 5)
+        assert custom.describe(str(tmp_path / "pics")).image_shape == ()
     (tmp_path / "pics" / "cat" / "0.png").write_bytes(b"not a png")
     assert custom.describe(str(tmp_path / "pics")).image_shape == ()
     assert os.path.exists(tmp_path / "pics" / "cat" / "0.png")
