@@ -121,6 +121,20 @@ def test_the_array_is_sized_from_the_bytes_even_at_the_tightest(tmp_path, traili
     assert len(x) == 100
 
 
+def test_blank_lines_do_not_inflate_the_array(tmp_path):
+    """1,000 blank lines between two rows: the array is sized from the bytes (1,012 / 6 + 1 rows), not the 1,003
+    lines, and what is returned is a view of the first two rows of it."""
+    x, y, _ = read(tmp_path, "0,1,2\n" + "\n" * 1000 + "1,3,4\n")
+    assert x.tolist() == [[1, 2], [3, 4]] and y == [0, 1]
+    assert x.base is not None and x.base.shape == (1012 // 6 + 1, 2)
+
+
+def test_a_file_with_carriage_returns_alone_is_refused_in_one_line(tmp_path):
+    """Old Mac line ends: the byte count sees one line, the reader several; it says so rather than crash."""
+    message = _error(tmp_path, "0,1,2\r1,3,4\r0,5,6\r")
+    assert message == "more data lines than its size allows"
+
+
 @pytest.mark.parametrize("value,pixels", [("0", True), ("255", True), ("256", False), ("-1", False),
                                           ("0.5", False), ("254.9", False), ("1e2", True)])
 def test_pixels_are_integers_from_0_to_255(tmp_path, value, pixels):

@@ -111,9 +111,10 @@ def test_features_are_flattened_and_pixels_kept_as_they_are():
     assert four.x_train.shape == (12, 6) and four.image_shape == (6, 1)
 
 
+@pytest.mark.parametrize("elements", [4, 7])  # one row of 6 values a block
 @pytest.mark.parametrize("dtype", [np.int64, np.uint16, np.int8, bool])
-def test_other_integers_in_0_255_become_pixels_checked_block_by_block(dtype, monkeypatch):
-    monkeypatch.setattr(custom, "CHECK_ELEMENTS", 7)  # one row of 6 values a block
+def test_other_integers_in_0_255_become_pixels_checked_block_by_block(dtype, elements, monkeypatch):
+    monkeypatch.setattr(custom, "CHECK_ELEMENTS", elements)
     x = (X % 2).astype(dtype) if dtype is bool else X.astype(dtype) % 100
     d = custom.from_arrays("d", {"x": x, "y": Y})
     assert d.x_train.dtype == np.uint8
@@ -132,9 +133,9 @@ def test_integers_outside_0_255_are_refused_wherever_they_are(bad, monkeypatch):
     assert custom.from_arrays("d", {"x": x, "y": Y}).x_train[:2, 0].tolist() == [0, 255]
 
 
-@pytest.mark.parametrize("rows_per_block", [1, 5, 100])
-def test_the_first_non_finite_row_is_named_whatever_the_block(rows_per_block, monkeypatch):
-    monkeypatch.setattr(custom, "CHECK_ELEMENTS", 6 * rows_per_block)
+@pytest.mark.parametrize("elements", [4, 6, 30, 600])  # 4: a row wider than a block is a block of its own
+def test_the_first_non_finite_row_is_named_whatever_the_block(elements, monkeypatch):
+    monkeypatch.setattr(custom, "CHECK_ELEMENTS", elements)
     x = X.astype(np.float32)
     x[7, 1, 1] = np.inf
     x[9, 0, 0] = np.nan
@@ -196,6 +197,12 @@ def test_labels_count_up_to_the_number_of_samples_train_and_test_together():
     d = custom.from_arrays("d", {"x": X, "y": np.arange(12), "x_test": X[:4], "y_test": np.array([12, 13, 14, 15])})
     assert len(d.class_names) == 16 and d.y_test.tolist() == [12, 13, 14, 15]
     assert error({"x": X, "y": y, "x_test": X[:3], "y_test": Y[:3]}).startswith("d: label 16 with 15 samples;")
+
+
+def test_wide_rows_with_a_test_split():
+    x = rng.random((12, 300))
+    d = custom.from_arrays("d", {"x": x, "y": Y, "x_test": x[:4] * 2, "y_test": Y[:4]})
+    assert d.x_test.shape == (4, 300) and np.array_equal(d.x_test, x[:4] * 2)
 
 
 def test_a_class_present_only_in_the_test_split_counts():
@@ -263,6 +270,9 @@ def test_changed_data_is_refused_and_unrecorded_hashes_are_not_checked(tmp_path)
     custom.load(str(path), {"path": str(path), "sha256": now})
     custom.load(str(path), {"path": str(path)})
     custom.load(str(path), {"path": str(path), "sha256": ""})
+    for other in ("00" * 32, "ff" * 32):  # below and above the new hash
+        with pytest.raises(NeuratermError, match="changed since this model was trained on it"):
+            custom.load(str(path), {"path": str(path), "sha256": other})
     with pytest.raises(NeuratermError) as err:
         custom.load(str(path), {"path": str(path), "sha256": "ab" * 32})
     assert str(err.value) == (f"{path} changed since this model was trained on it (sha256 abababababab... then, "
