@@ -2,6 +2,7 @@
 delimiters, headers, label columns, quoting, blocks, the array's sizing, pixels against floats, class
 order, and each error's line number and wording."""
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -141,6 +142,14 @@ def test_pixels_are_integers_from_0_to_255(tmp_path, value, pixels):
     x, _, _ = read(tmp_path, f"0,7,{value}\n1,255,0\n")
     assert x.dtype == (np.uint8 if pixels else np.float32)
     assert x.tolist() == [[7, np.float32(value)], [255, 0]]
+
+
+def test_reading_features_raises_no_numpy_warning(tmp_path):
+    """A warning printed over the TUI, or an error under `np.errstate(all="raise")`, for a well-formed file."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        x, _, _ = read(tmp_path, "0,0.5,-2\n1,300,7\n")
+    assert x.tolist() == [[0.5, -2], [300, 7]]
 
 
 def test_a_later_block_of_floats_widens_what_was_read_as_pixels(tmp_path, monkeypatch):

@@ -175,6 +175,7 @@ def test_a_row_of_no_values_is_still_checked_in_blocks(monkeypatch):
     ({"x": X, "y": Y, "class_names": np.array([0.5, 1.5, 2.5])}, "class_names must be a 1-D array of strings"),
     ({"x": X, "y": Y * 0}, "one class only; a classifier needs at least two"),
     ({"x": X, "y": Y, "class_names": np.array(["a", "b"])}, "label 2 but only 2 class names (labels run 0..K-1)"),
+    ({"x": X, "y": Y + 1, "class_names": np.array(["a", "b"])}, "label 3 but only 2 class names (labels run 0..K-1)"),
     ({"x": X, "y": Y * 4}, "no sample has label 1, 2, 3, 5, 6, ...; labels must run 0..8 with a sample of every "
                            "class (renumber them, or drop the unused class names)"),
     ({"x": X, "y": np.where(Y == 2, 12, Y)}, "no sample has label 2, 3, 4, 5, 6, ...; labels must run 0..12 with a "
