@@ -249,6 +249,7 @@ def test_unbroadcast_sums_over_the_broadcast_axes_only():
     np.testing.assert_array_equal(_unbroadcast(np, ones, (1, 1, 4)), np.full((1, 1, 4), 2.0))
     # an empty batch: a (1, 4) bias broadcast over 0 rows gets a zero gradient of its own shape
     np.testing.assert_array_equal(_unbroadcast(np, np.ones((0, 4)), (1, 4)), np.zeros((1, 4)))
+    assert _unbroadcast(np, np.ones((0, 4)), (0, 1)).shape == (0, 1)  # a per-row column of an empty batch
 
 
 def test_max_shares_the_gradient_of_a_tie_equally():
