@@ -319,6 +319,14 @@ def test_the_cheap_listing_agrees_with_the_full_read(tmp_path, layout, case):
     assert cheap.class_names == () and full.class_names and cheap.name == full.name == str(path)
 
 
+def test_the_cheap_listing_counts_labels_from_0_unless_they_start_at_1(tmp_path):
+    """Labels 2..4: the listing says 5 classes, as the labels do; the full read refuses the empty 0 and 1."""
+    np.savez(tmp_path / "d.npz", x=X, y=Y + 2)
+    assert custom.describe(str(tmp_path / "d.npz")).classes == 5
+    with pytest.raises(NeuratermError, match="no sample has label 0, 1;"):
+        custom.describe(str(tmp_path / "d.npz"), validate=True)
+
+
 def test_the_listing_of_arrays_without_x_or_y(tmp_path):
     np.savez(tmp_path / "d.npz", x=X)
     with pytest.raises(NeuratermError, match=r"d.npz: needs arrays 'x' and 'y' \(found: x\)$"):
