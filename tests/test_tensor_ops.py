@@ -149,6 +149,14 @@ def test_backward_sums_every_path_in_order_and_releases_the_graph():
     np.testing.assert_allclose(x2.grad, x.grad)
 
 
+def test_an_intermediate_that_is_both_inputs_of_an_op():
+    """y * y with y = 3x: y is reached twice before it is expanded; d(sum 9x^2)/dx = 18x."""
+    x = leaf([1.0, -2.0])
+    y = x * 3.0
+    (y * y).sum().backward()
+    np.testing.assert_allclose(x.grad, [18.0, -36.0])
+
+
 def test_backward_takes_a_seed_gradient_and_defaults_to_ones():
     x = leaf([1.0, 2.0, 3.0])
     (x * 2.0).backward(np.array([1.0, 10.0, 100.0]))
