@@ -173,6 +173,7 @@ def test_a_row_of_no_values_is_still_checked_in_blocks(monkeypatch):
     ({"x": X, "y": Y, "x_test": X[:4, :1], "y_test": Y[:4]}, "x_test rows are 3 uint8 values, x rows 6 uint8"),
     ({"x": X, "y": Y, "class_names": np.array([["a", "b", "c"]])}, "class_names must be a 1-D array of strings"),
     ({"x": X, "y": Y, "class_names": np.array([0.5, 1.5, 2.5])}, "class_names must be a 1-D array of strings"),
+    ({"x": X, "y": Y, "class_names": np.array("abc")}, "class_names must be a 1-D array of strings"),
     ({"x": X, "y": Y * 0}, "one class only; a classifier needs at least two"),
     ({"x": X, "y": Y, "class_names": np.array(["a", "b"])}, "label 2 but only 2 class names (labels run 0..K-1)"),
     ({"x": X, "y": Y + 1, "class_names": np.array(["a", "b"])}, "label 3 but only 2 class names (labels run 0..K-1)"),
@@ -362,6 +363,10 @@ def test_the_listing_of_an_image_folder_counts_files_and_reads_one_size(tmp_path
     with monkeypatch.context() as patch:  # a decompression bomb is not opened: its size stays unknown
         patch.setattr(Image, "MAX_IMAGE_PIXELS", 5)
         assert custom.describe(str(tmp_path / "pics")).image_shape == ()
+    with monkeypatch.context() as patch:  # only the bomb is passed over: another error from Pillow is not hidden
+        patch.setattr(Image, "open", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("Pillow broke")))
+        with pytest.raises(RuntimeError, match="Pillow broke"):
+            custom.describe(str(tmp_path / "pics"))
     (tmp_path / "pics" / "cat" / "0.png").write_bytes(b"not a png")
     assert custom.describe(str(tmp_path / "pics")).image_shape == ()
     assert os.path.exists(tmp_path / "pics" / "cat" / "0.png")
