@@ -11,3 +11,6 @@ python3 -c "import cupy, torch; print('cupy', cupy.__version__, 'torch', torch._
 timeout 300 python3 -m pytest -q --maxfail=10 tests/test_gpu.py tests/test_fused_step.py tests/test_cuda_ops_on_cpu.py \
     tests/test_fused_kernels.py tests/test_engine.py 2>&1 | tee "$out/tests.txt" | tail -25
 timeout 400 python3 bench/gpu_epoch.py --repeats 5 2>&1 | tee "$out/gpu_epoch.txt"
+# layer health on the GPU: measured on its own thread, on the training's stream (quick and the EMNIST shape)
+timeout 240 python3 bench/health_cost.py --presets quick,emnist --epochs 4 --repeats 2 --device gpu 2>&1 \
+    | tee "$out/health_cost.txt" | tail -4

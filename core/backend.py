@@ -7,6 +7,7 @@ need only `DEVICES`, start without it.
 """
 from __future__ import annotations
 
+import contextlib
 import types
 import typing
 
@@ -68,3 +69,11 @@ def to_host(array) -> np.ndarray:
     if isinstance(array, np.ndarray):
         return array
     return array.get()
+
+
+def this_stream(xp: types.ModuleType):
+    """The calling thread's current CUDA stream, as a context manager another thread enters to queue its
+    work behind this one's (CuPy's current stream is per thread: a new thread would use the null stream,
+    which does not wait for the training's non-blocking one); a no-op on the CPU."""
+    cuda = getattr(xp, "cuda", None)
+    return cuda.get_current_stream() if cuda is not None else contextlib.nullcontext()

@@ -235,3 +235,27 @@ def test_fused_trainer_on_gpu_resumes_exactly_with_dropout(tmp_path):
     b = np.load(tmp_path / "split" / "weights" / "0.weight.npy")
     np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
     assert straight["test_accuracy"] == pytest.approx(resumed["test_accuracy"], abs=0.002)
+
+
+def test_layer_health_on_gpu_matches_the_cpu_and_leaves_the_training_alone(tmp_path):
+    """Health measured on its own thread, queued on the training's CUDA stream: every epoch measured, the
+    same figures as the same run on the CPU (float32 tolerance), and the same weights as without health."""
+    from neuraterm.core.config import Config
+    from neuraterm.core.run import checkpoint
+    from neuraterm.core.run.trainer import Trainer
+
+    def run(device, every, name):
+        config = Config()
+        config.train.device, config.train.epochs, config.train.health_every = device, 3, every
+        config.data.limit = 2000
+        Trainer(config, tmp_path / name).run()
+        return checkpoint.load(tmp_path / name)
+    gpu, gpu_off, cpu = run("gpu", 1, "gpu"), run("gpu", 0, "gpu-off"), run("cpu", 1, "cpu")
+    for name in gpu.weights:
+        np.testing.assert_allclose(gpu.weights[name], gpu_off.weights[name], rtol=1e-6, atol=1e-7, err_msg=name)
+    assert gpu.health["epochs"].tolist() == [1, 2, 3] and np.isfinite(gpu.health["confidence"]).all()
+    fields = gpu.health["layout"]["fields"]
+    for field in ("weight_norm", "grad_norm", "update_ratio", "act_mean", "act_std", "unit_spread"):
+        i = fields.index(field)
+        np.testing.assert_allclose(gpu.health["values"][..., i], cpu.health["values"][..., i], rtol=2e-2,
+                                   atol=1e-6, err_msg=field)

@@ -4,6 +4,8 @@ import json
 import os
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -161,6 +163,73 @@ def test_measuring_does_not_change_the_trained_bits(tmp_path):
             assert np.array_equal(runs[0][name], runs[1][name]), (batchnorm, name)
     off = checkpoint.load(tmp_path / "bnFalse-0")
     assert off.health is None and not (tmp_path / "bnFalse-0" / "health.npz").exists()
+
+
+def test_each_epochs_health_is_measured_off_the_main_thread_and_saved_with_its_checkpoint(tmp_path, monkeypatch):
+    """The epoch's measurement runs on the health thread while the event log and the checkpoint's other
+    files are fsynced; its event comes after the epoch's end and before its checkpoint, and the checkpoint
+    on disk when `CheckpointSaved` arrives holds that epoch's health."""
+    from neuraterm.core.run import health
+    threads = []
+    measure = health.HealthMonitor.measure
+
+    def spy(self):
+        threads.append(threading.current_thread().name)
+        return measure(self)
+    monkeypatch.setattr(health.HealthMonitor, "measure", spy)
+    run, order, saved = tmp_path / "r", [], {}
+
+    def listen(event):
+        if isinstance(event, (events.EpochEnded, events.HealthMeasured, events.CheckpointSaved)):
+            order.append((type(event).__name__, event.epoch))
+        if isinstance(event, events.CheckpointSaved):
+            with np.load(run / "current" / "health.npz", allow_pickle=False) as z:
+                saved[event.epoch] = z["epochs"].tolist()
+    Trainer(small(epochs=3), run, listeners=[listen]).run()
+    assert threads == ["neuraterm-health"] * 3
+    for epoch in (1, 2, 3):
+        assert order.index(("EpochEnded", epoch)) < order.index(("HealthMeasured", epoch)) \
+            < order.index(("CheckpointSaved", epoch))
+        assert saved[epoch] == list(range(1, epoch + 1))
+    assert _ended_soon("neuraterm-health")  # the run ends its thread
+
+
+def _ended_soon(name: str) -> bool:
+    for _ in range(100):
+        if not [t for t in threading.enumerate() if t.name == name]:
+            return True
+        time.sleep(0.01)
+    return False
+
+
+def test_a_failure_while_measuring_ends_the_run_with_it_and_keeps_the_last_checkpoint(tmp_path, monkeypatch):
+    """An error on the health thread is raised in the run (never a hang, never a checkpoint without its
+    health), and the checkpoint before it stays current and complete."""
+    from neuraterm.core.run import health
+    measure, calls = health.HealthMonitor.measure, []
+
+    def failing(self):
+        calls.append(1)
+        if len(calls) == 2:
+            raise MemoryError("no memory for the probe")
+        return measure(self)
+    monkeypatch.setattr(health.HealthMonitor, "measure", failing)
+    outcome = []
+    runner = threading.Thread(target=lambda: outcome.append(_run_catching(small(epochs=3), tmp_path / "r")))
+    runner.start()
+    runner.join(120)
+    assert not runner.is_alive(), "the run waited forever for its health"
+    assert isinstance(outcome[0], MemoryError)
+    snap = checkpoint.load(tmp_path / "r")
+    assert snap.epoch == 1 and snap.health["epochs"].tolist() == [1]
+
+
+def _run_catching(c, run):
+    try:
+        Trainer(c, run).run()
+    except BaseException as exc:
+        return exc
+    return None
 
 
 def test_batch_norm_layers_report_their_scale_and_shift(tmp_path):

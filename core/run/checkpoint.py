@@ -49,7 +49,9 @@ import os
 import re
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -87,7 +89,10 @@ class Snapshot:
     normalization: dict[str, np.ndarray] = field(default_factory=dict)
     best_weights: dict[str, np.ndarray] = field(default_factory=dict)
     report: dict | None = None
-    health: dict | None = None  # {"layout": dict, "values", "epochs", "confidence", "probe": arrays}
+    # {"layout": dict, "values", "epochs", "confidence", "probe": arrays}, or a function that returns it
+    # or the file's bytes (`health_file`), or None: a run measures an epoch's health on a second thread
+    # while this checkpoint's other files are written and fsynced, and takes it when they are (`_write_tree`).
+    health: dict | Callable[[], dict | bytes | None] | None = None
 
     @property
     def epoch(self) -> int:
@@ -121,17 +126,34 @@ def _checkpoint_files(snap: Snapshot) -> dict[str, bytes]:
                            ("state/optimizer", snap.optimizer)):
         for name, array in arrays.items():
             files[f"{folder}/{name}.npy"] = _npy_bytes(array)
-    if snap.health is not None:
-        layout = snap.health["layout"]
-        buffer = io.BytesIO()
-        np.savez(buffer, **{name: np.asarray(snap.health[name]) for name in HEALTH_ARRAYS},
-                 **{name: np.array(layout[name], dtype=str) for name in HEALTH_NAMES},
-                 percentiles=np.array(layout["percentiles"], np.int64), every=np.array(layout["every"], np.int64),
-                 probe_seed=np.array(layout["probe_seed"], np.int64))
-        files[HEALTH_FILE] = buffer.getvalue()
     if snap.report is not None:
         files["report.json"] = json.dumps(snap.report, indent=2).encode()
+    if callable(snap.health):  # last: made while the files above are written
+        files[HEALTH_FILE] = lambda: health_file(snap.health())
+    elif snap.health is not None:
+        files[HEALTH_FILE] = health_file(snap.health)
     return files
+
+
+def health_file(health: dict | bytes | None) -> bytes | None:
+    """health.npz's bytes from its arrays (`Snapshot.health`)."""
+    if health is None or isinstance(health, bytes):
+        return health
+    layout = health["layout"]
+    buffer = io.BytesIO()
+    np.savez(buffer, **{name: np.asarray(health[name]) for name in HEALTH_ARRAYS},
+             **{name: np.array(layout[name], dtype=str) for name in HEALTH_NAMES},
+             percentiles=np.array(layout["percentiles"], np.int64), every=np.array(layout["every"], np.int64),
+             probe_seed=np.array(layout["probe_seed"], np.int64))
+    return buffer.getvalue()
+
+
+def _manifest(files: dict[str, bytes], snap: Snapshot) -> bytes:
+    manifest = {"format": FORMAT,
+                "files": {rel: {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+                          for rel, data in files.items() if rel != MANIFEST},
+                "epoch": snap.epoch, "epoch_end": _ends_epoch(snap), "keep": snap.config.train.keep}
+    return json.dumps(manifest, indent=1).encode()
 
 
 def _fsync_dir(path: Path) -> None:
@@ -142,13 +164,21 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def _write_tree(root: Path, files: dict[str, bytes], fresh: bool = False) -> None:
-    """Every file written and fsynced, then every folder fsynced, deepest first; `root` was just made
-    (`fresh`) or is created here, and files are created exclusively (`xb`: never through a link)."""
+def _write_tree(root: Path, files: dict, fresh: bool = False) -> None:
+    """Every file written and fsynced, in order, then every folder fsynced, deepest first; `root` was just
+    made (`fresh`) or is created here, and files are created exclusively (`xb`: never through a link).
+    A value may be a function that returns the bytes (or None: no such file), called when its turn comes,
+    so it can use what was written before it (the manifest) or wait for what the fsyncs give time for
+    (the epoch's health); `files` is left holding the bytes written."""
     folders = {root}
     if not fresh:
         root.mkdir()
-    for rel, data in files.items():
+    for rel, data in list(files.items()):
+        if callable(data):
+            data = files[rel] = data()
+            if data is None:
+                del files[rel]
+                continue
         path = root / rel
         path.parent.mkdir(parents=True, exist_ok=True)
         folders.update(p for p in path.parents if p.is_relative_to(root))
@@ -317,11 +347,7 @@ class RunWriter:
         try:
             for name, (_, s) in zip(names, order):
                 files = _checkpoint_files(s)
-                manifest = {"format": FORMAT,
-                            "files": {rel: {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
-                                      for rel, data in files.items()},
-                            "epoch": s.epoch, "epoch_end": _ends_epoch(s), "keep": s.config.train.keep}
-                files[MANIFEST] = json.dumps(manifest, indent=1).encode()
+                files[MANIFEST] = partial(_manifest, files, s)  # last: the sizes and hashes of all the others
                 tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{name}-", dir=folder))  # a fresh folder, never a planted one
                 _write_tree(tmp, files, fresh=True)
                 if os.environ.get(SAVE_DELAY_ENV):

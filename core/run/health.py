@@ -22,10 +22,12 @@ trains the same bits with health on or off.
 from __future__ import annotations
 
 import math
+import queue
+import threading
 
 import numpy as np
 
-from neuraterm.core.backend import to_host
+from neuraterm.core.backend import this_stream, to_host
 from neuraterm.core.nn.batchnorm import BatchNorm1d
 from neuraterm.core.nn.dropout import Dropout
 from neuraterm.core.nn.linear import Linear
@@ -259,6 +261,57 @@ class HealthMonitor:
         true = p[xp.arange(len(self.probe_y)), self.probe_y]
         sums = xp.bincount(self.probe_y, weights=true, minlength=self.num_classes)
         return xp.where(self.class_counts > 0, sums / xp.maximum(self.class_counts, 1), xp.nan)
+
+
+class Measuring:
+    """Each epoch's `measure`, its event (`record`) and what the run keeps of it (`keep`: the history and
+    health.npz's bytes) on a second thread: started as the epoch ends (`start`) and taken (`result`) by
+    that epoch's checkpoint when it comes to health.npz, its last file but the manifest. The event log's
+    and the checkpoint's fsyncs before that leave the CPU idle for milliseconds (~15 ms for quick's
+    checkpoint on the development VM, against ~2 ms of this work), so the epoch seldom waits for its
+    health; where fsyncs cost nothing (tmpfs) it waits about as long as measuring in line would take.
+    The thread is made once per run and waits between epochs: a thread started at each epoch end would
+    hold the interpreter lock until it finished (`Thread.start` waits for the new thread to run).
+    Measuring only reads the parameters, and nothing trains until the measurement is taken."""
+
+    def __init__(self, monitor: HealthMonitor, probe_size: int, keep):
+        self.monitor, self.probe_size, self.keep = monitor, probe_size, keep
+        self._stream = this_stream(monitor.xp)  # the training's: made before this, and current in this thread
+        self._epochs: queue.SimpleQueue = queue.SimpleQueue()
+        self._results: queue.SimpleQueue = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._serve, name="neuraterm-health", daemon=True)
+        self._thread.start()
+        self.pending = False
+
+    def start(self, epoch: int) -> None:
+        self.pending = True
+        self._epochs.put(epoch)
+
+    def result(self) -> tuple:
+        """(HealthMeasured event, what `keep` returned) of the epoch last started, once it is measured."""
+        self.pending = False
+        outcome = self._results.get()
+        if isinstance(outcome, BaseException):
+            raise outcome
+        return outcome
+
+    def close(self) -> None:
+        self._epochs.put(None)
+
+    def _serve(self) -> None:
+        with self._stream:
+            self._measure_each()
+
+    def _measure_each(self) -> None:
+        while (epoch := self._epochs.get()) is not None:
+            try:
+                values, confidence, samples = self.monitor.measure()
+                layers = self.monitor.layers
+                event = record(epoch, layers, [layer.kind for layer in layers], values, confidence,
+                               self.probe_size, samples, self.monitor.every)
+                self._results.put((event, self.keep(values, confidence, event)))
+            except BaseException as exc:  # raised again in the thread that takes the result
+                self._results.put(exc)
 
 
 def record(epoch: int, layers: list[Layer] | list[str], kinds: list[str], values: np.ndarray,

@@ -117,6 +117,7 @@ class Trainer:
     control: Control = field(default_factory=Control)
     step_events_per_s: float = 20.0
     download_progress: object = None  # (file name, bytes done, bytes total) -> None, while a dataset downloads
+    _measuring: health.Measuring | None = field(default=None, init=False, repr=False)  # the health thread
 
     def emit(self, event: events.Event) -> None:
         for listener in self.listeners:
@@ -211,9 +212,10 @@ class Trainer:
             "lr": self.optimizer.lr,
             "reference_loss": self.reference_loss,
         }
+        late = self._measuring is not None and self._measuring.pending  # taken when the save comes to it
         return checkpoint.Snapshot(c, meta, weights, self.optimizer.state_dict(), state,
                                    self.history, data.normalizer.arrays(), report=report_dict,
-                                   health=self._health_arrays())
+                                   health=self._health_taken if late else self._health_arrays())
 
     # -- layer health -----------------------------------------------------------------------
     def _start_health(self) -> None:
@@ -240,21 +242,37 @@ class Trainer:
             x = data.normalizer(self.xp.asarray(np.take(data.train.images, rows, axis=0)), self.xp)
             self.health = health.HealthMonitor(self.model, self.xp, x, data.train.labels[rows],
                                                data.num_classes, c.train.health_every)
+            self._measuring = health.Measuring(self.health, len(probe), self._keep_health)
 
     def _measure_health(self) -> None:
-        """The epoch's health as an event, and an alert for each problem that was not there an epoch ago."""
-        values, confidence, samples = self.health.measure()
-        layers = self.health.layers
-        event = health.record(self.epoch, layers, [layer.kind for layer in layers], values, confidence,
-                              len(self.probe), samples, self.health.every)
+        """Starts measuring the epoch's health (on a second thread: `health.Measuring`); `_take_health`
+        publishes it, before the checkpoint's save ends."""
+        self._measuring.start(self.epoch)
+
+    def _health_taken(self) -> bytes | None:
+        """health.npz with this epoch's health in it: what the save calls when it comes to that file."""
+        return self._take_health()
+
+    def _keep_health(self, values, confidence, event) -> bytes | None:
+        """On the health thread, once it has measured: the epoch joins the history and health.npz is made
+        (the main thread does not touch either until it takes the measurement)."""
         self.health_history.append(event)
-        self.health_values[self.epoch] = (values, confidence)
+        self.health_values[event.epoch] = (values, confidence)
+        return checkpoint.health_file(self._health_arrays())
+
+    def _take_health(self) -> bytes | None:
+        """Waits for the epoch's measurement, if one is under way, and publishes it: the event, and an alert
+        for each problem that was not there an epoch ago. Returns health.npz's bytes."""
+        if self._measuring is None or not self._measuring.pending:
+            return None
+        event, health_file = self._measuring.result()
         self.emit(event)
         now = alerts.check(event)
         for a in now:
             if (a.kind, a.layer) not in self.alerting:
                 self.emit(events.HealthAlert(a.epoch, a.layer, a.kind, a.figure, a.message, a.advice))
         self.alerting = {(a.kind, a.layer) for a in now}
+        return health_file
 
     def _health_arrays(self) -> dict | None:
         """The health of the epochs so far, for the checkpoint (at most HEALTH_ROWS of them, older ones
@@ -281,12 +299,14 @@ class Trainer:
         """A new checkpoint made current (and best); the best epoch's checkpoint is kept beside it."""
         weights = self.model.state_dict()
         if not all(np.isfinite(a).all() for a in weights.values()):
+            self._take_health()  # its alerts explain the divergence (exploding gradients, updates too large)
             raise RunFailed(f"weights are not finite: the run diverged (try a lower learning rate); {self._kept()}")
         self.control.saving = True
         try:
             self.writer.save(self._snapshot(weights, report_dict), best=best)
         finally:
             self.control.saving = False
+            self._take_health()  # the save took it, unless it failed before health.npz
         self.emit(events.CheckpointSaved(str(self.run_dir), self.epoch, best))
 
     # -- the loop ---------------------------------------------------------------------------
@@ -397,6 +417,8 @@ class Trainer:
                 with threads.limited(self.threads) if self.threads else contextlib.nullcontext():
                     return self._run()
             finally:
+                if self._measuring is not None:
+                    self._measuring.close()
                 watcher.stop()
                 self.listeners.remove(log)
                 log.close()
@@ -436,11 +458,11 @@ class Trainer:
                        "val_acc": val_acc, "lr": self.optimizer.lr, "seconds": seconds,
                        "samples_per_s": trained / max(seconds, 1e-9)}
                 self.history.append(row)
+                if self.health is not None:  # measured while the event log and the checkpoint are fsynced
+                    self._measure_health()
                 self.emit(events.EpochEnded(self.epoch, total_epochs, train_loss, train_acc, val_loss, val_acc,
                                             self.optimizer.lr, row["samples_per_s"], seconds,
                                             time.perf_counter() - run_start))
-                if self.health is not None:
-                    self._measure_health()
                 monitored = row[c.train.monitor]
                 if math.isnan(monitored):  # no validation: the training figure of the same kind (an accuracy is maximized)
                     monitored = train_acc if c.train.monitor.endswith("acc") else train_loss

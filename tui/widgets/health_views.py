@@ -60,6 +60,9 @@ def _short(v, kind: str = "g") -> str:
     return f"{v:.3g}"
 
 
+KIND_LABELS = {"identity": "linear", "leaky_relu": "lrelu", "sigmoid": "sigm"}  # Keras' "linear": no activation
+
+
 def layer_table(health: list, width: int, alerted: set) -> Table:
     """A row per layer; per figure, its sparkline over every epoch and its latest value. A layer with an
     alert at the latest epoch is named in red."""
@@ -81,7 +84,8 @@ def layer_table(health: list, width: int, alerted: set) -> Table:
             (sparkline(series("weight_norm"), spark), _short(last.weight_norm[i])),
             (sparkline(series("grad_norm"), spark), _short(last.grad_norm[i])),
         ]
-        label = Text(visible(f"{name} {last.kinds[i][:4]}", 40), style="bold red" if name in alerted else "")
+        label = Text(visible(f"{name} {KIND_LABELS.get(last.kinds[i], last.kinds[i][:5])}", 40),
+                     style="bold red" if name in alerted else "")
         table.add_row(label, *(Text.assemble(s, " ", (v.rjust(5), "bold")) for s, v in cells))
     return table
 
