@@ -58,6 +58,9 @@ def test_a_header_is_a_first_line_whose_features_are_not_all_numbers():
 
 
 def test_a_missing_label_column_lists_the_first_twelve_columns():
+    with pytest.raises(NeuratermError) as err:
+        csv_table._layout("f.csv", "a,b,c", "kind")
+    assert str(err.value) == "f.csv: no column named 'kind' in the first line (columns: a, b, c)"
     twelve = ",".join(f"c{i}" for i in range(12))
     with pytest.raises(NeuratermError) as err:
         csv_table._layout("f.csv", twelve, "kind")
@@ -68,6 +71,15 @@ def test_a_missing_label_column_lists_the_first_twelve_columns():
 
 
 # -- reading -------------------------------------------------------------------------------
+def test_a_wide_file_like_mnist_in_csv(tmp_path):
+    """785 columns: a label and 28 x 28 pixels (past 256, field counts are compared by value)."""
+    rows = np.random.default_rng(0).integers(0, 256, (5, 785))
+    rows[:, 0] = [0, 1, 2, 0, 1]
+    x, y, names = read(tmp_path, "".join(",".join(map(str, r)) + "\n" for r in rows))
+    assert x.dtype == np.uint8 and x.shape == (5, 784) and np.array_equal(x, rows[:, 1:])
+    assert y == [0, 1, 2, 0, 1] and names == ["0", "1", "2"]
+
+
 def test_semicolons_tabs_crlf_and_a_byte_order_mark(tmp_path):
     x, y, names = read(tmp_path, "\ufefflabel;a;b\r\n1;0.5;2\r\n0;1.5;3\r\n", name="s.csv")
     assert names == ["0", "1"] and y == [1, 0] and x.dtype == np.float32

@@ -111,7 +111,7 @@ def test_features_are_flattened_and_pixels_kept_as_they_are():
     assert four.x_train.shape == (12, 6) and four.image_shape == (6, 1)
 
 
-@pytest.mark.parametrize("elements", [4, 7])  # one row of 6 values a block
+@pytest.mark.parametrize("elements", [4, 7, 600])  # one row of 6 values a block, or all of them
 @pytest.mark.parametrize("dtype", [np.int64, np.uint16, np.int8, bool])
 def test_other_integers_in_0_255_become_pixels_checked_block_by_block(dtype, elements, monkeypatch):
     monkeypatch.setattr(custom, "CHECK_ELEMENTS", elements)
@@ -164,6 +164,7 @@ def test_a_row_of_no_values_is_still_checked_in_blocks(monkeypatch):
     ({"x": X.astype(np.complex64), "y": Y}, "x has dtype complex64; expected uint8 pixels or float features"),
     ({"x": X, "y": Y.reshape(3, 4)}, "y must be a 1-D array of integer class labels; got int64 of shape (3, 4)"),
     ({"x": X, "y": Y.astype(bool)}, "y must be a 1-D array of integer class labels; got bool of shape (12,)"),
+    ({"x": X, "y": np.array(3)}, "y must be a 1-D array of integer class labels; got int64 of shape ()"),
     ({"x": X, "y": Y[:11]}, "x has 12 rows but y has 11 labels"),
     ({"x": X, "y": Y, "x_test": X[:4], "y_test": Y[:3]}, "x_test has 4 rows but y_test has 3 labels"),
     ({"x": X, "y": Y, "x_test": X[:4], "y_test": Y[:4] - 1}, "y_test holds negative labels (-1); labels run 0..K-1"),
@@ -205,6 +206,13 @@ def test_wide_rows_with_a_test_split():
     x = rng.random((12, 300))
     d = custom.from_arrays("d", {"x": x, "y": Y, "x_test": x[:4] * 2, "y_test": Y[:4]})
     assert d.x_test.shape == (4, 300) and np.array_equal(d.x_test, x[:4] * 2)
+
+
+def test_hundreds_of_rows_and_classes():
+    """Past 256, CPython's ints are not shared objects: counts are compared by value."""
+    x = rng.random((300, 2))
+    d = custom.from_arrays("d", {"x": x, "y": np.arange(1, 301), "class_names": np.array([f"c{i}" for i in range(300)])})
+    assert len(d.class_names) == 300 and d.y_train.tolist() == list(range(300)) and len(d.notes) == 1
 
 
 def test_a_class_present_only_in_the_test_split_counts():
