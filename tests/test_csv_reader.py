@@ -78,6 +78,9 @@ def test_a_wide_file_like_mnist_in_csv(tmp_path):
     x, y, names = read(tmp_path, "".join(",".join(map(str, r)) + "\n" for r in rows))
     assert x.dtype == np.uint8 and x.shape == (5, 784) and np.array_equal(x, rows[:, 1:])
     assert y == [0, 1, 2, 0, 1] and names == ["0", "1", "2"]
+    header = ",".join(f"p{i}" for i in range(784)) + ",digit\n"  # the label last, by name: column 784
+    x, y, _ = read(tmp_path, header + "".join(",".join(map(str, [*r[1:], r[0]])) + "\n" for r in rows), "digit")
+    assert np.array_equal(x, rows[:, 1:]) and y == [0, 1, 2, 0, 1]
 
 
 def test_semicolons_tabs_crlf_and_a_byte_order_mark(tmp_path):
