@@ -103,6 +103,7 @@ def error(arrays, name="d"):
 
 def test_features_are_flattened_and_pixels_kept_as_they_are():
     d = custom.from_arrays("d", {"x": X, "y": Y})
+    assert np.shares_memory(d.x_train, X)  # pixels are not copied: a memory map stays on the disk
     assert d.x_train.dtype == np.uint8 and d.x_train.shape == (12, 6) and d.image_shape == (2, 3)
     np.testing.assert_array_equal(d.x_train, X.reshape(12, 6))
     assert d.y_train.dtype == np.int64 and d.y_train.tolist() == Y.tolist()
@@ -187,6 +188,9 @@ def test_a_row_of_no_values_is_still_checked_in_blocks(monkeypatch):
                                                         "unused class names)"),
     ({"x": X, "y": np.where(Y == 2, 13, Y)}, "label 13 with 12 samples; labels must run 0..K-1 with a sample of "
                                              "every class"),
+    ({"x": X, "y": Y, "class_names": np.array(list("abcdefg"))},
+     "no sample has label 3 ('d'), 4 ('e'), 5 ('f'), 6 ('g'); labels must run 0..6 with a sample of every class "
+     "(renumber them, or drop the unused class names)"),
     ({"x": X, "y": Y, "class_names": np.array(["a", "b", "c", "d", "e"])},
      "no sample has label 3 ('d'), 4 ('e'); labels must run 0..4 with a sample of every class (renumber them, or "
      "drop the unused class names)"),
