@@ -52,15 +52,16 @@ def test_format_of_each_layout(tmp_path):
     np.save(tmp_path / "arrays" / "x.npy", X)
     (tmp_path / "pics").mkdir()
     (tmp_path / "pics" / "y.npy").write_bytes(b"")  # no x.npy: a folder of images
-    for name in ("a.npz", "b.NPZ", "c.csv", "d.TSV", "e.npy", "f.txt"):
+    for name in ("a.npz", "b.NPZ", "c.csv", "d.TSV", "e.npy", "f.txt", "g.bin"):
         (tmp_path / name).write_bytes(b"")
     assert [custom.format_of(tmp_path / n) for n in ("arrays", "pics", "a.npz", "b.NPZ", "c.csv", "d.TSV")] == \
         ["npy", "images", "npz", "npz", "csv", "csv"]
     with pytest.raises(NeuratermError, match=r"e.npy: a .npy file holds one array; put x and y in an .npz "
                                              r"\(numpy.savez\) or x.npy and y.npy in a folder$"):
         custom.format_of(tmp_path / "e.npy")
-    with pytest.raises(NeuratermError, match=r"f.txt: not a dataset neuraterm reads \(.npz, .csv, a folder"):
-        custom.format_of(tmp_path / "f.txt")
+    for other in ("f.txt", "g.bin"):
+        with pytest.raises(NeuratermError, match=r": not a dataset neuraterm reads \(.npz, .csv, a folder"):
+            custom.format_of(tmp_path / other)
 
 
 # -- the content hash ------------------------------------------------------------------------
@@ -141,6 +142,8 @@ def test_the_first_non_finite_row_is_named_whatever_the_block(elements, monkeypa
     x[7, 1, 1] = np.inf
     x[9, 0, 0] = np.nan
     assert error({"x": x, "y": Y}) == "d: x holds NaN or infinite values (first in row 7)"
+    x[0, 0, 2] = -np.inf
+    assert error({"x": x, "y": Y}) == "d: x holds NaN or infinite values (first in row 0)"
     x = X.astype(np.float64) / 255
     d = custom.from_arrays("d", {"x": x, "y": Y})
     assert d.x_train.dtype == np.float64 and np.array_equal(d.x_train, x.reshape(12, 6))
