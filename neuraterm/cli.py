@@ -370,12 +370,13 @@ def serve(run_dir, host, port, public, token, no_token):
         raise NeuratermError("--token and --no-token contradict each other; pass one")
     if token is not None and (len(token) < 8 or not token.isascii() or not token.isprintable() or " " in token):
         raise NeuratermError("--token must be at least 8 printable ASCII characters without spaces")
+    from neuraterm.core.run import child
     from neuraterm.core.study.spec import STUDY_FILE
     if run_dir and not checkpoint.is_run_folder(Path(run_dir)) and not (Path(run_dir) / STUDY_FILE).is_file():
         raise NeuratermError(f"{visible(run_dir)}: not a neuraterm model folder or study folder")
     if host not in LOOPBACK:
         say(f"warning: serving on {host}:{port} to anyone who reaches it and has the token; prefer ssh -L")
-    command = [sys.executable, "-m", "neuraterm"] + (["watch", str(Path(run_dir).resolve())] if run_dir else ["tui"])
+    command = child.command(*(["watch", str(Path(run_dir).resolve())] if run_dir else ["tui"]))
     TokenServer(shlex.join(command), None if no_token else (token or new_token()), host=host, port=port,
                 title="neuraterm").serve()
 

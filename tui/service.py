@@ -13,13 +13,12 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
-import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from neuraterm import presets
-from neuraterm.core.run import checkpoint, commands, fork, lock, status as runs, suggestions
+from neuraterm.core.run import checkpoint, child, commands, fork, lock, status as runs, suggestions
 from neuraterm.core import config as config_mod, toml_text
 from neuraterm.core.data import registry
 from neuraterm.core.errors import NeuratermError
@@ -228,7 +227,7 @@ class TrainingService:
     def _spawn(self, args: list[str], run_dir: Path, stdin: bytes) -> Launched:
         errors = Path(tempfile.mkstemp(prefix="neuraterm-run-", suffix=".err")[1])
         with open(errors, "wb") as err:
-            process = subprocess.Popen([sys.executable, "-m", "neuraterm", *args], stdin=subprocess.PIPE,
+            process = subprocess.Popen(child.command(*args), stdin=subprocess.PIPE,
                                        stdout=subprocess.DEVNULL, stderr=err, start_new_session=True,
                                        env={**os.environ, "NO_COLOR": "1"})
         process.stdin.write(stdin)

@@ -21,11 +21,10 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from neuraterm.core.run import checkpoint, commands, folder_files, status as runs
+from neuraterm.core.run import checkpoint, child, commands, folder_files, status as runs
 from neuraterm.core import config as config_mod
 from neuraterm.core.study import spec as study_mod
 from neuraterm.core.errors import NeuratermError
@@ -207,13 +206,12 @@ class StudyFolder:
         path = self.member_dir(name)
         extra = (["--threads", str(threads)] if threads else []) + (["--epochs", str(epochs)] if epochs else [])
         if checkpoint.checkpoint_dir(path) is not None:
-            return [sys.executable, "-m", "neuraterm", "resume", str(path), *extra]
+            return child.command("resume", str(path), *extra)
         fork = self.member(name).fork
         if fork is not None:  # a [[fork]] member starts from its parent member's kept epoch
-            return [sys.executable, "-m", "neuraterm", "fork", str(self.member_dir(fork[0])), "--epoch", str(fork[1]),
-                    "--preset", str(self.config_path(name)), "--out", str(path), *extra]
-        return [sys.executable, "-m", "neuraterm", "train", "--preset", str(self.config_path(name)),
-                "--out", str(path), *extra]
+            return child.command("fork", str(self.member_dir(fork[0])), "--epoch", str(fork[1]),
+                                 "--preset", str(self.config_path(name)), "--out", str(path), *extra)
+        return child.command("train", "--preset", str(self.config_path(name)), "--out", str(path), *extra)
 
     def blocked(self, name: str) -> str | None:
         """Why a [[fork]] member cannot start yet (its parent has not reached the epoch), else None."""
