@@ -32,8 +32,8 @@ MODULES=(
   "ticks|tui/ticks.py|tests/test_tick_placement.py tests/test_charts.py|not smooth"
   "results|core/study/results.py|tests/test_study_tables.py tests/test_studies.py|study_tables or sample_standard or last_epoch_its_report"
   "optimizers|core/optim/optimizers.py|tests/test_optimizer_rules.py tests/test_engine.py tests/test_torch_parity.py|optimizer or l2 or clipping"
-  "data_readers|core/data/idx.py core/data/npy.py core/data/csv_table.py core/data/custom.py|tests/test_data_readers.py tests/test_custom_data.py tests/test_data.py|"
-  "engine|core/nn/tensor.py core/nn/activations.py core/nn/batchnorm.py core/nn/linear.py core/nn/losses.py|tests/test_gradcheck.py tests/test_torch_parity.py tests/test_engine.py|"
+  "data_readers|core/data/idx.py core/data/npy.py core/data/csv_table.py core/data/custom.py|tests/test_csv_reader.py tests/test_custom_validation.py tests/test_data_readers.py tests/test_custom_data.py tests/test_data.py|"
+  "engine|core/nn/tensor.py core/nn/activations.py core/nn/batchnorm.py core/nn/linear.py core/nn/losses.py|tests/test_tensor_ops.py tests/test_gradcheck.py tests/test_torch_parity.py tests/test_engine.py|"
   "checkpoint|core/run/checkpoint.py|tests/test_checkpoint_integrity.py tests/test_bad_input.py tests/test_fork.py|integrity or damaged or format_1 or foreign or keep or kept"
 )
 

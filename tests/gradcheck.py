@@ -35,6 +35,8 @@ def relative_error(build, inputs: list[np.ndarray], eps: float = 1e-6, seed: int
             arrays[k][i] = original
             numeric[i] = (plus - minus) / (2 * eps)
         analytic = t.grad if t.grad is not None else np.zeros_like(t.data)
+        if not (np.isfinite(analytic).all() and np.isfinite(numeric).all()):
+            return float("inf")  # a NaN error would be dropped by max() below: fail it here
         diff = np.linalg.norm(analytic - numeric)
         # A gradient that is truly zero (a bias before batch norm) leaves only rounding noise.
         err = 0.0 if diff < 1e-8 else diff / (np.linalg.norm(analytic) + np.linalg.norm(numeric))

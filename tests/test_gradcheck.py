@@ -118,3 +118,11 @@ def test_a_wrong_gradient_is_caught():
     def wrong(a):
         return Tensor.from_op(a.data ** 2, (a,), lambda g: a.accumulate(g * a.data))  # should be 2 * a
     assert relative_error(wrong, [A]) > 0.1
+
+
+def test_a_nan_gradient_is_caught():
+    """`max(0.0, nan)` is 0.0: a rule that gives NaN (`g ** x` for `g * x`, negative `g`) must still fail."""
+    def nan_rule(a):
+        return Tensor.from_op(a.data * 2, (a,), lambda g: a.accumulate(g ** a.data))
+    with np.errstate(invalid="ignore"):
+        assert relative_error(nan_rule, [A]) == float("inf")
