@@ -98,50 +98,61 @@ def test_installed_app_trains_in_a_real_terminal(installed, tmp_path):
 
 # -- the processes neuraterm starts, from a clone ------------------------------------------------
 # The README's first command is typed at the top of a clone, whose `neuraterm/` folder (without `core`
-# or `tui`, which install from folders of their own) is first on sys.path under `python -m`.
+# or `tui`, which install from folders of their own) is first on sys.path under `python -m`. An editable
+# install (as in CI) happens to map `neuraterm.core` anyway, so the folder here is one whose `neuraterm/`
+# cannot be imported at all: whatever is installed, a child that imports from its working directory fails.
 STUDY = ('name = "two"\npreset = "quick"\n[set]\n"data.limit" = 600\n"model.hidden" = [8]\n"train.epochs" = 1\n'
          '[grid]\n"optimizer.lr" = [0.01, 0.02]\n')
 
 
-def in_venv(venv: Path, args: list, cwd: Path) -> subprocess.CompletedProcess:
+@pytest.fixture
+def shadowed(tmp_path) -> Path:
+    """A working directory holding a `neuraterm/` folder that is not the installed package."""
+    folder = tmp_path / "clone"
+    (folder / "neuraterm").mkdir(parents=True)
+    (folder / "neuraterm" / "__init__.py").write_text('raise ImportError("the clone\'s neuraterm/, not the installed one")\n')
+    return folder
+
+
+def in_venv(args: list, cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run([str(a) for a in args], cwd=cwd, capture_output=True, text=True, timeout=300,
                           env={**os.environ, "NO_COLOR": "1"})
 
 
-def test_python_dash_m_at_the_top_of_the_clone_imports_the_clone_and_fails(installed, tmp_path):
+def test_python_dash_m_imports_the_working_directorys_neuraterm(installed, shadowed, tmp_path):
     """The trap the children's command line (core/run/child.py) avoids."""
     venv, _ = installed
-    done = in_venv(venv, [venv / "bin" / "python", "-m", "neuraterm", "train", "--preset", "quick", "--out",
-                          tmp_path / "r"], ROOT)
-    assert done.returncode != 0 and "No module named 'neuraterm.core'" in done.stderr
+    done = in_venv([venv / "bin" / "python", "-m", "neuraterm", "train", "--preset", "quick", "--out",
+                    tmp_path / "r"], shadowed)
+    assert done.returncode != 0 and "the clone's neuraterm/, not the installed one" in done.stderr
     assert not (tmp_path / "r").exists()
 
 
-def test_a_run_the_app_starts_at_the_top_of_the_clone_trains(installed, tmp_path):
+def test_a_run_the_app_starts_from_a_clone_trains(installed, shadowed, tmp_path):
     venv, _ = installed
     script = ("import os, sys\nfrom pathlib import Path\nfrom neuraterm.core import config\n"
               "from neuraterm.tui.service import TrainingService\n"
-              f"out = Path({str(tmp_path)!r})\nos.chdir({str(ROOT)!r})\n"
+              f"out = Path({str(tmp_path)!r})\nos.chdir({str(shadowed)!r})\n"
               "c = config.Config()\nc.train.epochs, c.data.limit = 1, 600\n"
               "launched = TrainingService(runs_root=out).launch(c, out / 'r')\n"
               "code = launched.process.wait(timeout=300)\nprint(launched.failure())\nsys.exit(code)\n")
-    done = in_venv(venv, [venv / "bin" / "python", "-c", script], tmp_path)  # the script imports from elsewhere
+    done = in_venv([venv / "bin" / "python", "-c", script], tmp_path)  # the script itself imports from elsewhere
     assert done.returncode == 0, done.stdout + done.stderr
     assert (tmp_path / "r" / "current" / "weights").is_dir()
 
 
-def test_a_study_started_at_the_top_of_the_clone_trains_its_members(installed, tmp_path):
+def test_a_study_started_from_a_clone_trains_its_members(installed, shadowed, tmp_path):
     venv, _ = installed
     (tmp_path / "two.toml").write_text(STUDY)
-    done = in_venv(venv, [venv / "bin" / "neuraterm", "study", tmp_path / "two.toml", "--jobs", "2", "--out",
-                          tmp_path / "two"], ROOT)
+    done = in_venv([venv / "bin" / "neuraterm", "study", tmp_path / "two.toml", "--jobs", "2", "--out",
+                    tmp_path / "two"], shadowed)
     assert done.returncode == 0, done.stderr
     for member in ("lr-0.01", "lr-0.02"):
         assert (tmp_path / "two" / member / "current" / "weights").is_dir(), member
 
 
-def test_a_childs_help_names_the_command(installed, tmp_path):
+def test_a_childs_help_names_the_command(installed, shadowed):
     from neuraterm.core.run import child
     venv, _ = installed
-    done = in_venv(venv, [venv / "bin" / "python", "-c", child.LAUNCH, "--help"], ROOT)
+    done = in_venv([venv / "bin" / "python", "-c", child.LAUNCH, "--help"], shadowed)
     assert done.returncode == 0 and done.stdout.startswith("Usage: neuraterm"), done.stdout[:200] + done.stderr
