@@ -215,7 +215,7 @@ class Trainer:
         late = self._measuring is not None and self._measuring.pending  # taken when the save comes to it
         return checkpoint.Snapshot(c, meta, weights, self.optimizer.state_dict(), state,
                                    self.history, data.normalizer.arrays(), report=report_dict,
-                                   health=self._health_taken if late else self._health_arrays())
+                                   health=self._take_health if late else self._health_arrays())
 
     # -- layer health -----------------------------------------------------------------------
     def _start_health(self) -> None:
@@ -248,10 +248,6 @@ class Trainer:
         """Starts measuring the epoch's health (on a second thread: `health.Measuring`); `_take_health`
         publishes it, before the checkpoint's save ends."""
         self._measuring.start(self.epoch)
-
-    def _health_taken(self) -> bytes | None:
-        """health.npz with this epoch's health in it: what the save calls when it comes to that file."""
-        return self._take_health()
 
     def _keep_health(self, values, confidence, event) -> bytes | None:
         """On the health thread, once it has measured: the epoch joins the history and health.npz is made
