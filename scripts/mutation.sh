@@ -21,6 +21,9 @@ WORK="${MUTATION_DIR:-/tmp/neuraterm-mutation}"
 # MUTATION_FILES="core/nn/linear.py core/nn/losses.py" bash scripts/mutation.sh engine: part of a module.
 # MUTATION_SELECT=0: every mutant runs the module's whole selection (to compare verdicts with selection).
 # MUTATION_SAMPLE=N: N mutants of each module drawn at random (MUTATION_SEED, default 0), the rest skipped.
+# MUTATION_SHARDS="checkpoint:2 engine:2": those modules run as that many sessions (every Nth mutant each,
+# `checkpoint.1of2`...), which the lanes share like modules; the default splits the three largest over
+# the lanes, so that no lane waits for one module at the end. Their score is printed added up.
 
 # smallest first; module | files it mutates | test files | pytest -k expression (over all of them; empty: every test)
 MODULES=(
@@ -34,7 +37,7 @@ MODULES=(
   "optimizers|core/optim/optimizers.py|tests/test_optimizer_rules.py tests/test_engine.py tests/test_torch_parity.py|optimizer or l2 or clipping"
   "data_readers|core/data/idx.py core/data/npy.py core/data/csv_table.py core/data/custom.py|tests/test_csv_reader.py tests/test_custom_validation.py tests/test_data_readers.py tests/test_custom_data.py tests/test_data.py|"
   "engine|core/nn/tensor.py core/nn/activations.py core/nn/batchnorm.py core/nn/linear.py core/nn/losses.py|tests/test_tensor_ops.py tests/test_gradcheck.py tests/test_torch_parity.py tests/test_engine.py|"
-  "checkpoint|core/run/checkpoint.py|tests/test_checkpoint_integrity.py tests/test_bad_input.py tests/test_fork.py|integrity or damaged or format_1 or foreign or keep or kept"
+  "checkpoint|core/run/checkpoint.py|tests/test_checkpoint_writer.py tests/test_checkpoint_integrity.py tests/test_bad_input.py tests/test_fork.py|writer or integrity or damaged or format_1 or foreign or keep or kept"
 )
 
 if [ "${1:-}" = "--list" ]; then
@@ -49,6 +52,7 @@ flock -n 9 || { echo "another mutation run is using $WORK: give this one its own
 PY="${MUTATION_PYTHON:-$ROOT/.venv/bin/python}"
 [ -x "$PY" ] || PY=python3
 JOBS=${MUTATION_JOBS:-$(( $(nproc) >= 2 ? 2 : 1 ))}
+SHARDS=${MUTATION_SHARDS-checkpoint:$JOBS data_readers:$JOBS engine:$JOBS}
 
 # The modules asked for, as "name|files|tests|expr", with MUTATION_FILES applied.
 wanted=("$@")
@@ -61,7 +65,13 @@ for entry in "${MODULES[@]}"; do
     files=$MUTATION_FILES
     name="$name.$(for f in $files; do basename "$f" .py; done | paste -sd+)"
   fi
-  todo+=("$name|$files|$tests|$expr")
+  shards=1
+  for spec in $SHARDS; do [ "${spec%%:*}" = "${entry%%|*}" ] && shards=${spec##*:}; done
+  if [ "$shards" -gt 1 ]; then
+    for ((k = 1; k <= shards; k++)); do todo+=("$name.${k}of$shards|$files|$tests|$expr"); done
+  else
+    todo+=("$name|$files|$tests|$expr")
+  fi
 done
 
 # Lanes: the largest module first, each to the lane with the least work so far. A module's work is its
@@ -84,6 +94,7 @@ kinds = (ast.operator, ast.cmpop, ast.unaryop, ast.boolop, ast.Break, ast.Contin
 print(sum(isinstance(n, kinds) or (isinstance(n, ast.Constant) and type(n.value) in (int, float, bool))
           for f in sys.argv[1:] for n in ast.walk(ast.parse(open(f).read()))) * 3)' $files)
   fi
+  [[ $name =~ \.[0-9]+of([0-9]+)$ ]] && count=$(( count / BASH_REMATCH[1] ))
   echo "$count $i"
 done | sort -rn)
 
@@ -181,6 +192,9 @@ run_module() {
   if [ -n "${MUTATION_SAMPLE:-}" ]; then
     "$VENV/python" "$LANE/tree/scripts/mutation_sample.py" "$session" "$MUTATION_SAMPLE" "${MUTATION_SEED:-0}"
   fi
+  if [[ $name =~ \.([0-9]+)of([0-9]+)$ ]]; then
+    "$VENV/python" "$LANE/tree/scripts/mutation_sample.py" "$session" --shard "${BASH_REMATCH[1]}" "${BASH_REMATCH[2]}"
+  fi
   nice -n 19 env CI=true "${CR[@]}" cosmic_ray.cli:main exec "$config" "$session" 9>&-
   stop_server
   "${CR[@]}" cosmic_ray.tools.report:report --no-show-output --show-diff --surviving-only "$session" >"$WORK/results/$name.txt" 2>&1 || true
@@ -213,4 +227,22 @@ set +m
 trap 'for pid in "${lanes[@]}"; do kill -- "-$pid" 2>/dev/null || true; done' EXIT INT TERM
 for pid in "${lanes[@]}"; do wait "$pid" || true; done
 trap - EXIT
+# A module run in shards: its sessions' counts added up.
+for base in $(printf '%s\n' "${todo[@]}" | cut -d'|' -f1 | sed -n 's/\.[0-9]*of[0-9]*$//p' | sort -u); do
+  python3 - "$WORK" "$base" <<'PY'
+import glob, re, sqlite3, sys
+work, base = sys.argv[1], sys.argv[2]
+killed = survived = 0
+sessions = [s for s in sorted(glob.glob(f"{glob.escape(work)}/{glob.escape(base)}.*of*.sqlite"))
+            if re.fullmatch(re.escape(base) + r"\.\d+of\d+\.sqlite", s.rsplit("/", 1)[1])]
+for session in sessions:
+    db = sqlite3.connect(session)
+    for outcome, count in db.execute("select test_outcome, count(*) from work_results group by 1"):
+        killed += count if outcome == "KILLED" else 0
+        survived += count if outcome == "SURVIVED" else 0
+done = killed + survived
+print(f"   {base} (its {len(sessions)} shards): {killed} of {done} mutants killed "
+      f"({100 * killed / done if done else 0:.1f}%), {survived} survived")
+PY
+done
 echo "all: $(( $(date +%s) - started_all )) s in $JOBS lane(s)"

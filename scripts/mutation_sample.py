@@ -1,8 +1,12 @@
-"""Keep a random sample of a session's mutants, the same one for every session of the same files: the
-rest are skipped (not counted). For comparing two ways of running the tests on a few hundred mutants
-(scripts/mutation_compare.py) without running thousands.
+"""Keep part of a session's mutants, the same part for every session of the same files; the rest are
+skipped (not counted):
+- a random sample, for comparing two ways of running the tests on a few hundred mutants
+  (scripts/mutation_compare.py) without running thousands;
+- one shard of N (every Nth mutant in a fixed order), so that one large module runs on several lanes,
+  each shard a session of its own, and their counts add up to the module's.
 
     python scripts/mutation_sample.py SESSION.sqlite COUNT SEED
+    python scripts/mutation_sample.py SESSION.sqlite --shard K N
 """
 import random
 import sys
@@ -16,7 +20,25 @@ def key(item) -> tuple:
     return tuple((str(m.module_path), m.operator_name, m.occurrence) for m in item.mutations)
 
 
+def shard(session: str, k: int, n: int) -> None:
+    """Skip every mutant but the k-th of each n (1-based), counted over all of the session's mutants in
+    `key` order, so a resumed session keeps the same shard."""
+    with use_db(session) as db:
+        done = {job_id for job_id, _ in db.results}
+        ordered = sorted(db.work_items, key=key)
+        skipped = 0
+        for index, item in enumerate(ordered):
+            if index % n != k - 1 and item.job_id not in done:
+                db.set_result(item.job_id, WorkResult(output=None, test_outcome=None, diff=None,
+                                                      worker_outcome=WorkerOutcome.SKIPPED))
+                skipped += 1
+    print(f"   shard {k} of {n}: {sum(i % n == k - 1 for i in range(len(ordered)))} of {len(ordered)} mutants")
+
+
 def main() -> None:
+    if sys.argv[2] == "--shard":
+        shard(sys.argv[1], int(sys.argv[3]), int(sys.argv[4]))
+        return
     session, count, seed = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
     with use_db(session) as db:
         done = {job_id for job_id, _ in db.results}

@@ -238,3 +238,33 @@ def test_a_test_that_starts_a_process_runs_with_every_mutant(selecting):
     assert "1 of 4 tests run" in run.stdout and "1 failed, 3 deselected" in run.stdout, run.stdout
     run = mutated(tree, sock, "return x * x", "return x + x")  # square's test, and the process's test
     assert "2 of 4 tests run" in run.stdout, run.stdout
+
+
+def test_the_shards_of_a_session_split_its_mutants_between_them(tmp_path):
+    """MUTATION_SHARDS: each shard's session keeps every Nth mutant in one fixed order (the same when
+    resumed), so the shards share none and together hold them all."""
+    pytest.importorskip("cosmic_ray")
+    import sqlite3
+    (tmp_path / "ops.py").write_text("def f(a, b):\n    if a < b and a > 0:\n        return a + b * 2 - 1\n"
+                                     "    return a / b if b != 0 else -1\n")
+    (tmp_path / "cr.toml").write_text('[cosmic-ray]\nmodule-path = "ops.py"\ntimeout = 10\nexcluded-modules = []\n'
+                                      'test-command = "true"\n[cosmic-ray.distributor]\nname = "local"\n')
+    cosmic_ray = [sys.executable, "-c", "import sys; from cosmic_ray.cli import main; sys.exit(main())"]
+    subprocess.run([*cosmic_ray, "init", "cr.toml", "all.sqlite"], cwd=tmp_path, check=True, capture_output=True)
+
+    def kept(session):
+        db = sqlite3.connect(session)
+        skipped = {j for (j,) in db.execute("select job_id from work_results where worker_outcome = 'SKIPPED'")}
+        return {j for (j,) in db.execute("select job_id from work_items")} - skipped
+    everything = kept(tmp_path / "all.sqlite")
+    shards = []
+    for k in (1, 2, 3):
+        session = tmp_path / f"s{k}.sqlite"
+        session.write_bytes((tmp_path / "all.sqlite").read_bytes())
+        for _ in range(2):  # a resumed session runs the split again: the same shard
+            subprocess.run([sys.executable, str(SCRIPTS / "mutation_sample.py"), str(session), "--shard", str(k), "3"],
+                           check=True, capture_output=True)
+        shards.append(kept(session))
+    assert len(everything) > 20
+    assert set().union(*shards) == everything and sum(map(len, shards)) == len(everything)
+    assert max(map(len, shards)) - min(map(len, shards)) <= 1

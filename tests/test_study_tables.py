@@ -197,3 +197,123 @@ def test_groups_keep_the_members_order(tables):
 def test_rows_without_health_have_no_alerts():
     row = results.Row(None, "finished", dict(NONE))
     assert row.alerts == [] and row.alert_kinds == ""
+
+
+# -- alerts of the last epoch, and a PBT study's columns --------------------------------------------
+def _health(epoch: int, dead: float):
+    """One epoch's health as alerts.check reads it: a hidden layer with `dead` of its units dead."""
+    from types import SimpleNamespace
+    return SimpleNamespace(epoch=epoch, layers=["hidden1", "output"], kinds=["relu", "identity"],
+                           unit_spread=[0.5, 0.5], dead_fraction=[dead, float("nan")],
+                           saturated_fraction=[float("nan"), float("nan")], grad_norm=[0.01, 0.01],
+                           update_ratio_median=[1e-3, 1e-3], class_confidence=[0.6] * 10)
+
+
+def test_a_rows_alerts_are_its_last_epochs_not_an_earlier_ones(tables):
+    folder, rows = tables
+    late = results.Row(rows[0].member, "finished", rows[0].metrics, health=[_health(1, 0.0), _health(2, 0.0),
+                                                                             _health(3, 1.0)])
+    healed = results.Row(rows[1].member, "finished", rows[1].metrics, health=[_health(1, 1.0), _health(2, 1.0),
+                                                                               _health(3, 0.0)])
+    assert [(a.epoch, a.layer, a.kind) for a in late.alerts] == [(3, "hidden1", "dead_units")]
+    assert late.alert_kinds == "dead_units" and healed.alerts == [] and healed.alert_kinds == "healthy"
+    text = results.to_markdown(folder, [late, healed])
+    assert "- lr-0.1_seed-0, epoch 3, hidden1: dead_units (100% of units dead)" in text
+    assert "lr-0.1_seed-1, epoch" not in text
+
+
+PBT_STUDY = """name = "pop"
+description = "Three members, lr and momentum explored."
+preset = "quick"
+scheduler = "pbt"
+[set]
+"train.epochs" = 6
+[paired]
+names = ["a", "b", "c"]
+"optimizer.lr" = [0.001, 0.01, 0.1]
+[pbt]
+interval = 2
+[pbt.mutations]
+"optimizer.lr" = {loguniform = [0.0001, 1.0]}
+"optimizer.momentum" = {choice = [0.0, 0.5, 0.9]}
+"""
+# b copied c at epoch 2 (lr 0.1 -> 0.125); a copied b at epoch 4 (lr and momentum); a round not applied.
+PBT_RECORD = {"format": 1, "rounds": [
+    {"generation": 1, "epoch": 2, "metric": "val_acc", "exploits": [
+        {"member": "b", "donor": "c", "score": 0.5, "donor_score": 0.875, "applied": True,
+         "changes": {"optimizer.lr": [0.1, 0.125]}},
+        {"member": "a", "donor": "c", "score": 0.25, "donor_score": 0.875, "applied": False, "changes": {}}]},
+    {"generation": 2, "epoch": 4, "metric": "val_acc", "exploits": [
+        {"member": "a", "donor": "b", "score": 0.5, "donor_score": 0.9, "applied": True,
+         "changes": {"optimizer.lr": [0.125, 0.1], "optimizer.momentum": [0.9, 0.5]}}]}]}
+
+
+@pytest.fixture
+def population(tmp_path):
+    import json
+    from neuraterm.core import config as config_mod
+    (tmp_path / "pop.toml").write_text(PBT_STUDY)
+    folder = StudyFolder.create(study_mod.load(str(tmp_path / "pop.toml")), tmp_path / "studies" / "pop")
+    (folder.path / "pbt").mkdir()
+    (folder.path / "pbt" / "state.json").write_text(json.dumps(PBT_RECORD))
+    # a's folder holds its config as explored at epoch 4; b has none yet (its study config counts)
+    folder.member_dir("a").mkdir(parents=True)
+    explored = config_mod.apply_override(config_mod.apply_override(folder.member("a").config, "optimizer.lr=0.1"),
+                                         "optimizer.momentum=0.5")
+    (folder.member_dir("a") / "config.toml").write_text(config_mod.to_toml(explored))
+    return folder
+
+
+def test_a_pbt_members_row_holds_whom_it_copied_and_its_final_values(population):
+    rows = {r.name: r for r in results.collect(population)}
+    assert [(e["donor"], e["epoch"]) for e in rows["a"].exploits] == [("b", 4)]
+    assert [(e["donor"], e["epoch"]) for e in rows["b"].exploits] == [("c", 2)] and rows["c"].exploits == []
+    assert rows["a"].final == {"optimizer.lr": 0.1, "optimizer.momentum": 0.5}
+    assert rows["b"].final == {"optimizer.lr": 0.01, "optimizer.momentum": population.member("b").config.optimizer.momentum}
+    assert results.lineage(rows["a"]) == "b @ epoch 4, lr 0.1, momentum 0.5"
+    assert results.lineage(rows["b"]) == "c @ epoch 2, lr 0.125" and results.lineage(rows["c"]) == ""
+
+
+def test_a_pbt_studys_csv_table_and_markdown_show_the_lineage(population):
+    rows = results.collect(population)
+    lines = results.to_csv(population, rows).splitlines()
+    header = lines[0].split(",")
+    assert header[:6] == ["member", "optimizer.lr", "state", "lineage", "final_optimizer.lr",
+                          "final_optimizer.momentum"]
+    assert lines[1].startswith('a,0.001,waiting,"b @ epoch 4, lr 0.1, momentum 0.5",0.1,0.5,')
+    assert lines[3].startswith("c,0.1,waiting,,0.1,")
+    head, table_cells = results.table(population, rows)
+    assert head[2:6] == ["state", "copied", "final lr", "final momentum"]
+    assert [c[3] for c in table_cells] == ["b @ 4", "c @ 2", "-"] and table_cells[0][4:6] == ["0.1", "0.5"]
+    text = results.to_markdown(population, rows)
+    assert ("## Population Based Training: every 2 epochs the bottom 0.25 by val acc copies a member of the top "
+            "0.25 and perturbs lr, momentum") in text
+    # oldest exploit first, whatever the rows' order
+    assert ("- b <- c @ epoch 2, lr 0.125 (val acc 50.00% -> 87.50%)\n"
+            "- a <- b @ epoch 4, lr 0.1, momentum 0.5 (val acc 50.00% -> 90.00%)") in text
+
+
+def test_a_pbt_study_before_its_first_round_says_so(population):
+    (population.path / "pbt" / "state.json").write_text('{"format": 1, "rounds": []}')
+    text = results.to_markdown(population, results.collect(population))
+    assert "No member copied another (no round was reached)." in text
+
+
+def test_a_pbt_members_unreadable_config_leaves_its_final_values_blank(population):
+    (population.member_dir("a") / "config.toml").write_text("[optimizer\nlr = ")
+    rows = {r.name: r for r in results.collect(population)}
+    assert rows["a"].final == {}
+    assert results.to_csv(population, list(rows.values())).splitlines()[1].startswith(
+        'a,0.001,waiting,"b @ epoch 4, lr 0.1, momentum 0.5",,,')
+
+
+@pytest.mark.parametrize("scheduler", ["fifo", "asha"])
+def test_a_study_of_another_scheduler_has_no_pbt_columns_or_section(tmp_path, scheduler):
+    text = STUDY.replace('preset = "quick"', f'preset = "quick"\nscheduler = "{scheduler}"')
+    if scheduler == "asha":
+        text = text.replace("seeds = [0, 1, 2]", "seeds = [0, 1, 2]\n[asha]\nmetric = \"val_acc\"")
+    folder = folder_of(text, tmp_path)
+    rows = [results.Row(m, "waiting", dict(NONE)) for m in folder.members]
+    assert "lineage" not in results.to_csv(folder, rows).splitlines()[0]
+    assert "copied" not in results.table(folder, rows)[0]
+    assert "Population Based Training" not in results.to_markdown(folder, rows)

@@ -1,0 +1,400 @@
+"""core/run/checkpoint.py in this process: the names and numbers a save gives, the links it makes and
+reads through, what a failed save leaves, and the checks a hand-edited manifest, model.json or
+train.json meets. Each case is written out by hand (folder names, link targets, messages); the damage
+cases that go through the command line are in test_bad_input.py and test_checkpoint_integrity.py."""
+from __future__ import annotations
+
+import dataclasses
+import errno
+import json
+import os
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from model_folders import TINY, edit, read
+from neuraterm import cli as cli_mod
+from neuraterm.core.errors import NeuratermError, RunFailed
+from neuraterm.core.run import checkpoint, folder_files
+from neuraterm.core.run.checkpoint import RunWriter
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    """A finished one-epoch run, and its checkpoint as loaded (it has a report and health.npz)."""
+    out = tmp_path_factory.mktemp("writer") / "run"
+    assert cli_mod.main(["train", "--out", str(out), "--epochs", "1", *TINY]) == 0
+    return out, checkpoint.load(out)
+
+
+def at_epoch(snap, epoch: int, report: bool = False, scale: float = 1.0):
+    """The snapshot as if saved at the end of `epoch` (history cut or repeated to match), without its
+    report unless asked, with its weights scaled (to tell checkpoints apart)."""
+    history = [dict(snap.history[0], epoch=e) for e in range(1, epoch + 1)]
+    return dataclasses.replace(snap, train_state={**snap.train_state, "epoch": epoch}, history=history,
+                               weights={k: v * scale for k, v in snap.weights.items()},
+                               report=snap.report if report else None)
+
+
+def link(run: Path, name: str) -> str:
+    return os.readlink(run / name)
+
+
+def manifest(folder: Path) -> dict:
+    return json.loads((folder / checkpoint.MANIFEST).read_text())
+
+
+# -- names and numbers ----------------------------------------------------------------------------
+def test_a_new_run_folder_is_named_after_the_preset_and_the_time_then_numbered(tmp_path, monkeypatch):
+    monkeypatch.setattr(checkpoint.time, "strftime", lambda fmt: "20261203-170000")
+    first = checkpoint.new_run_dir(tmp_path, "my preset/x")
+    assert first == tmp_path / "my-preset-x-20261203-170000"
+    first.mkdir()
+    second = checkpoint.new_run_dir(tmp_path, "my preset/x")
+    assert second == tmp_path / "my-preset-x-20261203-170000-2"
+    second.symlink_to(tmp_path / "nowhere")  # a dangling link is a name taken too
+    assert checkpoint.new_run_dir(tmp_path, "my preset/x") == tmp_path / "my-preset-x-20261203-170000-3"
+    assert not (tmp_path / "my-preset-x-20261203-170000-3").exists()
+
+
+def test_saves_are_numbered_from_one_and_current_follows_the_last(finished, tmp_path):
+    _, snap = finished
+    run = tmp_path / "run"
+    writer = RunWriter(run, new=True)
+    try:
+        assert writer.save(at_epoch(snap, 1)) == run / "checkpoints" / "000001"
+        assert link(run, "current") == "checkpoints/000001" and not (run / "best").is_symlink()
+        assert writer.save(at_epoch(snap, 2), best=True) == run / "checkpoints" / "000002"
+        assert link(run, "current") == link(run, "best") == "checkpoints/000002"
+    finally:
+        writer.close()
+    assert checkpoint.load(run).epoch == 2
+    assert link(run, "weights") == "current/weights" and link(run, "history.csv") == "current/history.csv"
+
+
+def test_a_checkpoint_past_current_is_swept_at_open_and_its_number_follows_current(finished, tmp_path):
+    """A checkpoint folder numbered past `current` is a save killed before its switch: the next writer
+    removes it, and numbers its own save after the current one."""
+    trained, snap = finished
+    run = tmp_path / "run"
+    shutil.copytree(trained, run, symlinks=True)
+    current = int(link(run, "current").rsplit("/", 1)[1])
+    shutil.copytree(run / "checkpoints" / f"{current:06d}", run / "checkpoints" / f"{current + 5:06d}")
+    writer = RunWriter(run, new=False)
+    try:
+        assert not (run / "checkpoints" / f"{current + 5:06d}").exists()
+        assert writer.save(at_epoch(snap, 2)) == run / "checkpoints" / f"{current + 1:06d}"
+    finally:
+        writer.close()
+
+
+def test_an_epoch_zero_save_does_not_end_an_epoch(finished, tmp_path):
+    _, snap = finished
+    run = tmp_path / "run"
+    writer = RunWriter(run, new=True)
+    try:
+        zero = manifest(writer.save(at_epoch(snap, 0)))
+        one = writer.save(at_epoch(snap, 1))
+    finally:
+        writer.close()
+    assert (zero["epoch"], zero["epoch_end"]) == (0, False)
+    assert (manifest(one)["epoch"], manifest(one)["epoch_end"]) == (1, True)
+    assert manifest(run / "current")["epoch"] == 1
+    assert checkpoint.epoch_checkpoints(run) == {1: one}
+
+
+def test_the_reports_checkpoint_and_a_partial_one_do_not_end_an_epoch(finished, tmp_path):
+    _, snap = finished
+    run = tmp_path / "run"
+    partial = {"step": 3, "loss_sum": 1.5, "correct": 2, "seen": 24, "order_rng": snap.train_state["order_rng"]}
+    with_partial = dataclasses.replace(at_epoch(snap, 1), train_state={**at_epoch(snap, 1).train_state,
+                                                                       "partial": partial})
+    writer = RunWriter(run, new=True)
+    try:
+        stopped = manifest(writer.save(with_partial))
+        reported = manifest(writer.save(at_epoch(snap, 1, report=True)))
+    finally:
+        writer.close()
+    assert stopped["epoch_end"] is False and reported["epoch_end"] is False
+    assert checkpoint.load(run).report is not None
+
+
+@pytest.mark.parametrize("order", ["sorted", "reversed"])
+def test_of_two_checkpoints_of_one_epoch_the_later_one_counts(finished, tmp_path, monkeypatch, order):
+    """A sweep killed before it removed the older one leaves both; whatever order the folder lists
+    them in, the epoch's checkpoint is the later save."""
+    trained, _ = finished
+    run = tmp_path / "run"
+    shutil.copytree(trained, run, symlinks=True)
+    source = checkpoint.checkpoint_dir(run)
+    assert json.loads((source / "state" / "train.json").read_text())["epoch"] == 1
+    for n in (11, 12, 13):  # three saves of epoch 1, each an epoch's end by its manifest
+        folder = run / "checkpoints" / f"{n:06d}"
+        shutil.copytree(source, folder)
+        m = manifest(folder)
+        m.update(epoch=1, epoch_end=True)
+        (folder / checkpoint.MANIFEST).write_text(json.dumps(m))
+    os.unlink(run / "current")
+    os.symlink("checkpoints/000013", run / "current")
+    listed = folder_files.list_dir
+
+    def in_order(root, rel=""):
+        entries = sorted(listed(root, rel))
+        return entries[::-1] if order == "reversed" else entries
+    monkeypatch.setattr(folder_files, "list_dir", in_order)
+    assert checkpoint.epoch_checkpoints(run) == {1: run / "checkpoints" / "000013"}
+
+
+def test_a_forks_first_save_writes_the_best_epoch_then_the_current_one(finished, tmp_path):
+    """best -> the first of the two, current -> the second; the top-level links are made for what the
+    current checkpoint holds (here its report, which the best one lacks)."""
+    _, snap = finished
+    run = tmp_path / "fork"
+    writer = RunWriter(run, new=True)
+    try:
+        folder = writer.save(at_epoch(snap, 3, report=True, scale=2.0), best_snap=at_epoch(snap, 2))
+    finally:
+        writer.close()
+    assert folder == run / "checkpoints" / "000002"
+    assert link(run, "best") == "checkpoints/000001" and link(run, "current") == "checkpoints/000002"
+    assert sorted(os.listdir(run / "checkpoints")) == ["000001", "000002"]
+    assert checkpoint.load(run, checkpoint.BEST).epoch == 2 and checkpoint.load(run).epoch == 3
+    assert link(run, "report.json") == "current/report.json"
+    assert json.loads((run / "report.json").read_text()) == snap.report
+    both = checkpoint.load(run, with_best=True)
+    name = next(iter(snap.weights))
+    np.testing.assert_array_equal(both.weights[name], snap.weights[name] * 2.0)
+    np.testing.assert_array_equal(both.best_weights[name], snap.weights[name])
+    assert checkpoint.load(run, checkpoint.BEST, with_best=True).best_weights == {}
+
+
+def test_a_save_without_a_best_snapshot_writes_one_checkpoint(finished, tmp_path):
+    _, snap = finished
+    run = tmp_path / "run"
+    writer = RunWriter(run, new=True)
+    try:
+        writer.save(at_epoch(snap, 1, report=True))
+    finally:
+        writer.close()
+    assert os.listdir(run / "checkpoints") == ["000001"] and not (run / "best").is_symlink()
+
+
+# -- claiming a folder ----------------------------------------------------------------------------
+def test_only_the_leftovers_of_a_killed_claim_let_a_folder_be_claimed(tmp_path):
+    left = tmp_path / "left"
+    left.mkdir()
+    (left / ".lock").write_text("")
+    (left / ".neuraterm.tmp-123").write_text("")
+    RunWriter.check_new(left)
+    for name in (".cache", "-a", ".neuraterm.tmp", "lock"):  # each sorts or starts near the leftovers' names
+        other = tmp_path / f"other{name}"
+        other.mkdir()
+        (other / name).write_text("")
+        with pytest.raises(NeuratermError, match="is not empty and is not a neuraterm model folder"):
+            RunWriter.check_new(other)
+
+
+def test_a_model_folder_that_cannot_be_created_is_one_error(tmp_path, monkeypatch):
+    def no_space(self, *args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    def denied(self, *args, **kwargs):
+        raise PermissionError(errno.EACCES, "Permission denied")
+    monkeypatch.setattr(Path, "mkdir", no_space)
+    with pytest.raises(RunFailed, match=r"^no space left on device while saving .*/a; no checkpoint was saved yet$"):
+        RunWriter(tmp_path / "a", new=True)
+    monkeypatch.setattr(Path, "mkdir", denied)
+    with pytest.raises(NeuratermError, match=r"/b: cannot create the model folder \(Permission denied\)$"):
+        RunWriter(tmp_path / "b", new=True)
+
+
+def test_a_lock_or_marker_that_cannot_be_written_is_one_error(tmp_path, monkeypatch):
+    from neuraterm.core.run import lock
+
+    def no_space(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+    with monkeypatch.context() as m:
+        m.setattr(lock.WriterLock, "acquire", no_space)
+        with pytest.raises(RunFailed, match="no space left on device while saving .*; no checkpoint was saved yet"):
+            RunWriter(tmp_path / "a", new=True)
+    with monkeypatch.context() as m:
+        m.setattr(checkpoint, "write_atomic", no_space)
+        with pytest.raises(RunFailed, match="no space left on device while saving .*; no checkpoint was saved yet"):
+            RunWriter(tmp_path / "b", new=True)
+    assert checkpoint.holder(tmp_path / "b") is None  # the lock went with the failed claim
+
+
+# -- a save that fails ----------------------------------------------------------------------------
+def test_a_save_that_fails_leaves_the_previous_checkpoint_current_and_nothing_half_written(finished, tmp_path,
+                                                                                         monkeypatch):
+    _, snap = finished
+    run = tmp_path / "run"
+    writer = RunWriter(run, new=True)
+    try:
+        writer.save(at_epoch(snap, 1))
+        write_tree = checkpoint._write_tree
+
+        def full_disk(root, files, fresh=False):
+            write_tree(root, dict(list(files.items())[:2]), fresh)  # some files written, then the disk is full
+            raise OSError(errno.ENOSPC, "No space left on device")
+        monkeypatch.setattr(checkpoint, "_write_tree", full_disk)
+        with pytest.raises(RunFailed, match=r"no space left on device while saving .*/run; "
+                                            r"the previous checkpoint is intact$"):
+            writer.save(at_epoch(snap, 2))
+        assert os.listdir(run / "checkpoints") == ["000001"] and link(run, "current") == "checkpoints/000001"
+        monkeypatch.setattr(checkpoint, "_write_tree", write_tree)
+
+        def no_switch(run_dir, name, target):
+            raise PermissionError(errno.EACCES, "Permission denied")
+        monkeypatch.setattr(checkpoint, "_point", no_switch)
+        with pytest.raises(RunFailed, match=r"could not save .*/run \(Permission denied\); "
+                                            r"the previous checkpoint is intact$"):
+            writer.save(at_epoch(snap, 2))
+        assert os.listdir(run / "checkpoints") == ["000001"], "the complete but unswitched checkpoint goes"
+    finally:
+        writer.close()
+    assert checkpoint.load(run).epoch == 1
+
+
+def test_a_checkpoints_folder_that_cannot_be_listed_fails_the_save_in_one_line(finished, tmp_path, monkeypatch):
+    _, snap = finished
+    writer = RunWriter(tmp_path / "run", new=True)
+
+    def denied(root, rel=""):
+        raise PermissionError(errno.EACCES, "Permission denied")
+    monkeypatch.setattr(folder_files, "list_dir", denied)
+    try:
+        with pytest.raises(RunFailed, match=r"could not save .*/run \(Permission denied\); no checkpoint was saved yet$"):
+            writer.save(at_epoch(snap, 1))
+    finally:
+        writer.close()
+
+
+# -- reading through the program's links, and only those --------------------------------------------
+def test_files_are_read_through_current_best_and_the_top_level_links(finished, tmp_path):
+    _, snap = finished
+    run = tmp_path / "fork"
+    writer = RunWriter(run, new=True)
+    try:
+        writer.save(at_epoch(snap, 3, report=True, scale=2.0), best_snap=at_epoch(snap, 2))
+    finally:
+        writer.close()
+    name = next(iter(snap.weights))
+    np.testing.assert_array_equal(checkpoint.read_array(run / "weights" / f"{name}.npy"), snap.weights[name] * 2)
+    np.testing.assert_array_equal(checkpoint.read_array(run / "current" / "weights" / f"{name}.npy"),
+                                  snap.weights[name] * 2)
+    np.testing.assert_array_equal(checkpoint.read_array(run / "best" / "weights" / f"{name}.npy"), snap.weights[name])
+    assert checkpoint.read_json(run / "best" / "state" / "train.json")["epoch"] == 2
+    assert checkpoint.read_json(run / "state" / "train.json")["epoch"] == 3
+    assert len(checkpoint.read_history(run / "history.csv")) == 3
+    assert checkpoint.in_model_folder(run / "weights" / "x.npy") == (run, "checkpoints/000002/weights/x.npy")
+    assert checkpoint.in_model_folder(run / "best" / "model.json") == (run, "checkpoints/000001/model.json")
+    assert checkpoint.in_model_folder(run / "checkpoints" / "000001" / "state" / "train.json") == \
+        (run, "checkpoints/000001/state/train.json")
+
+
+def test_a_top_level_link_the_program_did_not_make_is_not_followed(finished, tmp_path):
+    _, snap = finished
+    run = tmp_path / "run"
+    writer = RunWriter(run, new=True)
+    try:
+        writer.save(at_epoch(snap, 1))
+    finally:
+        writer.close()
+    os.unlink(run / "weights")
+    os.symlink("checkpoints/000001/weights", run / "weights")  # the same files, but not `current/weights`
+    assert checkpoint.in_model_folder(run / "weights" / "a.npy") == (run, "weights/a.npy")
+    name = next(iter(snap.weights))
+    with pytest.raises(NeuratermError, match="link"):
+        checkpoint.read_array(run / "weights" / f"{name}.npy")
+    os.unlink(run / "current")  # no current checkpoint: nothing to read through
+    assert checkpoint.in_model_folder(run / "current" / "model.json") == (run, "current/model.json")
+
+
+def test_a_folder_named_like_an_array_in_weights_is_not_an_array(finished, tmp_path):
+    trained, _ = finished
+    run = tmp_path / "run"
+    shutil.copytree(trained, run, symlinks=True)
+    (checkpoint.checkpoint_dir(run) / "weights" / "junk.npy").mkdir()
+    assert checkpoint.load(run).weights.keys() == checkpoint.load(trained).weights.keys()
+
+
+def test_a_checkpoint_file_replaced_by_a_link_or_grown_is_refused(finished, tmp_path):
+    trained, snap = finished
+    name = next(iter(snap.weights))
+    run = tmp_path / "linked"
+    shutil.copytree(trained, run, symlinks=True)
+    weight = checkpoint.checkpoint_dir(run) / "weights" / f"{name}.npy"
+    shutil.copy(weight, tmp_path / "copy.npy")
+    weight.unlink()
+    weight.symlink_to(tmp_path / "copy.npy")  # the same bytes, through a link
+    with pytest.raises(NeuratermError, match=rf"weights/{re.escape(name)}\.npy: .*link"):
+        checkpoint.load(run)
+    grown = tmp_path / "grown"
+    shutil.copytree(trained, grown, symlinks=True)
+    with open(checkpoint.checkpoint_dir(grown) / "weights" / f"{name}.npy", "ab") as f:
+        f.write(b"\0")
+    with pytest.raises(NeuratermError, match=rf"{re.escape(name)}\.npy: changed since it was saved \(size differs"):
+        checkpoint.load(grown)
+
+
+# -- hand-edited manifests and descriptions -------------------------------------------------------
+@pytest.mark.parametrize("entry", [{"bytes": -1, "sha256": "0" * 64}, {"bytes": 10, "sha256": 5},
+                                   {"bytes": True, "sha256": "0" * 64}, {"bytes": 1.0, "sha256": "0" * 64},
+                                   {"sha256": "0" * 64}, {"bytes": 10}, "10"])
+def test_a_manifest_entry_without_a_size_and_a_hash_is_refused(finished, tmp_path, entry):
+    trained, _ = finished
+    run = tmp_path / "run"
+    shutil.copytree(trained, run, symlinks=True)
+    folder = checkpoint.checkpoint_dir(run)
+    m = manifest(folder)
+    m["files"]["history.csv"] = entry
+    (folder / checkpoint.MANIFEST).write_text(json.dumps(m))
+    with pytest.raises(NeuratermError, match=r"current/MANIFEST.json: not a checkpoint manifest$"):
+        checkpoint.load(run)
+
+
+def test_a_manifest_that_lists_a_name_outside_the_checkpoint_is_refused_by_name(finished, tmp_path):
+    trained, _ = finished
+    run = tmp_path / "run"
+    shutil.copytree(trained, run, symlinks=True)
+    folder = checkpoint.checkpoint_dir(run)
+    m = manifest(folder)
+    m["files"]["weights/../../x"] = m["files"]["../y"] = {"bytes": 1, "sha256": "0" * 64}
+    (folder / checkpoint.MANIFEST).write_text(json.dumps(m))
+    with pytest.raises(NeuratermError) as caught:
+        checkpoint.load(run)
+    assert str(caught.value) == f"{run}/current/MANIFEST.json: lists '../y', not a plain name inside the checkpoint"
+
+
+@pytest.mark.parametrize("spec", [{"shape": [16, 784], "dtype": 5}, {"shape": "16x784", "dtype": "float32"},
+                                  {"shape": [16, -1], "dtype": "float32"}, {"shape": [16, True], "dtype": "float32"},
+                                  {"dtype": "float32"}, ["float32"]])
+def test_an_array_without_a_shape_and_a_dtype_in_model_json_is_named(finished, tmp_path, spec):
+    trained, snap = finished
+    run = tmp_path / "run"
+    shutil.copytree(trained, run, symlinks=True)
+    meta = json.loads(read(run, "model.json"))
+    name = sorted(meta["arrays"])[0]
+    meta["arrays"][name] = spec
+    edit(run, "model.json", json.dumps(meta).encode())
+    with pytest.raises(NeuratermError) as caught:
+        checkpoint.load(run)
+    assert str(caught.value) == f"{run}/current/model.json: arrays.{name} needs a shape (list of sizes) and a dtype"
+
+
+def test_a_partial_epochs_counts_are_checked_against_each_other(finished):
+    _, snap = finished
+    state = dict(snap.train_state)
+    shown = Path("run/state/train.json")
+    for correct, seen, ok in ((3, 5, True), (5, 5, True), (0, 5, True), (6, 5, False), (-1, 5, False)):
+        state["partial"] = {"step": 1, "loss_sum": 0.5, "correct": correct, "seen": seen,
+                            "order_rng": snap.train_state["order_rng"]}
+        if ok:
+            checkpoint.check_train_state(state, shown)
+        else:
+            with pytest.raises(NeuratermError, match="'partial' must be null or hold step"):
+                checkpoint.check_train_state(state, shown)
