@@ -317,3 +317,14 @@ def test_a_study_of_another_scheduler_has_no_pbt_columns_or_section(tmp_path, sc
     assert "lineage" not in results.to_csv(folder, rows).splitlines()[0]
     assert "copied" not in results.table(folder, rows)[0]
     assert "Population Based Training" not in results.to_markdown(folder, rows)
+
+
+def test_a_member_whose_checkpoint_is_damaged_is_a_row_without_health(population):
+    c = population.member_dir("c")
+    (c / "checkpoints" / "000001").mkdir(parents=True)
+    (c / ".neuraterm").write_text('{"format": 2}')
+    (c / "checkpoints" / "000001" / "MANIFEST.json").write_text("{")
+    (c / "current").symlink_to("checkpoints/000001")
+    rows = {r.name: r for r in results.collect(population)}
+    assert rows["c"].health == [] and rows["c"].alert_kinds == ""
+    assert rows["c"].state == "damaged" and rows["c"].message.endswith("c/checkpoints/000001/config.toml: missing")
