@@ -97,6 +97,7 @@ HEALTH_DAMAGE = {
     "layers_one_more": lambda a: a.update(layers=np.append(a["layers"], "extra")),
     "kinds_one_more": lambda a: a.update(kinds=np.append(a["kinds"], "extra")),
     "fields_as_bytes": lambda a: a.update(fields=a["fields"].astype(np.bytes_)),
+    "fields_two_dimensional": lambda a: a.update(fields=a["fields"][:, None]),
     "probe_floats": lambda a: a.update(probe=a["probe"].astype(np.float64)),
     "every_a_float": lambda a: a.update(every=np.float64(a["every"])),
 }

@@ -97,6 +97,7 @@ def test_an_epoch_zero_save_does_not_end_an_epoch(finished, tmp_path):
     writer = RunWriter(run, new=True)
     try:
         zero = manifest(writer.save(at_epoch(snap, 0)))
+        assert checkpoint.load(run).epoch == 0  # a state at epoch 0 is a state like any other
         one = writer.save(at_epoch(snap, 1))
     finally:
         writer.close()
@@ -131,11 +132,11 @@ def test_of_two_checkpoints_of_one_epoch_the_later_one_counts(finished, tmp_path
     shutil.copytree(trained, run, symlinks=True)
     source = checkpoint.checkpoint_dir(run)
     assert json.loads((source / "state" / "train.json").read_text())["epoch"] == 1
-    for n in (11, 12, 13):  # three saves of epoch 1, each an epoch's end by its manifest
+    for n in (11, 12, 13):  # three saves of epoch 2, each an epoch's end by its manifest
         folder = run / "checkpoints" / f"{n:06d}"
         shutil.copytree(source, folder)
         m = manifest(folder)
-        m.update(epoch=1, epoch_end=True)
+        m.update(epoch=2, epoch_end=True)
         (folder / checkpoint.MANIFEST).write_text(json.dumps(m))
     os.unlink(run / "current")
     os.symlink("checkpoints/000013", run / "current")
@@ -145,7 +146,7 @@ def test_of_two_checkpoints_of_one_epoch_the_later_one_counts(finished, tmp_path
         entries = sorted(listed(root, rel))
         return entries[::-1] if order == "reversed" else entries
     monkeypatch.setattr(folder_files, "list_dir", in_order)
-    assert checkpoint.epoch_checkpoints(run) == {1: run / "checkpoints" / "000013"}
+    assert checkpoint.epoch_checkpoints(run)[2] == run / "checkpoints" / "000013"
 
 
 def test_a_forks_first_save_writes_the_best_epoch_then_the_current_one(finished, tmp_path):
@@ -331,8 +332,10 @@ def test_a_checkpoint_file_replaced_by_a_link_or_grown_is_refused(finished, tmp_
     shutil.copy(weight, tmp_path / "copy.npy")
     weight.unlink()
     weight.symlink_to(tmp_path / "copy.npy")  # the same bytes, through a link
-    with pytest.raises(NeuratermError, match=rf"weights/{re.escape(name)}\.npy: .*link"):
+    with pytest.raises(NeuratermError) as caught:
         checkpoint.load(run)
+    assert str(caught.value) == f"{run}/current/weights/{name}.npy: is a symbolic link or not a folder; " \
+                                "links are not followed"
     grown = tmp_path / "grown"
     shutil.copytree(trained, grown, symlinks=True)
     with open(checkpoint.checkpoint_dir(grown) / "weights" / f"{name}.npy", "ab") as f:
@@ -398,3 +401,134 @@ def test_a_partial_epochs_counts_are_checked_against_each_other(finished):
         else:
             with pytest.raises(NeuratermError, match="'partial' must be null or hold step"):
                 checkpoint.check_train_state(state, shown)
+
+
+def test_a_new_run_folder_gets_its_missing_parents(finished, tmp_path):
+    _, snap = finished
+    run = tmp_path / "runs" / "today" / "run"
+    writer = RunWriter(run, new=True)
+    try:
+        writer.save(at_epoch(snap, 1))
+    finally:
+        writer.close()
+    assert checkpoint.load(run).epoch == 1
+
+
+def test_a_link_named_current_that_points_elsewhere_is_not_a_checkpoint(finished, tmp_path):
+    trained, _ = finished
+    run = tmp_path / "run"
+    shutil.copytree(trained, run, symlinks=True)
+    (run / "zzz").mkdir()
+    shutil.copytree(checkpoint.checkpoint_dir(run), run / "zzz" / "000001")
+    for target in ("zzz/000001", "checkpoints/x", "checkpoints/00001"):
+        os.unlink(run / "current")
+        os.symlink(target, run / "current")
+        assert checkpoint.checkpoint_dir(run) is None
+        with pytest.raises(NeuratermError, match="no checkpoint saved yet"):
+            checkpoint.load(run)
+
+
+def test_the_leftover_links_of_a_killed_switch_are_swept_and_nothing_else(finished, tmp_path):
+    trained, _ = finished
+    run = tmp_path / "run"
+    shutil.copytree(trained, run, symlinks=True)
+    os.symlink("checkpoints/000001", run / ".current.tmp-4242")  # _point killed between link and rename
+    os.symlink("elsewhere", run / "notes.tmp-1")  # a user's link, however it is named
+    (run / ".mine.tmp-2").write_text("a user's file")
+    RunWriter(run, new=False).close()
+    names = set(os.listdir(run))
+    assert ".current.tmp-4242" not in names and {"notes.tmp-1", ".mine.tmp-2"} <= names
+
+
+def test_epoch_ends_are_found_in_checkpoints_saved_before_manifests_said_so(finished, tmp_path):
+    """A manifest without `epoch` and `epoch_end` (neuraterm before kept epochs): state/train.json and
+    whether there is a report.json say it; a checkpoint whose manifest cannot be read is passed over."""
+    _, snap = finished
+    run = tmp_path / "run"
+    writer = RunWriter(run, new=True)
+    try:
+        ends = [writer.save(at_epoch(snap, e)) for e in (1, 2, 3)]
+        writer.save(at_epoch(snap, 3, report=True))
+    finally:
+        writer.close()
+    for folder in (run / "checkpoints").iterdir():
+        m = manifest(folder)
+        del m["epoch"], m["epoch_end"]
+        (folder / checkpoint.MANIFEST).write_text(json.dumps(m))
+    found = checkpoint.epoch_checkpoints(run)
+    assert found == {1: ends[0], 2: ends[1], 3: ends[2]}
+    (ends[1] / checkpoint.MANIFEST).write_text("{not json")
+    (ends[0] / "state" / "train.json").write_text("[1, 2")
+    assert checkpoint.epoch_checkpoints(run) == {3: ends[2]}
+
+
+def test_a_history_is_read_with_whole_epoch_numbers_past_256(finished, tmp_path):
+    _, snap = finished
+    text = checkpoint.history_csv([dict(snap.history[0], epoch=e) for e in range(1, 301)])
+    rows = checkpoint.parse_history(text, Path("h.csv"))
+    assert [r["epoch"] for r in rows] == list(range(1, 301)) and all(type(r["epoch"]) is int for r in rows)
+    with pytest.raises(NeuratermError, match=r"h.csv: malformed history \(invalid literal for int"):
+        checkpoint.parse_history(text.replace("\n1,", "\n1.0,", 1), Path("h.csv"))
+    with pytest.raises(NeuratermError, match=r"h.csv: line 3 is epoch 3, expected 2"):
+        checkpoint.parse_history(text.replace("\n2,", "\n3,", 1), Path("h.csv"))
+
+
+def test_a_format_1_folder_named_like_a_checkpoint_is_read_as_itself(finished, tmp_path):
+    trained, _ = finished
+    legacy = tmp_path / "backups" / "000001"
+    shutil.copytree(checkpoint.checkpoint_dir(trained), legacy)
+    (legacy / checkpoint.MANIFEST).unlink()
+    assert checkpoint.load(legacy).epoch == checkpoint.load(trained).epoch
+    assert checkpoint.in_model_folder(legacy / "weights" / "a.npy") == (legacy, "weights/a.npy")
+
+
+@pytest.mark.parametrize("sizes", [[784], [], [784, 0, 10], [784, 16.0, 10]])
+def test_an_architecture_without_two_sizes_of_at_least_one_is_refused(finished, tmp_path, sizes):
+    trained, _ = finished
+    run = tmp_path / "run"
+    shutil.copytree(trained, run, symlinks=True)
+    meta = json.loads(read(run, "model.json"))
+    meta["architecture"]["sizes"] = sizes
+    edit(run, "model.json", json.dumps(meta).encode())
+    with pytest.raises(NeuratermError) as caught:
+        checkpoint.load(run)
+    assert str(caught.value) == f"{run}/current/model.json: 'architecture' must hold the layer sizes " \
+                                "(integers >= 1) and the layers"
+
+
+def test_arrays_of_a_layer_the_model_does_not_have_are_named(finished, tmp_path):
+    trained, _ = finished
+    run = tmp_path / "run"
+    shutil.copytree(trained, run, symlinks=True)
+    meta = json.loads(read(run, "model.json"))
+    meta["arrays"]["9.weight"] = meta["arrays"].pop("0.weight")
+    edit(run, "model.json", json.dumps(meta).encode())
+    with pytest.raises(NeuratermError) as caught:
+        checkpoint.load(run)
+    assert str(caught.value) == f"{run}/current/model.json: the arrays {sorted(meta['arrays'])} do not fit its 2 layers"
+
+
+@pytest.fixture(scope="module")
+def standardized(tmp_path_factory):
+    out = tmp_path_factory.mktemp("standardized") / "run"
+    assert cli_mod.main(["train", "--out", str(out), "--epochs", "1", *TINY, "--set", 'data.normalize="standardize"']) == 0
+    return out
+
+
+@pytest.mark.parametrize("key, change", [("mean", lambda a: np.append(a, 0.0)), ("std", lambda a: a[:-1]),
+                                         ("std", lambda a: a[None, :]), ("mean", lambda a: np.where(a == a.max(), np.nan, a))])
+def test_a_standardization_that_does_not_fit_the_inputs_is_refused(standardized, tmp_path, key, change):
+    run = tmp_path / "run"
+    shutil.copytree(standardized, run, symlinks=True)
+    array = np.load(checkpoint.checkpoint_dir(run) / "normalization" / f"{key}.npy")
+    edit(run, f"normalization/{key}.npy", checkpoint._npy_bytes(change(array)))
+    with pytest.raises(NeuratermError) as caught:
+        checkpoint.load(run)
+    assert str(caught.value) == f"{run}/current/normalization/{key}.npy: missing, or not 784 finite values"
+
+
+def test_a_standardized_model_loads_its_mean_and_deviation(standardized):
+    snap = checkpoint.load(standardized)
+    assert snap.meta["normalization"] == "standardize"
+    assert snap.normalization["mean"].shape == snap.normalization["std"].shape == (784,)
+    assert (snap.normalization["std"] > 0).all()
