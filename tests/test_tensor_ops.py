@@ -226,6 +226,8 @@ MORE_GRADIENTS = {
     "div_by_broadcast_vector": (lambda a, b: a / b, [A, POS[0]]),
     "sub_broadcast": (lambda a, b: a - b, [A, COL]),
     "batched_matmul": (lambda a, m: a @ m, [THREE_D, rng.standard_normal((2, 4, 5))]),
+    "batch_times_one_matrix": (lambda a, m: a @ m, [THREE_D, rng.standard_normal((4, 5))]),
+    "one_matrix_times_a_batch": (lambda m, a: m @ a, [rng.standard_normal((5, 3)), THREE_D]),
     "sum_axis_tuple": (lambda a: a.sum(axis=(0, 2)), [THREE_D]),
     "sum_axis_last": (lambda a: a.sum(axis=-1), [THREE_D]),
     "mean_axis_tuple": (lambda a: a.mean(axis=(0, 2)), [THREE_D]),

@@ -202,11 +202,11 @@ class Tensor:
         return self._const(other) / self
 
     def __matmul__(self, other) -> "Tensor":
-        def backward(g):
+        def backward(g):  # a batch of matrices times one matrix: that one's gradient sums over the batch
             if self.requires_grad:
-                self.accumulate(g @ other.data.swapaxes(-1, -2))
+                self.accumulate(_unbroadcast(self.xp, g @ other.data.swapaxes(-1, -2), self.shape))
             if other.requires_grad:
-                other.accumulate(self.data.swapaxes(-1, -2) @ g)
+                other.accumulate(_unbroadcast(self.xp, self.data.swapaxes(-1, -2) @ g, other.shape))
         return Tensor.from_op(self.data @ other.data, (self, other), backward)
 
     # -- reductions ---------------------------------------------------------------------------
