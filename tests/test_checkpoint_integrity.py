@@ -124,6 +124,7 @@ def test_a_folder_name_keeps_80_safe_characters():
     assert checkpoint.sanitize_name("a" * 80) == "a" * 80
     assert checkpoint.sanitize_name("b" * 81) == "b" * 80
     assert checkpoint.sanitize_name("x y/z") == "x-y-z" and checkpoint.sanitize_name("../") == "run"
+    assert checkpoint.sanitize_name("a/../b") == "a-..-b" and checkpoint.sanitize_name("..") == "run"
 
 
 def test_a_plateau_run_resumes(tmp_path, capsys):

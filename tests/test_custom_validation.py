@@ -41,7 +41,7 @@ def test_locate_falls_back_to_the_recorded_path_and_says_where_the_model_was_tra
     with pytest.raises(NeuratermError) as err:
         custom.locate("gone.csv", {"path": str(tmp_path / "also-gone.csv")})
     assert str(err.value) == f"gone.csv: no such file or folder (the model was trained on {tmp_path / 'also-gone.csv'})"
-    for recorded in (None, {}):
+    for recorded in (None, {}, {"path": ""}, {"path": 5}, {"path": None}, ["x"]):  # "" is not the working directory
         with pytest.raises(NeuratermError) as err:
             custom.locate("gone.csv", recorded)
         assert str(err.value) == "gone.csv: no such file or folder"

@@ -54,10 +54,13 @@ def locate(spec: str, recorded: dict | None = None) -> tuple[Path, str]:
     """The data's absolute path and CSV label column; the model folder's record where the given path is gone."""
     given, column = csv_table.split_spec(spec)
     path = Path(given).expanduser()
-    if not path.exists() and recorded and Path(recorded.get("path", "")).exists():
-        path = Path(recorded["path"])
+    # a hand-edited model.json may hold anything here: "" would be the working directory
+    trained_on = recorded.get("path") if isinstance(recorded, dict) else None
+    trained_on = trained_on if isinstance(trained_on, str) and trained_on else None
+    if not path.exists() and trained_on and Path(trained_on).exists():
+        path = Path(trained_on)
     if not path.exists():
-        was = f" (the model was trained on {recorded['path']})" if recorded and recorded.get("path") else ""
+        was = f" (the model was trained on {trained_on})" if trained_on else ""
         raise NeuratermError(f"{given}: no such file or folder{was}")
     return path.resolve(), column
 

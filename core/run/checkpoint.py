@@ -212,7 +212,9 @@ def _checkpoint_number(run_dir: Path, name: str) -> int | None:
 
 
 def sanitize_name(name: str, default: str = "run", limit: int | None = 80) -> str:
-    """One safe path component for a folder named after a preset or a study member ('a/../b' -> 'a-b')."""
+    """One safe path component for a folder named after a preset or a study member: runs of other
+    characters become '-' ('my preset/x' -> 'my-preset-x', 'a/../b' -> 'a-..-b', one name, no separator),
+    dots and dashes are trimmed at the ends ('..' -> the default)."""
     return re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip(".-")[:limit] or default
 
 
