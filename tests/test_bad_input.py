@@ -22,17 +22,27 @@ from neuraterm.core import config as config_mod
 from neuraterm.core.errors import NeuratermError
 
 
+class _Runs(dict):
+    """Finished tiny runs to copy and damage, each trained when a test first asks for it (a test that
+    runs alone, as mutation testing runs them, trains only the one it damages)."""
+    KINDS = {"plain": [], "standardize": ["--set", 'data.normalize="standardize"'],
+             "plateau": ["--set", 'schedule.name="plateau"'], "dropout": ["--set", "model.dropout=0.2"]}
+
+    def __init__(self, tmp_path_factory):
+        super().__init__()
+        self.factory = tmp_path_factory
+
+    def __missing__(self, name):
+        out = self.factory.mktemp(name) / "run"
+        assert cli_mod.main(["train", "--out", str(out), "--epochs", "2", *TINY, *self.KINDS[name]]) == 0
+        self[name] = out
+        return out
+
+
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
-    """Finished tiny runs to copy and damage: plain, standardized inputs, a plateau schedule, dropout."""
-    made = {}
-    for name, extra in {"plain": [], "standardize": ["--set", 'data.normalize="standardize"'],
-                        "plateau": ["--set", 'schedule.name="plateau"'],
-                        "dropout": ["--set", "model.dropout=0.2"]}.items():
-        out = tmp_path_factory.mktemp(name) / "run"
-        assert cli_mod.main(["train", "--out", str(out), "--epochs", "2", *TINY, *extra]) == 0
-        made[name] = out
-    return made
+    """Finished tiny runs: plain, standardized inputs, a plateau schedule, dropout (`runs["plain"]`)."""
+    return _Runs(tmp_path_factory)
 
 
 # -- presets, options and the command line -----------------------------------------------------------
