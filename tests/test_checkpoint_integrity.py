@@ -98,9 +98,19 @@ HEALTH_DAMAGE = {
     "kinds_one_more": lambda a: a.update(kinds=np.append(a["kinds"], "extra")),
     "fields_as_bytes": lambda a: a.update(fields=a["fields"].astype(np.bytes_)),
     "fields_two_dimensional": lambda a: a.update(fields=a["fields"][:, None]),
+    "fields_a_single_name": lambda a: a.update(fields=np.array("dead_fraction")),
+    "values_a_field_more": lambda a: a.update(values=np.concatenate([a["values"], a["values"][:, :, :1]], axis=2)),
     "probe_floats": lambda a: a.update(probe=a["probe"].astype(np.float64)),
     "every_a_float": lambda a: a.update(every=np.float64(a["every"])),
 }
+
+
+def test_a_health_file_without_one_of_its_arrays_is_refused(trained, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(trained, run, symlinks=True)
+    _health_changed(lambda a: a.pop("probe"))(run)
+    with pytest.raises(NeuratermError, match=r"health.npz: not a layer-health file \(KeyError: "):
+        checkpoint.load(run)
 
 
 @pytest.mark.parametrize("case", sorted(HEALTH_DAMAGE))

@@ -295,6 +295,8 @@ def test_files_are_read_through_current_best_and_the_top_level_links(finished, t
     assert checkpoint.in_model_folder(run / "best" / "model.json") == (run, "checkpoints/000001/model.json")
     assert checkpoint.in_model_folder(run / "checkpoints" / "000001" / "state" / "train.json") == \
         (run, "checkpoints/000001/state/train.json")
+    assert checkpoint.in_model_folder(run / "checkpoints" / "000002" / "state" / "optimizer" / "m.npy") == \
+        (run, "checkpoints/000002/state/optimizer/m.npy")  # four levels below the model folder
 
 
 def test_a_top_level_link_the_program_did_not_make_is_not_followed(finished, tmp_path):
@@ -433,11 +435,14 @@ def test_the_leftover_links_of_a_killed_switch_are_swept_and_nothing_else(finish
     run = tmp_path / "run"
     shutil.copytree(trained, run, symlinks=True)
     os.symlink("checkpoints/000001", run / ".current.tmp-4242")  # _point killed between link and rename
-    os.symlink("elsewhere", run / "notes.tmp-1")  # a user's link, however it is named
+    os.symlink("checkpoints/000001", run / ".best.tmp-4243")
+    os.symlink("elsewhere", run / "notes.tmp-1")  # a user's links, however they are named
+    os.symlink("elsewhere", run / ".notes.tmp-3")
     (run / ".mine.tmp-2").write_text("a user's file")
     RunWriter(run, new=False).close()
     names = set(os.listdir(run))
-    assert ".current.tmp-4242" not in names and {"notes.tmp-1", ".mine.tmp-2"} <= names
+    assert not {".current.tmp-4242", ".best.tmp-4243"} & names
+    assert {"notes.tmp-1", ".notes.tmp-3", ".mine.tmp-2"} <= names
 
 
 def test_epoch_ends_are_found_in_checkpoints_saved_before_manifests_said_so(finished, tmp_path):
@@ -473,9 +478,10 @@ def test_a_history_is_read_with_whole_epoch_numbers_past_256(finished, tmp_path)
         checkpoint.parse_history(text.replace("\n2,", "\n3,", 1), Path("h.csv"))
 
 
-def test_a_format_1_folder_named_like_a_checkpoint_is_read_as_itself(finished, tmp_path):
+@pytest.mark.parametrize("parent", ["backups", "zzz"])  # names sorting before and after "checkpoints"
+def test_a_format_1_folder_named_like_a_checkpoint_is_read_as_itself(finished, tmp_path, parent):
     trained, _ = finished
-    legacy = tmp_path / "backups" / "000001"
+    legacy = tmp_path / parent / "000001"
     shutil.copytree(checkpoint.checkpoint_dir(trained), legacy)
     (legacy / checkpoint.MANIFEST).unlink()
     assert checkpoint.load(legacy).epoch == checkpoint.load(trained).epoch
@@ -532,3 +538,116 @@ def test_a_standardized_model_loads_its_mean_and_deviation(standardized):
     assert snap.meta["normalization"] == "standardize"
     assert snap.normalization["mean"].shape == snap.normalization["std"].shape == (784,)
     assert (snap.normalization["std"] > 0).all()
+
+
+def test_a_writer_sweeps_only_regular_leftover_files_of_its_own_names(finished, tmp_path):
+    trained, _ = finished
+    run = tmp_path / "run"
+    shutil.copytree(trained, run, symlinks=True)
+    (run / ".neuraterm.tmp-77").write_text("half a marker")
+    (run / "events.jsonl.tmp-78").write_text("half a compaction")
+    os.symlink("elsewhere", run / ".neuraterm.tmp-79")  # same names, but links: not ours to remove
+    os.symlink("elsewhere", run / "events.jsonl.tmp-80")
+    RunWriter(run, new=False).close()
+    names = set(os.listdir(run))
+    assert not {".neuraterm.tmp-77", "events.jsonl.tmp-78"} & names
+    assert {".neuraterm.tmp-79", "events.jsonl.tmp-80"} <= names
+
+
+def test_a_checkpoints_folder_that_is_a_link_stops_the_writer(finished, tmp_path):
+    trained, _ = finished
+    run = tmp_path / "run"
+    shutil.copytree(trained, run, symlinks=True)
+    (run / "checkpoints").rename(tmp_path / "elsewhere")
+    (run / "checkpoints").symlink_to(tmp_path / "elsewhere")
+    with pytest.raises(NeuratermError) as caught:
+        RunWriter(run, new=False)
+    assert str(caught.value).startswith(f"{run}/checkpoints: is a symbolic link; links are not followed")
+    assert checkpoint.holder(run) is None
+
+
+def test_epoch_checkpoints_pass_over_leftovers_and_saves_past_current(finished, tmp_path):
+    """A temporary checkpoint folder and one numbered past `current` (a save killed before its switch)
+    are not epochs a fork can start from."""
+    _, snap = finished
+    run = tmp_path / "run"
+    writer = RunWriter(run, new=True)
+    try:
+        first = writer.save(at_epoch(snap, 1))
+    finally:
+        writer.close()
+    shutil.copytree(first, run / "checkpoints" / "000009")
+    m = manifest(first)
+    m.update(epoch=5)
+    (run / "checkpoints" / "000009" / checkpoint.MANIFEST).write_text(json.dumps(m))
+    shutil.copytree(first, run / "checkpoints" / ".tmp-000002-abc")
+    assert checkpoint.epoch_checkpoints(run) == {1: first}
+
+
+def test_a_checkpoint_folder_that_cannot_be_listed_is_left_by_the_sweep(finished, tmp_path, monkeypatch):
+    _, snap = finished
+    run = tmp_path / "run"
+    writer = RunWriter(run, new=True)
+    try:
+        writer.save(at_epoch(snap, 0))  # not an epoch's end: swept at the next save
+        listed = folder_files.list_dir
+
+        def refusing(root, rel=""):
+            if rel == "checkpoints/000001/weights":
+                raise PermissionError(errno.EACCES, "Permission denied")
+            return listed(root, rel)
+        monkeypatch.setattr(folder_files, "list_dir", refusing)
+        writer.save(at_epoch(snap, 1))
+    finally:
+        writer.close()
+    assert sorted(os.listdir(run / "checkpoints")) == ["000001", "000002"]
+    assert os.listdir(run / "checkpoints" / "000001") == ["weights"]  # its files went, the folder it could not list stays
+
+
+def test_a_path_through_a_file_cannot_be_read_and_says_so(tmp_path):
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(NeuratermError) as caught:
+        checkpoint.read_file(tmp_path / "afile" / "model.json")
+    assert str(caught.value) == f"{tmp_path}/afile/model.json: cannot be read (Not a directory)"
+
+
+def test_weight_shapes_that_do_not_match_the_sizes_are_named(finished, tmp_path):
+    trained, _ = finished
+    run = tmp_path / "run"
+    shutil.copytree(trained, run, symlinks=True)
+    meta = json.loads(read(run, "model.json"))
+    meta["arrays"]["0.weight"]["shape"] = [16, 783]
+    edit(run, "model.json", json.dumps(meta).encode())
+    with pytest.raises(NeuratermError) as caught:
+        checkpoint.load(run)
+    assert str(caught.value) == f"{run}/current/model.json: the weight shapes [(16, 783), (10, 16)] do not match " \
+                                "the sizes [784, 16, 10]"
+
+
+def test_a_plateau_state_with_no_patience_is_a_state(finished):
+    _, snap = finished
+    plateau = {"lr": 0.1, "factor": 0.5, "min_lr": 0.0, "threshold": 1e-4, "patience": 0, "bad_epochs": 0,
+               "mode": "min", "best": None}
+    checkpoint.check_train_state(dict(snap.train_state, plateau=plateau), Path("t.json"))
+    with pytest.raises(NeuratermError, match="'plateau' must be null"):
+        checkpoint.check_train_state(dict(snap.train_state, plateau=dict(plateau, patience=-1)), Path("t.json"))
+
+
+def test_the_best_checkpoint_read_for_a_resume_is_verified_too(finished, tmp_path):
+    _, snap = finished
+    run = tmp_path / "fork"
+    writer = RunWriter(run, new=True)
+    try:
+        writer.save(at_epoch(snap, 3, report=True, scale=2.0), best_snap=at_epoch(snap, 2))
+    finally:
+        writer.close()
+    name = next(iter(snap.weights))
+    weight = run / "checkpoints" / "000001" / "weights" / f"{name}.npy"
+    data = bytearray(weight.read_bytes())
+    data[-1] ^= 0xFF  # the same size, another number
+    weight.write_bytes(bytes(data))
+    assert checkpoint.load(run).epoch == 3  # a viewer reads the current checkpoint alone
+    with pytest.raises(NeuratermError) as caught:
+        checkpoint.load(run, with_best=True)
+    assert str(caught.value) == f"{run}/best/weights/{name}.npy: changed since it was saved (size or SHA-256 " \
+                                f"differs from {run}/best/MANIFEST.json)"

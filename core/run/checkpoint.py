@@ -311,7 +311,7 @@ class RunWriter:
         keep = {_checkpoint_number(self.run_dir, CURRENT), _checkpoint_number(self.run_dir, BEST)}
         keep |= set(kept_checkpoints(self.run_dir).values())
         for name, kind in folder_files.list_dir(self.run_dir):
-            if name.startswith(".") and ".tmp-" in name and kind == "link":
+            if name.startswith((f".{CURRENT}.tmp-", f".{BEST}.tmp-")) and kind == "link":  # `_point`'s
                 folder_files.remove_link(self.run_dir, name)
             elif name.startswith((MARKER + ".tmp-", LOG_FILE + ".tmp-")) and kind == "file":
                 folder_files.remove_file(self.run_dir, name)
