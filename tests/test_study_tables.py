@@ -328,3 +328,28 @@ def test_a_member_whose_checkpoint_is_damaged_is_a_row_without_health(population
     rows = {r.name: r for r in results.collect(population)}
     assert rows["c"].health == [] and rows["c"].alert_kinds == ""
     assert rows["c"].state == "damaged" and rows["c"].message.endswith("c/checkpoints/000001/config.toml: missing")
+
+
+def test_a_member_without_a_report_has_its_best_epoch_from_its_history(tmp_path, tmp_path_factory):
+    """A member stopped before its test report (or still running) shows the epoch its monitor liked best."""
+    import dataclasses
+    from model_folders import TINY
+    from neuraterm import cli as cli_mod
+    from neuraterm.core.run import checkpoint
+    trained = tmp_path_factory.mktemp("member") / "run"
+    assert cli_mod.main(["train", "--out", str(trained), "--epochs", "1", *TINY]) == 0
+    snap = checkpoint.load(trained)
+    folder = folder_of(STUDY, tmp_path)
+    member = folder.members[0]
+    losses = [0.9, 0.4, 0.6]  # val_loss, the member's monitor: epoch 2 is its best
+    history = [dict(snap.history[0], epoch=e, val_loss=v) for e, v in enumerate(losses, 1)]
+    stopped = dataclasses.replace(snap, report=None, history=history,
+                                  train_state={**snap.train_state, "epoch": 3})
+    writer = checkpoint.RunWriter(folder.member_dir(member.name), new=True)
+    try:
+        writer.save(stopped)
+    finally:
+        writer.close()
+    assert member.config.train.monitor == "val_loss"
+    row = results.row_of(folder, member.name)
+    assert row.report is None and row.metrics["epochs"] == 3 and row.metrics["best_epoch"] == 2
