@@ -4,6 +4,7 @@ train.json meets. Each case is written out by hand (folder names, link targets, 
 cases that go through the command line are in test_bad_input.py and test_checkpoint_integrity.py."""
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import errno
 import json
@@ -39,6 +40,23 @@ def at_epoch(snap, epoch: int, report: bool = False, scale: float = 1.0):
                                report=snap.report if report else None)
 
 
+@contextlib.contextmanager
+def writing(run: Path, new: bool = True):
+    """The folder's writer, closed (its lock released) however the block ends."""
+    writer = RunWriter(run, new=new)
+    try:
+        yield writer
+    finally:
+        writer.close()
+
+
+def forked(snap, run: Path) -> Path:
+    """A fork's first save: epoch 2 as `best` (checkpoint 1), epoch 3 with its report and weights x2 as `current`."""
+    with writing(run) as writer:
+        writer.save(at_epoch(snap, 3, report=True, scale=2.0), best_snap=at_epoch(snap, 2))
+    return run
+
+
 def link(run: Path, name: str) -> str:
     return os.readlink(run / name)
 
@@ -63,14 +81,11 @@ def test_a_new_run_folder_is_named_after_the_preset_and_the_time_then_numbered(t
 def test_saves_are_numbered_from_one_and_current_follows_the_last(finished, tmp_path):
     _, snap = finished
     run = tmp_path / "run"
-    writer = RunWriter(run, new=True)
-    try:
+    with writing(run, new=True) as writer:
         assert writer.save(at_epoch(snap, 1)) == run / "checkpoints" / "000001"
         assert link(run, "current") == "checkpoints/000001" and not (run / "best").is_symlink()
         assert writer.save(at_epoch(snap, 2), best=True) == run / "checkpoints" / "000002"
         assert link(run, "current") == link(run, "best") == "checkpoints/000002"
-    finally:
-        writer.close()
     assert checkpoint.load(run).epoch == 2
     assert link(run, "weights") == "current/weights" and link(run, "history.csv") == "current/history.csv"
 
@@ -83,24 +98,18 @@ def test_a_checkpoint_past_current_is_swept_at_open_and_its_number_follows_curre
     shutil.copytree(trained, run, symlinks=True)
     current = int(link(run, "current").rsplit("/", 1)[1])
     shutil.copytree(run / "checkpoints" / f"{current:06d}", run / "checkpoints" / f"{current + 5:06d}")
-    writer = RunWriter(run, new=False)
-    try:
+    with writing(run, new=False) as writer:
         assert not (run / "checkpoints" / f"{current + 5:06d}").exists()
         assert writer.save(at_epoch(snap, 2)) == run / "checkpoints" / f"{current + 1:06d}"
-    finally:
-        writer.close()
 
 
 def test_an_epoch_zero_save_does_not_end_an_epoch(finished, tmp_path):
     _, snap = finished
     run = tmp_path / "run"
-    writer = RunWriter(run, new=True)
-    try:
+    with writing(run, new=True) as writer:
         zero = manifest(writer.save(at_epoch(snap, 0)))
         assert checkpoint.load(run).epoch == 0  # a state at epoch 0 is a state like any other
         one = writer.save(at_epoch(snap, 1))
-    finally:
-        writer.close()
     assert (zero["epoch"], zero["epoch_end"]) == (0, False)
     assert (manifest(one)["epoch"], manifest(one)["epoch_end"]) == (1, True)
     assert manifest(run / "current")["epoch"] == 1
@@ -113,12 +122,9 @@ def test_the_reports_checkpoint_and_a_partial_one_do_not_end_an_epoch(finished, 
     partial = {"step": 3, "loss_sum": 1.5, "correct": 2, "seen": 24, "order_rng": snap.train_state["order_rng"]}
     with_partial = dataclasses.replace(at_epoch(snap, 1), train_state={**at_epoch(snap, 1).train_state,
                                                                        "partial": partial})
-    writer = RunWriter(run, new=True)
-    try:
+    with writing(run, new=True) as writer:
         stopped = manifest(writer.save(with_partial))
         reported = manifest(writer.save(at_epoch(snap, 1, report=True)))
-    finally:
-        writer.close()
     assert stopped["epoch_end"] is False and reported["epoch_end"] is False
     assert checkpoint.load(run).report is not None
 
@@ -154,11 +160,8 @@ def test_a_forks_first_save_writes_the_best_epoch_then_the_current_one(finished,
     current checkpoint holds (here its report, which the best one lacks)."""
     _, snap = finished
     run = tmp_path / "fork"
-    writer = RunWriter(run, new=True)
-    try:
+    with writing(run, new=True) as writer:
         folder = writer.save(at_epoch(snap, 3, report=True, scale=2.0), best_snap=at_epoch(snap, 2))
-    finally:
-        writer.close()
     assert folder == run / "checkpoints" / "000002"
     assert link(run, "best") == "checkpoints/000001" and link(run, "current") == "checkpoints/000002"
     assert sorted(os.listdir(run / "checkpoints")) == ["000001", "000002"]
@@ -175,11 +178,8 @@ def test_a_forks_first_save_writes_the_best_epoch_then_the_current_one(finished,
 def test_a_save_without_a_best_snapshot_writes_one_checkpoint(finished, tmp_path):
     _, snap = finished
     run = tmp_path / "run"
-    writer = RunWriter(run, new=True)
-    try:
+    with writing(run, new=True) as writer:
         writer.save(at_epoch(snap, 1, report=True))
-    finally:
-        writer.close()
     assert os.listdir(run / "checkpoints") == ["000001"] and not (run / "best").is_symlink()
 
 
@@ -233,8 +233,7 @@ def test_a_save_that_fails_leaves_the_previous_checkpoint_current_and_nothing_ha
                                                                                          monkeypatch):
     _, snap = finished
     run = tmp_path / "run"
-    writer = RunWriter(run, new=True)
-    try:
+    with writing(run, new=True) as writer:
         writer.save(at_epoch(snap, 1))
         write_tree = checkpoint._write_tree
 
@@ -255,34 +254,24 @@ def test_a_save_that_fails_leaves_the_previous_checkpoint_current_and_nothing_ha
                                             r"the previous checkpoint is intact$"):
             writer.save(at_epoch(snap, 2))
         assert os.listdir(run / "checkpoints") == ["000001"], "the complete but unswitched checkpoint goes"
-    finally:
-        writer.close()
     assert checkpoint.load(run).epoch == 1
 
 
 def test_a_checkpoints_folder_that_cannot_be_listed_fails_the_save_in_one_line(finished, tmp_path, monkeypatch):
     _, snap = finished
-    writer = RunWriter(tmp_path / "run", new=True)
 
     def denied(root, rel=""):
         raise PermissionError(errno.EACCES, "Permission denied")
-    monkeypatch.setattr(folder_files, "list_dir", denied)
-    try:
+    with writing(tmp_path / "run") as writer:
+        monkeypatch.setattr(folder_files, "list_dir", denied)
         with pytest.raises(RunFailed, match=r"could not save .*/run \(Permission denied\); no checkpoint was saved yet$"):
             writer.save(at_epoch(snap, 1))
-    finally:
-        writer.close()
 
 
 # -- reading through the program's links, and only those --------------------------------------------
 def test_files_are_read_through_current_best_and_the_top_level_links(finished, tmp_path):
     _, snap = finished
-    run = tmp_path / "fork"
-    writer = RunWriter(run, new=True)
-    try:
-        writer.save(at_epoch(snap, 3, report=True, scale=2.0), best_snap=at_epoch(snap, 2))
-    finally:
-        writer.close()
+    run = forked(snap, tmp_path / "fork")
     name = next(iter(snap.weights))
     np.testing.assert_array_equal(checkpoint.read_array(run / "weights" / f"{name}.npy"), snap.weights[name] * 2)
     np.testing.assert_array_equal(checkpoint.read_array(run / "current" / "weights" / f"{name}.npy"),
@@ -302,11 +291,8 @@ def test_files_are_read_through_current_best_and_the_top_level_links(finished, t
 def test_a_top_level_link_the_program_did_not_make_is_not_followed(finished, tmp_path):
     _, snap = finished
     run = tmp_path / "run"
-    writer = RunWriter(run, new=True)
-    try:
+    with writing(run, new=True) as writer:
         writer.save(at_epoch(snap, 1))
-    finally:
-        writer.close()
     os.unlink(run / "weights")
     os.symlink("checkpoints/000001/weights", run / "weights")  # the same files, but not `current/weights`
     assert checkpoint.in_model_folder(run / "weights" / "a.npy") == (run, "weights/a.npy")
@@ -408,11 +394,8 @@ def test_a_partial_epochs_counts_are_checked_against_each_other(finished):
 def test_a_new_run_folder_gets_its_missing_parents(finished, tmp_path):
     _, snap = finished
     run = tmp_path / "runs" / "today" / "run"
-    writer = RunWriter(run, new=True)
-    try:
+    with writing(run, new=True) as writer:
         writer.save(at_epoch(snap, 1))
-    finally:
-        writer.close()
     assert checkpoint.load(run).epoch == 1
 
 
@@ -450,12 +433,9 @@ def test_epoch_ends_are_found_in_checkpoints_saved_before_manifests_said_so(fini
     whether there is a report.json say it; a checkpoint whose manifest cannot be read is passed over."""
     _, snap = finished
     run = tmp_path / "run"
-    writer = RunWriter(run, new=True)
-    try:
+    with writing(run, new=True) as writer:
         ends = [writer.save(at_epoch(snap, e)) for e in (1, 2, 3)]
         writer.save(at_epoch(snap, 3, report=True))
-    finally:
-        writer.close()
     for folder in (run / "checkpoints").iterdir():
         m = manifest(folder)
         del m["epoch"], m["epoch_end"]
@@ -571,11 +551,8 @@ def test_epoch_checkpoints_pass_over_leftovers_and_saves_past_current(finished, 
     are not epochs a fork can start from."""
     _, snap = finished
     run = tmp_path / "run"
-    writer = RunWriter(run, new=True)
-    try:
+    with writing(run, new=True) as writer:
         first = writer.save(at_epoch(snap, 1))
-    finally:
-        writer.close()
     shutil.copytree(first, run / "checkpoints" / "000009")
     m = manifest(first)
     m.update(epoch=5)
@@ -587,8 +564,7 @@ def test_epoch_checkpoints_pass_over_leftovers_and_saves_past_current(finished, 
 def test_a_checkpoint_folder_that_cannot_be_listed_is_left_by_the_sweep(finished, tmp_path, monkeypatch):
     _, snap = finished
     run = tmp_path / "run"
-    writer = RunWriter(run, new=True)
-    try:
+    with writing(run, new=True) as writer:
         writer.save(at_epoch(snap, 0))  # not an epoch's end: swept at the next save
         listed = folder_files.list_dir
 
@@ -598,8 +574,6 @@ def test_a_checkpoint_folder_that_cannot_be_listed_is_left_by_the_sweep(finished
             return listed(root, rel)
         monkeypatch.setattr(folder_files, "list_dir", refusing)
         writer.save(at_epoch(snap, 1))
-    finally:
-        writer.close()
     assert sorted(os.listdir(run / "checkpoints")) == ["000001", "000002"]
     assert os.listdir(run / "checkpoints" / "000001") == ["weights"]  # its files went, the folder it could not list stays
 
@@ -635,12 +609,7 @@ def test_a_plateau_state_with_no_patience_is_a_state(finished):
 
 def test_the_best_checkpoint_read_for_a_resume_is_verified_too(finished, tmp_path):
     _, snap = finished
-    run = tmp_path / "fork"
-    writer = RunWriter(run, new=True)
-    try:
-        writer.save(at_epoch(snap, 3, report=True, scale=2.0), best_snap=at_epoch(snap, 2))
-    finally:
-        writer.close()
+    run = forked(snap, tmp_path / "fork")
     name = next(iter(snap.weights))
     weight = run / "checkpoints" / "000001" / "weights" / f"{name}.npy"
     data = bytearray(weight.read_bytes())
