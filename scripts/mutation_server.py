@@ -111,8 +111,10 @@ def quick_hypothesis() -> None:
 class Selection:
     """The mutated files' original text and statements, and the recorded coverage of the tests."""
 
-    def __init__(self, tree: Path, files: list[str], record_path: Path):
+    def __init__(self, tree: Path, files: list[str], record_path: Path, test_files: list[str] = ()):
         self.tree = tree
+        self.test_files = set(test_files)
+        self.chosen: list[str] | None = None  # the tests this child runs (None: all of them)
         self.originals = {f: (tree / f).read_text(encoding="utf-8") for f in files}
         self.structures = {f: mutation_coverage.Structure.of(text, str(tree / f))
                            for f, text in self.originals.items()}
@@ -134,9 +136,18 @@ class Selection:
               flush=True)
         if tests is None:
             return []
+        self.chosen = tests
         if tests:  # a hung mutant is killed in seconds, not at 10x the whole selection's time
             signal.alarm(mutation_coverage.time_limit(self.record, tests))
         return [mutation_coverage.Only(tests)] if tests else None
+
+    def narrowed(self, args: list[str]) -> list[str]:
+        """pytest's arguments without the module's test files that hold none of the chosen tests: their
+        collection (importing them, parametrizing hundreds of cases) is a fixed cost of every mutant."""
+        if not self.chosen:
+            return args
+        holding = {test.split("::", 1)[0] for test in self.chosen}
+        return [a for a in args if a not in self.test_files or a in holding]
 
 
 def run_child(conn: socket.socket, request: dict, fds: list[int], selection: Selection) -> None:
@@ -165,8 +176,8 @@ def run_child(conn: socket.socket, request: dict, fds: list[int], selection: Sel
             code = 0
             return
         # The preloaded plugins were imported before pytest could rewrite their asserts: it says so.
-        code = int(pytest.main([*request["args"], "-W", "ignore::pytest.PytestAssertRewriteWarning"],
-                               plugins=plugins))
+        code = int(pytest.main([*selection.narrowed(request["args"]), "-W",
+                                "ignore::pytest.PytestAssertRewriteWarning"], plugins=plugins))
     except BaseException:
         import traceback
         traceback.print_exc()
@@ -259,7 +270,7 @@ def main() -> None:
     options = parser.parse_args()
     path, tree, test_files = options.socket, options.tree, options.test_files
     tree_path = Path(tree).resolve()
-    selection = Selection(tree_path, options.mutate, Path(path + ".tests.json"))
+    selection = Selection(tree_path, options.mutate, Path(path + ".tests.json"), test_files)
     # Not the scripts folder on sys.path: a child's path is the tree's, as for `python -m pytest`.
     sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).parent.resolve()]
     fresh_bytecode(tree_path)

@@ -180,7 +180,8 @@ def selecting(tmp_path):
         sock, log = root.parent / f"s{len(servers)}.sock", root.parent / f"server{len(servers)}.log"
         with open(log, "w") as out:
             proc = subprocess.Popen([sys.executable, str(SCRIPTS / "mutation_server.py"), str(sock), str(root),
-                                     "tests/test_shapes0.py", "--mutate", "shapes.py"],
+                                     *[f"tests/test_shapes{n}.py" for n in range(len(test_sources))],
+                                     "--mutate", "shapes.py"],
                                     stdout=out, stderr=subprocess.STDOUT)
         servers.append(proc)
         deadline = time.monotonic() + 60
@@ -198,12 +199,12 @@ def selecting(tmp_path):
         proc.wait(10)
 
 
-def mutated(tree, sock, original, mutant, **env):
+def mutated(tree, sock, original, mutant, *args, **env):
     source = tree / "shapes.py"
     assert original in SHAPES
     source.write_text(SHAPES.replace(original, mutant))
     try:
-        return fast(tree, sock, "-x", "-p", "no:randomly", env=env)
+        return fast(tree, sock, "-x", "-p", "no:randomly", *args, env=env)
     finally:
         source.write_text(SHAPES)
 
@@ -238,6 +239,19 @@ def test_a_test_that_starts_a_process_runs_with_every_mutant(selecting):
     assert "1 of 4 tests run" in run.stdout and "1 failed, 3 deselected" in run.stdout, run.stdout
     run = mutated(tree, sock, "return x * x", "return x + x")  # square's test, and the process's test
     assert "2 of 4 tests run" in run.stdout, run.stdout
+
+
+def test_a_test_file_that_holds_none_of_the_chosen_tests_is_not_collected(selecting):
+    """Collecting a file is a fixed cost of every mutant: only the files of the chosen tests are given to
+    pytest (the second file here would fail its collection)."""
+    tree, sock = selecting(SHAPE_TESTS, "import os\nassert os.environ.get('COLLECT_ME') != '0'\n\n"
+                                        "def test_other():\n    assert True\n")
+    files = ("tests/test_shapes0.py", "tests/test_shapes1.py")
+    run = mutated(tree, sock, "* x * x)", "* x + x)", *files, COLLECT_ME="0")
+    assert run.returncode == 1 and "1 of 4 tests run" in run.stdout, run.stdout
+    assert "1 failed, 2 deselected" in run.stdout and "test_shapes1" not in run.stdout, run.stdout
+    run = mutated(tree, sock, "* x * x)", "* x + x)", *files, COLLECT_ME="0", MUTATION_SELECT="0")
+    assert run.returncode != 0 and "ERROR collecting tests/test_shapes1.py" in run.stdout, run.stdout
 
 
 def test_the_shards_of_a_session_split_its_mutants_between_them(tmp_path):
