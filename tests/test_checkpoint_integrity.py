@@ -92,6 +92,7 @@ HEALTH_DAMAGE = {
     "values_a_field_less": lambda a: a.update(values=a["values"][:, :, :-1]),
     "epochs_floats": lambda a: a.update(epochs=a["epochs"].astype(np.float64)),
     "epochs_one_less": lambda a: a.update(epochs=a["epochs"][:-1]),
+    "epochs_one_more": lambda a: a.update(epochs=np.append(a["epochs"], a["epochs"][-1:] + 1)),
     "confidence_integers": lambda a: a.update(confidence=a["confidence"].astype(np.int64)),
     "confidence_a_class_less": lambda a: a.update(confidence=a["confidence"][:, :-1]),
     "layers_one_more": lambda a: a.update(layers=np.append(a["layers"], "extra")),

@@ -405,7 +405,9 @@ def test_a_link_named_current_that_points_elsewhere_is_not_a_checkpoint(finished
     shutil.copytree(trained, run, symlinks=True)
     (run / "zzz").mkdir()
     shutil.copytree(checkpoint.checkpoint_dir(run), run / "zzz" / "000001")
-    for target in ("zzz/000001", "checkpoints/x", "checkpoints/00001"):
+    (run / "aaa").mkdir()
+    shutil.copytree(checkpoint.checkpoint_dir(run), run / "aaa" / "000001")
+    for target in ("zzz/000001", "aaa/000001", "checkpoints/x", "checkpoints/00001"):
         os.unlink(run / "current")
         os.symlink(target, run / "current")
         assert checkpoint.checkpoint_dir(run) is None
@@ -585,16 +587,18 @@ def test_a_path_through_a_file_cannot_be_read_and_says_so(tmp_path):
     assert str(caught.value) == f"{tmp_path}/afile/model.json: cannot be read (Not a directory)"
 
 
-def test_weight_shapes_that_do_not_match_the_sizes_are_named(finished, tmp_path):
+@pytest.mark.parametrize("shape, shown", [([16, 783], "[(16, 783), (10, 16)]"), ([16, 785], "[(16, 785), (10, 16)]"),
+                                          ([16, 784, 1], "[(10, 16)]")])  # a 3-D weight is no linear layer's
+def test_weight_shapes_that_do_not_match_the_sizes_are_named(finished, tmp_path, shape, shown):
     trained, _ = finished
     run = tmp_path / "run"
     shutil.copytree(trained, run, symlinks=True)
     meta = json.loads(read(run, "model.json"))
-    meta["arrays"]["0.weight"]["shape"] = [16, 783]
+    meta["arrays"]["0.weight"]["shape"] = shape
     edit(run, "model.json", json.dumps(meta).encode())
     with pytest.raises(NeuratermError) as caught:
         checkpoint.load(run)
-    assert str(caught.value) == f"{run}/current/model.json: the weight shapes [(16, 783), (10, 16)] do not match " \
+    assert str(caught.value) == f"{run}/current/model.json: the weight shapes {shown} do not match " \
                                 "the sizes [784, 16, 10]"
 
 
@@ -620,3 +624,125 @@ def test_the_best_checkpoint_read_for_a_resume_is_verified_too(finished, tmp_pat
         checkpoint.load(run, with_best=True)
     assert str(caught.value) == f"{run}/best/weights/{name}.npy: changed since it was saved (size or SHA-256 " \
                                 f"differs from {run}/best/MANIFEST.json)"
+
+
+def test_the_format_number_written_is_2(finished, tmp_path):
+    """Other programs read these files: the number that says how is a contract, not a detail."""
+    _, snap = finished
+    run = tmp_path / "run"
+    with writing(run) as writer:
+        folder = writer.save(at_epoch(snap, 1))
+    assert json.loads((run / ".neuraterm").read_text())["format"] == 2
+    assert manifest(folder)["format"] == 2 and json.loads((folder / "model.json").read_text())["format"] == 2
+
+
+def test_a_format_1_folder_says_format_1_and_may_lack_its_training_state(finished, tmp_path):
+    trained, _ = finished
+    legacy = tmp_path / "legacy"
+    shutil.copytree(checkpoint.checkpoint_dir(trained), legacy)
+    (legacy / checkpoint.MANIFEST).unlink()
+    meta = json.loads((legacy / "model.json").read_text())
+    (legacy / "model.json").write_text(json.dumps(dict(meta, format=1)))
+    (legacy / "state" / "train.json").unlink()
+    (legacy / "history.csv").unlink()
+    snap = checkpoint.load(legacy)
+    assert snap.train_state == {} and snap.epoch == 0 and snap.history == []
+    (legacy / "config.toml").unlink()
+    with pytest.raises(NeuratermError) as caught:
+        checkpoint.load(legacy)
+    assert str(caught.value) == f"{legacy}/config.toml: missing"
+
+
+def test_a_file_listed_in_the_manifest_but_gone_is_an_incomplete_checkpoint(finished, tmp_path):
+    trained, _ = finished
+    run = tmp_path / "run"
+    shutil.copytree(trained, run, symlinks=True)
+    folder = checkpoint.checkpoint_dir(run)
+    (folder / "history.csv").unlink()
+    with pytest.raises(NeuratermError) as caught:
+        checkpoint.load(run)
+    assert str(caught.value) == f"{folder}: incomplete checkpoint (a file listed in its manifest is missing)"
+    with pytest.raises(FileNotFoundError):  # a kept epoch's checkpoint removed while it was read: the caller moves on
+        checkpoint.load_checkpoint(folder)
+
+
+def test_a_regular_file_in_weights_that_the_manifest_does_not_list_is_refused(finished, tmp_path):
+    trained, _ = finished
+    run = tmp_path / "run"
+    shutil.copytree(trained, run, symlinks=True)
+    extra = checkpoint.checkpoint_dir(run) / "weights" / "extra.npy"
+    extra.write_bytes(checkpoint._npy_bytes(np.zeros(2, np.float32)))
+    with pytest.raises(NeuratermError) as caught:
+        checkpoint.load(run)
+    assert str(caught.value) == f"{run}/current/weights: unexpected files ['extra']"
+    extra.unlink()
+    extra.symlink_to(tmp_path / "nowhere.npy")  # a link there is not one of its arrays, and is never read
+    assert checkpoint.load(run).weights.keys() == checkpoint.load(trained).weights.keys()
+
+
+def test_a_report_with_a_field_of_the_wrong_type_is_named(finished, tmp_path):
+    trained, snap = finished
+    run = tmp_path / "run"
+    shutil.copytree(trained, run, symlinks=True)
+    edit(run, "report.json", json.dumps(dict(snap.report, test_accuracy="high")).encode())
+    with pytest.raises(NeuratermError) as caught:
+        checkpoint.load(run)
+    assert str(caught.value) == f"{run}/current/report.json: test_accuracy: not a number"
+
+
+@pytest.mark.parametrize("name", ["0..weight", "0/weight", "../0.weight"])
+def test_an_array_name_that_is_not_a_plain_file_name_is_refused(finished, tmp_path, name):
+    trained, _ = finished
+    run = tmp_path / "run"
+    shutil.copytree(trained, run, symlinks=True)
+    meta = json.loads(read(run, "model.json"))
+    meta["arrays"][name] = meta["arrays"].pop("0.weight")
+    edit(run, "model.json", json.dumps(meta).encode())
+    with pytest.raises(NeuratermError) as caught:
+        checkpoint.load(run)
+    assert str(caught.value) == f"{run}/current/model.json: array name {name!r} is not a plain file name"
+
+
+def test_a_history_shorter_or_longer_than_the_epochs_trained_is_refused(finished, tmp_path):
+    trained, snap = finished
+    for epochs in (2, 0):
+        run = tmp_path / f"run{epochs}"
+        shutil.copytree(trained, run, symlinks=True)
+        edit(run, "state/train.json", json.dumps(dict(snap.train_state, epoch=epochs)).encode())
+        with pytest.raises(NeuratermError) as caught:
+            checkpoint.load(run)
+        assert str(caught.value) == f"{run}/current/history.csv: 1 epochs, but state/train.json says {epochs}"
+
+
+def test_early_stopping_before_its_first_best_epoch_is_a_state(finished):
+    _, snap = finished
+    state = dict(snap.train_state, early={"best": None, "best_epoch": 0, "wait": 0})
+    checkpoint.check_train_state(state, Path("t.json"))
+    for early in ({"best": None, "best_epoch": -1, "wait": 0}, {"best": None, "best_epoch": 0, "wait": -1}):
+        with pytest.raises(NeuratermError, match="'early' must hold best"):
+            checkpoint.check_train_state(dict(state, early=early), Path("t.json"))
+
+
+@pytest.mark.parametrize("manifest_text", ["{not json", "[1, 2]", "[" * 100000])
+def test_a_checkpoint_whose_manifest_cannot_be_read_keeps_its_files_when_swept(finished, tmp_path, manifest_text):
+    """Without its list of files the program cannot tell its own from a user's: it deletes none."""
+    _, snap = finished
+    run = tmp_path / "run"
+    with writing(run) as writer:
+        first = writer.save(at_epoch(snap, 0))  # not an epoch's end: the next save sweeps it
+        (first / checkpoint.MANIFEST).write_text(manifest_text)
+        files = sorted(p.relative_to(first) for p in first.rglob("*"))
+        writer.save(at_epoch(snap, 1))
+    assert sorted(p.relative_to(first) for p in first.rglob("*")) == files
+
+
+def test_an_empty_folder_made_beforehand_or_left_by_a_killed_claim_is_claimed(finished, tmp_path):
+    _, snap = finished
+    for name, leftovers in (("empty", ()), ("left", (".lock", ".neuraterm.tmp-5"))):
+        run = tmp_path / name
+        run.mkdir()
+        for leftover in leftovers:
+            (run / leftover).write_text("")
+        with writing(run) as writer:
+            writer.save(at_epoch(snap, 1))
+        assert checkpoint.load(run).epoch == 1 and ".neuraterm.tmp-5" not in os.listdir(run)
