@@ -746,3 +746,87 @@ def test_an_empty_folder_made_beforehand_or_left_by_a_killed_claim_is_claimed(fi
         with writing(run) as writer:
             writer.save(at_epoch(snap, 1))
         assert checkpoint.load(run).epoch == 1 and ".neuraterm.tmp-5" not in os.listdir(run)
+
+
+def test_a_link_switch_that_fails_leaves_no_temporary_link(finished, tmp_path, monkeypatch):
+    _, snap = finished
+    run = tmp_path / "run"
+    replace = os.replace
+
+    def refusing(src, dst, *args, **kwargs):
+        if Path(dst).name == "current":
+            raise PermissionError(errno.EACCES, "Permission denied")
+        return replace(src, dst, *args, **kwargs)
+    with writing(run) as writer:
+        writer.save(at_epoch(snap, 1))
+        monkeypatch.setattr(os, "replace", refusing)
+        with pytest.raises(RunFailed, match=r"could not save .*/run \(Permission denied\); the previous"):
+            writer.save(at_epoch(snap, 2))
+        monkeypatch.setattr(os, "replace", replace)
+    assert not [n for n in os.listdir(run) if ".tmp-" in n] and link(run, "current") == "checkpoints/000001"
+
+
+def test_a_model_folder_whose_first_save_was_killed_may_be_claimed_again(finished, tmp_path):
+    _, snap = finished
+    run = tmp_path / "run"
+    RunWriter(run, new=True).close()  # marker and lock written, no checkpoint: a run killed before epoch 1
+    RunWriter.check_new(run)
+    with writing(run) as writer:
+        writer.save(at_epoch(snap, 1))
+    with pytest.raises(NeuratermError, match="already holds a model"):
+        RunWriter.check_new(run)
+
+
+def test_a_save_that_is_also_the_best_points_best_at_the_current_checkpoint(finished, tmp_path):
+    """A fork's first save whose own epoch is its best so far: both links end on the second checkpoint."""
+    _, snap = finished
+    run = tmp_path / "fork"
+    with writing(run) as writer:
+        writer.save(at_epoch(snap, 3), best=True, best_snap=at_epoch(snap, 2))
+    assert link(run, "best") == link(run, "current") == "checkpoints/000002"
+
+
+def test_a_manifest_without_a_file_list_is_no_epochs_checkpoint(finished, tmp_path):
+    _, snap = finished
+    run = tmp_path / "run"
+    with writing(run) as writer:
+        one, two = writer.save(at_epoch(snap, 1)), writer.save(at_epoch(snap, 2))
+    (one / checkpoint.MANIFEST).write_text(json.dumps({"format": 2, "epoch": 1, "epoch_end": True}))
+    assert checkpoint.epoch_checkpoints(run) == {2: two}
+
+
+def test_a_history_file_is_read_where_it_is_and_absent_is_empty(finished, tmp_path):
+    trained, _ = finished
+    plain = tmp_path / "history.csv"
+    plain.write_bytes((checkpoint.checkpoint_dir(trained) / "history.csv").read_bytes())
+    assert [r["epoch"] for r in checkpoint.read_history(plain)] == [1]
+    assert checkpoint.read_history(tmp_path / "none.csv") == []
+    (tmp_path / "dangling.csv").symlink_to(tmp_path / "nowhere.csv")
+    with pytest.raises(NeuratermError, match="dangling.csv"):
+        checkpoint.read_history(tmp_path / "dangling.csv")
+
+
+def test_an_epoch_out_of_order_in_a_history_is_refused(finished):
+    _, snap = finished
+    text = checkpoint.history_csv([dict(snap.history[0], epoch=e) for e in (1, 1, 2)])
+    with pytest.raises(NeuratermError, match=r"h.csv: line 3 is epoch 1, expected 2"):
+        checkpoint.parse_history(text, Path("h.csv"))
+
+
+def test_a_model_folders_files_are_looked_for_up_to_four_levels_above(finished, tmp_path):
+    trained, _ = finished
+    legacy = tmp_path / "legacy"
+    shutil.copytree(checkpoint.checkpoint_dir(trained), legacy)
+    (legacy / checkpoint.MANIFEST).unlink()
+    four = legacy / "a" / "b" / "c" / "d.npy"
+    assert checkpoint.in_model_folder(four) == (legacy, "a/b/c/d.npy")
+    five = legacy / "a" / "b" / "c" / "d" / "e.npy"
+    assert checkpoint.in_model_folder(five) == (five.parent, "e.npy")
+
+
+def test_a_model_without_hidden_layers_loads(tmp_path, capsys):
+    run = tmp_path / "linear"
+    assert cli_mod.main(["train", "--out", str(run), "--epochs", "1", "--set", "data.limit=600",
+                         "--set", "model.hidden=[]"]) == 0
+    snap = checkpoint.load(run)
+    assert snap.meta["architecture"]["sizes"] == [784, 10] and snap.weights["0.weight"].shape == (10, 784)
