@@ -93,6 +93,10 @@ HEALTH_DAMAGE = {
     "epochs_floats": lambda a: a.update(epochs=a["epochs"].astype(np.float64)),
     "epochs_one_less": lambda a: a.update(epochs=a["epochs"][:-1]),
     "epochs_one_more": lambda a: a.update(epochs=np.append(a["epochs"], a["epochs"][-1:] + 1)),
+    "confidence_booleans": lambda a: a.update(confidence=a["confidence"] > 0.5),
+    "fields_as_raw_bytes": lambda a: a.update(fields=np.array([f.encode().ljust(24) for f in a["fields"]], dtype="V24")),
+    "probe_two_dimensional": lambda a: a.update(probe=a["probe"][:, None]),
+    "probe_a_single_row": lambda a: a.update(probe=a["probe"][0]),
     "confidence_integers": lambda a: a.update(confidence=a["confidence"].astype(np.int64)),
     "confidence_a_class_less": lambda a: a.update(confidence=a["confidence"][:, :-1]),
     "layers_one_more": lambda a: a.update(layers=np.append(a["layers"], "extra")),
@@ -104,6 +108,14 @@ HEALTH_DAMAGE = {
     "probe_floats": lambda a: a.update(probe=a["probe"].astype(np.float64)),
     "every_a_float": lambda a: a.update(every=np.float64(a["every"])),
 }
+
+
+def test_a_health_file_with_python_objects_is_refused_unread(trained, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(trained, run, symlinks=True)
+    _health_changed(lambda a: a.update(layers=np.array(list(a["layers"]), dtype=object)))(run)
+    with pytest.raises(NeuratermError, match=r"health.npz: not a layer-health file \(ValueError: Object arrays"):
+        checkpoint.load(run)
 
 
 def test_a_health_file_without_one_of_its_arrays_is_refused(trained, tmp_path):

@@ -647,6 +647,7 @@ def test_a_format_1_folder_says_format_1_and_may_lack_its_training_state(finishe
     (legacy / "history.csv").unlink()
     snap = checkpoint.load(legacy)
     assert snap.train_state == {} and snap.epoch == 0 and snap.history == []
+    assert checkpoint.checkpoint_dir(legacy) == legacy and checkpoint.checkpoint_dir(legacy, checkpoint.BEST) is None
     (legacy / "config.toml").unlink()
     with pytest.raises(NeuratermError) as caught:
         checkpoint.load(legacy)
@@ -830,3 +831,36 @@ def test_a_model_without_hidden_layers_loads(tmp_path, capsys):
                          "--set", "model.hidden=[]"]) == 0
     snap = checkpoint.load(run)
     assert snap.meta["architecture"]["sizes"] == [784, 10] and snap.weights["0.weight"].shape == (10, 784)
+
+
+def test_a_checkpoint_folder_that_is_a_link_is_not_read(finished, tmp_path):
+    trained, _ = finished
+    run = tmp_path / "run"
+    shutil.copytree(trained, run, symlinks=True)
+    folder = checkpoint.checkpoint_dir(run)
+    folder.rename(tmp_path / "elsewhere")
+    folder.symlink_to(tmp_path / "elsewhere")
+    for read_it in (lambda: checkpoint.load(run), lambda: checkpoint.load_checkpoint(folder)):
+        with pytest.raises(NeuratermError, match="links are not followed"):
+            read_it()
+
+
+def test_a_kept_checkpoint_is_verified_when_read_alone(finished, tmp_path):
+    trained, snap = finished
+    run = tmp_path / "run"
+    shutil.copytree(trained, run, symlinks=True)
+    folder = checkpoint.checkpoint_dir(run)
+    name = next(iter(snap.weights))
+    weight = folder / "weights" / f"{name}.npy"
+    data = bytearray(weight.read_bytes())
+    data[-1] ^= 0xFF
+    weight.write_bytes(bytes(data))
+    with pytest.raises(NeuratermError, match=rf"{re.escape(name)}\.npy: changed since it was saved"):
+        checkpoint.load_checkpoint(folder)
+
+
+def test_a_batch_norm_model_loads(tmp_path):
+    run = tmp_path / "bn"
+    assert cli_mod.main(["train", "--out", str(run), "--epochs", "1", *TINY, "--set", "model.batchnorm=true"]) == 0
+    snap = checkpoint.load(run)
+    assert any(a.ndim == 1 and n.endswith(".weight") for n, a in snap.weights.items())  # its scales: not linear layers
