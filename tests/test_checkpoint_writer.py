@@ -444,6 +444,9 @@ def test_epoch_ends_are_found_in_checkpoints_saved_before_manifests_said_so(fini
         (folder / checkpoint.MANIFEST).write_text(json.dumps(m))
     found = checkpoint.epoch_checkpoints(run)
     assert found == {1: ends[0], 2: ends[1], 3: ends[2]}
+    state = json.loads((ends[0] / "state" / "train.json").read_text())
+    (ends[0] / "state" / "train.json").write_text(json.dumps(dict(state, epoch=0)))  # a save before epoch 1 ended
+    assert checkpoint.epoch_checkpoints(run) == {2: ends[1], 3: ends[2]}
     (ends[1] / checkpoint.MANIFEST).write_text("{not json")
     (ends[0] / "state" / "train.json").write_text("[1, 2")
     assert checkpoint.epoch_checkpoints(run) == {3: ends[2]}
@@ -484,12 +487,13 @@ def test_an_architecture_without_two_sizes_of_at_least_one_is_refused(finished, 
                                 "(integers >= 1) and the layers"
 
 
-def test_arrays_of_a_layer_the_model_does_not_have_are_named(finished, tmp_path):
+@pytest.mark.parametrize("index", [9, 2])  # layers 0 and 1 only
+def test_arrays_of_a_layer_the_model_does_not_have_are_named(finished, tmp_path, index):
     trained, _ = finished
     run = tmp_path / "run"
     shutil.copytree(trained, run, symlinks=True)
     meta = json.loads(read(run, "model.json"))
-    meta["arrays"]["9.weight"] = meta["arrays"].pop("0.weight")
+    meta["arrays"][f"{index}.weight"] = meta["arrays"].pop("0.weight")
     edit(run, "model.json", json.dumps(meta).encode())
     with pytest.raises(NeuratermError) as caught:
         checkpoint.load(run)
@@ -864,3 +868,100 @@ def test_a_batch_norm_model_loads(tmp_path):
     assert cli_mod.main(["train", "--out", str(run), "--epochs", "1", *TINY, "--set", "model.batchnorm=true"]) == 0
     snap = checkpoint.load(run)
     assert any(a.ndim == 1 and n.endswith(".weight") for n, a in snap.weights.items())  # its scales: not linear layers
+
+
+def test_the_sweep_never_enters_or_removes_what_is_not_a_checkpoint_folder(finished, tmp_path):
+    trained, _ = finished
+    run = tmp_path / "run"
+    shutil.copytree(trained, run, symlinks=True)
+    shutil.copytree(checkpoint.checkpoint_dir(run), tmp_path / "elsewhere")
+    (run / "checkpoints" / "000099").symlink_to(tmp_path / "elsewhere")  # a link named like a checkpoint
+    (run / "checkpoints" / ".tmp-notes").write_text("a user's file named like a leftover")
+    before = sorted(p.name for p in (tmp_path / "elsewhere").rglob("*"))
+    RunWriter(run, new=False).close()
+    assert {"000099", ".tmp-notes"} <= set(os.listdir(run / "checkpoints"))
+    assert sorted(p.name for p in (tmp_path / "elsewhere").rglob("*")) == before
+
+
+def test_a_filesystem_without_links_still_saves(finished, tmp_path, monkeypatch):
+    """The top-level links are a convenience: where they cannot be made, readers go through `current/`."""
+    _, snap = finished
+    symlink = os.symlink
+
+    def no_top_level_links(target, path, *args, **kwargs):
+        if str(target).startswith("current/"):
+            raise PermissionError(errno.EPERM, "Operation not permitted")
+        return symlink(target, path, *args, **kwargs)
+    monkeypatch.setattr(os, "symlink", no_top_level_links)
+    run = tmp_path / "run"
+    with writing(run) as writer:
+        writer.save(at_epoch(snap, 1))
+    assert not (run / "weights").exists() and checkpoint.load(run).epoch == 1
+
+
+def test_a_changed_byte_is_refused_whichever_way_its_hash_sorts(finished, tmp_path):
+    import hashlib
+    trained, _ = finished
+    listed = manifest(checkpoint.checkpoint_dir(trained))["files"]["history.csv"]["sha256"]
+    original = (checkpoint.checkpoint_dir(trained) / "history.csv").read_bytes()
+    found = {}
+    for i in range(len(original)):  # a digit changed for another, until one hash sorts below and one above
+        changed = original[:i] + (b"7" if original[i:i + 1] != b"7" else b"8") + original[i + 1:]
+        found.setdefault(hashlib.sha256(changed).hexdigest() < listed, changed)
+        if len(found) == 2:
+            break
+    for below, changed in found.items():
+        run = tmp_path / f"run-{below}"
+        shutil.copytree(trained, run, symlinks=True)
+        (checkpoint.checkpoint_dir(run) / "history.csv").write_bytes(changed)
+        with pytest.raises(NeuratermError, match="history.csv: changed since it was saved"):
+            checkpoint.load(run)
+
+
+def test_a_history_with_a_column_more_is_named_by_its_columns():
+    text = "epoch,train_loss,train_acc,val_loss,val_acc,lr,seconds,samples_per_s,extra\n1,1,1,1,1,1,1,1,1\n"
+    with pytest.raises(NeuratermError, match=r"h.csv: unexpected columns \['epoch', .*'extra'\]; expected"):
+        checkpoint.parse_history(text, Path("h.csv"))
+
+
+def test_a_negative_epoch_is_refused(finished):
+    _, snap = finished
+    with pytest.raises(NeuratermError, match="'epoch' must be an integer >= 0"):
+        checkpoint.check_train_state(dict(snap.train_state, epoch=-1), Path("t.json"))
+
+
+def test_an_array_whose_shape_differs_from_model_json_is_named(finished, tmp_path):
+    trained, _ = finished
+    run = tmp_path / "run"
+    shutil.copytree(trained, run, symlinks=True)
+    meta = json.loads(read(run, "model.json"))
+    meta["arrays"]["0.bias"]["shape"] = [15]  # the file holds 16
+    edit(run, "model.json", json.dumps(meta).encode())
+    with pytest.raises(NeuratermError) as caught:
+        checkpoint.load(run)
+    assert str(caught.value) == f"{run}/current/weights/0.bias.npy: shape [16] float32 does not match model.json " \
+                                "([15] float32)"
+
+
+def test_a_negative_deviation_is_refused(standardized, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(standardized, run, symlinks=True)
+    std = np.load(checkpoint.checkpoint_dir(run) / "normalization" / "std.npy")
+    std[0] = -abs(std[0])
+    edit(run, "normalization/std.npy", checkpoint._npy_bytes(std))
+    with pytest.raises(NeuratermError, match=r"normalization/std.npy: deviations must be > 0$"):
+        checkpoint.load(run)
+
+
+def test_a_checkpoint_file_the_disk_cannot_read_is_one_line(finished, tmp_path, monkeypatch):
+    trained, _ = finished
+    read_bytes = folder_files.read_bytes
+
+    def failing(root, rel, limit=None):
+        if rel.endswith("history.csv"):
+            raise OSError(errno.EIO, "Input/output error")
+        return read_bytes(root, rel, limit)
+    monkeypatch.setattr(folder_files, "read_bytes", failing)
+    with pytest.raises(NeuratermError) as caught:
+        checkpoint.load(trained)
+    assert str(caught.value) == f"{trained}/current/history.csv: cannot be read (Input/output error)"
