@@ -86,6 +86,7 @@ def test_saves_are_numbered_from_one_and_current_follows_the_last(finished, tmp_
         assert link(run, "current") == "checkpoints/000001" and not (run / "best").is_symlink()
         assert writer.save(at_epoch(snap, 2), best=True) == run / "checkpoints" / "000002"
         assert link(run, "current") == link(run, "best") == "checkpoints/000002"
+    assert not (run / "report.json").is_symlink()  # a link only for what the checkpoint holds
     assert checkpoint.load(run).epoch == 2
     assert link(run, "weights") == "current/weights" and link(run, "history.csv") == "current/history.csv"
 
@@ -296,6 +297,11 @@ def test_a_top_level_link_the_program_did_not_make_is_not_followed(finished, tmp
     os.unlink(run / "weights")
     os.symlink("checkpoints/000001/weights", run / "weights")  # the same files, but not `current/weights`
     assert checkpoint.in_model_folder(run / "weights" / "a.npy") == (run, "weights/a.npy")
+    os.unlink(run / "weights")
+    os.symlink("current/weights2", run / "weights")  # a name that sorts after the program's
+    assert checkpoint.in_model_folder(run / "weights" / "a.npy") == (run, "weights/a.npy")
+    os.unlink(run / "weights")
+    os.symlink("checkpoints/000001/weights", run / "weights")
     name = next(iter(snap.weights))
     with pytest.raises(NeuratermError, match="link"):
         checkpoint.read_array(run / "weights" / f"{name}.npy")
@@ -440,7 +446,9 @@ def test_epoch_ends_are_found_in_checkpoints_saved_before_manifests_said_so(fini
         writer.save(at_epoch(snap, 3, report=True))
     for folder in (run / "checkpoints").iterdir():
         m = manifest(folder)
-        del m["epoch"], m["epoch_end"]
+        del m["epoch_end"]
+        if folder != ends[1]:  # an epoch alone does not say whether it ends one either
+            del m["epoch"]
         (folder / checkpoint.MANIFEST).write_text(json.dumps(m))
     found = checkpoint.epoch_checkpoints(run)
     assert found == {1: ends[0], 2: ends[1], 3: ends[2]}
@@ -592,6 +600,7 @@ def test_a_path_through_a_file_cannot_be_read_and_says_so(tmp_path):
 
 
 @pytest.mark.parametrize("shape, shown", [([16, 783], "[(16, 783), (10, 16)]"), ([16, 785], "[(16, 785), (10, 16)]"),
+                                          ([16, 0], "[(16, 0), (10, 16)]"),
                                           ([16, 784, 1], "[(10, 16)]")])  # a 3-D weight is no linear layer's
 def test_weight_shapes_that_do_not_match_the_sizes_are_named(finished, tmp_path, shape, shown):
     trained, _ = finished
@@ -728,14 +737,17 @@ def test_early_stopping_before_its_first_best_epoch_is_a_state(finished):
             checkpoint.check_train_state(dict(state, early=early), Path("t.json"))
 
 
-@pytest.mark.parametrize("manifest_text", ["{not json", "[1, 2]", "[" * 100000])
+@pytest.mark.parametrize("manifest_text", ["{not json", "[1, 2]", "[" * 100000, None])  # None: no manifest
 def test_a_checkpoint_whose_manifest_cannot_be_read_keeps_its_files_when_swept(finished, tmp_path, manifest_text):
     """Without its list of files the program cannot tell its own from a user's: it deletes none."""
     _, snap = finished
     run = tmp_path / "run"
     with writing(run) as writer:
         first = writer.save(at_epoch(snap, 0))  # not an epoch's end: the next save sweeps it
-        (first / checkpoint.MANIFEST).write_text(manifest_text)
+        if manifest_text is None:
+            (first / checkpoint.MANIFEST).unlink()
+        else:
+            (first / checkpoint.MANIFEST).write_text(manifest_text)
         files = sorted(p.relative_to(first) for p in first.rglob("*"))
         writer.save(at_epoch(snap, 1))
     assert sorted(p.relative_to(first) for p in first.rglob("*")) == files
@@ -965,3 +977,170 @@ def test_a_checkpoint_file_the_disk_cannot_read_is_one_line(finished, tmp_path, 
     with pytest.raises(NeuratermError) as caught:
         checkpoint.load(trained)
     assert str(caught.value) == f"{trained}/current/history.csv: cannot be read (Input/output error)"
+
+
+def test_a_save_whose_health_measurement_gives_nothing_writes_the_rest(finished, tmp_path):
+    _, snap = finished
+    run = tmp_path / "run"
+    with writing(run) as writer:
+        folder = writer.save(dataclasses.replace(at_epoch(snap, 1), health=lambda: None))
+    assert "health.npz" not in manifest(folder)["files"] and (folder / checkpoint.MANIFEST).exists()
+    assert checkpoint.load(run).health is None
+
+
+def test_the_sweep_goes_on_past_entries_that_are_not_folders(finished, tmp_path, monkeypatch):
+    trained, _ = finished
+    run = tmp_path / "run"
+    shutil.copytree(trained, run, symlinks=True)
+    (run / "checkpoints" / "a-file").write_text("x")
+    shutil.copytree(checkpoint.checkpoint_dir(run), run / "checkpoints" / ".tmp-000005-abc")  # a killed save's
+    listed = folder_files.list_dir
+
+    def files_first(root, rel=""):
+        return sorted(listed(root, rel), key=lambda entry: entry[1] == "dir")
+    monkeypatch.setattr(folder_files, "list_dir", files_first)
+    RunWriter(run, new=False).close()
+    assert ".tmp-000005-abc" not in os.listdir(run / "checkpoints") and "a-file" in os.listdir(run / "checkpoints")
+
+
+def test_a_history_that_is_not_utf8_is_one_line(tmp_path):
+    (tmp_path / "history.csv").write_bytes(b"epoch,\xff\xfe\n")
+    with pytest.raises(NeuratermError, match=r"history.csv: cannot be read \(UnicodeDecodeError\)"):
+        checkpoint.read_history(tmp_path / "history.csv")
+
+
+def test_class_names_that_are_not_names_are_refused(finished, tmp_path):
+    trained, _ = finished
+    for names in ([0, 1, 2, 3, 4, 5, 6, 7, 8, 9], [], "0123456789"):
+        run = tmp_path / f"run{len(names)}{type(names).__name__}"
+        shutil.copytree(trained, run, symlinks=True)
+        meta = json.loads(read(run, "model.json"))
+        edit(run, "model.json", json.dumps(dict(meta, class_names=names)).encode())
+        with pytest.raises(NeuratermError, match=r"model.json: 'class_names' must be a list of names$"):
+            checkpoint.load(run)
+
+
+@pytest.mark.parametrize("hidden", ["[8]", "[32]"])
+def test_a_config_whose_hidden_layers_differ_from_the_saved_model_is_refused(finished, tmp_path, hidden):
+    trained, _ = finished
+    run = tmp_path / "run"
+    shutil.copytree(trained, run, symlinks=True)
+    text = read(run, "config.toml").decode().replace("hidden = [16]", f"hidden = {hidden}")
+    assert f"hidden = {hidden}" in text
+    edit(run, "config.toml", text.encode())
+    with pytest.raises(NeuratermError, match=rf"config.toml: model.hidden {re.escape(hidden)} does not match the saved "
+                                             r"model's sizes \[784, 16, 10\]"):
+        checkpoint.load(run)
+
+
+def test_plateau_and_early_stopping_states_in_range_are_states(finished):
+    _, snap = finished
+    plateau = {"lr": 0.1, "factor": 0.5, "min_lr": 0.0, "threshold": 1e-4, "patience": 3, "bad_epochs": 2,
+               "mode": "max", "best": 0.5}
+    for state in (dict(snap.train_state, plateau=plateau),
+                  dict(snap.train_state, plateau={k: v for k, v in plateau.items() if k != "mode"}),  # fewer fields
+                  dict(snap.train_state, early={"best": 0.3, "best_epoch": 4, "wait": 2})):
+        checkpoint.check_train_state(state, Path("t.json"))
+
+
+def test_a_dropout_run_keeps_its_mask_generators(tmp_path):
+    run = tmp_path / "dropout"
+    assert cli_mod.main(["train", "--out", str(run), "--epochs", "1", *TINY, "--set", "model.dropout=0.2"]) == 0
+    snap = checkpoint.load(run)
+    assert any(s is not None for s in snap.train_state["dropout_rng"])
+
+
+def test_a_dtype_that_differs_from_model_json_is_named(finished, tmp_path):
+    trained, _ = finished
+    run = tmp_path / "run"
+    shutil.copytree(trained, run, symlinks=True)
+    meta = json.loads(read(run, "model.json"))
+    meta["arrays"]["0.bias"]["dtype"] = "float64"  # the file holds float32
+    edit(run, "model.json", json.dumps(meta).encode())
+    with pytest.raises(NeuratermError, match=r"0.bias.npy: shape \[16\] float32 does not match model.json "
+                                             r"\(\[16\] float64\)"):
+        checkpoint.load(run)
+
+
+def test_a_manifest_the_disk_cannot_read_is_one_line(finished, monkeypatch):
+    trained, _ = finished
+    read_bytes = folder_files.read_bytes
+
+    def failing(root, rel, limit=None):
+        if rel.endswith(checkpoint.MANIFEST):
+            raise OSError(errno.EIO, "Input/output error")
+        return read_bytes(root, rel, limit)
+    monkeypatch.setattr(folder_files, "read_bytes", failing)
+    with pytest.raises(NeuratermError) as caught:
+        checkpoint.load(trained)
+    assert str(caught.value) == f"{trained}/current/MANIFEST.json: Input/output error"
+
+
+# -- a writer switching while a reader reads ------------------------------------------------------
+@pytest.fixture
+def three_saves(finished, tmp_path):
+    """A run with checkpoints 1 (epoch 1, best), 2 (epoch 2) and 3 (epoch 3, current), all kept."""
+    _, snap = finished
+    run = tmp_path / "run"
+    with writing(run) as writer:
+        for epoch in (1, 2, 3):
+            writer.save(dataclasses.replace(at_epoch(snap, epoch, scale=float(epoch)),
+                                            config=dataclasses.replace(snap.config, train=dataclasses.replace(
+                                                snap.config.train, keep="all"))), best=epoch == 1)
+    assert sorted(os.listdir(run / "checkpoints")) == ["000001", "000002", "000003"]
+    return run
+
+
+def vanishing_once(monkeypatch, switch):
+    """The first checkpoint read finds a file gone, as if a writer had switched (`switch`) and swept."""
+    load = checkpoint._load_checkpoint
+    calls = []
+
+    def once(folder, shown, legacy):
+        calls.append(Path(folder).name)
+        if len(calls) == 1:
+            switch()
+            raise checkpoint._Vanished("weights/0.weight.npy")
+        return load(folder, shown, legacy)
+    monkeypatch.setattr(checkpoint, "_load_checkpoint", once)
+    return calls
+
+
+def repoint(run, name, number):
+    os.unlink(run / name)
+    os.symlink(f"checkpoints/{number:06d}", run / name)
+
+
+@pytest.mark.parametrize("to", [3, 1])  # the link moved to another checkpoint, whichever way
+def test_a_reader_follows_current_when_it_moves_while_reading(three_saves, monkeypatch, to):
+    run = three_saves
+    repoint(run, "current", 2)
+    calls = vanishing_once(monkeypatch, lambda: repoint(run, "current", to))
+    assert checkpoint.load(run).epoch == to and calls == ["000002", f"{to:06d}"]
+
+
+@pytest.mark.parametrize("to", [3, 1])
+def test_a_resume_follows_best_when_it_moves_while_reading(three_saves, monkeypatch, to):
+    run = three_saves
+    repoint(run, "best", 2)
+    load = checkpoint._load_checkpoint
+    calls = []
+
+    def best_vanishes_once(folder, shown, legacy):
+        calls.append((Path(shown).name, Path(folder).name))
+        if calls.count(("best", "000002")) == 1 and calls[-1] == ("best", "000002"):
+            repoint(run, "best", to)
+            raise checkpoint._Vanished("weights/0.weight.npy")
+        return load(folder, shown, legacy)
+    monkeypatch.setattr(checkpoint, "_load_checkpoint", best_vanishes_once)
+    snap = checkpoint.load(run, with_best=True)
+    expected = checkpoint.load_checkpoint(run / "checkpoints" / f"{to:06d}").weights
+    assert snap.epoch == 3 and ("best", "000002") in calls
+    assert all(np.array_equal(snap.best_weights[k], expected[k]) for k in expected)
+
+
+def test_a_file_gone_while_nothing_moved_is_an_incomplete_checkpoint(three_saves, monkeypatch):
+    run = three_saves
+    vanishing_once(monkeypatch, lambda: None)
+    with pytest.raises(NeuratermError, match=r"000003: incomplete checkpoint"):
+        checkpoint.load(run, with_best=True)
