@@ -1144,3 +1144,12 @@ def test_a_file_gone_while_nothing_moved_is_an_incomplete_checkpoint(three_saves
     vanishing_once(monkeypatch, lambda: None)
     with pytest.raises(NeuratermError, match=r"000003: incomplete checkpoint"):
         checkpoint.load(run, with_best=True)
+
+
+def test_a_run_of_300_epochs_loads(finished, tmp_path):
+    """Past 256 epochs, epoch counts are no longer CPython's shared small ints: compared by value."""
+    _, snap = finished
+    run = tmp_path / "run"
+    with writing(run) as writer:
+        writer.save(at_epoch(snap, 300))
+    assert checkpoint.load(run).epoch == 300 and len(checkpoint.load(run).history) == 300
