@@ -57,6 +57,13 @@ def forked(snap, run: Path) -> Path:
     return run
 
 
+def load_error(path: Path, **options) -> str:
+    """The one-line error that loading `path` gives."""
+    with pytest.raises(NeuratermError) as caught:
+        checkpoint.load(path, **options)
+    return str(caught.value)
+
+
 def link(run: Path, name: str) -> str:
     return os.readlink(run / name)
 
@@ -326,9 +333,7 @@ def test_a_checkpoint_file_replaced_by_a_link_or_grown_is_refused(finished, tmp_
     shutil.copy(weight, tmp_path / "copy.npy")
     weight.unlink()
     weight.symlink_to(tmp_path / "copy.npy")  # the same bytes, through a link
-    with pytest.raises(NeuratermError) as caught:
-        checkpoint.load(run)
-    assert str(caught.value) == f"{run}/current/weights/{name}.npy: is a symbolic link or not a folder; " \
+    assert load_error(run) == f"{run}/current/weights/{name}.npy: is a symbolic link or not a folder; " \
                                 "links are not followed"
     grown = tmp_path / "grown"
     shutil.copytree(trained, grown, symlinks=True)
@@ -362,9 +367,7 @@ def test_a_manifest_that_lists_a_name_outside_the_checkpoint_is_refused_by_name(
     m = manifest(folder)
     m["files"]["weights/../../x"] = m["files"]["../y"] = {"bytes": 1, "sha256": "0" * 64}
     (folder / checkpoint.MANIFEST).write_text(json.dumps(m))
-    with pytest.raises(NeuratermError) as caught:
-        checkpoint.load(run)
-    assert str(caught.value) == f"{run}/current/MANIFEST.json: lists '../y', not a plain name inside the checkpoint"
+    assert load_error(run) == f"{run}/current/MANIFEST.json: lists '../y', not a plain name inside the checkpoint"
 
 
 @pytest.mark.parametrize("spec", [{"shape": [16, 784], "dtype": 5}, {"shape": "16x784", "dtype": "float32"},
@@ -378,9 +381,7 @@ def test_an_array_without_a_shape_and_a_dtype_in_model_json_is_named(finished, t
     name = sorted(meta["arrays"])[0]
     meta["arrays"][name] = spec
     edit(run, "model.json", json.dumps(meta).encode())
-    with pytest.raises(NeuratermError) as caught:
-        checkpoint.load(run)
-    assert str(caught.value) == f"{run}/current/model.json: arrays.{name} needs a shape (list of sizes) and a dtype"
+    assert load_error(run) == f"{run}/current/model.json: arrays.{name} needs a shape (list of sizes) and a dtype"
 
 
 def test_a_partial_epochs_counts_are_checked_against_each_other(finished):
@@ -489,9 +490,7 @@ def test_an_architecture_without_two_sizes_of_at_least_one_is_refused(finished, 
     meta = json.loads(read(run, "model.json"))
     meta["architecture"]["sizes"] = sizes
     edit(run, "model.json", json.dumps(meta).encode())
-    with pytest.raises(NeuratermError) as caught:
-        checkpoint.load(run)
-    assert str(caught.value) == f"{run}/current/model.json: 'architecture' must hold the layer sizes " \
+    assert load_error(run) == f"{run}/current/model.json: 'architecture' must hold the layer sizes " \
                                 "(integers >= 1) and the layers"
 
 
@@ -503,9 +502,7 @@ def test_arrays_of_a_layer_the_model_does_not_have_are_named(finished, tmp_path,
     meta = json.loads(read(run, "model.json"))
     meta["arrays"][f"{index}.weight"] = meta["arrays"].pop("0.weight")
     edit(run, "model.json", json.dumps(meta).encode())
-    with pytest.raises(NeuratermError) as caught:
-        checkpoint.load(run)
-    assert str(caught.value) == f"{run}/current/model.json: the arrays {sorted(meta['arrays'])} do not fit its 2 layers"
+    assert load_error(run) == f"{run}/current/model.json: the arrays {sorted(meta['arrays'])} do not fit its 2 layers"
 
 
 @pytest.fixture(scope="module")
@@ -522,9 +519,7 @@ def test_a_standardization_that_does_not_fit_the_inputs_is_refused(standardized,
     shutil.copytree(standardized, run, symlinks=True)
     array = np.load(checkpoint.checkpoint_dir(run) / "normalization" / f"{key}.npy")
     edit(run, f"normalization/{key}.npy", checkpoint._npy_bytes(change(array)))
-    with pytest.raises(NeuratermError) as caught:
-        checkpoint.load(run)
-    assert str(caught.value) == f"{run}/current/normalization/{key}.npy: missing, or not 784 finite values"
+    assert load_error(run) == f"{run}/current/normalization/{key}.npy: missing, or not 784 finite values"
 
 
 def test_a_standardized_model_loads_its_mean_and_deviation(standardized):
@@ -609,9 +604,7 @@ def test_weight_shapes_that_do_not_match_the_sizes_are_named(finished, tmp_path,
     meta = json.loads(read(run, "model.json"))
     meta["arrays"]["0.weight"]["shape"] = shape
     edit(run, "model.json", json.dumps(meta).encode())
-    with pytest.raises(NeuratermError) as caught:
-        checkpoint.load(run)
-    assert str(caught.value) == f"{run}/current/model.json: the weight shapes {shown} do not match " \
+    assert load_error(run) == f"{run}/current/model.json: the weight shapes {shown} do not match " \
                                 "the sizes [784, 16, 10]"
 
 
@@ -633,9 +626,7 @@ def test_the_best_checkpoint_read_for_a_resume_is_verified_too(finished, tmp_pat
     data[-1] ^= 0xFF  # the same size, another number
     weight.write_bytes(bytes(data))
     assert checkpoint.load(run).epoch == 3  # a viewer reads the current checkpoint alone
-    with pytest.raises(NeuratermError) as caught:
-        checkpoint.load(run, with_best=True)
-    assert str(caught.value) == f"{run}/best/weights/{name}.npy: changed since it was saved (size or SHA-256 " \
+    assert load_error(run, with_best=True) == f"{run}/best/weights/{name}.npy: changed since it was saved (size or SHA-256 " \
                                 f"differs from {run}/best/MANIFEST.json)"
 
 
@@ -662,9 +653,7 @@ def test_a_format_1_folder_says_format_1_and_may_lack_its_training_state(finishe
     assert snap.train_state == {} and snap.epoch == 0 and snap.history == []
     assert checkpoint.checkpoint_dir(legacy) == legacy and checkpoint.checkpoint_dir(legacy, checkpoint.BEST) is None
     (legacy / "config.toml").unlink()
-    with pytest.raises(NeuratermError) as caught:
-        checkpoint.load(legacy)
-    assert str(caught.value) == f"{legacy}/config.toml: missing"
+    assert load_error(legacy) == f"{legacy}/config.toml: missing"
 
 
 def test_a_file_listed_in_the_manifest_but_gone_is_an_incomplete_checkpoint(finished, tmp_path):
@@ -673,9 +662,7 @@ def test_a_file_listed_in_the_manifest_but_gone_is_an_incomplete_checkpoint(fini
     shutil.copytree(trained, run, symlinks=True)
     folder = checkpoint.checkpoint_dir(run)
     (folder / "history.csv").unlink()
-    with pytest.raises(NeuratermError) as caught:
-        checkpoint.load(run)
-    assert str(caught.value) == f"{folder}: incomplete checkpoint (a file listed in its manifest is missing)"
+    assert load_error(run) == f"{folder}: incomplete checkpoint (a file listed in its manifest is missing)"
     with pytest.raises(FileNotFoundError):  # a kept epoch's checkpoint removed while it was read: the caller moves on
         checkpoint.load_checkpoint(folder)
 
@@ -686,9 +673,7 @@ def test_a_regular_file_in_weights_that_the_manifest_does_not_list_is_refused(fi
     shutil.copytree(trained, run, symlinks=True)
     extra = checkpoint.checkpoint_dir(run) / "weights" / "extra.npy"
     extra.write_bytes(checkpoint._npy_bytes(np.zeros(2, np.float32)))
-    with pytest.raises(NeuratermError) as caught:
-        checkpoint.load(run)
-    assert str(caught.value) == f"{run}/current/weights: unexpected files ['extra']"
+    assert load_error(run) == f"{run}/current/weights: unexpected files ['extra']"
     extra.unlink()
     extra.symlink_to(tmp_path / "nowhere.npy")  # a link there is not one of its arrays, and is never read
     assert checkpoint.load(run).weights.keys() == checkpoint.load(trained).weights.keys()
@@ -699,9 +684,7 @@ def test_a_report_with_a_field_of_the_wrong_type_is_named(finished, tmp_path):
     run = tmp_path / "run"
     shutil.copytree(trained, run, symlinks=True)
     edit(run, "report.json", json.dumps(dict(snap.report, test_accuracy="high")).encode())
-    with pytest.raises(NeuratermError) as caught:
-        checkpoint.load(run)
-    assert str(caught.value) == f"{run}/current/report.json: test_accuracy: not a number"
+    assert load_error(run) == f"{run}/current/report.json: test_accuracy: not a number"
 
 
 @pytest.mark.parametrize("name", ["0..weight", "0/weight", "../0.weight"])
@@ -712,9 +695,7 @@ def test_an_array_name_that_is_not_a_plain_file_name_is_refused(finished, tmp_pa
     meta = json.loads(read(run, "model.json"))
     meta["arrays"][name] = meta["arrays"].pop("0.weight")
     edit(run, "model.json", json.dumps(meta).encode())
-    with pytest.raises(NeuratermError) as caught:
-        checkpoint.load(run)
-    assert str(caught.value) == f"{run}/current/model.json: array name {name!r} is not a plain file name"
+    assert load_error(run) == f"{run}/current/model.json: array name {name!r} is not a plain file name"
 
 
 def test_a_history_shorter_or_longer_than_the_epochs_trained_is_refused(finished, tmp_path):
@@ -723,9 +704,7 @@ def test_a_history_shorter_or_longer_than_the_epochs_trained_is_refused(finished
         run = tmp_path / f"run{epochs}"
         shutil.copytree(trained, run, symlinks=True)
         edit(run, "state/train.json", json.dumps(dict(snap.train_state, epoch=epochs)).encode())
-        with pytest.raises(NeuratermError) as caught:
-            checkpoint.load(run)
-        assert str(caught.value) == f"{run}/current/history.csv: 1 epochs, but state/train.json says {epochs}"
+        assert load_error(run) == f"{run}/current/history.csv: 1 epochs, but state/train.json says {epochs}"
 
 
 def test_early_stopping_before_its_first_best_epoch_is_a_state(finished):
@@ -949,9 +928,7 @@ def test_an_array_whose_shape_differs_from_model_json_is_named(finished, tmp_pat
     meta = json.loads(read(run, "model.json"))
     meta["arrays"]["0.bias"]["shape"] = [15]  # the file holds 16
     edit(run, "model.json", json.dumps(meta).encode())
-    with pytest.raises(NeuratermError) as caught:
-        checkpoint.load(run)
-    assert str(caught.value) == f"{run}/current/weights/0.bias.npy: shape [16] float32 does not match model.json " \
+    assert load_error(run) == f"{run}/current/weights/0.bias.npy: shape [16] float32 does not match model.json " \
                                 "([15] float32)"
 
 
@@ -965,18 +942,18 @@ def test_a_negative_deviation_is_refused(standardized, tmp_path):
         checkpoint.load(run)
 
 
-def test_a_checkpoint_file_the_disk_cannot_read_is_one_line(finished, tmp_path, monkeypatch):
+@pytest.mark.parametrize("name, says", [("history.csv", "history.csv: cannot be read (Input/output error)"),
+                                         (checkpoint.MANIFEST, "MANIFEST.json: Input/output error")])
+def test_a_checkpoint_file_the_disk_cannot_read_is_one_line(finished, monkeypatch, name, says):
     trained, _ = finished
     read_bytes = folder_files.read_bytes
 
     def failing(root, rel, limit=None):
-        if rel.endswith("history.csv"):
+        if rel.endswith(name):
             raise OSError(errno.EIO, "Input/output error")
         return read_bytes(root, rel, limit)
     monkeypatch.setattr(folder_files, "read_bytes", failing)
-    with pytest.raises(NeuratermError) as caught:
-        checkpoint.load(trained)
-    assert str(caught.value) == f"{trained}/current/history.csv: cannot be read (Input/output error)"
+    assert load_error(trained) == f"{trained}/current/{says}"
 
 
 def test_a_save_whose_health_measurement_gives_nothing_writes_the_rest(finished, tmp_path):
@@ -1060,20 +1037,6 @@ def test_a_dtype_that_differs_from_model_json_is_named(finished, tmp_path):
     with pytest.raises(NeuratermError, match=r"0.bias.npy: shape \[16\] float32 does not match model.json "
                                              r"\(\[16\] float64\)"):
         checkpoint.load(run)
-
-
-def test_a_manifest_the_disk_cannot_read_is_one_line(finished, monkeypatch):
-    trained, _ = finished
-    read_bytes = folder_files.read_bytes
-
-    def failing(root, rel, limit=None):
-        if rel.endswith(checkpoint.MANIFEST):
-            raise OSError(errno.EIO, "Input/output error")
-        return read_bytes(root, rel, limit)
-    monkeypatch.setattr(folder_files, "read_bytes", failing)
-    with pytest.raises(NeuratermError) as caught:
-        checkpoint.load(trained)
-    assert str(caught.value) == f"{trained}/current/MANIFEST.json: Input/output error"
 
 
 # -- a writer switching while a reader reads ------------------------------------------------------
