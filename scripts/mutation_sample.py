@@ -20,19 +20,21 @@ def key(item) -> tuple:
     return tuple((str(m.module_path), m.operator_name, m.occurrence) for m in item.mutations)
 
 
+def skip(db, items) -> None:
+    """Mark these mutants skipped: cosmic-ray does not run them, and the scores do not count them."""
+    for item in items:
+        db.set_result(item.job_id, WorkResult(output=None, test_outcome=None, diff=None,
+                                              worker_outcome=WorkerOutcome.SKIPPED))
+
+
 def shard(session: str, k: int, n: int) -> None:
     """Skip every mutant but the k-th of each n (1-based), counted over all of the session's mutants in
     `key` order, so a resumed session keeps the same shard."""
     with use_db(session) as db:
         done = {job_id for job_id, _ in db.results}
         ordered = sorted(db.work_items, key=key)
-        skipped = 0
-        for index, item in enumerate(ordered):
-            if index % n != k - 1 and item.job_id not in done:
-                db.set_result(item.job_id, WorkResult(output=None, test_outcome=None, diff=None,
-                                                      worker_outcome=WorkerOutcome.SKIPPED))
-                skipped += 1
-    print(f"   shard {k} of {n}: {sum(i % n == k - 1 for i in range(len(ordered)))} of {len(ordered)} mutants")
+        skip(db, [item for index, item in enumerate(ordered) if index % n != k - 1 and item.job_id not in done])
+    print(f"   shard {k} of {n}: {len(ordered[k - 1::n])} of {len(ordered)} mutants")
 
 
 def main() -> None:
@@ -44,10 +46,7 @@ def main() -> None:
         done = {job_id for job_id, _ in db.results}
         candidates = sorted((item for item in db.work_items if item.job_id not in done), key=key)
         kept = {item.job_id for item in random.Random(seed).sample(candidates, min(count, len(candidates)))}
-        for item in candidates:
-            if item.job_id not in kept:
-                db.set_result(item.job_id, WorkResult(output=None, test_outcome=None, diff=None,
-                                                      worker_outcome=WorkerOutcome.SKIPPED))
+        skip(db, [item for item in candidates if item.job_id not in kept])
     print(f"   sample: {len(kept)} of {len(candidates)} mutants (seed {seed})")
 
 
